@@ -1,0 +1,136 @@
+import type { Knex } from 'knex';
+
+/** Which host table a registry entry writes: the Video table (video and audio) or the Image table. */
+export type TableKind = 'video' | 'image';
+
+/** Logical columns of the host's Video/Image tables (seed 004's models in snake_case). */
+export const HOST_COLUMNS = [
+  'id',
+  'task_id',
+  'user_id',
+  'username',
+  'channel_id',
+  'model',
+  'provider',
+  'type',
+  'status',
+  'quota',
+  'mode',
+  'duration',
+  'result',
+  'fail_reason',
+  'created_at',
+  'updated_at',
+] as const;
+export type HostColumn = (typeof HOST_COLUMNS)[number];
+
+/** Columns a host table must have; every other logical column may be mapped to `false` (absent). */
+export const REQUIRED_HOST_COLUMNS: readonly HostColumn[] = ['id', 'task_id', 'user_id', 'status', 'quota'];
+
+/**
+ * A host table and its column mapping. `columns` maps a logical column to the host's own column
+ * name, or to `false` when the host table has no such column (the relay then never writes it).
+ * Unmapped columns keep their logical name.
+ */
+export interface HostTableOptions {
+  name: string;
+  columns?: Partial<Record<HostColumn, string | false>>;
+}
+
+/** A host row as the relay reads and writes it, in logical column names. Unix seconds. */
+export interface HostRow {
+  id: string;
+  task_id: string;
+  user_id: string;
+  username: string;
+  channel_id: string;
+  model: string;
+  provider: string;
+  type: string;
+  status: string;
+  quota: number;
+  mode: string;
+  duration: number;
+  result: string;
+  fail_reason: string;
+  created_at: number;
+  updated_at: number;
+}
+export type NewHostRow = Omit<HostRow, 'id'>;
+
+/** The relay's own state of a task. `pending`: held and recorded, Kling has not answered yet. */
+export type TaskState = 'pending' | 'submitted' | 'processing' | 'succeed' | 'failed';
+export const FINAL_STATES: readonly TaskState[] = ['succeed', 'failed'];
+
+export type Billing = 'hold' | 'charge-on-success';
+
+/** A row of `kling_relay_tasks`. Times are unix milliseconds. */
+export interface RelayTask {
+  id: number;
+  /** Ours, sent to Kling, unique: `<prefix>-<table>-<host row id>-<random>`. */
+  external_task_id: string;
+  /** The caller's own external_task_id, shown back to it; never sent to Kling. */
+  client_task_id: string | null;
+  kling_task_id: string | null;
+  account_id: string;
+  /** Registry path, e.g. `/v1/videos/text2video`. */
+  endpoint: string;
+  request_type: string;
+  table_kind: TableKind;
+  host_row_id: string;
+  user_id: string;
+  state: TaskState;
+  billing: Billing;
+  /** Quota taken at submit (billing 'hold') or the estimate checked (billing 'charge-on-success'). */
+  hold_quota: number;
+  /** Final charge once settled; null before. */
+  charge_quota: number | null;
+  model: string;
+  /** Kling's task_status_msg. */
+  status_msg: string | null;
+  /** JSON text of Kling's task_result (or a sync endpoint's data). */
+  result: string | null;
+  /** Kling's own created_at / updated_at (ms), when known. */
+  kling_created_at: number | null;
+  kling_updated_at: number | null;
+  /** The caller's own callback_url (issue 8), stored, never forwarded to Kling. */
+  client_callback_url: string | null;
+  lease_owner: string | null;
+  lease_until: number | null;
+  next_check_at: number | null;
+  check_count: number;
+  checked_at: number | null;
+  created_at: number;
+  updated_at: number;
+}
+export type NewRelayTask = Omit<RelayTask, 'id'>;
+
+/** Balance movements. `hold` (negative), `settle` (the unused part of the hold, >= 0, or the charge
+ * under charge-on-success, <= 0), `refund` (the whole hold back). At most one of settle/refund. */
+export type LedgerKind = 'hold' | 'settle' | 'refund';
+export interface LedgerRow {
+  id: number;
+  task_id: number;
+  user_id: string;
+  kind: LedgerKind;
+  /** Signed change of the user's quota. */
+  amount: number;
+  created_at: number;
+}
+
+/**
+ * The host's balance. The knex default works on `users(id, quota, used_quota)`; a host with another
+ * store implements this. Every method runs inside the caller's transaction.
+ */
+export interface QuotaStore {
+  /** Takes `amount` if the balance covers it (`... WHERE quota >= amount`); false when short or unknown user. */
+  hold(trx: Knex.Transaction, userId: string, amount: number): Promise<boolean>;
+  /** Gives `amount` back (refunds, the unused part of a hold). */
+  credit(trx: Knex.Transaction, userId: string, amount: number): Promise<void>;
+  /** Takes `amount` unconditionally (charge-on-success settles after the fact). */
+  debit(trx: Knex.Transaction, userId: string, amount: number): Promise<void>;
+  /** Raises the user's used-quota statistic. */
+  addUsed(trx: Knex.Transaction, userId: string, amount: number): Promise<void>;
+  /** Current balance, or null for an unknown user. */
+  balance(db: Knex | Knex.Transaction, userId: string): Promise<number | null>;
+}
