@@ -1,0 +1,53 @@
+import type { TableKind } from '../../adapters/types.js';
+
+export type PricingType = 'per_second' | 'fixed' | 'per_image';
+export type EndpointKind = 'task' | 'sync';
+
+/** One entry of a registry file, as written in JSON (schemas/registry.schema.json). */
+export interface RegistryEntryJson {
+  path: string;
+  type: string;
+  schema: string;
+  table: TableKind;
+  pricing_type: PricingType;
+  kind: EndpointKind;
+  fields?: { model?: string; mode?: string; duration?: string; count?: string };
+  series?: { field: string; value: string; count: string };
+  default_model?: string;
+  default_seconds?: number;
+  refers_to?: string[];
+  queryable: boolean;
+}
+
+export interface RegistryFileJson {
+  $schema?: string;
+  endpoints: RegistryEntryJson[];
+}
+
+/** A registry entry as the relay uses it: the schema is loaded and addressed by its `$id`. */
+export interface RegistryEntry {
+  path: string;
+  type: string;
+  table: TableKind;
+  pricingType: PricingType;
+  kind: EndpointKind;
+  fields: { model?: string; mode?: string; duration?: string; count?: string };
+  series: { field: string; value: string; count: string } | undefined;
+  defaultModel: string | undefined;
+  defaultSeconds: number | undefined;
+  refersTo: string[];
+  queryable: boolean;
+  /** Absolute path of the schema file. */
+  schemaFile: string;
+  /** The schema's `$id`. */
+  schemaId: string;
+  /** The registry file (or 'options.registry') that defined the entry, for error messages. */
+  source: string;
+}
+
+export interface Registry {
+  entries: RegistryEntry[];
+  byPath: Map<string, RegistryEntry>;
+  /** Every schema to add to the validator, by `$id` (endpoint schemas and the shared defs). */
+  schemas: Map<string, Record<string, unknown>>;
+}

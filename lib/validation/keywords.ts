@@ -1,0 +1,257 @@
+import type { Ajv2020 } from 'ajv/dist/2020.js';
+import type { ErrorObject, KeywordDefinition } from 'ajv/dist/2020.js';
+import type { DataValidationCxt } from 'ajv/dist/types/index.js';
+import { checkMedia, mediaRule, stripDataPrefix } from './media.js';
+
+/** The custom keywords an endpoint schema may use (docs/schemas.md). Anything else is refused. */
+export const CUSTOM_KEYWORDS = [
+  'klingMedia',
+  'klingExactlyOneNonZero',
+  'klingPlaceholders',
+  'klingSumEquals',
+  'klingExpansionArea',
+  'klingMaxTotalItems',
+  'klingMinGap',
+  'errorMessage',
+] as const;
+
+type Checker = ((data: unknown, cxt?: DataValidationCxt) => boolean) & { errors?: Partial<ErrorObject>[] };
+type Json = Record<string, unknown>;
+
+function fail(check: Checker, keyword: string, instancePath: string, message: string): false {
+  check.errors = [{ keyword, instancePath, message, params: {} }];
+  return false;
+}
+
+function isObject(value: unknown): value is Json {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function pointer(base: string, ...parts: (string | number)[]): string {
+  return base + parts.map((p) => '/' + String(p).replace(/~/g, '~0').replace(/\//g, '~1')).join('');
+}
+
+function numberOf(value: unknown): number {
+  if (typeof value === 'number') return value;
+  if (typeof value === 'string' && value.trim() !== '') return Number(value);
+  return 0;
+}
+
+const names = { type: 'array', items: { type: 'string', minLength: 1 }, minItems: 1 } as const;
+
+const klingMedia: KeywordDefinition = {
+  keyword: 'klingMedia',
+  type: 'string',
+  modifying: true,
+  errors: true,
+  metaSchema: {
+    anyOf: [
+      { enum: ['image', 'audio', 'video'] },
+      {
+        type: 'object',
+        properties: {
+          kind: { enum: ['image', 'audio', 'video'] },
+          maxBytes: { type: 'integer', minimum: 1 },
+          minSide: { type: 'integer', minimum: 0 },
+          maxAspect: { type: 'number', minimum: 1 },
+        },
+        required: ['kind'],
+        additionalProperties: false,
+      },
+    ],
+  },
+  compile(schema: Parameters<typeof mediaRule>[0]) {
+    const rule = mediaRule(schema);
+    const check: Checker = (data, cxt) => {
+      if (typeof data !== 'string') return true;
+      const value = stripDataPrefix(data);
+      if (value !== data && cxt?.parentData !== undefined) {
+        (cxt.parentData as Record<string | number, unknown>)[cxt.parentDataProperty] = value;
+      }
+      const problem = checkMedia(value, rule);
+      return problem === undefined ? true : fail(check, 'klingMedia', cxt?.instancePath ?? '', problem);
+    };
+    return check;
+  },
+};
+
+const klingExactlyOneNonZero: KeywordDefinition = {
+  keyword: 'klingExactlyOneNonZero',
+  type: 'object',
+  errors: true,
+  metaSchema: names,
+  compile(fields: string[]) {
+    const check: Checker = (data, cxt) => {
+      const object = data as Json;
+      const nonZero = fields.filter((f) => typeof object[f] === 'number' && object[f] !== 0);
+      if (nonZero.length === 1) return true;
+      const found = nonZero.length === 0 ? 'none is' : `${nonZero.length} are (${nonZero.join(', ')})`;
+      return fail(check, 'klingExactlyOneNonZero', cxt?.instancePath ?? '', `exactly one of ${fields.join(', ')} must be non-zero; ${found}`);
+    };
+    return check;
+  },
+};
+
+interface PlaceholderSpec {
+  in: string[];
+  lists: Record<string, string>;
+}
+
+const PLACEHOLDER = /<<<([A-Za-z]+)_(\d+)>>>/g;
+
+/** The strings named by `prompt` or `multi_prompt[].prompt`, with their JSON pointers. */
+function stringsAt(object: Json, spec: string, base: string): [string, string][] {
+  const [head, rest] = spec.split('[].', 2) as [string, string | undefined];
+  const value = object[head];
+  if (rest === undefined) return typeof value === 'string' ? [[value, pointer(base, head)]] : [];
+  if (!Array.isArray(value)) return [];
+  return value.flatMap((item, i) => (isObject(item) ? stringsAt(item, rest, pointer(base, head, i)) : []));
+}
+
+const klingPlaceholders: KeywordDefinition = {
+  keyword: 'klingPlaceholders',
+  type: 'object',
+  errors: true,
+  metaSchema: {
+    type: 'object',
+    properties: {
+      in: { type: 'array', items: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]*(\\[\\]\\.[A-Za-z_][A-Za-z0-9_]*)?$' }, minItems: 1 },
+      lists: { type: 'object', additionalProperties: { type: 'string', minLength: 1 }, minProperties: 1 },
+    },
+    required: ['in', 'lists'],
+    additionalProperties: false,
+  },
+  compile(spec: PlaceholderSpec) {
+    const check: Checker = (data, cxt) => {
+      const object = data as Json;
+      const base = cxt?.instancePath ?? '';
+      for (const field of spec.in) {
+        for (const [text, path] of stringsAt(object, field, base)) {
+          if (!text.includes('<<<')) continue;
+          for (const match of text.matchAll(PLACEHOLDER)) {
+            const [token, name = '', digits = '0'] = match;
+            const listName = spec.lists[name];
+            if (listName === undefined) continue;
+            const list = object[listName];
+            const length = Array.isArray(list) ? list.length : 0;
+            const n = Number(digits);
+            if (n < 1 || n > length) {
+              const has = length === 0 ? `there is no ${listName}` : `${listName} has ${length} item${length === 1 ? '' : 's'}`;
+              return fail(check, 'klingPlaceholders', path, `${token} names ${name} ${n}, but ${has}`);
+            }
+          }
+        }
+      }
+      return true;
+    };
+    return check;
+  },
+};
+
+const klingSumEquals: KeywordDefinition = {
+  keyword: 'klingSumEquals',
+  type: 'object',
+  errors: true,
+  metaSchema: {
+    type: 'object',
+    properties: { items: { type: 'string', minLength: 1 }, field: { type: 'string', minLength: 1 }, equals: { type: 'string', minLength: 1 } },
+    required: ['items', 'field', 'equals'],
+    additionalProperties: false,
+  },
+  compile(spec: { items: string; field: string; equals: string }) {
+    const check: Checker = (data, cxt) => {
+      const object = data as Json;
+      const items = object[spec.items];
+      if (!Array.isArray(items)) return true;
+      const sum = items.reduce<number>((total, item) => total + (isObject(item) ? numberOf(item[spec.field]) : 0), 0);
+      const expected = numberOf(object[spec.equals]);
+      if (sum === expected) return true;
+      return fail(
+        check,
+        'klingSumEquals',
+        pointer(cxt?.instancePath ?? '', spec.items),
+        `the ${spec.field} values of ${spec.items} add up to ${sum}, but ${spec.equals} is ${expected}`,
+      );
+    };
+    return check;
+  },
+};
+
+const klingExpansionArea: KeywordDefinition = {
+  keyword: 'klingExpansionArea',
+  type: 'object',
+  errors: true,
+  metaSchema: {
+    type: 'object',
+    properties: { vertical: names, horizontal: names, max: { type: 'number', exclusiveMinimum: 0 } },
+    required: ['vertical', 'horizontal', 'max'],
+    additionalProperties: false,
+  },
+  compile(spec: { vertical: string[]; horizontal: string[]; max: number }) {
+    const check: Checker = (data, cxt) => {
+      const object = data as Json;
+      const sum = (fields: string[]) => fields.reduce((total, f) => total + numberOf(object[f]), 0);
+      const area = (1 + sum(spec.vertical)) * (1 + sum(spec.horizontal));
+      if (area <= spec.max + 1e-9) return true;
+      return fail(
+        check,
+        'klingExpansionArea',
+        cxt?.instancePath ?? '',
+        `the expanded image would be ${area.toFixed(2)}x the original area; at most ${spec.max}x: (1 + ${spec.vertical.join(' + ')}) x (1 + ${spec.horizontal.join(' + ')}) <= ${spec.max}`,
+      );
+    };
+    return check;
+  },
+};
+
+const klingMaxTotalItems: KeywordDefinition = {
+  keyword: 'klingMaxTotalItems',
+  type: 'object',
+  errors: true,
+  metaSchema: {
+    type: 'object',
+    properties: { arrays: names, max: { type: 'integer', minimum: 0 } },
+    required: ['arrays', 'max'],
+    additionalProperties: false,
+  },
+  compile(spec: { arrays: string[]; max: number }) {
+    const check: Checker = (data, cxt) => {
+      const object = data as Json;
+      const total = spec.arrays.reduce((n, name) => n + (Array.isArray(object[name]) ? (object[name] as unknown[]).length : 0), 0);
+      if (total <= spec.max) return true;
+      return fail(check, 'klingMaxTotalItems', cxt?.instancePath ?? '', `${spec.arrays.join(' and ')} hold ${total} items together; at most ${spec.max} allowed`);
+    };
+    return check;
+  },
+};
+
+const klingMinGap: KeywordDefinition = {
+  keyword: 'klingMinGap',
+  type: 'object',
+  errors: true,
+  metaSchema: {
+    type: 'object',
+    properties: { from: { type: 'string', minLength: 1 }, to: { type: 'string', minLength: 1 }, min: { type: 'number' } },
+    required: ['from', 'to', 'min'],
+    additionalProperties: false,
+  },
+  compile(spec: { from: string; to: string; min: number }) {
+    const check: Checker = (data, cxt) => {
+      const object = data as Json;
+      const from = object[spec.from];
+      const to = object[spec.to];
+      if (typeof from !== 'number' || typeof to !== 'number' || to - from >= spec.min) return true;
+      return fail(check, 'klingMinGap', pointer(cxt?.instancePath ?? '', spec.to), `${spec.to} must be at least ${spec.min} after ${spec.from} (it is ${to - from})`);
+    };
+    return check;
+  },
+};
+
+/** `errorMessage`: the message a client sees when the subschema carrying it fails (an annotation). */
+const errorMessage: KeywordDefinition = { keyword: 'errorMessage', schemaType: 'string' };
+
+export function addKlingKeywords(ajv: Ajv2020): void {
+  for (const definition of [klingMedia, klingExactlyOneNonZero, klingPlaceholders, klingSumEquals, klingExpansionArea, klingMaxTotalItems, klingMinGap, errorMessage]) {
+    ajv.addKeyword(definition);
+  }
+}

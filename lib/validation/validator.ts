@@ -1,0 +1,190 @@
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import type { ErrorObject, ValidateFunction } from 'ajv/dist/2020.js';
+import { KlingRelayConfigError, type FieldError } from '../errors.js';
+import type { Registry, RegistryEntry } from '../registry/types.js';
+import { addFormats } from './formats.js';
+import { addKlingKeywords, CUSTOM_KEYWORDS } from './keywords.js';
+
+export const MAX_ERRORS = 20;
+
+export type ValidationResult<T = Record<string, unknown>> = { ok: true; body: T } | { ok: false; errors: FieldError[] };
+
+/** Keys that could reach Object.prototype if a body were ever merged into another object. */
+const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
+function escapePointer(key: string): string {
+  return key.replace(/~/g, '~0').replace(/\//g, '~1');
+}
+
+/** Walks objects and arrays (never string contents) for keys that must not appear anywhere. */
+function forbiddenKey(value: unknown): FieldError | undefined {
+  const stack: [unknown, string][] = [[value, '']];
+  while (stack.length > 0) {
+    const [node, path] = stack.pop() as [unknown, string];
+    if (typeof node !== 'object' || node === null) continue;
+    if (Array.isArray(node)) {
+      node.forEach((item, i) => stack.push([item, `${path}/${i}`]));
+      continue;
+    }
+    for (const key of Object.keys(node)) {
+      const child = `${path}/${escapePointer(key)}`;
+      if (FORBIDDEN_KEYS.has(key)) return { path: child, message: `the key '${key}' is not allowed` };
+      stack.push([(node as Record<string, unknown>)[key], child]);
+    }
+  }
+  return undefined;
+}
+
+function quoteList(values: readonly unknown[]): string {
+  return values.map((v) => JSON.stringify(v)).join(', ');
+}
+
+/** A message for a `not` / `oneOf` / `anyOf` failure, from the subschemas when they are plain required sets. */
+function compositeMessage(error: ErrorObject): string {
+  const own = (error.parentSchema as { errorMessage?: unknown } | undefined)?.errorMessage;
+  if (typeof own === 'string') return own;
+  const requiredOf = (schema: unknown): string[] | undefined => {
+    const s = schema as { required?: unknown } | undefined;
+    return s && Array.isArray(s.required) && Object.keys(s).length === 1 ? (s.required as string[]) : undefined;
+  };
+  if (error.keyword === 'not') {
+    const fields = requiredOf(error.schema);
+    if (fields) return fields.length === 1 ? `'${fields[0]}' is not allowed here` : `${fields.map((f) => `'${f}'`).join(' and ')} cannot be used together`;
+    return 'this combination of fields is not allowed';
+  }
+  const branches = Array.isArray(error.schema) ? (error.schema as unknown[]).map(requiredOf) : [];
+  if (branches.length > 0 && branches.every((b) => b?.length === 1)) {
+    const names = branches.map((b) => `'${b?.[0]}'`).join(' or ');
+    return error.keyword === 'oneOf' ? `exactly one of ${names} is required` : `at least one of ${names} is required`;
+  }
+  return error.keyword === 'oneOf' ? 'must match exactly one of the allowed shapes' : 'must match one of the allowed shapes';
+}
+
+function messageFor(error: ErrorObject): string {
+  const params = error.params as Record<string, unknown>;
+  switch (error.keyword) {
+    case 'required':
+      return 'is required';
+    case 'enum':
+      return `must be one of: ${quoteList(params.allowedValues as unknown[])}`;
+    case 'const':
+      return `must be ${JSON.stringify(params.allowedValue)}`;
+    case 'type':
+      return `must be ${String(params.type).replace(/,/g, ' or ')}`;
+    case 'maxLength':
+      return `must be at most ${String(params.limit)} characters`;
+    case 'minLength':
+      return params.limit === 1 ? 'must not be empty' : `must be at least ${String(params.limit)} characters`;
+    case 'maxItems':
+      return `must have at most ${String(params.limit)} items`;
+    case 'minItems':
+      return `must have at least ${String(params.limit)} item${params.limit === 1 ? '' : 's'}`;
+    case 'minimum':
+    case 'maximum':
+    case 'exclusiveMinimum':
+    case 'exclusiveMaximum':
+      return `must be ${String(params.comparison)} ${String(params.limit)}`;
+    case 'pattern':
+      return (error.parentSchema as { errorMessage?: string } | undefined)?.errorMessage ?? `must match the pattern ${String(params.pattern)}`;
+    case 'format':
+      return `must be a valid ${String(params.format)}`;
+    case 'not':
+    case 'oneOf':
+    case 'anyOf':
+      return compositeMessage(error);
+    default:
+      return error.message ?? 'is invalid';
+  }
+}
+
+/** Ajv errors, at most MAX_ERRORS, as `{path, message}` a client can act on. */
+export function toFieldErrors(errors: readonly ErrorObject[]): FieldError[] {
+  // The branch errors of a failed oneOf/anyOf only say why each alternative did not fit; the
+  // composite's own message says what is wanted.
+  const composites = errors.filter((e) => e.keyword === 'oneOf' || e.keyword === 'anyOf').map((e) => e.schemaPath + '/');
+  const out: FieldError[] = [];
+  const seen = new Set<string>();
+  for (const error of errors) {
+    if (error.keyword === 'if') continue; // the failing then/else branch reported its own error
+    if (composites.some((prefix) => error.schemaPath.startsWith(prefix))) continue;
+    let path = error.instancePath;
+    if (error.keyword === 'required') path += `/${escapePointer(String((error.params as { missingProperty: string }).missingProperty))}`;
+    const message = messageFor(error);
+    const key = `${path}\u0000${message}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push({ path, message });
+    if (out.length >= MAX_ERRORS) break;
+  }
+  return out;
+}
+
+export interface Validator {
+  /** Validates and normalises (defaults, unknown fields dropped, data: prefixes stripped) in place. */
+  validate(path: string, body: unknown): ValidationResult;
+}
+
+function schemaError(entry: RegistryEntry | undefined, id: string, cause: unknown): KlingRelayConfigError {
+  const message = cause instanceof Error ? cause.message : String(cause);
+  const who = entry ? `Registry ${entry.source}: entry '${entry.path}' (schema ${entry.schemaFile})` : `Schema ${id}`;
+  const unknown = /unknown keyword: "([^"]+)"/.exec(message);
+  if (unknown) {
+    return new KlingRelayConfigError(
+      'ERR_KLING_RELAY_UNKNOWN_KEYWORD',
+      `${who} uses the unknown keyword '${unknown[1]}'. Use standard JSON Schema or one of the relay's keywords: ${CUSTOM_KEYWORDS.join(', ')} (docs/schemas.md).`,
+      { cause },
+    );
+  }
+  return new KlingRelayConfigError('ERR_KLING_RELAY_SCHEMA_INVALID', `${who} is not a valid schema: ${message}. Fix the schema (docs/schemas.md).`, { cause });
+}
+
+/** One ajv instance per relay; every endpoint schema compiled here, once. */
+export function createValidator(registry: Registry): Validator {
+  const ajv = new Ajv2020({
+    strict: true,
+    strictRequired: false,
+    allowUnionTypes: true,
+    allErrors: false,
+    useDefaults: true,
+    removeAdditional: true,
+    verbose: true,
+    messages: true,
+  });
+  addFormats(ajv);
+  addKlingKeywords(ajv);
+
+  const entryById = new Map<string, RegistryEntry>();
+  for (const entry of registry.entries) entryById.set(entry.schemaId, entry);
+  for (const [id, schema] of registry.schemas) {
+    try {
+      ajv.addSchema(schema, id);
+    } catch (cause) {
+      throw schemaError(entryById.get(id), id, cause);
+    }
+  }
+
+  const compiled = new Map<string, ValidateFunction>();
+  for (const entry of registry.entries) {
+    try {
+      const fn = ajv.getSchema(entry.schemaId);
+      if (!fn) throw new Error(`no schema with $id ${entry.schemaId}`);
+      compiled.set(entry.path, fn);
+    } catch (cause) {
+      throw schemaError(entry, entry.schemaId, cause);
+    }
+  }
+
+  return {
+    validate(path, body) {
+      const fn = compiled.get(path);
+      if (!fn) throw new Error(`kling-relay: no schema compiled for ${path}`);
+      if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+        return { ok: false, errors: [{ path: '', message: 'the request body must be a JSON object' }] };
+      }
+      const forbidden = forbiddenKey(body);
+      if (forbidden) return { ok: false, errors: [forbidden] };
+      if (fn(body)) return { ok: true, body: body as Record<string, unknown> };
+      return { ok: false, errors: toFieldErrors(fn.errors ?? []) };
+    },
+  };
+}

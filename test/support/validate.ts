@@ -1,0 +1,61 @@
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type { Registry, RegistryEntry, RegistryFileJson } from '../../lib/registry/types.js';
+import { builtinRegistryPath } from '../../lib/paths.js';
+import { createValidator, type ValidationResult, type Validator } from '../../lib/validation/index.js';
+
+const validators = new Map<string, Validator>();
+
+function readJson(file: string): Record<string, unknown> {
+  return JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+}
+
+/**
+ * A validator for one built-in endpoint, compiled once per path. Schema tests compile only the
+ * endpoint they test, so one endpoint's schema cannot break another's tests; the registry tests
+ * load the whole registry the way createKlingRelay does.
+ */
+function validatorFor(path: string): Validator {
+  const cached = validators.get(path);
+  if (cached) return cached;
+  const registryFile = builtinRegistryPath();
+  const dir = dirname(registryFile);
+  const json = (readJson(registryFile) as unknown as RegistryFileJson).endpoints.find((e) => e.path === path);
+  if (!json) throw new Error(`no built-in registry entry for ${path}`);
+  const schemaFile = join(dir, json.schema);
+  const schema = readJson(schemaFile);
+  const defs = readJson(join(dir, 'defs.json'));
+  const entry: RegistryEntry = {
+    path,
+    type: json.type,
+    table: json.table,
+    pricingType: json.pricing_type,
+    kind: json.kind,
+    fields: json.fields ?? {},
+    series: json.series,
+    defaultModel: json.default_model,
+    defaultSeconds: json.default_seconds,
+    refersTo: json.refers_to ?? [],
+    queryable: json.queryable,
+    schemaFile,
+    schemaId: String(schema.$id),
+    source: registryFile,
+  };
+  const registry: Registry = {
+    entries: [entry],
+    byPath: new Map([[path, entry]]),
+    schemas: new Map([
+      [String(defs.$id), defs],
+      [entry.schemaId, schema],
+    ]),
+  };
+  const validator = createValidator(registry);
+  validators.set(path, validator);
+  return validator;
+}
+
+/** Validates a body against the built-in schema of `path`; the body is normalised in place. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export function validate(path: string, body: unknown): ValidationResult<any> {
+  return validatorFor(path).validate(path, body);
+}
