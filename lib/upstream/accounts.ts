@@ -1,0 +1,153 @@
+import { inspect } from 'node:util';
+import { KlingRelayConfigError } from '../errors.js';
+
+/** Kling's endpoint for servers outside mainland China (kling-api.md section 1). */
+export const DEFAULT_KLING_BASE_URL = 'https://api-singapore.klingai.com';
+
+/** One Kling account the relay submits tasks with. */
+export interface KlingAccount {
+  /** Stable id; stored with every task (the host row's `channel_id`) so follow-ups reach the same account. */
+  readonly id: string;
+  readonly accessKey: string;
+  readonly secretKey: string;
+  /** Origin without a trailing slash, e.g. `https://api-singapore.klingai.com`. */
+  readonly baseUrl: string;
+  /**
+   * Share of new tasks. 0 means "draining": never picked for a new task, but still reachable by
+   * `get(id)` for tasks it already owns (their follow-ups must go to the account that created them).
+   */
+  readonly weight: number;
+}
+
+/** An account as configured: `baseUrl` and `weight` may be left out. */
+export interface KlingAccountInit {
+  id: string;
+  accessKey: string;
+  secretKey: string;
+  /** Default `https://api-singapore.klingai.com`. */
+  baseUrl?: string;
+  /** A finite number >= 0; default 1. */
+  weight?: number;
+}
+
+function configError(message: string): KlingRelayConfigError {
+  return new KlingRelayConfigError('ERR_KLING_RELAY_ACCOUNTS', message);
+}
+
+function nonEmptyString(value: unknown): value is string {
+  return typeof value === 'string' && value.trim() !== '';
+}
+
+function normaliseBaseUrl(raw: string, where: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw configError(`${where}.baseUrl must be an absolute http(s) URL such as "${DEFAULT_KLING_BASE_URL}".`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw configError(`${where}.baseUrl must use http or https, got "${url.protocol}".`);
+  }
+  if (url.search || url.hash) {
+    throw configError(`${where}.baseUrl must not carry a query or fragment; give the origin, e.g. "${DEFAULT_KLING_BASE_URL}".`);
+  }
+  // Paths like "/v1/videos/text2video" are appended verbatim, so a trailing slash would double it.
+  return url.href.replace(/\/+$/, '');
+}
+
+function redacted(account: KlingAccount): Record<string, unknown> {
+  return { id: account.id, baseUrl: account.baseUrl, weight: account.weight, accessKey: '[redacted]', secretKey: '[redacted]' };
+}
+
+function freezeAccount(init: KlingAccountInit, index: number): KlingAccount {
+  const where = `accounts[${index}]`;
+  if (typeof init !== 'object' || init === null) throw configError(`${where} must be an object {id, accessKey, secretKey, baseUrl?, weight?}.`);
+  if (!nonEmptyString(init.id)) throw configError(`${where}.id must be a non-empty string.`);
+  if (!nonEmptyString(init.accessKey)) throw configError(`${where}.accessKey (account "${init.id}") must be a non-empty string.`);
+  if (!nonEmptyString(init.secretKey)) throw configError(`${where}.secretKey (account "${init.id}") must be a non-empty string.`);
+  const weight = init.weight ?? 1;
+  if (typeof weight !== 'number' || !Number.isFinite(weight) || weight < 0) {
+    throw configError(`${where}.weight (account "${init.id}") must be a finite number >= 0 (0 = take no new tasks).`);
+  }
+  const account: KlingAccount = {
+    id: init.id,
+    accessKey: init.accessKey,
+    secretKey: init.secretKey,
+    baseUrl: normaliseBaseUrl(init.baseUrl ?? DEFAULT_KLING_BASE_URL, where),
+    weight,
+  };
+  // An account object that ends up in a log line or an error dump must not carry its keys with it;
+  // winston serialises through toJSON and console/util through inspect.custom. Non-enumerable, so
+  // spreading or Object.keys still sees just the five fields.
+  Object.defineProperty(account, 'toJSON', { value: () => redacted(account), enumerable: false });
+  Object.defineProperty(account, inspect.custom, { value: () => redacted(account), enumerable: false });
+  return Object.freeze(account);
+}
+
+/**
+ * The configured Kling accounts. New tasks are spread by weight; follow-up calls find the owning
+ * account by id.
+ */
+export class AccountPool {
+  readonly #accounts: readonly KlingAccount[];
+  readonly #byId: ReadonlyMap<string, KlingAccount>;
+  /** Running totals of the pickable accounts, for one binary search per pick. */
+  readonly #cumulative: readonly number[];
+  readonly #pickable: readonly KlingAccount[];
+  readonly #random: () => number;
+
+  /**
+   * @param accounts at least one, ids unique, at least one with a weight > 0.
+   * @param random a uniform [0, 1) source; injectable so tests can be deterministic.
+   * @throws KlingRelayConfigError `ERR_KLING_RELAY_ACCOUNTS`
+   */
+  constructor(accounts: readonly KlingAccountInit[], random: () => number = Math.random) {
+    if (!Array.isArray(accounts) || accounts.length === 0) {
+      throw configError('accounts must list at least one Kling account {id, accessKey, secretKey}.');
+    }
+    const frozen = accounts.map(freezeAccount);
+    const byId = new Map<string, KlingAccount>();
+    for (const account of frozen) {
+      if (byId.has(account.id)) throw configError(`accounts: id "${account.id}" is used twice; ids must be unique.`);
+      byId.set(account.id, account);
+    }
+    const pickable = frozen.filter((a) => a.weight > 0);
+    if (pickable.length === 0) {
+      throw configError('accounts: every account has weight 0, so no account can take new tasks; give at least one a weight > 0.');
+    }
+    let total = 0;
+    this.#cumulative = pickable.map((a) => (total += a.weight));
+    this.#pickable = pickable;
+    this.#accounts = Object.freeze(frozen);
+    this.#byId = byId;
+    this.#random = random;
+  }
+
+  /** A weighted random account for a new task; never one with weight 0. */
+  pick(): KlingAccount {
+    const cumulative = this.#cumulative;
+    const total = cumulative[cumulative.length - 1] ?? 0;
+    const target = this.#random() * total;
+    let lo = 0;
+    let hi = cumulative.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((cumulative[mid] ?? 0) > target) hi = mid;
+      else lo = mid + 1;
+    }
+    const account = this.#pickable[lo];
+    // Unreachable: the constructor guarantees a non-empty pickable list.
+    if (!account) throw new Error('AccountPool has no pickable account');
+    return account;
+  }
+
+  /** The account with this id, including weight-0 ones; undefined when it is no longer configured. */
+  get(id: string): KlingAccount | undefined {
+    return this.#byId.get(id);
+  }
+
+  /** Every account, in configuration order. */
+  all(): readonly KlingAccount[] {
+    return this.#accounts;
+  }
+}

@@ -1,0 +1,100 @@
+import { inspect } from 'node:util';
+import { expect } from 'chai';
+import { KlingRelayConfigError } from '../../lib/errors.js';
+import { AccountPool, DEFAULT_KLING_BASE_URL } from '../../lib/upstream/index.js';
+
+const keys = { accessKey: 'ak-test', secretKey: 'sk-test-secret-value' };
+
+describe('upstream/AccountPool', () => {
+  it('fills in the default base URL and weight and strips a trailing slash', () => {
+    const pool = new AccountPool([
+      { id: 'a', ...keys },
+      { id: 'b', ...keys, baseUrl: 'http://127.0.0.1:9999/', weight: 2 },
+      { id: 'c', ...keys, baseUrl: 'https://proxy.example.com/kling/' },
+    ]);
+    expect(pool.get('a')).to.include({ baseUrl: DEFAULT_KLING_BASE_URL, weight: 1 });
+    expect(pool.get('b')).to.include({ baseUrl: 'http://127.0.0.1:9999', weight: 2 });
+    expect(pool.get('c')?.baseUrl).to.equal('https://proxy.example.com/kling');
+    expect(pool.get('nope')).to.equal(undefined);
+    expect(pool.all().map((a) => a.id)).to.deep.equal(['a', 'b', 'c']);
+  });
+
+  it('spreads picks by weight (3:1 over 4000 picks)', () => {
+    const pool = new AccountPool([
+      { id: 'heavy', ...keys, weight: 3 },
+      { id: 'light', ...keys, weight: 1 },
+    ]);
+    const counts = new Map<string, number>();
+    for (let i = 0; i < 4000; i++) {
+      const id = pool.pick().id;
+      counts.set(id, (counts.get(id) ?? 0) + 1);
+    }
+    // Expected 3000 / 1000, standard deviation about 27: 150 is over 5 sigma.
+    expect(counts.get('heavy')).to.be.within(2850, 3150);
+    expect(counts.get('light')).to.be.within(850, 1150);
+  });
+
+  it('maps the random source onto cumulative weights exactly', () => {
+    let next = 0;
+    const pool = new AccountPool(
+      [
+        { id: 'a', ...keys, weight: 1 },
+        { id: 'b', ...keys, weight: 2 },
+        { id: 'c', ...keys, weight: 1 },
+      ],
+      () => next,
+    );
+    const at = (r: number): string => {
+      next = r;
+      return pool.pick().id;
+    };
+    expect([at(0), at(0.2499), at(0.25), at(0.7499), at(0.75), at(0.9999)]).to.deep.equal(['a', 'a', 'b', 'b', 'c', 'c']);
+  });
+
+  it('never picks a weight-0 (draining) account but still finds it by id', () => {
+    const pool = new AccountPool([
+      { id: 'draining', ...keys, weight: 0 },
+      { id: 'live', ...keys },
+    ]);
+    for (let i = 0; i < 500; i++) expect(pool.pick().id).to.equal('live');
+    expect(pool.get('draining')?.weight).to.equal(0);
+    // The edges of the random range too.
+    expect(new AccountPool([{ id: 'z', ...keys, weight: 0 }, { id: 'y', ...keys }], () => 0).pick().id).to.equal('y');
+  });
+
+  it('rejects bad account lists with a coded error that names the problem', () => {
+    const bad: Array<[unknown, RegExp]> = [
+      [[], /at least one/],
+      [[{ id: 'a', ...keys }, { id: 'a', ...keys }], /"a" is used twice/],
+      [[{ id: '', ...keys }], /id must be a non-empty string/],
+      [[{ id: 'a', accessKey: '', secretKey: 's' }], /accessKey/],
+      [[{ id: 'a', accessKey: 'k', secretKey: ' ' }], /secretKey/],
+      [[{ id: 'a', ...keys, weight: -1 }], /weight/],
+      [[{ id: 'a', ...keys, weight: Number.NaN }], /weight/],
+      [[{ id: 'a', ...keys, weight: 0 }], /weight 0/],
+      [[{ id: 'a', ...keys, baseUrl: 'not a url' }], /baseUrl/],
+      [[{ id: 'a', ...keys, baseUrl: 'ftp://x.example.com' }], /http or https/],
+    ];
+    for (const [input, message] of bad) {
+      expect(() => new AccountPool(input as never), JSON.stringify(input))
+        .to.throw(KlingRelayConfigError, message)
+        .with.property('code', 'ERR_KLING_RELAY_ACCOUNTS');
+    }
+  });
+
+  it('keeps the keys out of JSON and util.inspect, and out of its own error messages', () => {
+    const account = new AccountPool([{ id: 'main', ...keys }]).pick();
+    for (const text of [JSON.stringify(account), inspect(account), JSON.stringify({ nested: { account } })]) {
+      expect(text).to.include('main');
+      expect(text).not.to.include(keys.secretKey);
+      expect(text).not.to.include(keys.accessKey);
+    }
+    // The keys are still plain fields for the code that needs them.
+    expect({ ...account }).to.include(keys);
+    expect(Object.isFrozen(account)).to.equal(true);
+    expect(() => new AccountPool([{ id: 'x', ...keys, weight: -2 }]))
+      .to.throw(KlingRelayConfigError)
+      .with.property('message')
+      .that.does.not.include(keys.secretKey);
+  });
+});
