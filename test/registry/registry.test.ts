@@ -1,0 +1,209 @@
+import { expect } from 'chai';
+import { mkdtempSync, writeFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { KlingRelayConfigError } from '../../lib/errors.js';
+import { loadRegistry } from '../../lib/registry/load.js';
+import type { RegistryEntryJson } from '../../lib/registry/types.js';
+import { createValidator } from '../../lib/validation/index.js';
+import { PNG_400x300, dataUrl } from '../fixtures/media.js';
+
+const EXPECTED_PATHS = [
+  'videos/text2video', 'videos/image2video', 'videos/omni-video', 'videos/multi-image2video', 'videos/motion-control',
+  'videos/video-extend', 'videos/identify-face', 'videos/advanced-lip-sync', 'videos/lip-sync',
+  'videos/multi-elements/init-selection', 'videos/multi-elements/add-selection', 'videos/multi-elements/delete-selection',
+  'videos/multi-elements/clear-selection', 'videos/multi-elements/preview-selection', 'videos/multi-elements',
+  'videos/avatar/image2video', 'videos/effects', 'videos/image-recognize', 'audio/text-to-audio', 'audio/video-to-audio',
+  'audio/tts', 'images/generations', 'images/omni-image', 'images/multi-image2image', 'images/editing/expand',
+  'images/kolors-virtual-try-on',
+].map((p) => `/v1/${p}`);
+
+/** The request types of seed 004 section 3.1, so that pricing written for the seed works unchanged. */
+const SEED_TYPES: Record<string, [string, string]> = {
+  '/v1/videos/motion-control': ['motion-control', 'per_second'],
+  '/v1/videos/multi-elements/init-selection': ['multi-elements', 'fixed'],
+  '/v1/videos/video-extend': ['video-extend', 'per_second'],
+  '/v1/videos/avatar/image2video': ['avatar-image2video', 'per_second'],
+  '/v1/videos/effects': ['video-effects', 'fixed'],
+  '/v1/videos/image-recognize': ['image-recognize', 'fixed'],
+  '/v1/audio/text-to-audio': ['text-to-audio', 'per_second'],
+  '/v1/audio/video-to-audio': ['video-to-audio', 'fixed'],
+  '/v1/audio/tts': ['tts', 'per_second'],
+  '/v1/images/generations': ['image-generation', 'fixed'],
+  '/v1/images/omni-image': ['omni-image', 'fixed'],
+  '/v1/images/multi-image2image': ['multi-image2image', 'fixed'],
+  '/v1/images/editing/expand': ['image-expand', 'fixed'],
+};
+
+function tempDir(): string {
+  return mkdtempSync(join(tmpdir(), 'kling-relay-registry-'));
+}
+
+function entry(overrides: Partial<RegistryEntryJson> = {}): RegistryEntryJson {
+  return { path: '/v1/videos/custom', type: 'custom', schema: 'custom.json', table: 'video', pricing_type: 'fixed', kind: 'task', queryable: true, ...overrides };
+}
+
+const SIMPLE_SCHEMA = {
+  $schema: 'https://json-schema.org/draft/2020-12/schema',
+  $id: 'https://example.com/schemas/custom.json',
+  title: 'CustomRequest',
+  type: 'object',
+  properties: { prompt: { type: 'string', maxLength: 10 } },
+  required: ['prompt'],
+  additionalProperties: false,
+};
+
+function registryWith(entries: RegistryEntryJson[], schemas: Record<string, unknown> = { 'custom.json': SIMPLE_SCHEMA }): string {
+  const dir = tempDir();
+  for (const [name, schema] of Object.entries(schemas)) writeFileSync(join(dir, name), typeof schema === 'string' ? schema : JSON.stringify(schema));
+  const file = join(dir, 'registry.json');
+  writeFileSync(file, JSON.stringify({ endpoints: entries }));
+  return file;
+}
+
+function expectConfigError(fn: () => unknown, code: string, ...fragments: string[]): void {
+  let caught: unknown;
+  try {
+    fn();
+  } catch (error) {
+    caught = error;
+  }
+  expect(caught, `expected ${code}`).to.be.instanceOf(KlingRelayConfigError);
+  const error = caught as KlingRelayConfigError;
+  expect(error.code).to.equal(code);
+  for (const fragment of fragments) expect(error.message).to.include(fragment);
+}
+
+describe('registry', () => {
+  const registry = loadRegistry(undefined);
+
+  it('has exactly one entry for every Kling endpoint, matched by exact path', () => {
+    expect(registry.entries.map((e) => e.path).sort()).to.deep.equal([...EXPECTED_PATHS].sort());
+    // The seed's substring matching sent /videos/avatar/image2video to image2video; exact paths do not.
+    expect(registry.byPath.get('/v1/videos/avatar/image2video')?.type).to.equal('avatar-image2video');
+    expect(registry.byPath.get('/v1/videos/image2video')?.type).to.equal('image2video');
+    expect(registry.byPath.get('/v1/videos/multi-elements')?.type).to.not.equal(registry.byPath.get('/v1/videos/multi-elements/init-selection')?.type);
+  });
+
+  it("keeps seed 004's request types and pricing types for its 13 endpoints", () => {
+    for (const [path, [type, pricing]] of Object.entries(SEED_TYPES)) {
+      const e = registry.byPath.get(path);
+      expect(e?.type, path).to.equal(type);
+      expect(e?.pricingType, path).to.equal(pricing);
+    }
+  });
+
+  it('sends image endpoints to the image table and video/audio endpoints to the video table', () => {
+    for (const e of registry.entries) expect(e.table, e.path).to.equal(e.path.startsWith('/v1/images/') ? 'image' : 'video');
+  });
+
+  it('prices the other video generators per second', () => {
+    for (const path of ['/v1/videos/text2video', '/v1/videos/image2video', '/v1/videos/omni-video', '/v1/videos/multi-image2video', '/v1/videos/multi-elements']) {
+      expect(registry.byPath.get(path)?.pricingType, path).to.equal('per_second');
+    }
+  });
+
+  it('marks the synchronous endpoints sync and not queryable', () => {
+    const sync = registry.entries.filter((e) => e.kind === 'sync').map((e) => e.path).sort();
+    expect(sync).to.deep.equal(
+      ['/v1/videos/identify-face', '/v1/videos/image-recognize', '/v1/audio/tts', '/v1/videos/multi-elements/init-selection',
+        '/v1/videos/multi-elements/add-selection', '/v1/videos/multi-elements/delete-selection',
+        '/v1/videos/multi-elements/clear-selection', '/v1/videos/multi-elements/preview-selection'].sort(),
+    );
+    for (const e of registry.entries) expect(e.queryable, e.path).to.equal(e.kind === 'task');
+  });
+
+  it('compiles every built-in schema in strict mode', () => {
+    expect(() => createValidator(registry)).to.not.throw();
+  });
+
+  describe('an integrator adds an endpoint by JSON alone', () => {
+    it('from a registry file next to its schema: validated, with the built-in keywords available', () => {
+      const schema = {
+        ...SIMPLE_SCHEMA,
+        properties: { prompt: { type: 'string', maxLength: 10 }, image: { $ref: 'https://kling-relay.dev/schemas/defs.json#/$defs/image' } },
+      };
+      const file = registryWith([entry({ path: '/v1/videos/custom', type: 'custom-video' })], { 'custom.json': schema });
+      const merged = loadRegistry(file);
+      expect(merged.entries).to.have.length(EXPECTED_PATHS.length + 1);
+      const validator = createValidator(merged);
+      const ok = validator.validate('/v1/videos/custom', { prompt: 'hi', image: dataUrl('image/png', PNG_400x300) });
+      expect(ok).to.deep.equal({ ok: true, body: { prompt: 'hi', image: PNG_400x300 } });
+      const bad = validator.validate('/v1/videos/custom', { prompt: 'far too long a prompt' });
+      expect(bad).to.deep.equal({ ok: false, errors: [{ path: '/prompt', message: 'must be at most 10 characters' }] });
+    });
+
+    it('overrides a built-in path with its own entry', () => {
+      const file = registryWith([entry({ path: '/v1/videos/text2video', type: 'my-t2v' })]);
+      const merged = loadRegistry(file);
+      expect(merged.entries).to.have.length(EXPECTED_PATHS.length);
+      expect(merged.byPath.get('/v1/videos/text2video')?.type).to.equal('my-t2v');
+      expect(createValidator(merged).validate('/v1/videos/text2video', { prompt: 'x' }).ok).to.equal(true);
+    });
+
+    it('as an object in options.registry, schema paths relative to the working directory', () => {
+      const dir = tempDir();
+      mkdirSync(join(dir, 's'));
+      writeFileSync(join(dir, 's', 'c.json'), JSON.stringify(SIMPLE_SCHEMA));
+      const cwd = process.cwd();
+      process.chdir(dir);
+      try {
+        const merged = loadRegistry({ endpoints: [entry({ schema: 's/c.json' })] });
+        expect(merged.byPath.get('/v1/videos/custom')?.schemaFile).to.equal(join(dir, 's', 'c.json'));
+      } finally {
+        process.chdir(cwd);
+      }
+    });
+  });
+
+  describe('refuses a bad registry with a coded error naming the entry and the fix', () => {
+    it('a duplicate path', () => {
+      const file = registryWith([entry(), entry()]);
+      expectConfigError(() => loadRegistry(file), 'ERR_KLING_RELAY_REGISTRY_DUPLICATE_PATH', "'/v1/videos/custom'", 'appears twice');
+    });
+
+    it('a missing schema file', () => {
+      const file = registryWith([entry({ schema: 'nowhere.json' })]);
+      expectConfigError(() => loadRegistry(file), 'ERR_KLING_RELAY_SCHEMA_MISSING', "entry '/v1/videos/custom'", 'nowhere.json');
+    });
+
+    it('a schema file that is not JSON', () => {
+      const file = registryWith([entry()], { 'custom.json': '{ not json' });
+      expectConfigError(() => loadRegistry(file), 'ERR_KLING_RELAY_SCHEMA_MISSING', 'not valid JSON');
+    });
+
+    it('an unknown table', () => {
+      const file = registryWith([entry({ table: 'audio' as never })]);
+      expectConfigError(() => loadRegistry(file), 'ERR_KLING_RELAY_REGISTRY_TABLE', "entry '/v1/videos/custom'", "'video'", "'image'");
+    });
+
+    it('an unknown pricing type', () => {
+      const file = registryWith([entry({ pricing_type: 'per_token' as never })]);
+      expectConfigError(() => loadRegistry(file), 'ERR_KLING_RELAY_REGISTRY_PRICING_TYPE', "entry '/v1/videos/custom'", 'per_second');
+    });
+
+    it('a missing field and an unknown field', () => {
+      const { kind: _kind, ...noKind } = entry();
+      expectConfigError(() => loadRegistry(registryWith([noKind as RegistryEntryJson])), 'ERR_KLING_RELAY_REGISTRY_INVALID', "missing field 'kind'");
+      expectConfigError(() => loadRegistry(registryWith([{ ...entry(), price: 1 } as RegistryEntryJson])), 'ERR_KLING_RELAY_REGISTRY_INVALID', "unknown field 'price'");
+    });
+
+    it('a path that is not an exact Kling path', () => {
+      expectConfigError(() => loadRegistry(registryWith([entry({ path: 'videos/*' })])), 'ERR_KLING_RELAY_REGISTRY_INVALID', 'exact Kling path');
+    });
+
+    it('an unknown custom keyword in a schema', () => {
+      const file = registryWith([entry()], { 'custom.json': { ...SIMPLE_SCHEMA, properties: { prompt: { type: 'string', klingMagic: true } } } });
+      expectConfigError(() => createValidator(loadRegistry(file)), 'ERR_KLING_RELAY_UNKNOWN_KEYWORD', "'klingMagic'", "entry '/v1/videos/custom'", 'klingMedia');
+    });
+
+    it('a bad value for a custom keyword', () => {
+      const file = registryWith([entry()], { 'custom.json': { ...SIMPLE_SCHEMA, properties: { prompt: { type: 'string', klingMedia: 'hologram' } } } });
+      expectConfigError(() => createValidator(loadRegistry(file)), 'ERR_KLING_RELAY_SCHEMA_INVALID', "entry '/v1/videos/custom'", 'klingMedia');
+    });
+
+    it('a missing registry file', () => {
+      expectConfigError(() => loadRegistry('/no/such/registry.json'), 'ERR_KLING_RELAY_REGISTRY_MISSING', '/no/such/registry.json');
+    });
+  });
+});
