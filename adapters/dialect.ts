@@ -1,0 +1,70 @@
+import type { Knex } from 'knex';
+
+/** The three databases the relay supports, by the knex client family. */
+export type Dialect = 'sqlite' | 'mysql' | 'pg';
+
+/**
+ * The database family behind a knex instance or transaction. knex's own `dialect` is shared within a
+ * family (mysql2 reports 'mysql', better-sqlite3 reports 'sqlite3').
+ */
+export function dialectOf(db: Knex | Knex.Transaction): Dialect {
+  const dialect = (db.client as { dialect?: unknown }).dialect;
+  if (dialect === 'postgresql' || dialect === 'cockroachdb' || dialect === 'redshift') return 'pg';
+  if (dialect === 'mysql') return 'mysql';
+  if (dialect === 'sqlite3') return 'sqlite';
+  throw new Error(`kling-relay supports knex clients better-sqlite3, mysql2 and pg; this knex instance uses "${String(dialect)}".`);
+}
+
+/**
+ * Inserts one row and returns its generated id. PostgreSQL needs `returning`; MySQL and SQLite answer
+ * the insert id directly, and knex warns if `returning` is used on MySQL.
+ */
+export async function insertReturningId(
+  db: Knex | Knex.Transaction,
+  table: string,
+  idColumn: string,
+  row: Record<string, unknown>,
+): Promise<string> {
+  const query = db(table).insert(row);
+  const result: unknown[] = dialectOf(db) === 'pg' ? await query.returning(idColumn) : await query;
+  const first = result[0];
+  const id = first !== null && typeof first === 'object' ? (first as Record<string, unknown>)[idColumn] : first;
+  if (id === undefined || id === null) throw new Error(`insert into ${table} returned no id`);
+  return String(id);
+}
+
+/**
+ * Whether an error is a unique-constraint violation: the database refusing a second ledger movement,
+ * a duplicate external_task_id, ... Recognises better-sqlite3, mysql2 and pg errors, also when wrapped.
+ */
+export function isUniqueViolation(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e !== null && typeof e === 'object' && depth < 5; depth++) {
+    const { code, errno } = e as { code?: unknown; errno?: unknown };
+    if (code === '23505') return true; // PostgreSQL unique_violation
+    if (code === 'ER_DUP_ENTRY' || errno === 1062) return true;
+    if (code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY') return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
+/** PostgreSQL answers bigint (and MySQL answers SUM) as strings; the relay works in JS numbers. */
+export function toNumber(value: unknown): number {
+  if (typeof value === 'number') return value;
+  if (typeof value === 'bigint') return Number(value);
+  if (typeof value === 'string' && value.trim() !== '') return Number(value);
+  return 0;
+}
+
+export function toNumberOrNull(value: unknown): number | null {
+  return value === null || value === undefined ? null : toNumber(value);
+}
+
+export function toStringOrNull(value: unknown): string | null {
+  return value === null || value === undefined ? null : String(value);
+}
+
+/** knex's update answers the affected row count on every client, typed loosely. */
+export function affectedRows(result: unknown): number {
+  return typeof result === 'number' ? result : toNumber(result);
+}

@@ -1,0 +1,11 @@
+export * from './types.js';
+export { assertIdentifier, IDENTIFIER_PATTERN, IDENTIFIER_MAX_LENGTH } from './identifiers.js';
+export { dialectOf, insertReturningId, isUniqueViolation } from './dialect.js';
+export type { Dialect } from './dialect.js';
+export { HostTable } from './host-table.js';
+export { createDefaultHostTables } from './host-schema.js';
+export type { DefaultHostTablesOptions } from './host-schema.js';
+export { RelayStore } from './relay-store.js';
+export type { NewLedgerRow, RelayStoreOptions, ResourceKind } from './relay-store.js';
+export { KnexQuotaStore, assertQuotaStore, resolveQuotaStoreOptions, QUOTA_STORE_OPTION_KEYS } from './quota-store.js';
+export type { KnexQuotaStoreOptions, ResolvedQuotaStoreOptions } from './quota-store.js';

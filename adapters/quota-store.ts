@@ -1,0 +1,130 @@
+import type { Knex } from 'knex';
+import { KlingRelayConfigError } from '../lib/errors.js';
+import { assertIdentifier } from './identifiers.js';
+import { toNumber } from './dialect.js';
+import type { QuotaStore } from './types.js';
+
+/** Where the host keeps balances. Defaults follow one-api/new-api: `users(id, quota, used_quota)`. */
+export interface KnexQuotaStoreOptions {
+  /** The users table. Default `users`. */
+  table?: string;
+  /** Its primary key column. Default `id`. */
+  idColumn?: string;
+  /** The balance column, in quota units. Default `quota`. */
+  quotaColumn?: string;
+  /** The used-quota statistic, or `false` when the host keeps none. Default `used_quota`. */
+  usedColumn?: string | false;
+}
+
+/** Option keys, for hosts that check unknown keys (and for the error below). */
+export const QUOTA_STORE_OPTION_KEYS = ['table', 'idColumn', 'quotaColumn', 'usedColumn'] as const;
+
+export interface ResolvedQuotaStoreOptions {
+  table: string;
+  idColumn: string;
+  quotaColumn: string;
+  usedColumn: string | false;
+}
+
+/** Fills defaults and checks every name, so nothing unchecked reaches a query. */
+export function resolveQuotaStoreOptions(options: KnexQuotaStoreOptions = {}, optionName = 'quota'): ResolvedQuotaStoreOptions {
+  if (options === null || typeof options !== 'object') {
+    throw new KlingRelayConfigError('ERR_KLING_RELAY_QUOTA_STORE', `${optionName} must be {table, idColumn, quotaColumn, usedColumn} or an object implementing QuotaStore.`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!(QUOTA_STORE_OPTION_KEYS as readonly string[]).includes(key)) {
+      throw new KlingRelayConfigError(
+        'ERR_KLING_RELAY_QUOTA_STORE',
+        `${optionName}.${key} is not an option of the built-in quota store; use ${QUOTA_STORE_OPTION_KEYS.join(', ')}.`,
+      );
+    }
+  }
+  const usedColumn = options.usedColumn === false ? false : assertIdentifier(options.usedColumn ?? 'used_quota', `${optionName}.usedColumn`);
+  return {
+    table: assertIdentifier(options.table ?? 'users', `${optionName}.table`),
+    idColumn: assertIdentifier(options.idColumn ?? 'id', `${optionName}.idColumn`),
+    quotaColumn: assertIdentifier(options.quotaColumn ?? 'quota', `${optionName}.quotaColumn`),
+    usedColumn,
+  };
+}
+
+/** The default `QuotaStore` over the host's users table, through the host's knex instance. */
+export class KnexQuotaStore implements QuotaStore {
+  readonly options: ResolvedQuotaStoreOptions;
+
+  constructor(options: KnexQuotaStoreOptions = {}, optionName = 'quota') {
+    this.options = resolveQuotaStoreOptions(options, optionName);
+  }
+
+  async hold(trx: Knex.Transaction, userId: string, amount: number): Promise<boolean> {
+    checkAmount(amount);
+    if (amount === 0) {
+      // An update that changes nothing may report 0 rows on MySQL (without FOUND_ROWS); a read is exact.
+      const balance = await this.balance(trx, userId);
+      return balance !== null && balance >= 0;
+    }
+    const { table, idColumn, quotaColumn } = this.options;
+    // One conditional statement: the balance check and the decrement cannot be split by a concurrent hold.
+    const changed = await trx(table).where(idColumn, userId).andWhere(quotaColumn, '>=', amount).decrement(quotaColumn, amount);
+    return changed > 0;
+  }
+
+  async credit(trx: Knex.Transaction, userId: string, amount: number): Promise<void> {
+    checkAmount(amount);
+    if (amount === 0) return;
+    await trx(this.options.table).where(this.options.idColumn, userId).increment(this.options.quotaColumn, amount);
+  }
+
+  async debit(trx: Knex.Transaction, userId: string, amount: number): Promise<void> {
+    checkAmount(amount);
+    if (amount === 0) return;
+    await trx(this.options.table).where(this.options.idColumn, userId).decrement(this.options.quotaColumn, amount);
+  }
+
+  async addUsed(trx: Knex.Transaction, userId: string, amount: number): Promise<void> {
+    checkAmount(amount);
+    const { usedColumn } = this.options;
+    if (usedColumn === false || amount === 0) return;
+    await trx(this.options.table).where(this.options.idColumn, userId).increment(usedColumn, amount);
+  }
+
+  async balance(db: Knex | Knex.Transaction, userId: string): Promise<number | null> {
+    const { table, idColumn, quotaColumn } = this.options;
+    const row: unknown = await db(table).select({ quota: quotaColumn }).where(idColumn, userId).first();
+    return row === undefined ? null : toNumber((row as { quota: unknown }).quota);
+  }
+}
+
+function checkAmount(amount: number): void {
+  // Quota is integral in one-api hosts; a fraction or a negative here is a bug upstream of the store.
+  if (!Number.isSafeInteger(amount) || amount < 0) {
+    throw new RangeError(`quota amount must be a non-negative integer, got ${amount}`);
+  }
+}
+
+const QUOTA_STORE_METHODS = [
+  ['hold', 'hold(trx, userId, amount): Promise<boolean>'],
+  ['credit', 'credit(trx, userId, amount): Promise<void>'],
+  ['debit', 'debit(trx, userId, amount): Promise<void>'],
+  ['addUsed', 'addUsed(trx, userId, amount): Promise<void>'],
+  ['balance', 'balance(db, userId): Promise<number | null>'],
+] as const;
+
+/** Run-time check of a host's own `QuotaStore`, so a missing method fails at start-up, not at the first settle. */
+export function assertQuotaStore(value: unknown, optionName: string): asserts value is QuotaStore {
+  if (value === null || (typeof value !== 'object' && typeof value !== 'function')) {
+    throw new KlingRelayConfigError(
+      'ERR_KLING_RELAY_QUOTA_STORE',
+      `${optionName} must be an object implementing QuotaStore (${QUOTA_STORE_METHODS.map(([, sig]) => sig).join('; ')}).`,
+    );
+  }
+  for (const [method, signature] of QUOTA_STORE_METHODS) {
+    if (typeof (value as Record<string, unknown>)[method] !== 'function') {
+      throw new KlingRelayConfigError(
+        'ERR_KLING_RELAY_QUOTA_STORE',
+        `${optionName} does not implement QuotaStore: method "${method}" is missing. Add ${signature}, ` +
+          `or pass {table, idColumn, quotaColumn, usedColumn} to use the built-in knex store.`,
+      );
+    }
+  }
+}

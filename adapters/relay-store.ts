@@ -1,0 +1,352 @@
+import type { Knex } from 'knex';
+import { KlingRelayConfigError } from '../lib/errors.js';
+import { assertIdentifier } from './identifiers.js';
+import { affectedRows, insertReturningId, toNumber, toNumberOrNull, toStringOrNull } from './dialect.js';
+import { FINAL_STATES } from './types.js';
+import type { LedgerKind, LedgerRow, NewRelayTask, RelayTask, TaskState } from './types.js';
+
+export { isUniqueViolation } from './dialect.js';
+
+export interface RelayStoreOptions {
+  /** Prefix of the relay's own tables. Default `kling_relay_`. */
+  prefix?: string;
+}
+
+/** A balance movement to record; `created_at` defaults to now. */
+export interface NewLedgerRow {
+  task_id: number;
+  user_id: string;
+  kind: LedgerKind;
+  amount: number;
+  created_at?: number;
+}
+
+/** Which kind of Kling resource a recorded id is (the account that created it must serve later calls). */
+export type ResourceKind = 'video' | 'session' | 'audio' | 'element' | 'voice' | 'task' | (string & {});
+
+type Db = Knex | Knex.Transaction;
+
+// A record, not a list, so that the compiler insists on every RelayTask field.
+const TASK_COLUMN_SET: Record<keyof RelayTask, true> = {
+  id: true,
+  external_task_id: true,
+  client_task_id: true,
+  kling_task_id: true,
+  account_id: true,
+  endpoint: true,
+  request_type: true,
+  table_kind: true,
+  host_row_id: true,
+  user_id: true,
+  state: true,
+  billing: true,
+  hold_quota: true,
+  charge_quota: true,
+  model: true,
+  status_msg: true,
+  result: true,
+  kling_created_at: true,
+  kling_updated_at: true,
+  client_callback_url: true,
+  lease_owner: true,
+  lease_until: true,
+  next_check_at: true,
+  check_count: true,
+  checked_at: true,
+  created_at: true,
+  updated_at: true,
+};
+const TASK_COLUMNS = Object.keys(TASK_COLUMN_SET) as (keyof RelayTask)[];
+
+const NUMBER_COLUMNS = new Set<string>(['id', 'hold_quota', 'check_count', 'created_at', 'updated_at']);
+const NULLABLE_NUMBER_COLUMNS = new Set<string>(['charge_quota', 'kling_created_at', 'kling_updated_at', 'lease_until', 'next_check_at', 'checked_at']);
+const STRING_COLUMNS = new Set<string>(['host_row_id', 'user_id']);
+
+/** Longest suffix the store appends to the prefix, for table and index names alike. */
+const LONGEST_SUFFIX = 'resources';
+const INDEX_SUFFIXES = ['tasks_due', 'tasks_user_list', 'tasks_kling_id', 'tasks_user_client', 'ledger_user', 'ledger_task_kind', 'ledger_task_terminal'];
+
+/**
+ * The relay's own tables: tasks (what the host tables cannot hold), the ledger (one row per balance
+ * movement, its unique keys the last guard against a double settle), and resources (which Kling
+ * account created a video, session, audio or element id). Every method takes the knex instance or the
+ * transaction to run in. Times are unix milliseconds.
+ */
+export class RelayStore {
+  readonly prefix: string;
+  readonly tables: { readonly tasks: string; readonly ledger: string; readonly resources: string };
+
+  constructor(options: RelayStoreOptions = {}, optionName = 'tablePrefix') {
+    const prefix = options.prefix ?? 'kling_relay_';
+    assertIdentifier(prefix, optionName);
+    // Every derived name must fit PostgreSQL's 63-character limit, or it would be cut silently there.
+    const longest = [LONGEST_SUFFIX, ...INDEX_SUFFIXES].reduce((a, b) => (b.length > a.length ? b : a));
+    if (prefix.length + longest.length > 63) {
+      throw new KlingRelayConfigError(
+        'ERR_KLING_RELAY_IDENTIFIER',
+        `${optionName} "${prefix}" is too long: the relay derives names like "${prefix}${longest}", and they must fit in 63 characters. ` +
+          `Use a prefix of at most ${63 - longest.length} characters.`,
+      );
+    }
+    this.prefix = prefix;
+    this.tables = { tasks: `${prefix}tasks`, ledger: `${prefix}ledger`, resources: `${prefix}resources` };
+  }
+
+  /** Creates the relay's tables when absent. Safe to run on every start; never touches host tables. */
+  async migrate(db: Knex): Promise<void> {
+    const p = this.prefix;
+    await createIfAbsent(db, this.tables.tasks, (t) => {
+      t.increments('id').primary();
+      t.string('external_task_id', 191).notNullable().unique({ indexName: `${p}tasks_external_id` });
+      t.string('client_task_id', 191).nullable();
+      t.string('kling_task_id', 191).nullable();
+      t.string('account_id', 191).notNullable();
+      t.string('endpoint', 191).notNullable();
+      t.string('request_type', 64).notNullable();
+      t.string('table_kind', 16).notNullable();
+      t.string('host_row_id', 64).notNullable();
+      t.string('user_id', 64).notNullable();
+      t.string('state', 16).notNullable();
+      t.string('billing', 32).notNullable();
+      t.bigInteger('hold_quota').notNullable().defaultTo(0);
+      t.bigInteger('charge_quota').nullable();
+      t.string('model', 191).notNullable().defaultTo('');
+      t.text('status_msg').nullable();
+      // MySQL's TEXT stops at 64 KB; a task_result with many URLs can pass that.
+      t.text('result', 'mediumtext').nullable();
+      t.bigInteger('kling_created_at').nullable();
+      t.bigInteger('kling_updated_at').nullable();
+      t.text('client_callback_url').nullable();
+      t.string('lease_owner', 191).nullable();
+      t.bigInteger('lease_until').nullable();
+      t.bigInteger('next_check_at').nullable();
+      t.integer('check_count').notNullable().defaultTo(0);
+      t.bigInteger('checked_at').nullable();
+      t.bigInteger('created_at').notNullable();
+      t.bigInteger('updated_at').notNullable();
+      t.index(['state', 'next_check_at'], `${p}tasks_due`);
+      t.index(['user_id', 'endpoint', 'created_at'], `${p}tasks_user_list`);
+      t.index(['kling_task_id'], `${p}tasks_kling_id`);
+      t.index(['user_id', 'client_task_id'], `${p}tasks_user_client`);
+    });
+    await createIfAbsent(db, this.tables.ledger, (t) => {
+      t.increments('id').primary();
+      t.integer('task_id').notNullable();
+      t.string('user_id', 64).notNullable();
+      t.string('kind', 16).notNullable();
+      t.bigInteger('amount').notNullable();
+      // 1 for settle and refund, NULL for hold: UNIQUE(task_id, terminal) then allows one final movement
+      // per task, whichever kind, because NULLs never collide on SQLite, MySQL and PostgreSQL.
+      t.smallint('terminal').nullable();
+      t.bigInteger('created_at').notNullable();
+      t.unique(['task_id', 'kind'], { indexName: `${p}ledger_task_kind` });
+      t.unique(['task_id', 'terminal'], { indexName: `${p}ledger_task_terminal` });
+      t.index(['user_id'], `${p}ledger_user`);
+    });
+    await createIfAbsent(db, this.tables.resources, (t) => {
+      t.string('resource_id', 191).primary();
+      t.string('kind', 32).notNullable();
+      t.string('account_id', 191).notNullable();
+      t.bigInteger('created_at').notNullable();
+    });
+  }
+
+  // ---- tasks ----
+
+  async insertTask(trx: Db, task: NewRelayTask): Promise<number> {
+    const row: Record<string, unknown> = {};
+    for (const column of TASK_COLUMNS) if (column !== 'id') row[column] = task[column];
+    return Number(await insertReturningId(trx, this.tables.tasks, 'id', row));
+  }
+
+  async getTask(db: Db, id: number): Promise<RelayTask | undefined> {
+    return this.one(db(this.tables.tasks).where('id', id));
+  }
+
+  async getByExternalId(db: Db, externalTaskId: string): Promise<RelayTask | undefined> {
+    return this.one(db(this.tables.tasks).where('external_task_id', externalTaskId));
+  }
+
+  /** The newest task carrying Kling's task id. */
+  async getByKlingTaskId(db: Db, klingTaskId: string): Promise<RelayTask | undefined> {
+    return this.one(db(this.tables.tasks).where('kling_task_id', klingTaskId).orderBy('id', 'desc'));
+  }
+
+  /**
+   * One task of this user, by Kling's task id or the caller's own external_task_id, newest first. Never
+   * another user's: the user filter is part of the query, not a check afterwards.
+   */
+  async findForUser(db: Db, userId: string, idOrClientId: string, endpoint?: string): Promise<RelayTask | undefined> {
+    const query = db(this.tables.tasks)
+      .where('user_id', String(userId))
+      .andWhere((q) => q.where('kling_task_id', idOrClientId).orWhere('client_task_id', idOrClientId));
+    if (endpoint !== undefined) query.andWhere('endpoint', endpoint);
+    return this.one(query.orderBy([{ column: 'created_at', order: 'desc' }, { column: 'id', order: 'desc' }]));
+  }
+
+  /** A page of this user's tasks of one endpoint, newest first. `pageNum` starts at 1. */
+  async listForUser(db: Db, userId: string, endpoint: string, pageNum: number, pageSize: number): Promise<RelayTask[]> {
+    const size = Math.max(1, Math.floor(pageSize));
+    const page = Math.max(1, Math.floor(pageNum));
+    const rows: unknown[] = await db(this.tables.tasks)
+      .select(TASK_COLUMNS)
+      .where({ user_id: String(userId), endpoint })
+      .orderBy([{ column: 'created_at', order: 'desc' }, { column: 'id', order: 'desc' }])
+      .limit(size)
+      .offset((page - 1) * size);
+    return rows.map((row) => toTask(row as Record<string, unknown>));
+  }
+
+  /**
+   * Compare-and-set: writes `patch` only while the task is in one of `expectedStates` (when given), in
+   * the same statement as the check, so of two racing transitions exactly one wins. Sets `updated_at` to
+   * now unless the patch has one. Returns whether the row changed.
+   */
+  async updateTask(trx: Db, id: number, patch: Partial<NewRelayTask>, expectedStates?: readonly TaskState[]): Promise<boolean> {
+    if (expectedStates !== undefined && expectedStates.length === 0) return false;
+    const values: Record<string, unknown> = {};
+    for (const [column, value] of Object.entries(patch)) {
+      if (column === 'id' || value === undefined) continue;
+      if (!(TASK_COLUMNS as readonly string[]).includes(column)) throw new Error(`kling_relay_tasks has no column ${column}`);
+      values[column] = value;
+    }
+    values.updated_at ??= Date.now();
+    const query = trx(this.tables.tasks).where('id', id);
+    if (expectedStates !== undefined) query.whereIn('state', expectedStates);
+    return affectedRows(await query.update(values)) > 0;
+  }
+
+  // ---- ledger ----
+
+  /**
+   * Records one balance movement. A second movement of the same kind, or a second final one (settle after
+   * refund, refund after settle), is refused by the database: the error satisfies `isUniqueViolation`.
+   */
+  async addLedger(trx: Db, entry: NewLedgerRow): Promise<number> {
+    const row = {
+      task_id: entry.task_id,
+      user_id: String(entry.user_id),
+      kind: entry.kind,
+      amount: entry.amount,
+      terminal: entry.kind === 'hold' ? null : 1,
+      created_at: entry.created_at ?? Date.now(),
+    };
+    return Number(await insertReturningId(trx, this.tables.ledger, 'id', row));
+  }
+
+  async ledgerFor(db: Db, taskId: number): Promise<LedgerRow[]> {
+    const rows: unknown[] = await db(this.tables.ledger)
+      .select('id', 'task_id', 'user_id', 'kind', 'amount', 'created_at')
+      .where('task_id', taskId)
+      .orderBy('id', 'asc');
+    return rows.map((raw) => {
+      const row = raw as Record<string, unknown>;
+      return {
+        id: toNumber(row.id),
+        task_id: toNumber(row.task_id),
+        user_id: String(row.user_id),
+        kind: row.kind as LedgerKind,
+        amount: toNumber(row.amount),
+        created_at: toNumber(row.created_at),
+      };
+    });
+  }
+
+  /** The sum of a user's movements: its quota minus its quota before the relay's first movement. */
+  async ledgerSum(db: Db, userId: string): Promise<number> {
+    const row: unknown = await db(this.tables.ledger).sum({ total: 'amount' }).where('user_id', String(userId)).first();
+    return toNumber((row as { total?: unknown } | undefined)?.total);
+  }
+
+  // ---- reconciler ----
+
+  /**
+   * Claims up to `limit` due tasks (not final, `next_check_at <= now`, lease free or expired) for
+   * `owner` until `now + leaseMs`. Each claim is a conditional UPDATE that only one instance can win,
+   * the same statement on every database (no SKIP LOCKED); the answer holds only the tasks won.
+   */
+  async claimDue(db: Db, owner: string, now: number, leaseMs: number, limit: number): Promise<RelayTask[]> {
+    const leaseFree = (q: Knex.QueryBuilder): void => {
+      q.whereNull('lease_until').orWhere('lease_until', '<', now);
+    };
+    const candidates: unknown[] = await db(this.tables.tasks)
+      .select('id')
+      .whereNotIn('state', FINAL_STATES)
+      .andWhere('next_check_at', '<=', now)
+      .andWhere(leaseFree)
+      .orderBy([{ column: 'next_check_at', order: 'asc' }, { column: 'id', order: 'asc' }])
+      .limit(Math.max(0, Math.floor(limit)));
+    const won: number[] = [];
+    for (const candidate of candidates) {
+      const id = toNumber((candidate as { id: unknown }).id);
+      const changed = await db(this.tables.tasks)
+        .where('id', id)
+        .whereNotIn('state', FINAL_STATES)
+        .andWhere(leaseFree)
+        .update({ lease_owner: owner, lease_until: now + leaseMs });
+      if (affectedRows(changed) > 0) won.push(id);
+    }
+    if (won.length === 0) return [];
+    const rows: unknown[] = await db(this.tables.tasks).select(TASK_COLUMNS).whereIn('id', won).andWhere('lease_owner', owner);
+    const byId = new Map(rows.map((raw) => toTask(raw as Record<string, unknown>)).map((task) => [task.id, task]));
+    return won.map((id) => byId.get(id)).filter((task): task is RelayTask => task !== undefined);
+  }
+
+  /** Gives a claimed task back, due again at `nextCheckAt` (null: not due). Only the lease owner can. */
+  async releaseLease(db: Db, id: number, owner: string, nextCheckAt: number | null): Promise<boolean> {
+    const changed = await db(this.tables.tasks)
+      .where({ id, lease_owner: owner })
+      .update({ lease_owner: null, lease_until: null, next_check_at: nextCheckAt });
+    return affectedRows(changed) > 0;
+  }
+
+  // ---- resources ----
+
+  /** Remembers which account created a Kling resource id. The first record wins; duplicates are ignored. */
+  async recordResource(db: Db, resourceId: string, kind: ResourceKind, accountId: string): Promise<void> {
+    await db(this.tables.resources)
+      .insert({ resource_id: resourceId, kind, account_id: accountId, created_at: Date.now() })
+      .onConflict('resource_id')
+      .ignore();
+  }
+
+  /** The account that created the first of these ids the relay knows, or undefined. */
+  async accountForResources(db: Db, ids: readonly string[]): Promise<string | undefined> {
+    const wanted = [...new Set(ids.filter((id) => typeof id === 'string' && id !== ''))];
+    if (wanted.length === 0) return undefined;
+    const rows: unknown[] = await db(this.tables.resources).select('resource_id', 'account_id').whereIn('resource_id', wanted);
+    const byId = new Map(rows.map((raw) => [String((raw as Record<string, unknown>).resource_id), String((raw as Record<string, unknown>).account_id)]));
+    for (const id of wanted) {
+      const account = byId.get(id);
+      if (account !== undefined) return account;
+    }
+    return undefined;
+  }
+
+  private async one(query: Knex.QueryBuilder): Promise<RelayTask | undefined> {
+    const row: unknown = await query.select(TASK_COLUMNS).first();
+    return row === undefined ? undefined : toTask(row as Record<string, unknown>);
+  }
+}
+
+function toTask(raw: Record<string, unknown>): RelayTask {
+  const task: Record<string, unknown> = {};
+  for (const column of TASK_COLUMNS) {
+    const value = raw[column];
+    if (NUMBER_COLUMNS.has(column)) task[column] = toNumber(value);
+    else if (NULLABLE_NUMBER_COLUMNS.has(column)) task[column] = toNumberOrNull(value);
+    else if (STRING_COLUMNS.has(column)) task[column] = String(value ?? '');
+    else task[column] = toStringOrNull(value);
+  }
+  return task as unknown as RelayTask;
+}
+
+async function createIfAbsent(db: Knex, name: string, build: (t: Knex.CreateTableBuilder) => void): Promise<void> {
+  if (await db.schema.hasTable(name)) return;
+  try {
+    await db.schema.createTable(name, build);
+  } catch (err) {
+    // Two instances migrating at once: the loser's create fails, and the table is there.
+    if (!(await db.schema.hasTable(name))) throw err;
+  }
+}
