@@ -37,7 +37,8 @@ export function isHttpUrl(value: string): boolean {
   if (value.length > 2048 || !URL_PATTERN.test(value)) return false;
   try {
     const url = new URL(value);
-    return url.protocol === 'http:' || url.protocol === 'https:';
+    // Credentials in a media URL would be sent on to Kling and logged by whoever fetches it.
+    return (url.protocol === 'http:' || url.protocol === 'https:') && url.username === '' && url.password === '';
   } catch {
     return false;
   }
