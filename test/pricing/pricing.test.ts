@@ -1,0 +1,99 @@
+import { expect } from 'chai';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { KlingRelayConfigError } from '../../lib/errors.js';
+import { PriceBook, actualCharge, loadPricingRules, parseDuration, quote, type PricingRule } from '../../lib/pricing/index.js';
+import { loadRegistry } from '../../lib/registry/load.js';
+
+const registry = loadRegistry(undefined);
+const entry = (path: string) => {
+  const e = registry.byPath.get(path);
+  if (!e) throw new Error(path);
+  return e;
+};
+const QPU = 500_000;
+
+/** The three examples of seed 004 section 4.2, verbatim. */
+const SEED_RULES: PricingRule[] = [
+  { model: 'kling-*', type: 'motion-control', mode: '*', duration: '*', pricing_type: 'per_second', price: 0.001, currency: 'USD' },
+  { model: 'kling-*', type: 'text-to-audio', mode: '*', duration: '*', pricing_type: 'per_second', price: 0.0008, currency: 'USD' },
+  { model: 'kling-*', type: 'image-generation', mode: '*', duration: '0', pricing_type: 'fixed', price: 0.02, currency: 'USD' },
+];
+
+function priced(path: string, body: Record<string, unknown>, rules: PricingRule[] = SEED_RULES) {
+  const r = quote(entry(path), body, new PriceBook(rules), QPU);
+  if (!r.ok) throw new Error(r.reason);
+  return r.quote;
+}
+
+describe('pricing', () => {
+  it("prices the seed's examples unchanged", () => {
+    const motion = priced('/v1/videos/motion-control', { model_name: 'kling-v2-6', mode: 'std' });
+    expect(motion).to.include({ pricingType: 'per_second', seconds: 30, units: 30, quota: Math.round(0.001 * 30 * QPU), model: 'kling-v2-6', durationKey: '0' });
+    const audio = priced('/v1/audio/text-to-audio', { prompt: 'rain', duration: 7.5 });
+    expect(audio).to.include({ model: 'kling-text-to-audio', seconds: 7.5, quota: Math.round(0.0008 * 7.5 * QPU), durationKey: '7.5' });
+    const image = priced('/v1/images/generations', { model_name: 'kling-v1', prompt: 'x', n: 3 });
+    expect(image).to.include({ pricingType: 'fixed', units: 1, quota: 10_000 });
+  });
+
+  it('lets the most specific rule win and ties go to the first', () => {
+    const rules: PricingRule[] = [
+      { model: '*', type: 'text2video', mode: '*', duration: '*', pricing_type: 'per_second', price: 0.1 },
+      { model: 'kling-v2*', type: 'text2video', mode: '*', duration: '*', pricing_type: 'per_second', price: 0.2 },
+      { model: 'kling-v2-master', type: 'text2video', mode: 'pro', duration: '*', pricing_type: 'per_second', price: 0.3 },
+      { model: 'kling-v2-master', type: 'text2video', mode: '*', duration: '10', pricing_type: 'per_second', price: 0.4 },
+      { model: 'kling-v2-master', type: 'text2video', mode: '*', duration: '10', pricing_type: 'per_second', price: 0.5 },
+    ];
+    const t2v = (model: string, mode: string, duration: string) => priced('/v1/videos/text2video', { model_name: model, mode, duration }, rules).unitPrice;
+    expect(t2v('kling-v1', 'std', '5')).to.equal(0.1);
+    expect(t2v('kling-v2-1-master', 'std', '5')).to.equal(0.2);
+    expect(t2v('kling-v2-master', 'pro', '5')).to.equal(0.3);
+    expect(t2v('kling-v2-master', 'std', '10')).to.equal(0.4);
+    expect(priced('/v1/videos/text2video', { model_name: 'kling-v2-master', mode: 'std', duration: '10' }, rules).quota).to.equal(Math.round(0.4 * 10 * QPU));
+  });
+
+  it('prices per image by n, or by series_amount for a series', () => {
+    const rules: PricingRule[] = [{ type: 'omni-image', pricing_type: 'per_image', price: 0.01 }];
+    expect(priced('/v1/images/omni-image', { prompt: 'x', n: 3, result_type: 'single', series_amount: 4 }, rules)).to.include({ units: 3, quota: 15_000 });
+    expect(priced('/v1/images/omni-image', { prompt: 'x', n: 1, result_type: 'series', series_amount: 6 }, rules)).to.include({ units: 6, quota: 30_000 });
+  });
+
+  it('refuses a request no rule prices, naming the type and model', () => {
+    const r = quote(entry('/v1/videos/text2video'), { model_name: 'kling-v3' }, new PriceBook(SEED_RULES), QPU);
+    expect(r).to.deep.equal({ ok: false, reason: "no pricing rule for type 'text2video' and model 'kling-v3'" });
+  });
+
+  it('reads a rules file and refuses an invalid one with a coded error', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kling-pricing-'));
+    const good = join(dir, 'pricing.json');
+    writeFileSync(good, JSON.stringify(SEED_RULES));
+    expect(loadPricingRules(good)).to.deep.equal(SEED_RULES);
+    const bad = join(dir, 'bad.json');
+    writeFileSync(bad, JSON.stringify([{ type: 'tts', price: -1 }]));
+    expect(() => loadPricingRules(bad)).to.throw(KlingRelayConfigError, /bad\.json at \/0\/price: must be >= 0/).with.property('code', 'ERR_KLING_RELAY_PRICING_INVALID');
+    expect(() => loadPricingRules([{ type: 'tts', price: 1, currency: 'EUR' }])).to.throw(KlingRelayConfigError, /options\.pricing at \/0\/currency/);
+    expect(() => loadPricingRules([{ type: 'tts', price: 1, cost: 2 }])).to.throw(KlingRelayConfigError, /unknown field 'cost'/);
+    expect(() => loadPricingRules(join(dir, 'missing.json'))).to.throw(KlingRelayConfigError).with.property('code', 'ERR_KLING_RELAY_PRICING_FILE');
+  });
+
+  it("parses Kling's duration strings as seed 004's parseDuration does", () => {
+    expect(parseDuration('5.0')).to.equal(5);
+    expect(parseDuration('5.1s')).to.equal(5);
+    expect(parseDuration('10')).to.equal(10);
+    expect(parseDuration(7.9)).to.equal(7);
+    expect(parseDuration('abc')).to.equal(undefined);
+    expect(parseDuration(undefined)).to.equal(undefined);
+  });
+
+  it('recomputes the charge from the result, capped at the hold', () => {
+    // motion-control held for 30 s at 0.001 USD/s = 15000; Kling delivered 12.4 s.
+    expect(actualCharge(15_000, 0.001, 'per_second', { videos: [{ duration: '12.4' }] }, QPU)).to.deep.equal({ charge: 6_000, units: 12 });
+    // A result longer than the estimate is never charged above the hold.
+    expect(actualCharge(2_500, 0.001, 'per_second', { videos: [{ duration: '5.1s' }] }, QPU).charge).to.equal(2_500);
+    expect(actualCharge(30_000, 0.01, 'per_image', { images: [{}, {}] }, QPU)).to.deep.equal({ charge: 10_000, units: 2 });
+    expect(actualCharge(30_000, 0.01, 'per_image', { series_images: [{}, {}, {}, {}] }, QPU).charge).to.equal(20_000);
+    expect(actualCharge(10_000, 0.02, 'fixed', { images: [] }, QPU).charge).to.equal(10_000);
+    expect(actualCharge(10_000, 0.001, 'per_second', { weird: true }, QPU)).to.deep.equal({ charge: 10_000, units: undefined });
+  });
+});
