@@ -1,0 +1,78 @@
+import { expect } from 'chai';
+import { validate } from '../support/validate.js';
+import { IMAGE_URL, PNG_400x300, PNG_SMALL, PNG_TALL, dataUrl } from '../fixtures/media.js';
+
+type Result = ReturnType<typeof validate>;
+
+/** Asserts a refusal with an error at `path` whose message matches `message`. */
+function expectError(r: Result, path: string, message: RegExp): void {
+  expect(r.ok).to.equal(false);
+  if (r.ok) return;
+  const error = r.errors.find((e) => e.path === path);
+  expect(error, `no error at '${path}' in ${JSON.stringify(r.errors)}`).to.not.equal(undefined);
+  expect(error?.message).to.match(message);
+}
+
+const path = '/v1/images/editing/expand';
+
+describe('schema: /v1/images/editing/expand', () => {
+  it('accepts an image with the ratios and n defaulted and the data: prefix stripped', () => {
+    const r = validate(path, { image: dataUrl('image/png', PNG_400x300), up_expansion_ratio: 0.5 });
+    expect(r.ok).to.equal(true);
+    if (!r.ok) return;
+    expect(r.body).to.deep.equal({
+      image: PNG_400x300,
+      up_expansion_ratio: 0.5,
+      down_expansion_ratio: 0,
+      left_expansion_ratio: 0,
+      right_expansion_ratio: 0,
+      n: 1,
+    });
+  });
+
+  it("accepts an area of exactly 3x and Kling's own example ratios", () => {
+    expect(validate(path, { image: IMAGE_URL, up_expansion_ratio: 0.5, down_expansion_ratio: 0.5, left_expansion_ratio: 0.25, right_expansion_ratio: 0.25 }).ok).to.equal(true);
+    expect(validate(path, { image: IMAGE_URL, up_expansion_ratio: 2 }).ok).to.equal(true);
+    const r = validate(path, {
+      image: IMAGE_URL,
+      up_expansion_ratio: 0.1495,
+      down_expansion_ratio: 0.1495,
+      left_expansion_ratio: 0.6547,
+      right_expansion_ratio: 0.6547,
+      prompt: 'more sky',
+      n: 9,
+      watermark_info: { enabled: true },
+      callback_url: 'https://example.com/cb',
+      external_task_id: 'job-1',
+    });
+    expect(r.ok).to.equal(true);
+  });
+
+  it('accepts an image outside 1:2.5-2.5:1 (only size and 300 px are documented here)', () => {
+    expect(validate(path, { image: PNG_TALL, left_expansion_ratio: 0.5 }).ok).to.equal(true);
+  });
+
+  it('refuses a missing or bad image', () => {
+    expectError(validate(path, { up_expansion_ratio: 0.5 }), '/image', /required/);
+    expectError(validate(path, { image: PNG_SMALL }), '/image', /300/);
+    expectError(validate(path, { image: 'not base64!' }), '/image', /URL|base64/);
+  });
+
+  it('refuses a ratio outside [0, 2] or not a number', () => {
+    expectError(validate(path, { image: IMAGE_URL, up_expansion_ratio: -0.1 }), '/up_expansion_ratio', />= 0/);
+    expectError(validate(path, { image: IMAGE_URL, down_expansion_ratio: 2.1 }), '/down_expansion_ratio', /<= 2/);
+    expectError(validate(path, { image: IMAGE_URL, left_expansion_ratio: '0.5' }), '/left_expansion_ratio', /number/);
+    expectError(validate(path, { image: IMAGE_URL, right_expansion_ratio: 3 }), '/right_expansion_ratio', /<= 2/);
+  });
+
+  it('refuses a new image larger than 3x the original area', () => {
+    expectError(validate(path, { image: IMAGE_URL, up_expansion_ratio: 1, left_expansion_ratio: 1 }), '', /4\.00x the original area; at most 3x/);
+    expectError(validate(path, { image: IMAGE_URL, up_expansion_ratio: 1, down_expansion_ratio: 1.1 }), '', /3\.10x/);
+  });
+
+  it('refuses a too long prompt and n outside 1-9', () => {
+    expectError(validate(path, { image: IMAGE_URL, prompt: 'a'.repeat(2501) }), '/prompt', /at most 2500/);
+    expectError(validate(path, { image: IMAGE_URL, n: 0 }), '/n', />= 1/);
+    expectError(validate(path, { image: IMAGE_URL, n: 10 }), '/n', /<= 9/);
+  });
+});
