@@ -68,3 +68,19 @@ export function toStringOrNull(value: unknown): string | null {
 export function affectedRows(result: unknown): number {
   return typeof result === 'number' ? result : toNumber(result);
 }
+
+/**
+ * Creates a table unless it exists; tolerates another process creating it at the same moment. knex
+ * issues the table and its indexes as separate statements: on PostgreSQL and SQLite they run in one
+ * transaction, so a crash cannot leave a ledger without its unique keys. MySQL commits DDL implicitly.
+ */
+export async function createTableIfAbsent(db: Knex, name: string, build: (t: Knex.CreateTableBuilder) => void): Promise<void> {
+  if (await db.schema.hasTable(name)) return;
+  try {
+    if (dialectOf(db) === 'mysql') await db.schema.createTable(name, build);
+    else await db.transaction(async (trx) => void (await trx.schema.createTable(name, build)));
+  } catch (err) {
+    // Two instances migrating at once: the loser's create fails, and the table is there.
+    if (!(await db.schema.hasTable(name))) throw err;
+  }
+}

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { createTableIfAbsent } from './dialect.js';
 import { HostTable } from './host-table.js';
 import { resolveQuotaStoreOptions } from './quota-store.js';
 import type { KnexQuotaStoreOptions } from './quota-store.js';
@@ -24,7 +25,7 @@ export async function createDefaultHostTables(db: Knex, options: DefaultHostTabl
   if (options.image !== false) await createHostTable(db, new HostTable(options.image ?? { name: 'images' }, 'image', 'image'));
   if (options.users !== false) {
     const users = resolveQuotaStoreOptions(options.users ?? {}, 'users');
-    await createIfAbsent(db, users.table, (t) => {
+    await createTableIfAbsent(db, users.table, (t) => {
       t.increments(users.idColumn).primary();
       if (users.idColumn !== 'username' && users.quotaColumn !== 'username' && users.usedColumn !== 'username') {
         t.string('username', 255).notNullable().defaultTo('');
@@ -36,7 +37,7 @@ export async function createDefaultHostTables(db: Knex, options: DefaultHostTabl
 }
 
 async function createHostTable(db: Knex, table: HostTable): Promise<void> {
-  await createIfAbsent(db, table.name, (t) => {
+  await createTableIfAbsent(db, table.name, (t) => {
     const column = (logical: HostColumn): string | undefined => table.columns.get(logical);
     const string = (logical: HostColumn): void => {
       const name = column(logical);
@@ -71,14 +72,4 @@ async function createHostTable(db: Knex, table: HostTable): Promise<void> {
     bigint('created_at');
     bigint('updated_at');
   });
-}
-
-async function createIfAbsent(db: Knex, name: string, build: (t: Knex.CreateTableBuilder) => void): Promise<void> {
-  if (await db.schema.hasTable(name)) return;
-  try {
-    await db.schema.createTable(name, build);
-  } catch (err) {
-    // Another process created it between the check and the create.
-    if (!(await db.schema.hasTable(name))) throw err;
-  }
 }

@@ -121,7 +121,9 @@ export class HostTable {
       // The id is the database's to assign; an update never moves a row to another id.
       if (logical === 'id' || value === undefined) continue;
       const physical = this.columns.get(logical);
-      if (physical !== undefined) values[physical] = value;
+      if (physical === undefined) continue;
+      // The seed's duration is whole seconds; Kling reports "5.1", which an integer column on PostgreSQL refuses.
+      values[physical] = logical === 'duration' && typeof value === 'number' ? Math.round(value) : value;
     }
     return values;
   }

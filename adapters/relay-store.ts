@@ -1,8 +1,7 @@
 import type { Knex } from 'knex';
 import { KlingRelayConfigError } from '../lib/errors.js';
 import { assertIdentifier } from './identifiers.js';
-import { affectedRows, insertReturningId, toNumber, toNumberOrNull, toStringOrNull } from './dialect.js';
-import { FINAL_STATES } from './types.js';
+import { affectedRows, createTableIfAbsent, insertReturningId, toNumber, toNumberOrNull, toStringOrNull } from './dialect.js';
 import type { LedgerKind, LedgerRow, NewRelayTask, RelayTask, TaskState } from './types.js';
 
 export { isUniqueViolation } from './dialect.js';
@@ -58,6 +57,9 @@ const TASK_COLUMN_SET: Record<keyof RelayTask, true> = {
 };
 const TASK_COLUMNS = Object.keys(TASK_COLUMN_SET) as (keyof RelayTask)[];
 
+/** The states a reconciler works on; listed rather than `NOT IN (final)` so the (state, next_check_at) index serves. */
+const ACTIVE_STATES = ['pending', 'submitted', 'processing'] as const satisfies readonly Exclude<TaskState, 'succeed' | 'failed'>[];
+
 const NUMBER_COLUMNS = new Set<string>(['id', 'hold_quota', 'check_count', 'created_at', 'updated_at']);
 const NULLABLE_NUMBER_COLUMNS = new Set<string>(['charge_quota', 'kling_created_at', 'kling_updated_at', 'lease_until', 'next_check_at', 'checked_at']);
 const STRING_COLUMNS = new Set<string>(['host_row_id', 'user_id']);
@@ -95,7 +97,7 @@ export class RelayStore {
   /** Creates the relay's tables when absent. Safe to run on every start; never touches host tables. */
   async migrate(db: Knex): Promise<void> {
     const p = this.prefix;
-    await createIfAbsent(db, this.tables.tasks, (t) => {
+    await createTableIfAbsent(db, this.tables.tasks, (t) => {
       t.increments('id').primary();
       t.string('external_task_id', 191).notNullable().unique({ indexName: `${p}tasks_external_id` });
       t.string('client_task_id', 191).nullable();
@@ -129,7 +131,7 @@ export class RelayStore {
       t.index(['kling_task_id'], `${p}tasks_kling_id`);
       t.index(['user_id', 'client_task_id'], `${p}tasks_user_client`);
     });
-    await createIfAbsent(db, this.tables.ledger, (t) => {
+    await createTableIfAbsent(db, this.tables.ledger, (t) => {
       t.increments('id').primary();
       t.integer('task_id').notNullable();
       t.string('user_id', 64).notNullable();
@@ -143,7 +145,7 @@ export class RelayStore {
       t.unique(['task_id', 'terminal'], { indexName: `${p}ledger_task_terminal` });
       t.index(['user_id'], `${p}ledger_user`);
     });
-    await createIfAbsent(db, this.tables.resources, (t) => {
+    await createTableIfAbsent(db, this.tables.resources, (t) => {
       t.string('resource_id', 191).primary();
       t.string('kind', 32).notNullable();
       t.string('account_id', 191).notNullable();
@@ -271,7 +273,7 @@ export class RelayStore {
     };
     const candidates: unknown[] = await db(this.tables.tasks)
       .select('id')
-      .whereNotIn('state', FINAL_STATES)
+      .whereIn('state', ACTIVE_STATES)
       .andWhere('next_check_at', '<=', now)
       .andWhere(leaseFree)
       .orderBy([{ column: 'next_check_at', order: 'asc' }, { column: 'id', order: 'asc' }])
@@ -281,7 +283,7 @@ export class RelayStore {
       const id = toNumber((candidate as { id: unknown }).id);
       const changed = await db(this.tables.tasks)
         .where('id', id)
-        .whereNotIn('state', FINAL_STATES)
+        .whereIn('state', ACTIVE_STATES)
         .andWhere(leaseFree)
         .update({ lease_owner: owner, lease_until: now + leaseMs });
       if (affectedRows(changed) > 0) won.push(id);
@@ -339,14 +341,4 @@ function toTask(raw: Record<string, unknown>): RelayTask {
     else task[column] = toStringOrNull(value);
   }
   return task as unknown as RelayTask;
-}
-
-async function createIfAbsent(db: Knex, name: string, build: (t: Knex.CreateTableBuilder) => void): Promise<void> {
-  if (await db.schema.hasTable(name)) return;
-  try {
-    await db.schema.createTable(name, build);
-  } catch (err) {
-    // Two instances migrating at once: the loser's create fails, and the table is there.
-    if (!(await db.schema.hasTable(name))) throw err;
-  }
 }

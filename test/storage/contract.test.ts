@@ -142,10 +142,10 @@ for (const database of testDatabases()) {
         expect(hostTablesAfterMigrate).to.deep.equal([false, false, false]);
       });
 
-      it('uses a configured prefix', async function () {
+      it('uses a configured prefix, and survives two instances migrating at once', async function () {
         const other = new RelayStore({ prefix: 'krs_other_' });
         try {
-          await other.migrate(db);
+          await Promise.all([other.migrate(db), other.migrate(db)]);
           expect(await db.schema.hasTable('krs_other_ledger')).to.equal(true);
         } finally {
           for (const table of Object.values(other.tables)) await db.schema.dropTableIfExists(table);
@@ -206,6 +206,13 @@ for (const database of testDatabases()) {
         const id = await images.insert(db, hostRow({ type: 'omni-image', duration: 5 }));
         const row = await images.get(db, id);
         expect(row).to.include({ type: 'omni-image', duration: 0 });
+      });
+
+      it('stores a fractional duration as whole seconds', async function () {
+        const videos = new HostTable({ name: 'videos' });
+        const id = await videos.insert(db, hostRow({ duration: 5.1 }));
+        await videos.update(db, id, { duration: 9.6 });
+        expect((await videos.get(db, id))?.duration).to.equal(10);
       });
 
       it('maps renamed columns and never writes an absent one', async function () {
