@@ -1,0 +1,52 @@
+import { KlingError } from './codes.js';
+import type { KlingFault, QueryFault } from './types.js';
+
+/** How the next successful create is answered, when not normally. */
+export type CreateDelivery = { kind: 'hang'; ms: number | undefined } | { kind: 'reset' };
+
+/** One-shot fault switches: each is used by the next request it applies to, then forgotten. */
+export class FaultSwitches {
+  private createError: KlingError | undefined;
+  private createDelivery: CreateDelivery | undefined;
+  private query: QueryFault | undefined;
+
+  failNextCreate(fault: KlingFault): void {
+    this.createError = KlingError.from(fault);
+  }
+
+  hangNextCreate(ms?: number): void {
+    this.createDelivery = { kind: 'hang', ms };
+  }
+
+  resetNextCreate(): void {
+    this.createDelivery = { kind: 'reset' };
+  }
+
+  failNextQuery(kind: QueryFault): void {
+    this.query = kind;
+  }
+
+  takeCreateError(): KlingError | undefined {
+    const error = this.createError;
+    this.createError = undefined;
+    return error;
+  }
+
+  takeCreateDelivery(): CreateDelivery | undefined {
+    const delivery = this.createDelivery;
+    this.createDelivery = undefined;
+    return delivery;
+  }
+
+  takeQueryFault(): QueryFault | undefined {
+    const fault = this.query;
+    this.query = undefined;
+    return fault;
+  }
+
+  reset(): void {
+    this.createError = undefined;
+    this.createDelivery = undefined;
+    this.query = undefined;
+  }
+}

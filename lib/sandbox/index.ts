@@ -1,0 +1,167 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { signKlingToken } from './auth.js';
+import { CallbackDispatcher } from './callbacks.js';
+import { FaultSwitches } from './faults.js';
+import { builtInEndpoints } from './registry.js';
+import { type SandboxContext, createHandler } from './server.js';
+import { TaskStore } from './tasks.js';
+import type {
+  CallbackAttempt,
+  CallbackMode,
+  EndpointKind,
+  KlingFault,
+  QueryFault,
+  RecordedRequest,
+  SandboxAccount,
+  SandboxOptions,
+  SandboxTask,
+  TaskOutcome,
+  TaskStatus,
+} from './types.js';
+
+export { signKlingToken } from './auth.js';
+export type { SignOptions } from './auth.js';
+export type {
+  CallbackAttempt,
+  CallbackMode,
+  EndpointKind,
+  KlingFault,
+  KlingTaskObject,
+  QueryFault,
+  RecordedRequest,
+  SandboxAccount,
+  SandboxEndpoint,
+  SandboxOptions,
+  SandboxTask,
+  Schedule,
+  TaskOutcome,
+  TaskStatus,
+} from './types.js';
+
+export const DEFAULT_SANDBOX_ACCOUNT: Readonly<SandboxAccount> = Object.freeze({
+  accessKey: 'sandbox-access-key',
+  secretKey: 'sandbox-secret-key-0123456789abcdef',
+});
+
+export interface SandboxTasks {
+  getTask(taskId: string): SandboxTask | undefined;
+  findByExternalId(accessKey: string, externalTaskId: string): SandboxTask | undefined;
+  /** Every task, oldest first. */
+  all(): SandboxTask[];
+}
+
+export interface KlingSandbox {
+  /** Base URL without a trailing slash, e.g. `http://127.0.0.1:12345`. */
+  readonly url: string;
+  readonly accounts: readonly SandboxAccount[];
+  /** Every request received, in order. Emptied by reset(). */
+  readonly requests: RecordedRequest[];
+  /** Every callback delivery attempt, in the order they ended. Emptied by reset(). */
+  readonly callbacks: CallbackAttempt[];
+  readonly tasks: SandboxTasks;
+  /** A valid token for an account (default: the first). */
+  token(account?: SandboxAccount): Promise<string>;
+  /** Ends a task now, with callbacks; throws if it is unknown or already final. */
+  complete(taskId: string, outcome: TaskOutcome): SandboxTask;
+  /** Forces a status (with a callback); 'failed' takes `message` as task_status_msg. */
+  setStatus(taskId: string, status: TaskStatus, message?: string): SandboxTask;
+  /** The next POST to a known path answers this Kling error and creates nothing. */
+  failNextCreate(fault: KlingFault): void;
+  /** The next successful create makes its task but answers only after `ms` (default: never). */
+  hangNextCreate(ms?: number): void;
+  /** The next successful create makes its task, then drops the connection without answering. */
+  resetNextCreate(): void;
+  /** The next single-task GET answers this broken response. */
+  failNextQuery(kind: QueryFault): void;
+  /** How callbacks are delivered from now on; reset() restores normal delivery. */
+  callbackMode(mode: CallbackMode): void;
+  /** Resolves once no callback delivery is queued or in flight. */
+  callbacksIdle(): Promise<void>;
+  /** Forgets tasks, requests, callback attempts and every switch. */
+  reset(): void;
+  close(): Promise<void>;
+}
+
+const DEFAULT_SCHEDULE = { processingAfterMs: 100, finalAfterMs: 300 };
+
+function checkOptions(options: SandboxOptions): void {
+  if (options.accounts !== undefined && options.accounts.length === 0) {
+    throw new TypeError('kling sandbox: `accounts` must hold at least one account, or be left out');
+  }
+  const { schedule } = options;
+  if (typeof schedule === 'object') {
+    for (const key of ['processingAfterMs', 'finalAfterMs'] as const) {
+      if (!(Number.isFinite(schedule[key]) && schedule[key] >= 0)) {
+        throw new TypeError(`kling sandbox: schedule.${key} must be a number of milliseconds >= 0`);
+      }
+    }
+  } else if (schedule !== undefined && schedule !== 'manual' && schedule !== 'instant') {
+    throw new TypeError("kling sandbox: `schedule` must be 'manual', 'instant' or { processingAfterMs, finalAfterMs }");
+  }
+}
+
+/** Starts a local stand-in for Kling's API (see kling-api.md) on an ephemeral port by default. */
+export async function startKlingSandbox(options: SandboxOptions = {}): Promise<KlingSandbox> {
+  checkOptions(options);
+  const accounts = (options.accounts ?? [DEFAULT_SANDBOX_ACCOUNT]).map((a) => ({ ...a }));
+  const endpoints = new Map<string, EndpointKind>();
+  for (const e of [...builtInEndpoints(), ...(options.endpoints ?? [])]) endpoints.set(e.path, e.kind);
+
+  const dispatcher = new CallbackDispatcher();
+  const store = new TaskStore(
+    { schedule: options.schedule ?? DEFAULT_SCHEDULE, outcome: options.outcome ?? (() => ({ status: 'succeed' })) },
+    dispatcher,
+  );
+  const faults = new FaultSwitches();
+  const ctx: SandboxContext = { accounts, endpoints, store, faults, requests: [], hung: new Set() };
+
+  const server = createServer(createHandler(ctx));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+
+  let closed: Promise<void> | undefined;
+  return {
+    url: `http://${host}:${address.port}`,
+    accounts,
+    requests: ctx.requests,
+    callbacks: dispatcher.attempts,
+    tasks: {
+      getTask: (taskId) => store.getTask(taskId),
+      findByExternalId: (accessKey, externalTaskId) => store.findByExternalId(accessKey, externalTaskId),
+      all: () => store.all(),
+    },
+    token: (account = accounts[0] ?? DEFAULT_SANDBOX_ACCOUNT) => signKlingToken(account),
+    complete: (taskId, outcome) => store.complete(taskId, outcome),
+    setStatus: (taskId, status, message) => store.setStatus(taskId, status, message),
+    failNextCreate: (fault) => faults.failNextCreate(fault),
+    hangNextCreate: (ms) => faults.hangNextCreate(ms),
+    resetNextCreate: () => faults.resetNextCreate(),
+    failNextQuery: (kind) => faults.failNextQuery(kind),
+    callbackMode: (mode) => dispatcher.setMode(mode),
+    callbacksIdle: () => dispatcher.idle(),
+    reset() {
+      store.reset();
+      faults.reset();
+      dispatcher.reset();
+      ctx.requests.length = 0;
+    },
+    close() {
+      closed ??= new Promise<void>((resolve) => {
+        store.close();
+        dispatcher.close();
+        for (const res of ctx.hung) res.destroy();
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      return closed;
+    },
+  };
+}

@@ -1,0 +1,226 @@
+import { randomInt, randomUUID } from 'node:crypto';
+import type { KlingTaskObject, SandboxTask } from './types.js';
+
+/** Generated media live on a made-up host: nothing the relay does should need to fetch them. */
+const CDN = 'https://sandbox-cdn.klingai.test';
+
+/** Kling's task ids are long decimal strings. */
+export function newTaskId(): string {
+  let id = String(7 + randomInt(3));
+  for (let i = 0; i < 17; i++) id += String(randomInt(10));
+  return id;
+}
+
+function media(kind: string, id: string, ext: string): string {
+  return `${CDN}/${kind}/${id}.${ext}`;
+}
+
+function record(value: unknown): Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+}
+
+function positive(value: unknown): number | undefined {
+  const n = typeof value === 'string' ? Number(value) : value;
+  return typeof n === 'number' && Number.isFinite(n) && n > 0 ? n : undefined;
+}
+
+function count(value: unknown, fallback: number): number {
+  const n = positive(value);
+  return n === undefined ? fallback : Math.floor(n);
+}
+
+/** The seconds a task asked for: `duration`, or `input.duration` for effects; 5 when none. */
+function requestedSeconds(body: Record<string, unknown>): number {
+  return positive(body.duration) ?? positive(record(body.input).duration) ?? 5;
+}
+
+function watermarked(body: Record<string, unknown>): boolean {
+  return record(body.watermark_info).enabled === true;
+}
+
+function video(task: SandboxTask): Record<string, unknown> {
+  const id = randomUUID();
+  // Real outputs run a little over the requested length, which billing must cope with.
+  const out: Record<string, unknown> = {
+    id,
+    url: media('videos', id, 'mp4'),
+    duration: (requestedSeconds(task.body) + 0.1).toFixed(1),
+  };
+  if (watermarked(task.body)) out.watermark_url = media('videos', `${id}-wm`, 'mp4');
+  if (task.path === '/v1/videos/multi-elements' && typeof task.body.session_id === 'string') {
+    out.session_id = task.body.session_id;
+  }
+  return out;
+}
+
+function soundtrack(task: SandboxTask): Record<string, unknown> {
+  const id = randomUUID();
+  const seconds = requestedSeconds(task.body).toFixed(1);
+  return {
+    id,
+    url_mp3: media('audios', id, 'mp3'),
+    url_wav: media('audios', id, 'wav'),
+    duration_mp3: seconds,
+    duration_wav: seconds,
+  };
+}
+
+function images(task: SandboxTask, n: number): Record<string, unknown>[] {
+  return Array.from({ length: n }, (_, index) => {
+    const id = `${task.taskId}-${index}`;
+    const out: Record<string, unknown> = { index, url: media('images', id, 'png') };
+    if (watermarked(task.body)) out.watermark_url = media('images', `${id}-wm`, 'png');
+    return out;
+  });
+}
+
+/** A plausible `task_result` and `final_unit_deduction` for a task that succeeded. */
+export function succeededResult(task: SandboxTask): { result: Record<string, unknown>; units: string } {
+  const { path, body } = task;
+  if (path === '/v1/audio/text-to-audio') return { result: { audios: [soundtrack(task)] }, units: '1' };
+  if (path === '/v1/audio/video-to-audio') {
+    return { result: { videos: [video(task)], audios: [soundtrack(task)] }, units: '1' };
+  }
+  if (path.includes('custom-voices')) {
+    const voice_id = randomUUID();
+    return {
+      result: {
+        voices: [{ voice_id, voice_name: body.voice_name ?? 'voice', trial_url: media('voices', voice_id, 'mp3'), owned_by: 'creator' }],
+      },
+      units: '1',
+    };
+  }
+  if (path.includes('custom-elements')) {
+    return {
+      result: { elements: [{ element_id: Number(newTaskId().slice(0, 12)), element_name: body.element_name ?? 'element' }] },
+      units: '1',
+    };
+  }
+  if (path.startsWith('/v1/images/')) {
+    if (path === '/v1/images/kolors-virtual-try-on') return { result: { images: images(task, 1) }, units: '1' };
+    if (path === '/v1/images/omni-image' && body.result_type === 'series') {
+      const amount = count(body.series_amount, 4);
+      return {
+        result: { result_type: 'series', series_images: images(task, amount).map(({ index, url }) => ({ index, url })) },
+        units: String(amount),
+      };
+    }
+    const n = count(body.n, 1);
+    const result: Record<string, unknown> = { images: images(task, n) };
+    if (path === '/v1/images/omni-image') result.result_type = 'single';
+    return { result, units: String(n) };
+  }
+  return { result: { videos: [video(task)] }, units: String(Math.ceil(requestedSeconds(body) / 5)) };
+}
+
+const CONTINUATIONS = new Set(['/v1/videos/video-extend', '/v1/videos/advanced-lip-sync', '/v1/audio/video-to-audio']);
+
+/** Kling's task object for queries and callbacks. */
+export function taskObject(task: SandboxTask): KlingTaskObject {
+  const out: KlingTaskObject = {
+    task_id: task.taskId,
+    task_status: task.status,
+    task_status_msg: task.statusMsg,
+    task_info: {},
+    created_at: task.createdAt,
+    updated_at: task.updatedAt,
+  };
+  if (task.externalTaskId !== undefined) out.task_info.external_task_id = task.externalTaskId;
+  if (CONTINUATIONS.has(task.path)) {
+    const id = typeof task.body.video_id === 'string' ? task.body.video_id : `${task.taskId}-source`;
+    out.task_info.parent_video = { id, url: media('videos', id, 'mp4'), duration: '5.1' };
+  }
+  if (task.result) out.task_result = task.result;
+  if (task.finalUnitDeduction !== undefined) out.final_unit_deduction = task.finalUnitDeduction;
+  if (task.body.watermark_info !== undefined) out.watermark_info = { enabled: watermarked(task.body) };
+  return out;
+}
+
+function sessionOf(body: Record<string, unknown>): string {
+  return typeof body.session_id === 'string' ? body.session_id : randomUUID();
+}
+
+function maskList(): Record<string, unknown>[] {
+  return [
+    {
+      object_id: 0,
+      rle_mask: { size: [720, 1280], counts: 'PPYo05N2O1N2M3L4K5J6I7H8G9F:E;D<C=B>A?@' },
+      png_mask: { size: [720, 1280], base64: 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgAB4iG8MwAAAABJRU5ErkJggg==' },
+    },
+  ];
+}
+
+/** The `data` of a synchronous endpoint (kling-api.md 6.7, 6.9, 6.12, 6.13). */
+export function syncResult(path: string, body: Record<string, unknown>): Record<string, unknown> {
+  const final_unit_deduction = '1';
+  switch (path.slice(path.lastIndexOf('/') + 1)) {
+    case 'identify-face':
+      return {
+        session_id: randomUUID(),
+        final_unit_deduction,
+        face_data: [{ face_id: '0', face_image: media('faces', randomUUID(), 'png'), start_time: 0, end_time: 5200 }],
+      };
+    case 'init-selection':
+      return {
+        status: 0,
+        session_id: randomUUID(),
+        final_unit_deduction,
+        fps: 30,
+        original_duration: 5000,
+        width: 1280,
+        height: 720,
+        total_frame: 150,
+        normalized_video: media('videos', randomUUID(), 'mp4'),
+      };
+    case 'add-selection':
+    case 'delete-selection':
+      return {
+        status: 0,
+        session_id: sessionOf(body),
+        final_unit_deduction,
+        res: { frame_index: typeof body.frame_index === 'number' ? body.frame_index : 0, rle_mask_list: maskList() },
+      };
+    case 'clear-selection':
+      return { status: 0, session_id: sessionOf(body), final_unit_deduction };
+    case 'preview-selection': {
+      const id = randomUUID();
+      return {
+        status: 0,
+        session_id: sessionOf(body),
+        final_unit_deduction,
+        res: {
+          video: media('videos', id, 'mp4'),
+          video_cover: media('images', id, 'jpg'),
+          tracking_output: media('videos', `${id}-tracking`, 'mp4'),
+        },
+      };
+    }
+    case 'image-recognize':
+      return {
+        task_id: newTaskId(),
+        task_status: 'succeed',
+        task_result: {
+          images: ['object_seg', 'head_seg', 'face_seg', 'cloth_seg'].map((type) => ({
+            type,
+            is_contain: type !== 'cloth_seg',
+            url: media('images', `${randomUUID()}-${type}`, 'png'),
+          })),
+        },
+        final_unit_deduction,
+      };
+    case 'tts': {
+      const id = randomUUID();
+      const chars = typeof body.text === 'string' ? body.text.length : 0;
+      // Roughly fifteen characters a second of speech, never under one second.
+      const seconds = Math.max(1, chars / 15).toFixed(1);
+      return {
+        task_id: newTaskId(),
+        task_status: 'succeed',
+        task_result: { audios: [{ id, url: media('audios', id, 'mp3'), duration: seconds }] },
+        final_unit_deduction,
+      };
+    }
+    default:
+      return { task_id: newTaskId(), task_status: 'succeed', task_result: {}, final_unit_deduction };
+  }
+}

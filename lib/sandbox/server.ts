@@ -1,0 +1,191 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { authenticate } from './auth.js';
+import { KlingError, requestId } from './codes.js';
+import type { FaultSwitches } from './faults.js';
+import { readBody, sendData, sendError, sendRaw } from './http.js';
+import { syncResult, taskObject } from './results.js';
+import type { TaskStore } from './tasks.js';
+import type { EndpointKind, RecordedRequest, SandboxAccount } from './types.js';
+
+export interface SandboxContext {
+  accounts: readonly SandboxAccount[];
+  endpoints: ReadonlyMap<string, EndpointKind>;
+  store: TaskStore;
+  faults: FaultSwitches;
+  requests: RecordedRequest[];
+  /** Create answers held back by hangNextCreate, released or destroyed by close(). */
+  hung: Set<ServerResponse>;
+}
+
+const HUGE_BYTES = 20 * 1024 * 1024;
+
+export function createHandler(ctx: SandboxContext): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    handle(ctx, req, res).catch(() => res.destroy());
+  };
+}
+
+async function handle(ctx: SandboxContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://sandbox.invalid');
+  const raw = await readBody(req);
+  let body: unknown;
+  let malformed = false;
+  if (raw.length > 0) {
+    try {
+      body = JSON.parse(raw.toString('utf8'));
+    } catch {
+      malformed = true;
+    }
+  }
+  const entry: RecordedRequest = {
+    method: req.method ?? 'GET',
+    path: url.pathname,
+    query: Object.fromEntries(url.searchParams),
+    headers: { ...req.headers },
+    body,
+    accessKey: undefined,
+    at: Date.now(),
+  };
+  ctx.requests.push(entry);
+
+  try {
+    const accessKey = await authenticate(req.headers.authorization, ctx.accounts);
+    entry.accessKey = accessKey;
+    if (entry.method === 'POST') {
+      create(ctx, res, accessKey, url.pathname, body, malformed);
+    } else if (entry.method === 'GET') {
+      query(ctx, res, accessKey, url);
+    } else {
+      throw new KlingError(1202);
+    }
+  } catch (err) {
+    sendError(res, err instanceof KlingError ? err : new KlingError(5000));
+  }
+}
+
+function create(
+  ctx: SandboxContext,
+  res: ServerResponse,
+  accessKey: string,
+  path: string,
+  body: unknown,
+  malformed: boolean,
+): void {
+  const kind = ctx.endpoints.get(path);
+  if (!kind) throw new KlingError(1202);
+  const fault = ctx.faults.takeCreateError();
+  if (fault) throw fault;
+  if (malformed) throw new KlingError(1200, 'request body is not valid JSON');
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new KlingError(1200, 'request body must be a JSON object');
+  }
+  const fields = body as Record<string, unknown>;
+  if (carriesDataUri(fields)) throw new KlingError(1201, 'base64 must not carry a data: prefix');
+
+  const delivery = ctx.faults.takeCreateDelivery();
+  let data: unknown;
+  if (kind === 'sync') {
+    data = syncResult(path, fields);
+  } else {
+    // Callbacks wait for the answer to leave, unless the answer is being sabotaged anyway.
+    const answered = delivery ? undefined : new Promise((resolve) => res.once('close', resolve));
+    const task = ctx.store.create(accessKey, path, fields, answered);
+    data = {
+      task_id: task.taskId,
+      task_status: 'submitted',
+      task_info: task.externalTaskId === undefined ? {} : { external_task_id: task.externalTaskId },
+      created_at: task.createdAt,
+      updated_at: task.createdAt,
+    };
+  }
+
+  if (delivery?.kind === 'reset') {
+    res.socket?.destroy();
+    return;
+  }
+  if (delivery?.kind === 'hang') {
+    ctx.hung.add(res);
+    res.once('close', () => ctx.hung.delete(res));
+    if (delivery.ms !== undefined) {
+      const timer = setTimeout(() => sendData(res, data), delivery.ms);
+      timer.unref();
+      res.once('close', () => clearTimeout(timer));
+    }
+    return;
+  }
+  sendData(res, data);
+}
+
+/** Kling refuses `data:...;base64,` prefixes on media fields; this finds one anywhere in the body. */
+function carriesDataUri(value: unknown): boolean {
+  if (typeof value === 'string') return value.startsWith('data:') && value.includes(';base64,');
+  if (Array.isArray(value)) return value.some(carriesDataUri);
+  if (typeof value === 'object' && value !== null) return Object.values(value).some(carriesDataUri);
+  return false;
+}
+
+function query(ctx: SandboxContext, res: ServerResponse, accessKey: string, url: URL): void {
+  const path = url.pathname;
+  if (ctx.endpoints.get(path) === 'task') {
+    list(ctx, res, accessKey, path, url.searchParams);
+    return;
+  }
+  const cut = path.lastIndexOf('/');
+  const parent = path.slice(0, cut);
+  if (cut <= 0 || ctx.endpoints.get(parent) !== 'task') throw new KlingError(1202);
+  let id: string;
+  try {
+    id = decodeURIComponent(path.slice(cut + 1));
+  } catch {
+    throw new KlingError(1203, 'task not found');
+  }
+  single(ctx, res, accessKey, parent, id);
+}
+
+function single(ctx: SandboxContext, res: ServerResponse, accessKey: string, path: string, id: string): void {
+  const fault = ctx.faults.takeQueryFault();
+  if (fault === 'http-500') throw new KlingError(5000);
+  if (fault === 'garbage') {
+    // Declared JSON, so a client that trusts the content type is caught out too.
+    sendRaw(res, 200, '<html><body>502 Bad Gateway</body></html>');
+    return;
+  }
+  if (fault === 'no-data') {
+    sendRaw(res, 200, JSON.stringify({ code: 0, message: 'SUCCEED', request_id: requestId() }));
+    return;
+  }
+  const task = ctx.store.lookup(accessKey, path, id);
+  if (fault === 'huge') {
+    const data = task ? taskObject(task) : { task_id: id, task_status: 'submitted' };
+    sendRaw(res, 200, JSON.stringify({ code: 0, message: 'SUCCEED', request_id: requestId(), data: { ...data, padding: 'x'.repeat(HUGE_BYTES) } }));
+    return;
+  }
+  if (!task) throw new KlingError(1203, 'task not found');
+  const data = taskObject(task);
+  if (fault === 'unknown-status') data.task_status = 'weird';
+  sendData(res, data);
+}
+
+function list(
+  ctx: SandboxContext,
+  res: ServerResponse,
+  accessKey: string,
+  path: string,
+  params: URLSearchParams,
+): void {
+  const pageNum = pageParam(params, 'pageNum', 1, 1000, 1);
+  const pageSize = pageParam(params, 'pageSize', 1, 500, 30);
+  let tasks = ctx.store.list(accessKey, path);
+  const external = params.get('external_task_id');
+  if (external !== null) tasks = tasks.filter((t) => t.externalTaskId === external);
+  const start = (pageNum - 1) * pageSize;
+  sendData(res, tasks.slice(start, start + pageSize).map(taskObject));
+}
+
+function pageParam(params: URLSearchParams, name: string, min: number, max: number, fallback: number): number {
+  const raw = params.get(name);
+  if (raw === null || raw === '') return fallback;
+  const value = /^\d+$/.test(raw) ? Number(raw) : NaN;
+  if (!(value >= min && value <= max)) throw new KlingError(1201, `${name} must be an integer in [${min}, ${max}]`);
+  return value;
+}

@@ -1,0 +1,183 @@
+import type { CallbackDispatcher } from './callbacks.js';
+import { KlingError } from './codes.js';
+import { newTaskId, succeededResult, taskObject } from './results.js';
+import type { SandboxTask, Schedule, TaskOutcome, TaskStatus } from './types.js';
+
+export interface TaskStoreConfig {
+  schedule: Schedule;
+  outcome: (task: SandboxTask) => TaskOutcome;
+}
+
+function isFinal(status: TaskStatus): boolean {
+  return status === 'succeed' || status === 'failed';
+}
+
+/** The sandbox's tasks: creation, look-up per access key, progress on the schedule. */
+export class TaskStore {
+  // Insertion order is creation order, which listing relies on.
+  private readonly tasks = new Map<string, SandboxTask>();
+  private readonly timers = new Map<string, NodeJS.Timeout[]>();
+
+  constructor(
+    private readonly config: TaskStoreConfig,
+    private readonly callbacks: CallbackDispatcher,
+  ) {}
+
+  getTask(taskId: string): SandboxTask | undefined {
+    return this.tasks.get(taskId);
+  }
+
+  findByExternalId(accessKey: string, externalTaskId: string): SandboxTask | undefined {
+    for (const task of this.tasks.values()) {
+      if (task.accessKey === accessKey && task.externalTaskId === externalTaskId) return task;
+    }
+    return undefined;
+  }
+
+  /** Every task, oldest first. */
+  all(): SandboxTask[] {
+    return [...this.tasks.values()];
+  }
+
+  /** A task of this key and path, by Kling's task_id or by the key's external_task_id. */
+  lookup(accessKey: string, path: string, id: string): SandboxTask | undefined {
+    const byId = this.tasks.get(id);
+    if (byId && byId.accessKey === accessKey && byId.path === path) return byId;
+    const byExternal = this.findByExternalId(accessKey, id);
+    return byExternal?.path === path ? byExternal : undefined;
+  }
+
+  /** This key's tasks of this path, newest first. */
+  list(accessKey: string, path: string): SandboxTask[] {
+    return this.all()
+      .filter((t) => t.accessKey === accessKey && t.path === path)
+      .reverse();
+  }
+
+  /**
+   * Creates a task and starts its schedule. `gate` holds back its callbacks until the create
+   * answer is out.
+   */
+  create(accessKey: string, path: string, body: Record<string, unknown>, gate?: Promise<unknown>): SandboxTask {
+    const externalTaskId = body.external_task_id;
+    if (externalTaskId !== undefined && typeof externalTaskId !== 'string') {
+      throw new KlingError(1201, 'external_task_id must be a string');
+    }
+    if (externalTaskId !== undefined && this.findByExternalId(accessKey, externalTaskId)) {
+      throw new KlingError(1201, `external_task_id ${externalTaskId} already exists`);
+    }
+    const callbackUrl = body.callback_url;
+    if (callbackUrl !== undefined && typeof callbackUrl !== 'string') {
+      throw new KlingError(1201, 'callback_url must be a string');
+    }
+
+    let taskId = newTaskId();
+    while (this.tasks.has(taskId)) taskId = newTaskId();
+    const now = Date.now();
+    const task: SandboxTask = {
+      taskId,
+      path,
+      accessKey,
+      body,
+      externalTaskId,
+      callbackUrl,
+      status: 'submitted',
+      statusMsg: '',
+      createdAt: now,
+      updatedAt: now,
+      result: undefined,
+      finalUnitDeduction: undefined,
+    };
+    this.tasks.set(taskId, task);
+    if (gate && callbackUrl) this.callbacks.gate(taskId, gate);
+    this.announce(task);
+    this.schedule(task);
+    return task;
+  }
+
+  /** Ends a task now, with callbacks. A final task cannot end twice. */
+  complete(taskId: string, outcome: TaskOutcome): SandboxTask {
+    const task = this.require(taskId);
+    if (isFinal(task.status)) throw new Error(`kling sandbox: task ${taskId} is already ${task.status}`);
+    this.finish(task, outcome);
+    return task;
+  }
+
+  /** Forces a status, with a callback; no transition rule applies (a test tool). */
+  setStatus(taskId: string, status: TaskStatus, message = 'failed by the sandbox'): SandboxTask {
+    const task = this.require(taskId);
+    if (status === 'succeed' || status === 'failed') {
+      this.finish(task, status === 'succeed' ? { status } : { status, message });
+    } else {
+      this.move(task, status);
+    }
+    return task;
+  }
+
+  reset(): void {
+    this.clearTimers();
+    this.tasks.clear();
+  }
+
+  close(): void {
+    this.clearTimers();
+  }
+
+  private require(taskId: string): SandboxTask {
+    const task = this.tasks.get(taskId);
+    if (!task) throw new Error(`kling sandbox: no task ${taskId}`);
+    return task;
+  }
+
+  private schedule(task: SandboxTask): void {
+    const { schedule } = this.config;
+    if (schedule === 'manual') return;
+    if (schedule === 'instant') {
+      this.finish(task, this.config.outcome(task));
+      return;
+    }
+    const processing = setTimeout(() => {
+      if (task.status === 'submitted') this.move(task, 'processing');
+    }, schedule.processingAfterMs);
+    const final = setTimeout(() => {
+      if (isFinal(task.status)) return;
+      if (task.status === 'submitted') this.move(task, 'processing');
+      this.finish(task, this.config.outcome(task));
+    }, Math.max(schedule.finalAfterMs, schedule.processingAfterMs));
+    processing.unref();
+    final.unref();
+    this.timers.set(task.taskId, [processing, final]);
+  }
+
+  private move(task: SandboxTask, status: TaskStatus): void {
+    task.status = status;
+    task.updatedAt = Math.max(Date.now(), task.updatedAt);
+    this.announce(task);
+  }
+
+  private finish(task: SandboxTask, outcome: TaskOutcome): void {
+    for (const timer of this.timers.get(task.taskId) ?? []) clearTimeout(timer);
+    this.timers.delete(task.taskId);
+    if (outcome.status === 'succeed') {
+      const { result, units } = succeededResult(task);
+      task.result = result;
+      task.finalUnitDeduction = units;
+      task.statusMsg = '';
+    } else {
+      task.result = undefined;
+      task.finalUnitDeduction = '0';
+      task.statusMsg = outcome.message;
+    }
+    this.move(task, outcome.status);
+  }
+
+  private announce(task: SandboxTask): void {
+    if (!task.callbackUrl) return;
+    this.callbacks.notify({ taskId: task.taskId, url: task.callbackUrl, body: taskObject(task) }, isFinal(task.status));
+  }
+
+  private clearTimers(): void {
+    for (const list of this.timers.values()) for (const timer of list) clearTimeout(timer);
+    this.timers.clear();
+  }
+}

@@ -1,0 +1,115 @@
+/** Public types of the Kling sandbox. */
+
+export interface SandboxAccount {
+  accessKey: string;
+  secretKey: string;
+}
+
+export type EndpointKind = 'task' | 'sync';
+
+export interface SandboxEndpoint {
+  path: string;
+  kind: EndpointKind;
+}
+
+export type TaskStatus = 'submitted' | 'processing' | 'succeed' | 'failed';
+
+export type TaskOutcome = { status: 'succeed' } | { status: 'failed'; message: string };
+
+export type Schedule = 'manual' | 'instant' | { processingAfterMs: number; finalAfterMs: number };
+
+export interface SandboxOptions {
+  /** Accounts whose JWTs are accepted. Default: one account, see `DEFAULT_SANDBOX_ACCOUNT`. */
+  accounts?: SandboxAccount[];
+  /** Default '127.0.0.1'. */
+  host?: string;
+  /** Default 0: an ephemeral port, read it from `sandbox.url`. */
+  port?: number;
+  /**
+   * How tasks progress. 'manual': they stay `submitted` until `complete()` or `setStatus()`.
+   * 'instant': final as soon as created (the create answer still says `submitted`, as Kling's does).
+   * Default `{ processingAfterMs: 100, finalAfterMs: 300 }`, both counted from creation.
+   */
+  schedule?: Schedule;
+  /** Decides how a task ends when its schedule finalises it. Default: every task succeeds. */
+  outcome?: (task: SandboxTask) => TaskOutcome;
+  /** Paths served in addition to the built-in `schemas/registry.json`. */
+  endpoints?: SandboxEndpoint[];
+}
+
+/** A task as the sandbox keeps it. The object is live: it changes as the task progresses. */
+export interface SandboxTask {
+  taskId: string;
+  /** The create path, e.g. `/v1/videos/text2video`. */
+  path: string;
+  accessKey: string;
+  /** The create body as received. */
+  body: Record<string, unknown>;
+  externalTaskId: string | undefined;
+  callbackUrl: string | undefined;
+  status: TaskStatus;
+  statusMsg: string;
+  /** Unix milliseconds. */
+  createdAt: number;
+  updatedAt: number;
+  /** Kling's `task_result`, set when the task succeeds. */
+  result: Record<string, unknown> | undefined;
+  finalUnitDeduction: string | undefined;
+}
+
+/** Kling's task object (kling-api.md 3.2), as answered by queries and sent to callbacks. */
+export interface KlingTaskObject {
+  task_id: string;
+  task_status: string;
+  task_status_msg: string;
+  task_info: { external_task_id?: string; parent_video?: { id: string; url: string; duration: string } };
+  task_result?: Record<string, unknown>;
+  final_unit_deduction?: string;
+  watermark_info?: { enabled: boolean };
+  created_at: number;
+  updated_at: number;
+}
+
+export interface RecordedRequest {
+  method: string;
+  path: string;
+  query: Record<string, string>;
+  headers: Record<string, string | string[] | undefined>;
+  /** Parsed JSON, or undefined when there was no body or it was not JSON. */
+  body: unknown;
+  /** The JWT `iss` when the token verified, else undefined. */
+  accessKey: string | undefined;
+  /** Unix milliseconds. */
+  at: number;
+}
+
+export interface CallbackAttempt {
+  taskId: string;
+  url: string;
+  body: KlingTaskObject;
+  /** The receiver's HTTP status, when it answered. */
+  status?: number;
+  /** Why the delivery failed, when it did. */
+  error?: string;
+  /** Unix milliseconds, when the attempt ended. */
+  at: number;
+}
+
+export interface CallbackMode {
+  /** Send every callback twice. */
+  duplicate?: boolean;
+  /** Hold a task's callbacks and send them newest first once it is final. */
+  reorder?: boolean;
+  /** Send no callbacks at all. */
+  drop?: boolean;
+}
+
+export interface KlingFault {
+  /** Default: Kling's HTTP status for `code` (kling-api.md 2.2). */
+  httpStatus?: number;
+  code: number;
+  /** Default: Kling's meaning of `code`. */
+  message?: string;
+}
+
+export type QueryFault = 'garbage' | 'no-data' | 'unknown-status' | 'http-500' | 'huge';
