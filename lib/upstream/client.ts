@@ -1,7 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import nodeFetch from 'node-fetch';
-import type { KlingAccount } from './accounts.js';
+import type { AccountPool, KlingAccount } from './accounts.js';
 import { TokenCache } from './jwt.js';
 
 /** What the relay logs through; winston's logger satisfies it. */
@@ -37,6 +37,13 @@ export interface FetchResponseLike {
 /** node-fetch v3, `globalThis.fetch` (undici) or anything shaped like them. */
 export type FetchLike = (url: string, init: FetchRequestInit) => Promise<FetchResponseLike>;
 
+/**
+ * - `timeout`: the deadline passed (or the OS timed the socket out) before the answer was complete.
+ * - `network`: the connection failed: refused, not resolved, reset, hung up, closed mid-body.
+ * - `bad_response`: an answer came that is not a Kling envelope (not JSON, not an object with an
+ *   integer `code`, code 0 with a non-2xx status, a redirect) or is larger than `maxResponseBytes`.
+ * - `kling`: a Kling envelope with a code other than 0.
+ */
 export type UpstreamErrorKind = 'timeout' | 'network' | 'bad_response' | 'kling';
 
 /** The envelope of a successful Kling answer (code 0). */
@@ -107,7 +114,7 @@ export class UpstreamError extends Error {
 export const DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
 
 export interface KlingClientOptions {
-  accounts: { get(id: string): KlingAccount | undefined };
+  accounts: AccountPool;
   /** Default: node-fetch with a keep-alive agent per protocol. */
   fetch?: FetchLike;
   /** Deadline of one call, headers and body together. */
@@ -421,6 +428,7 @@ export class KlingClient {
   ): UpstreamError {
     const status = httpStatus === undefined ? {} : { httpStatus };
     const code = errorCode(err);
+    // ETIMEDOUT is the OS giving up on the socket: the same situation as our deadline passing.
     if (timedOut || code === 'ETIMEDOUT') {
       return fail(`Kling did not answer within ${this.#timeoutMs} ms`, { kind: 'timeout', ambiguous: true, cause: err, ...status });
     }

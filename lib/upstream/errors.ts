@@ -32,10 +32,13 @@ export function isAccountProblem(err: unknown): boolean {
   return isUnknownCode(err.klingCode) && (err.httpStatus === 401 || err.httpStatus === 403);
 }
 
+/** `Sun, 06 Nov 1994 08:49:37 GMT`; Date.parse alone accepts far too much. */
+const IMF_FIXDATE = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT$/;
+
 function retryAfter(err: UpstreamError): string {
   const sent = err.retryAfter?.trim();
   // Passed on only in one of the two forms RFC 9110 allows, so a garbled header never reaches the client.
-  if (sent && (/^\d{1,6}$/.test(sent) || !Number.isNaN(Date.parse(sent)))) return sent;
+  if (sent && (/^\d{1,6}$/.test(sent) || IMF_FIXDATE.test(sent))) return sent;
   return DEFAULT_RETRY_AFTER;
 }
 
