@@ -1,0 +1,108 @@
+import { expect } from 'chai';
+import { validate } from '../support/validate.js';
+import { IMAGE_URL, JPEG_640x480, MP3, PNG_400x300, PNG_SMALL, PNG_TALL, dataUrl } from '../fixtures/media.js';
+
+type Result = ReturnType<typeof validate>;
+
+/** Asserts a refusal with an error at `path` whose message matches `message`. */
+function expectError(r: Result, path: string, message: RegExp): void {
+  expect(r.ok).to.equal(false);
+  if (r.ok) return;
+  const error = r.errors.find((e) => e.path === path);
+  expect(error, `no error at '${path}' in ${JSON.stringify(r.errors)}`).to.not.equal(undefined);
+  expect(error?.message).to.match(message);
+}
+
+describe('schema: /v1/videos/effects', () => {
+  const path = '/v1/videos/effects';
+  const single = { effect_scene: 'bloombloom', input: { image: IMAGE_URL, duration: '5' } };
+  const dual = { effect_scene: 'hug', input: { images: [IMAGE_URL, JPEG_640x480], duration: '5' } };
+
+  it('accepts a single-image effect, stripping the data: prefix, adding no model_name or mode defaults', () => {
+    const r = validate(path, { effect_scene: 'squish', input: { image: dataUrl('image/png', PNG_400x300), duration: '5' } });
+    expect(r.ok).to.equal(true);
+    if (!r.ok) return;
+    expect(r.body.input).to.deep.equal({ image: PNG_400x300, duration: '5' });
+  });
+
+  it('accepts any non-empty effect_scene (the list is long and changes) and the caller fields; drops unknown fields', () => {
+    const full = { ...single, effect_scene: 'some_new_effect_2027', watermark_info: { enabled: true }, callback_url: 'https://example.com/cb', external_task_id: 'job-1' };
+    const r = validate(path, { ...full, input: { ...single.input, extra: 1 }, model_name: 'kling-v1' });
+    expect(r.ok).to.equal(true);
+    if (!r.ok) return;
+    expect(r.body).to.deep.equal(full);
+  });
+
+  it('single-image duration: accepts "5" and "10" (CONFLICT: S3/S5 "5" only, S4 "5"/"10")', () => {
+    expect(validate(path, { ...single, input: { ...single.input, duration: '10' } }).ok).to.equal(true);
+  });
+
+  it('single-image model_name: accepts kling-v1-6 (CONFLICT: S5 requires it for the original effects, S3 does not)', () => {
+    expect(validate(path, { ...single, input: { ...single.input, model_name: 'kling-v1-6' } }).ok).to.equal(true);
+  });
+
+  it('accepts a dual-character effect with both images stripped of data: prefixes, and model_name/mode', () => {
+    const r = validate(path, { effect_scene: 'kiss', input: { images: [dataUrl('image/png', PNG_400x300), dataUrl('image/jpeg', JPEG_640x480)], duration: '10', model_name: 'kling-v1-5', mode: 'pro' } });
+    expect(r.ok).to.equal(true);
+    if (!r.ok) return;
+    expect(r.body.input).to.deep.equal({ images: [PNG_400x300, JPEG_640x480], duration: '10', model_name: 'kling-v1-5', mode: 'pro' });
+  });
+
+  it('refuses a missing or empty effect_scene and a missing input', () => {
+    expectError(validate(path, { input: single.input }), '/effect_scene', /required/);
+    expectError(validate(path, { ...single, effect_scene: '' }), '/effect_scene', /empty/);
+    expectError(validate(path, { effect_scene: 'bloombloom' }), '/input', /required/);
+  });
+
+  it('refuses a missing duration and one other than "5"/"10"', () => {
+    expectError(validate(path, { ...single, input: { image: IMAGE_URL } }), '/input/duration', /required/);
+    expectError(validate(path, { ...single, input: { ...single.input, duration: '15' } }), '/input/duration', /must be one of: "5", "10"/);
+    expectError(validate(path, { ...dual, input: { ...dual.input, duration: 5 } }), '/input/duration', /must be string/);
+  });
+
+  it('single-image: refuses an input with neither image nor images, and a mode', () => {
+    expectError(validate(path, { ...single, input: { duration: '5' } }), '/input/image', /required/);
+    expectError(validate(path, { ...single, input: { ...single.input, mode: 'pro' } }), '/input', /'mode' is not allowed/);
+  });
+
+  it('dual-character: refuses image next to images, and images without exactly 2 items', () => {
+    expectError(validate(path, { ...dual, input: { ...dual.input, image: IMAGE_URL } }), '/input', /'image' is not allowed/);
+    expectError(validate(path, { ...dual, input: { ...dual.input, images: [IMAGE_URL] } }), '/input/images', /at least 2 items/);
+    expectError(validate(path, { ...dual, input: { ...dual.input, images: [IMAGE_URL, IMAGE_URL, IMAGE_URL] } }), '/input/images', /at most 2 items/);
+  });
+
+  it('refuses a known dual-character effect given a single image', () => {
+    for (const effect_scene of ['hug', 'kiss', 'heart_gesture', 'fight', 'cheers_2026', 'hug_pro']) {
+      expectError(validate(path, { effect_scene, input: { image: IMAGE_URL, duration: '5', model_name: 'kling-v1-6' } }), '/input/images', /required/);
+    }
+  });
+
+  it('refuses a model_name outside kling-v1/kling-v1-5/kling-v1-6 and a mode other than std/pro', () => {
+    expectError(validate(path, { ...dual, input: { ...dual.input, model_name: 'kling-v2-1' } }), '/input/model_name', /must be one of: "kling-v1", "kling-v1-5", "kling-v1-6"/);
+    expectError(validate(path, { ...dual, input: { ...dual.input, mode: 'max' } }), '/input/mode', /must be one of: "std", "pro"/);
+  });
+
+  it('fight: refuses a missing model_name or any but kling-v1-6', () => {
+    expect(validate(path, { ...dual, effect_scene: 'fight', input: { ...dual.input, model_name: 'kling-v1-6' } }).ok).to.equal(true);
+    expectError(validate(path, { ...dual, effect_scene: 'fight' }), '/input/model_name', /required/);
+    expectError(validate(path, { ...dual, effect_scene: 'fight', input: { ...dual.input, model_name: 'kling-v1' } }), '/input/model_name', /must be "kling-v1-6"/);
+  });
+
+  it('*_pro duals: accept "5" only', () => {
+    expect(validate(path, { ...dual, effect_scene: 'kiss_pro' }).ok).to.equal(true);
+    for (const effect_scene of ['kiss_pro', 'fight_pro', 'hug_pro', 'heart_gesture_pro']) {
+      expectError(validate(path, { ...dual, effect_scene, input: { ...dual.input, duration: '10' } }), '/input/duration', /must be "5"/);
+    }
+  });
+
+  it('refuses images that break the image rules', () => {
+    expectError(validate(path, { ...single, input: { ...single.input, image: PNG_SMALL } }), '/input/image', /at least 300 px/);
+    expectError(validate(path, { ...dual, input: { ...dual.input, images: [IMAGE_URL, PNG_TALL] } }), '/input/images/1', /aspect ratio/);
+    expectError(validate(path, { ...dual, input: { ...dual.input, images: [MP3, IMAGE_URL] } }), '/input/images/0', /JPEG or PNG/);
+  });
+
+  it('refuses a malformed callback_url or external_task_id', () => {
+    expectError(validate(path, { ...single, callback_url: 'ftp://example.com/cb' }), '/callback_url', /pattern|uri/);
+    expectError(validate(path, { ...single, external_task_id: 'x'.repeat(129) }), '/external_task_id', /at most 128/);
+  });
+});
