@@ -42,6 +42,7 @@ const TASK_COLUMN_SET: Record<keyof RelayTask, true> = {
   hold_quota: true,
   charge_quota: true,
   model: true,
+  pricing: true,
   status_msg: true,
   result: true,
   kling_created_at: true,
@@ -113,6 +114,7 @@ export class RelayStore {
       t.bigInteger('hold_quota').notNullable().defaultTo(0);
       t.bigInteger('charge_quota').nullable();
       t.string('model', 191).notNullable().defaultTo('');
+      t.string('pricing', 191).notNullable().defaultTo('');
       t.text('status_msg').nullable();
       // MySQL's TEXT stops at 64 KB; a task_result with many URLs can pass that.
       t.text('result', 'mediumtext').nullable();

@@ -86,6 +86,8 @@ export interface RelayTask {
   /** Final charge once settled; null before. */
   charge_quota: number | null;
   model: string;
+  /** How the hold was priced, JSON `{"type": "per_second", "unit": 0.001}`: the settle recomputes the charge from it. */
+  pricing: string;
   /** Kling's task_status_msg. */
   status_msg: string | null;
   /** JSON text of Kling's task_result (or a sync endpoint's data). */

@@ -62,6 +62,7 @@ function newTask(overrides: Partial<NewRelayTask> = {}): NewRelayTask {
     hold_quota: 100,
     charge_quota: null,
     model: 'kling-v2-1',
+    pricing: '{"type":"per_second","unit":0.001}',
     status_msg: null,
     result: null,
     kling_created_at: null,

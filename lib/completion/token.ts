@@ -1,0 +1,19 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+
+/** The per-task callback token: HMAC-SHA256(callbackSecret, external_task_id), hex. */
+export function callbackToken(secret: string, externalTaskId: string): string {
+  return createHmac('sha256', secret).update(externalTaskId).digest('hex');
+}
+
+/** The callback URL Kling gets for one task: ours, with the task's token. */
+export function taskCallbackUrl(callbackUrl: string, secret: string, externalTaskId: string): string {
+  const separator = callbackUrl.includes('?') ? '&' : '?';
+  return `${callbackUrl}${separator}token=${callbackToken(secret, externalTaskId)}`;
+}
+
+/** Constant-time comparison of a presented token with the expected one. */
+export function tokenMatches(secret: string, externalTaskId: string, presented: string): boolean {
+  const expected = Buffer.from(callbackToken(secret, externalTaskId), 'utf8');
+  const given = Buffer.from(presented, 'utf8');
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}

@@ -1,0 +1,107 @@
+import type { Knex } from 'knex';
+import type { HostTable } from '../../adapters/host-table.js';
+import type { RelayStore } from '../../adapters/relay-store.js';
+import type { QuotaStore, RelayTask, TaskState, TableKind } from '../../adapters/types.js';
+import { actualCharge, parseDuration } from '../pricing/estimate.js';
+import type { PricingType } from '../registry/types.js';
+import type { Logger } from '../upstream/client.js';
+
+/** What the relay needs to move a task and its money. */
+export interface TransitionDeps {
+  db: Knex;
+  store: RelayStore;
+  hosts: Record<TableKind, HostTable>;
+  quota: QuotaStore;
+  quotaPerUnit: number;
+  logger: Logger;
+}
+
+export type Outcome =
+  | { status: 'succeed'; klingTaskId?: string | undefined; result: unknown; klingUpdatedAt?: number | undefined }
+  | { status: 'failed'; klingTaskId?: string | undefined; reason: string; klingUpdatedAt?: number | undefined };
+
+export const ACTIVE_STATES: readonly TaskState[] = ['pending', 'submitted', 'processing'];
+
+interface StoredPricing {
+  type: PricingType;
+  unit: number;
+}
+
+export function storedPricing(task: RelayTask): StoredPricing | undefined {
+  try {
+    const p = JSON.parse(task.pricing) as Partial<StoredPricing>;
+    return typeof p.type === 'string' && typeof p.unit === 'number' ? (p as StoredPricing) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function unixSeconds(ms: number): number {
+  return Math.floor(ms / 1000);
+}
+
+/**
+ * The one transition to a final state, shared by sync answers, refunds after a failed submit, the
+ * callback, the query refresh and the reconciler: a compare-and-set on the task's state, the host
+ * row, and the ledger movement with the balance change, in one transaction. Returns false when the
+ * task had already left the expected states (a duplicate or late notice): then nothing changed.
+ */
+export async function finishTask(deps: TransitionDeps, taskId: number, outcome: Outcome, from: readonly TaskState[] = ACTIVE_STATES): Promise<boolean> {
+  const now = Date.now();
+  const applied = await deps.db.transaction(async (trx) => {
+    const task = await deps.store.getTask(trx, taskId);
+    if (!task || !from.includes(task.state)) return undefined;
+    const host = deps.hosts[task.table_kind];
+    const klingTaskId = outcome.klingTaskId ?? task.kling_task_id;
+    if (outcome.status === 'succeed') {
+      const pricing = storedPricing(task);
+      const { charge, units } = pricing
+        ? actualCharge(task.hold_quota, pricing.unit, pricing.type, outcome.result, deps.quotaPerUnit)
+        : { charge: task.hold_quota, units: undefined };
+      const result = JSON.stringify(outcome.result ?? null);
+      const moved = await deps.store.updateTask(
+        trx,
+        task.id,
+        { state: 'succeed', charge_quota: charge, result, kling_task_id: klingTaskId, kling_updated_at: outcome.klingUpdatedAt ?? task.kling_updated_at, lease_owner: null, lease_until: null, next_check_at: null },
+        from,
+      );
+      if (!moved) return undefined;
+      const seconds = pricing?.type === 'per_second' ? units : parseDuration((outcome.result as { videos?: { duration?: unknown }[] } | undefined)?.videos?.[0]?.duration);
+      await host.update(trx, task.host_row_id, {
+        status: 'succeed',
+        task_id: klingTaskId ?? '',
+        result,
+        quota: charge,
+        ...(seconds !== undefined ? { duration: seconds } : {}),
+        updated_at: unixSeconds(now),
+      });
+      if (task.billing === 'hold') {
+        const back = task.hold_quota - charge;
+        await deps.quota.credit(trx, task.user_id, back);
+        await deps.store.addLedger(trx, { task_id: task.id, user_id: task.user_id, kind: 'settle', amount: back });
+      } else {
+        await deps.quota.debit(trx, task.user_id, charge);
+        await deps.store.addLedger(trx, { task_id: task.id, user_id: task.user_id, kind: 'settle', amount: -charge });
+      }
+      await deps.quota.addUsed(trx, task.user_id, charge);
+      return { task, charge };
+    }
+    const moved = await deps.store.updateTask(
+      trx,
+      task.id,
+      { state: 'failed', charge_quota: 0, status_msg: outcome.reason, kling_task_id: klingTaskId, kling_updated_at: outcome.klingUpdatedAt ?? task.kling_updated_at, lease_owner: null, lease_until: null, next_check_at: null },
+      from,
+    );
+    if (!moved) return undefined;
+    await host.update(trx, task.host_row_id, { status: 'failed', task_id: klingTaskId ?? '', fail_reason: outcome.reason, quota: 0, updated_at: unixSeconds(now) });
+    const refund = task.billing === 'hold' ? task.hold_quota : 0;
+    await deps.quota.credit(trx, task.user_id, refund);
+    await deps.store.addLedger(trx, { task_id: task.id, user_id: task.user_id, kind: 'refund', amount: refund });
+    return { task, charge: 0 };
+  });
+  if (!applied) return false;
+  const meta = { taskId: applied.task.id, externalTaskId: applied.task.external_task_id, klingTaskId: outcome.klingTaskId ?? applied.task.kling_task_id, userId: applied.task.user_id, accountId: applied.task.account_id };
+  if (outcome.status === 'succeed') deps.logger.info('task settled', { ...meta, hold: applied.task.hold_quota, charge: applied.charge });
+  else deps.logger.info('task refunded', { ...meta, refund: applied.task.billing === 'hold' ? applied.task.hold_quota : 0, reason: outcome.reason });
+  return true;
+}

@@ -1,0 +1,77 @@
+import { HostTable } from '../adapters/host-table.js';
+import { assertQuotaStore, KnexQuotaStore } from '../adapters/quota-store.js';
+import { RelayStore } from '../adapters/relay-store.js';
+import type { QuotaStore } from '../adapters/types.js';
+import { defaultLogger } from './logger.js';
+import { normalizeOptions, type KlingRelayOptions } from './options.js';
+import { loadPricingRules, PriceBook } from './pricing/rules.js';
+import { loadRegistry } from './registry/load.js';
+import type { RelayContext } from './relay/context.js';
+import { createRouter, type RelayRouter } from './relay/router.js';
+import { AccountPool } from './upstream/accounts.js';
+import { KlingClient } from './upstream/client.js';
+import { createValidator } from './validation/validator.js';
+
+export interface KlingRelay {
+  /** Mount under any prefix: `app.use('/kling', tokenAuth, relay.router)`. Works with Express 4 and 5. */
+  router: RelayRouter;
+  /** Creates the relay's own tables (idempotent); never alters a host table. */
+  migrate(): Promise<void>;
+  /** Closes the upstream connections (keep-alive sockets). */
+  close(): void;
+}
+
+function isQuotaStore(value: object): value is QuotaStore {
+  return typeof (value as { hold?: unknown }).hold === 'function';
+}
+
+/**
+ * Creates the relay: checks every option, loads and compiles the registry's schemas, prepares the
+ * pricing rules. Synchronous; throws a KlingRelayConfigError naming the problem and the fix.
+ */
+export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
+  const config = normalizeOptions(options);
+  const registry = loadRegistry(config.registry);
+  const validator = createValidator(registry);
+  const prices = new PriceBook(loadPricingRules(config.pricing));
+  prices.prepare(registry.entries.map((e) => e.type));
+  const accounts = new AccountPool(config.accounts);
+  const logger = config.logger ?? defaultLogger();
+  const client = new KlingClient({ accounts, timeoutMs: config.upstreamTimeoutMs, logger, ...(config.fetch ? { fetch: config.fetch } : {}) });
+  let quota: QuotaStore;
+  if (isQuotaStore(config.quota)) {
+    assertQuotaStore(config.quota, 'quota');
+    quota = config.quota;
+  } else {
+    quota = new KnexQuotaStore(config.quota, 'quota');
+  }
+  const store = new RelayStore();
+  const ctx: RelayContext = {
+    config,
+    registry,
+    validator,
+    prices,
+    store,
+    hosts: { video: new HostTable(config.tables.video, 'video'), image: new HostTable(config.tables.image, 'image') },
+    quota,
+    accounts,
+    client,
+    logger,
+    db: config.db,
+    quotaPerUnit: config.quotaPerUnit,
+  };
+  return {
+    router: createRouter(ctx),
+    migrate: () => store.migrate(config.db),
+    close: () => client.close(),
+  };
+}
+
+export { KlingRelayConfigError, RelayHttpError } from './errors.js';
+export type { KlingRelayOptions, Caller } from './options.js';
+export type { PricingRule } from './pricing/rules.js';
+export type { QuotaStore, HostTableOptions, HostColumn } from '../adapters/types.js';
+export { createDefaultHostTables } from '../adapters/host-schema.js';
+export { startKlingSandbox, signKlingToken } from './sandbox/index.js';
+export type { KlingSandbox, SandboxOptions } from './sandbox/index.js';
+export type * from './generated/index.js';

@@ -1,0 +1,242 @@
+import type { Request, Response } from 'express';
+import type { Knex } from 'knex';
+import type { HostTableOptions, QuotaStore, Billing } from '../adapters/types.js';
+import type { KnexQuotaStoreOptions } from '../adapters/quota-store.js';
+import { KlingRelayConfigError } from './errors.js';
+import type { KlingAccountInit } from './upstream/accounts.js';
+import type { FetchLike, Logger } from './upstream/client.js';
+import type { PricingRule } from './pricing/rules.js';
+import type { RegistryFileJson } from './registry/types.js';
+
+/** The caller of a request, as the host knows it. */
+export interface Caller {
+  id: string | number;
+  username?: string;
+}
+
+/** Options of `createKlingRelay()`. Every field is checked when the relay is created. */
+export interface KlingRelayOptions {
+  /** The host's knex instance (mysql2, pg or better-sqlite3). Required. */
+  db: Knex;
+  /** Kling accounts. Default: one account `default` from KLING_ACCESS_KEY / KLING_SECRET_KEY / KLING_BASE_URL. */
+  accounts?: KlingAccountInit[];
+  /** Absolute URL where the host routes `relay.callback`. Default: KLING_CALLBACK_URL, or KLING_CALLBACK_DOMAIN + '/kling/callback'. */
+  callbackUrl?: string;
+  /** HMAC key (at least 32 characters) for per-task callback tokens. Default: KLING_CALLBACK_SECRET. */
+  callbackSecret?: string;
+  /** Returns the caller, or null/undefined for 401. Default: `res.locals.user ?? req.user`. */
+  identify?: (req: Request, res: Response) => Caller | null | undefined | Promise<Caller | null | undefined>;
+  /** Pricing rules (seed 004 section 4.2), or the path of a JSON file holding them. Required. */
+  pricing: PricingRule[] | string;
+  /** Quota units per 1 USD. Default 500000 (one-api / new-api convention). */
+  quotaPerUnit?: number;
+  /** The host's Video and Image tables and their column mapping. Default `videos` and `images`. */
+  tables?: { video?: HostTableOptions; image?: HostTableOptions };
+  /** The host's balance: a users table description, or an object implementing QuotaStore. */
+  quota?: KnexQuotaStoreOptions | QuotaStore;
+  /** Extra or overriding endpoints: the path of a registry JSON file or a registry object. */
+  registry?: string | RegistryFileJson;
+  /** 'hold' (default): hold the estimate at submit, settle or refund later. 'charge-on-success': seed 004's flow. */
+  billing?: Billing;
+  /** 'kling' (default): Kling's envelope. 'standard': seed 000's `{task_id, message, raw_data}`. */
+  responseFormat?: 'kling' | 'standard';
+  /** Deadline of one Kling call in ms. Default 30000. */
+  upstreamTimeoutMs?: number;
+  /** JSON body limit of the relay routes ('60mb', or bytes). Default '60mb'. */
+  bodyLimit?: string | number;
+  /** Anything with winston's error/warn/info/debug. Default: a winston logger at info. */
+  logger?: Logger;
+  /** Upstream client. Default: node-fetch with a keep-alive agent. */
+  fetch?: FetchLike;
+  /** Background completion. Default { intervalMs: 15000, taskTimeoutMs: 86400000 }. */
+  reconciler?: { intervalMs?: number; taskTimeoutMs?: number };
+}
+
+export const OPTION_KEYS = [
+  'db', 'accounts', 'callbackUrl', 'callbackSecret', 'identify', 'pricing', 'quotaPerUnit', 'tables', 'quota', 'registry',
+  'billing', 'responseFormat', 'upstreamTimeoutMs', 'bodyLimit', 'logger', 'fetch', 'reconciler',
+] as const satisfies readonly (keyof KlingRelayOptions)[];
+
+/** Options normalised once: every field present, environment fallbacks applied. */
+export interface Configuration {
+  db: Knex;
+  accounts: KlingAccountInit[];
+  callbackUrl: string;
+  callbackSecret: string;
+  identify: (req: Request, res: Response) => Caller | null | undefined | Promise<Caller | null | undefined>;
+  pricing: PricingRule[] | string;
+  quotaPerUnit: number;
+  tables: { video: HostTableOptions; image: HostTableOptions };
+  quota: KnexQuotaStoreOptions | QuotaStore;
+  registry: string | RegistryFileJson | undefined;
+  billing: Billing;
+  responseFormat: 'kling' | 'standard';
+  upstreamTimeoutMs: number;
+  bodyLimit: number;
+  logger: Logger | undefined;
+  fetch: FetchLike | undefined;
+  reconciler: { intervalMs: number; taskTimeoutMs: number };
+}
+
+function fail(option: string, message: string): never {
+  throw new KlingRelayConfigError(`ERR_KLING_RELAY_OPTION_${option.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}` as `ERR_KLING_RELAY_${string}`, `Option '${option}': ${message}`);
+}
+
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let previous = row[0] ?? 0;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const saved = row[j] ?? 0;
+      row[j] = Math.min((row[j] ?? 0) + 1, (row[j - 1] ?? 0) + 1, previous + (a[i - 1]?.toLowerCase() === b[j - 1]?.toLowerCase() ? 0 : 1));
+      previous = saved;
+    }
+  }
+  return row[b.length] ?? 0;
+}
+
+function suggestion(key: string): string {
+  const best = OPTION_KEYS.map((k) => [k, distance(key, k)] as const).sort((x, y) => x[1] - y[1])[0];
+  return best && best[1] <= Math.max(2, Math.floor(key.length / 3)) ? ` Did you mean '${best[0]}'?` : '';
+}
+
+const LIMIT_UNITS: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
+
+function parseLimit(value: string | number): number | undefined {
+  if (typeof value === 'number') return Number.isInteger(value) && value > 0 ? value : undefined;
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?\s*$/i.exec(value);
+  if (!match) return undefined;
+  const bytes = Math.floor(Number(match[1]) * (LIMIT_UNITS[(match[2] ?? 'b').toLowerCase()] ?? 1));
+  return bytes > 0 ? bytes : undefined;
+}
+
+function isKnex(value: unknown): value is Knex {
+  return typeof value === 'function' && typeof (value as { transaction?: unknown }).transaction === 'function' && typeof (value as { client?: unknown }).client === 'object';
+}
+
+function positiveNumber(option: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) fail(option, `must be a positive number, got ${JSON.stringify(value)}.`);
+  return value;
+}
+
+function defaultIdentify(req: Request, res: Response): Caller | null {
+  const user = (res.locals as { user?: Caller } | undefined)?.user ?? (req as Request & { user?: Caller }).user;
+  return user ?? null;
+}
+
+function accountsFromEnv(env: NodeJS.ProcessEnv): KlingAccountInit[] | undefined {
+  const accessKey = env.KLING_ACCESS_KEY;
+  const secretKey = env.KLING_SECRET_KEY;
+  if (!accessKey || !secretKey) return undefined;
+  return [{ id: 'default', accessKey, secretKey, ...(env.KLING_BASE_URL ? { baseUrl: env.KLING_BASE_URL } : {}) }];
+}
+
+function callbackUrlFromEnv(env: NodeJS.ProcessEnv): string | undefined {
+  if (env.KLING_CALLBACK_URL) return env.KLING_CALLBACK_URL;
+  if (env.KLING_CALLBACK_DOMAIN) return env.KLING_CALLBACK_DOMAIN.replace(/\/+$/, '') + '/kling/callback';
+  return undefined;
+}
+
+/** `app.use(createKlingRelay)` calls the factory with (req, res, next). */
+export function looksLikeRequest(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  const v = value as Record<string, unknown>;
+  return typeof v.method === 'string' && typeof v.headers === 'object' && (typeof v.url === 'string' || typeof v.pipe === 'function');
+}
+
+/** Checks every option and applies defaults and environment fallbacks. Throws a coded error naming the option and the fix. */
+export function normalizeOptions(options: unknown, env: NodeJS.ProcessEnv = process.env): Configuration {
+  if (looksLikeRequest(options)) {
+    throw new KlingRelayConfigError(
+      'ERR_KLING_RELAY_MISUSE',
+      "createKlingRelay was called as middleware (app.use(createKlingRelay)). Create the relay once and mount its router: const relay = createKlingRelay({...}); app.use('/kling', relay.router).",
+    );
+  }
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new KlingRelayConfigError('ERR_KLING_RELAY_OPTIONS', 'createKlingRelay(options) needs an options object with at least db and pricing.');
+  }
+  const o = options as Record<string, unknown>;
+  for (const key of Object.keys(o)) {
+    if (!(OPTION_KEYS as readonly string[]).includes(key)) {
+      throw new KlingRelayConfigError('ERR_KLING_RELAY_UNKNOWN_OPTION', `Unknown option '${key}'.${suggestion(key)} Known options: ${OPTION_KEYS.join(', ')}.`);
+    }
+  }
+
+  if (!isKnex(o.db)) fail('db', "must be the host's knex instance, e.g. knex({ client: 'mysql2', connection: process.env.DATABASE_URL }).");
+
+  const accounts = o.accounts ?? accountsFromEnv(env);
+  if (accounts === undefined) fail('accounts', 'no Kling account: pass accounts: [{ id, accessKey, secretKey }] or set KLING_ACCESS_KEY and KLING_SECRET_KEY.');
+  if (!Array.isArray(accounts) || accounts.length === 0) fail('accounts', 'must be a non-empty array of { id, accessKey, secretKey, baseUrl?, weight? }.');
+
+  const callbackUrl = o.callbackUrl ?? callbackUrlFromEnv(env);
+  if (typeof callbackUrl !== 'string') fail('callbackUrl', 'missing: pass the absolute URL where you route relay.callback, or set KLING_CALLBACK_URL (or KLING_CALLBACK_DOMAIN).');
+  let parsedCallback: URL;
+  try {
+    parsedCallback = new URL(callbackUrl);
+  } catch {
+    fail('callbackUrl', `must be an absolute http(s) URL, got ${JSON.stringify(callbackUrl)}.`);
+  }
+  if (parsedCallback.protocol !== 'https:' && parsedCallback.protocol !== 'http:') fail('callbackUrl', 'must be an http(s) URL.');
+
+  const callbackSecret = o.callbackSecret ?? env.KLING_CALLBACK_SECRET;
+  if (typeof callbackSecret !== 'string' || callbackSecret.length < 32) {
+    fail('callbackSecret', 'must be a string of at least 32 characters (set KLING_CALLBACK_SECRET, e.g. from `openssl rand -hex 32`).');
+  }
+
+  if (o.identify !== undefined && typeof o.identify !== 'function') fail('identify', 'must be a function (req, res) => ({ id, username? }) | null.');
+  if (o.pricing === undefined) fail('pricing', 'required: an array of pricing rules or the path of a JSON file holding them (README, "Pricing").');
+  if (typeof o.pricing !== 'string' && !Array.isArray(o.pricing)) fail('pricing', 'must be an array of rules or a file path.');
+
+  const billing = o.billing ?? 'hold';
+  if (billing !== 'hold' && billing !== 'charge-on-success') fail('billing', `must be 'hold' or 'charge-on-success', got ${JSON.stringify(billing)}.`);
+  const responseFormat = o.responseFormat ?? 'kling';
+  if (responseFormat !== 'kling' && responseFormat !== 'standard') fail('responseFormat', `must be 'kling' or 'standard', got ${JSON.stringify(responseFormat)}.`);
+
+  const bodyLimit = parseLimit((o.bodyLimit as string | number | undefined) ?? '60mb');
+  if (bodyLimit === undefined) fail('bodyLimit', `must be a size like '60mb' or a number of bytes, got ${JSON.stringify(o.bodyLimit)}.`);
+
+  const logger = o.logger as Logger | undefined;
+  if (logger !== undefined && !['error', 'warn', 'info', 'debug'].every((m) => typeof (logger as unknown as Record<string, unknown>)[m] === 'function')) {
+    fail('logger', 'must have error, warn, info and debug methods (a winston logger works).');
+  }
+  if (o.fetch !== undefined && typeof o.fetch !== 'function') fail('fetch', 'must be a fetch-compatible function, e.g. globalThis.fetch.');
+
+  const tables = (o.tables ?? {}) as { video?: HostTableOptions; image?: HostTableOptions };
+  if (typeof tables !== 'object' || tables === null) fail('tables', 'must be { video?: { name, columns? }, image?: { name, columns? } }.');
+  for (const key of Object.keys(tables)) if (key !== 'video' && key !== 'image') fail('tables', `unknown table '${key}'; use 'video' and 'image'.`);
+
+  const reconciler = (o.reconciler ?? {}) as Record<string, unknown>;
+  for (const key of Object.keys(reconciler)) if (key !== 'intervalMs' && key !== 'taskTimeoutMs') fail('reconciler', `unknown field '${key}'; use intervalMs and taskTimeoutMs.`);
+
+  const registry = o.registry;
+  if (registry !== undefined && typeof registry !== 'string' && (typeof registry !== 'object' || registry === null)) {
+    fail('registry', 'must be the path of a registry JSON file or a registry object { endpoints: [...] }.');
+  }
+  const quota = o.quota ?? {};
+  if (typeof quota !== 'object' || quota === null) fail('quota', 'must be { table, idColumn, quotaColumn, usedColumn } or an object implementing QuotaStore.');
+
+  return {
+    db: o.db,
+    accounts: accounts as KlingAccountInit[],
+    callbackUrl,
+    callbackSecret,
+    identify: (o.identify as Configuration['identify'] | undefined) ?? defaultIdentify,
+    pricing: o.pricing as PricingRule[] | string,
+    quotaPerUnit: positiveNumber('quotaPerUnit', o.quotaPerUnit, 500_000),
+    tables: { video: tables.video ?? { name: 'videos' }, image: tables.image ?? { name: 'images' } },
+    quota: quota as Configuration['quota'],
+    registry: registry as Configuration['registry'],
+    billing,
+    responseFormat,
+    upstreamTimeoutMs: positiveNumber('upstreamTimeoutMs', o.upstreamTimeoutMs, 30_000),
+    bodyLimit,
+    logger,
+    fetch: o.fetch as FetchLike | undefined,
+    reconciler: {
+      intervalMs: positiveNumber('reconciler', reconciler.intervalMs, 15_000),
+      taskTimeoutMs: positiveNumber('reconciler', reconciler.taskTimeoutMs, 86_400_000),
+    },
+  };
+}

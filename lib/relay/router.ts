@@ -1,0 +1,43 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { newRequestId, RelayHttpError } from '../errors.js';
+import type { RelayContext } from './context.js';
+import { sendError } from './respond.js';
+import { submit } from './submit.js';
+
+export type NextFunction = (error?: unknown) => void;
+
+/** An Express-compatible handler (Express 4 and 5 alike): mount it with app.use('/kling', relay.router). */
+export type RelayRouter = (req: IncomingMessage, res: ServerResponse, next: NextFunction) => void;
+
+/** The path relative to the mount point, without the query and one trailing slash (Kling accepts both). */
+function routePath(url: string | undefined): string {
+  const path = (url ?? '/').split('?', 1)[0] ?? '/';
+  return path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
+}
+
+export function createRouter(ctx: RelayContext): RelayRouter {
+  return (req, res, next) => {
+    const path = routePath(req.url);
+    if (!path.startsWith('/v1/')) {
+      next();
+      return;
+    }
+    const requestId = newRequestId();
+    const entry = ctx.registry.byPath.get(path);
+    const work = req.method === 'POST' && entry ? submit(ctx, entry, req, res, requestId) : Promise.reject(new RelayHttpError(404, 1202, `unknown endpoint: ${req.method ?? ''} ${path}`));
+    work.catch((error: unknown) => {
+      if (res.headersSent) {
+        ctx.logger.error('error after the answer was sent', { path, error: (error as Error).message });
+        return;
+      }
+      if (error instanceof RelayHttpError) {
+        sendError(res, error, requestId);
+        return;
+      }
+      // Anything else is the database or the host's identify failing: nothing was held for the caller
+      // (the hold transaction rolled back), so the request can be retried.
+      ctx.logger.error('request failed', { path, error: (error as Error).message });
+      sendError(res, new RelayHttpError(503, 5001, 'service temporarily unavailable'), requestId);
+    });
+  };
+}

@@ -1,0 +1,218 @@
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Request, Response } from 'express';
+import type { NewHostRow, NewRelayTask, RelayTask } from '../../adapters/types.js';
+import { finishTask } from '../completion/transition.js';
+import { taskCallbackUrl } from '../completion/token.js';
+import { RelayHttpError } from '../errors.js';
+import type { Caller } from '../options.js';
+import { quote, type PriceQuote } from '../pricing/estimate.js';
+import type { RegistryEntry } from '../registry/types.js';
+import type { KlingAccount } from '../upstream/accounts.js';
+import { UpstreamError, type KlingReply } from '../upstream/client.js';
+import { isAccountProblem, toRelayError } from '../upstream/errors.js';
+import { isJsonRequest, readJsonBody } from './body.js';
+import type { RelayContext } from './context.js';
+import { sendJson, sendSuccess } from './respond.js';
+
+/** Values at `a.b`, `a[].b` paths of a body (the registry's refers_to). */
+export function valuesAt(value: unknown, path: string): string[] {
+  const [head = '', ...rest] = path.split('.');
+  const isArray = head.endsWith('[]');
+  const key = isArray ? head.slice(0, -2) : head;
+  if (typeof value !== 'object' || value === null) return [];
+  const next = (value as Record<string, unknown>)[key];
+  const items = isArray ? (Array.isArray(next) ? next : []) : [next];
+  if (rest.length === 0) return items.filter((v): v is string | number => typeof v === 'string' || typeof v === 'number').map(String);
+  return items.flatMap((item) => valuesAt(item, rest.join('.')));
+}
+
+export async function identifyCaller(ctx: RelayContext, req: IncomingMessage, res: ServerResponse): Promise<Caller> {
+  const caller = await ctx.config.identify(req as Request, res as Response);
+  if (!caller || (typeof caller.id !== 'string' && typeof caller.id !== 'number') || caller.id === '') {
+    throw new RelayHttpError(401, 1000, 'authentication required: the host did not identify a caller');
+  }
+  return caller;
+}
+
+async function chooseAccount(ctx: RelayContext, entry: RegistryEntry, body: Record<string, unknown>): Promise<KlingAccount> {
+  const ids = entry.refersTo.flatMap((path) => valuesAt(body, path));
+  if (ids.length > 0) {
+    const owner = await ctx.store.accountForResources(ctx.db, ids);
+    const account = owner === undefined ? undefined : ctx.accounts.get(owner);
+    if (account) return account;
+  }
+  return ctx.accounts.pick();
+}
+
+function externalId(table: string, rowId: string): string {
+  return `kr-${table}-${rowId}-${randomBytes(6).toString('hex')}`;
+}
+
+interface Held {
+  task: RelayTask;
+  hostRowId: string;
+}
+
+/** One transaction: the conditional hold, the host row, the relay's task row and the ledger hold. */
+async function holdAndRecord(ctx: RelayContext, entry: RegistryEntry, caller: Caller, account: KlingAccount, price: PriceQuote, client: { taskId: string | null; callbackUrl: string | null }): Promise<Held> {
+  const userId = String(caller.id);
+  const now = Date.now();
+  const seconds = Math.floor(now / 1000);
+  return ctx.db.transaction(async (trx) => {
+    if (ctx.config.billing === 'hold') {
+      if (!(await ctx.quota.hold(trx, userId, price.quota))) throw new RelayHttpError(402, 1102, `not enough quota: this request needs ${price.quota}`);
+    } else {
+      const balance = await ctx.quota.balance(trx, userId);
+      if (balance === null || balance < price.quota) throw new RelayHttpError(402, 1102, `not enough quota: this request needs ${price.quota}`);
+    }
+    const row: NewHostRow = {
+      task_id: '',
+      user_id: userId,
+      username: caller.username ?? '',
+      channel_id: account.id,
+      model: price.model,
+      provider: 'kling',
+      type: entry.type,
+      status: '',
+      quota: price.quota,
+      mode: price.mode,
+      duration: Math.floor(price.seconds),
+      result: '',
+      fail_reason: '',
+      created_at: seconds,
+      updated_at: seconds,
+    };
+    const host = ctx.hosts[entry.table];
+    const hostRowId = await host.insert(trx, row);
+    const task: NewRelayTask = {
+      external_task_id: externalId(entry.table, hostRowId),
+      client_task_id: client.taskId,
+      kling_task_id: null,
+      account_id: account.id,
+      endpoint: entry.path,
+      request_type: entry.type,
+      table_kind: entry.table,
+      host_row_id: hostRowId,
+      user_id: userId,
+      state: 'pending',
+      billing: ctx.config.billing,
+      hold_quota: price.quota,
+      charge_quota: null,
+      model: price.model,
+      pricing: JSON.stringify({ type: price.pricingType, unit: price.unitPrice }),
+      status_msg: null,
+      result: null,
+      kling_created_at: null,
+      kling_updated_at: null,
+      client_callback_url: client.callbackUrl,
+      lease_owner: null,
+      lease_until: null,
+      // If the answer never comes, the reconciler looks the task up by external_task_id after the deadline.
+      next_check_at: now + ctx.config.upstreamTimeoutMs + 30_000,
+      check_count: 0,
+      checked_at: null,
+      created_at: now,
+      updated_at: now,
+    };
+    const id = await ctx.store.insertTask(trx, task);
+    if (ctx.config.billing === 'hold') await ctx.store.addLedger(trx, { task_id: id, user_id: userId, kind: 'hold', amount: -price.quota });
+    return { task: { ...task, id }, hostRowId };
+  });
+}
+
+/** The ids a sync answer or a result names, so later requests naming them reach the same account. */
+async function recordResources(ctx: RelayContext, account: KlingAccount, data: unknown): Promise<void> {
+  if (typeof data !== 'object' || data === null) return;
+  const d = data as { session_id?: unknown; task_result?: { videos?: { id?: unknown }[]; audios?: { id?: unknown }[] } };
+  const found: [string, string][] = [];
+  if (typeof d.session_id === 'string') found.push([d.session_id, 'session']);
+  for (const v of d.task_result?.videos ?? []) if (typeof v.id === 'string') found.push([v.id, 'video']);
+  for (const a of d.task_result?.audios ?? []) if (typeof a.id === 'string') found.push([a.id, 'audio']);
+  for (const [id, kind] of found) await ctx.store.recordResource(ctx.db, id, kind, account.id);
+}
+
+function shownTaskInfo(data: Record<string, unknown>, clientTaskId: string | null): Record<string, unknown> {
+  // Kling echoes our external_task_id; the caller sees its own (or none), never ours.
+  const info = { ...((data.task_info as Record<string, unknown> | undefined) ?? {}) };
+  if (clientTaskId === null) delete info.external_task_id;
+  else info.external_task_id = clientTaskId;
+  return { ...data, task_info: info };
+}
+
+/** Kling's envelope, or seed 000's `{task_id, message, raw_data}` with responseFormat 'standard'. */
+function answer(ctx: RelayContext, res: ServerResponse, taskId: string | null, data: Record<string, unknown>, requestId: string): void {
+  if (ctx.config.responseFormat === 'standard') sendJson(res, 200, { task_id: taskId, message: 'success', raw_data: data });
+  else sendSuccess(res, data, requestId);
+}
+
+/** The relay's POST handler for one registry entry. */
+export async function submit(ctx: RelayContext, entry: RegistryEntry, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+  if (!isJsonRequest(req)) throw new RelayHttpError(415, 1200, "the request body must be JSON (Content-Type: application/json)");
+  const caller = await identifyCaller(ctx, req, res);
+  const body = await readJsonBody(req, ctx.config.bodyLimit);
+  const checked = ctx.validator.validate(entry.path, body);
+  if (!checked.ok) throw new RelayHttpError(400, 1201, `invalid request: ${checked.errors[0]?.path || '/'} ${checked.errors[0]?.message ?? ''}`.trim(), { errors: checked.errors });
+  const kling = checked.body;
+  const clientTaskId = typeof kling.external_task_id === 'string' ? kling.external_task_id : null;
+  const clientCallbackUrl = typeof kling.callback_url === 'string' ? kling.callback_url : null;
+  delete kling.external_task_id;
+  delete kling.callback_url;
+
+  const priced = quote(entry, kling, ctx.prices, ctx.config.quotaPerUnit);
+  if (!priced.ok) throw new RelayHttpError(503, 5001, `this request cannot be priced: ${priced.reason}`);
+  if (clientTaskId !== null && (await ctx.store.findForUser(ctx.db, String(caller.id), clientTaskId))) {
+    throw new RelayHttpError(400, 1201, `external_task_id '${clientTaskId}' is already used by another of your tasks`, { errors: [{ path: '/external_task_id', message: 'must be unique among your tasks' }] });
+  }
+  const account = await chooseAccount(ctx, entry, kling);
+  const { task } = await holdAndRecord(ctx, entry, caller, account, priced.quote, { taskId: clientTaskId, callbackUrl: clientCallbackUrl });
+  const log = { taskId: task.id, externalTaskId: task.external_task_id, userId: task.user_id, accountId: account.id, type: entry.type, hold: task.hold_quota };
+  ctx.logger.info('task submitted', log);
+
+  if (entry.kind === 'task') {
+    kling.external_task_id = task.external_task_id;
+    kling.callback_url = taskCallbackUrl(ctx.config.callbackUrl, ctx.config.callbackSecret, task.external_task_id);
+  }
+
+  let reply: KlingReply;
+  try {
+    reply = await ctx.client.post(account, entry.path, kling);
+  } catch (error) {
+    if (!(error instanceof UpstreamError)) throw error;
+    if (isAccountProblem(error)) ctx.logger.error('Kling refused the account', { ...log, klingCode: error.klingCode, kind: error.kind });
+    // A create that may have reached Kling is never posted again: the reconciler looks it up by
+    // external_task_id. A sync call has nothing to look up, so its hold goes back.
+    if (!error.ambiguous || entry.kind === 'sync') {
+      await finishTask(ctx, task.id, { status: 'failed', reason: `submit failed: ${error.klingMessage ?? error.message}` }, ['pending']);
+    } else {
+      ctx.logger.warn('Kling create outcome unknown; left for the reconciler', { ...log, kind: error.kind });
+      await ctx.store.updateTask(ctx.db, task.id, { next_check_at: Date.now() + 5_000 }, ['pending']).catch(() => false);
+    }
+    throw toRelayError(error);
+  }
+
+  const data = (reply.envelope.data ?? {}) as Record<string, unknown>;
+  if (entry.kind === 'sync') {
+    await recordResources(ctx, account, data);
+    await finishTask(ctx, task.id, { status: 'succeed', klingTaskId: typeof data.task_id === 'string' ? data.task_id : undefined, result: data.task_result ?? data }, ['pending']);
+    const syncId = typeof data.task_id === 'string' ? data.task_id : typeof data.session_id === 'string' ? data.session_id : null;
+    answer(ctx, res, syncId, data, reply.envelope.request_id || requestId);
+    return;
+  }
+
+  const klingTaskId = typeof data.task_id === 'string' ? data.task_id : null;
+  const status = typeof data.task_status === 'string' ? data.task_status : 'submitted';
+  try {
+    const state = status === 'processing' ? 'processing' : 'submitted';
+    const now = Date.now();
+    const moved = await ctx.store.updateTask(ctx.db, task.id, { kling_task_id: klingTaskId, state, kling_created_at: Number(data.created_at) || now, kling_updated_at: Number(data.updated_at) || now, next_check_at: now + ctx.config.reconciler.intervalMs }, ['pending']);
+    // A callback may have moved the task on before this answer arrived; the Kling id is still ours to keep.
+    if (!moved) await ctx.store.updateTask(ctx.db, task.id, { kling_task_id: klingTaskId });
+    await ctx.hosts[entry.table].update(ctx.db, task.host_row_id, { task_id: klingTaskId ?? '', status: moved ? state : status, updated_at: Math.floor(now / 1000) });
+  } catch (error) {
+    // Kling has the task; the reconciler adopts it by external_task_id if this write was lost.
+    ctx.logger.error('could not record Kling task id', { ...log, klingTaskId, error: (error as Error).message });
+  }
+  answer(ctx, res, klingTaskId, shownTaskInfo(data, clientTaskId), reply.envelope.request_id || requestId);
+}
+
