@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import contentType from 'content-type';
+import { parse as parseContentType } from 'content-type';
 import getRawBody from 'raw-body';
 import { RelayHttpError } from '../errors.js';
 
@@ -8,7 +8,7 @@ export function isJsonRequest(req: IncomingMessage): boolean {
   const header = req.headers['content-type'];
   if (!header) return false;
   try {
-    const type = contentType.parse(header).type;
+    const type = parseContentType(header).type;
     return type === 'application/json' || type.endsWith('+json');
   } catch {
     return false;

@@ -1,0 +1,99 @@
+import express5 from 'express';
+import express4 from 'express4';
+import type { Knex } from 'knex';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import { createDefaultHostTables } from '../../adapters/host-schema.js';
+import { createKlingRelay, type KlingRelay, type KlingRelayOptions, type PricingRule } from '../../lib/index.js';
+import { defaultLogger, silentLogger } from '../../lib/logger.js';
+import { startKlingSandbox, type KlingSandbox, type SandboxOptions } from '../../lib/sandbox/index.js';
+import type { TestDatabase } from './databases.js';
+
+export const CALLBACK_SECRET = 'test-callback-secret-0123456789abcdef';
+
+/** Prices for every built-in type, so that each endpoint can be submitted. */
+export const TEST_PRICING: PricingRule[] = [
+  { model: '*', type: '*', mode: '*', duration: '*', pricing_type: 'fixed', price: 0.01, currency: 'USD' },
+  { model: 'kling-*', type: 'text2video', mode: '*', duration: '*', pricing_type: 'per_second', price: 0.01, currency: 'USD' },
+  { model: 'kling-*', type: 'image-generation', mode: '*', duration: '*', pricing_type: 'per_image', price: 0.02, currency: 'USD' },
+];
+
+export interface Harness {
+  url: string;
+  db: Knex;
+  sandbox: KlingSandbox;
+  relay: KlingRelay;
+  /** Creates a user with this balance; returns its id. */
+  user(quota: number): Promise<number>;
+  balance(userId: number): Promise<number>;
+  rows(table: 'videos' | 'images'): Promise<Record<string, unknown>[]>;
+  tasks(): Promise<Record<string, unknown>[]>;
+  ledger(): Promise<Record<string, unknown>[]>;
+  /** POSTs to Kling's sandbox received so far, excluding queries. */
+  creates(): KlingSandbox['requests'];
+  close(): Promise<void>;
+}
+
+const TABLES = ['kling_relay_ledger', 'kling_relay_tasks', 'kling_relay_resources', 'videos', 'images', 'users'];
+
+/**
+ * A host app as an integrator would write one: its own tables and users, a token check that puts the
+ * caller in res.locals.user (here: the X-User-Id header), the relay mounted at /kling, the sandbox as
+ * Kling. `expressVersion` picks Express 5 or 4 for the host app.
+ */
+export async function startHarness(database: TestDatabase, options: { expressVersion?: 4 | 5; sandbox?: SandboxOptions; relay?: Partial<KlingRelayOptions> } = {}): Promise<Harness> {
+  const db = database.connect();
+  for (const table of TABLES) await db.schema.dropTableIfExists(table);
+  await createDefaultHostTables(db);
+  const sandbox = await startKlingSandbox({ schedule: 'manual', ...options.sandbox });
+  const account = sandbox.accounts[0];
+  if (!account) throw new Error('sandbox has no account');
+  const relay = createKlingRelay({
+    db,
+    accounts: [{ id: 'acct-1', accessKey: account.accessKey, secretKey: account.secretKey, baseUrl: sandbox.url }],
+    callbackUrl: 'http://127.0.0.1:9/kling/callback',
+    callbackSecret: CALLBACK_SECRET,
+    pricing: TEST_PRICING,
+    // TEST_LOG=1 prints the relay's log lines while debugging a test.
+    logger: process.env.TEST_LOG ? defaultLogger('debug') : silentLogger,
+    upstreamTimeoutMs: 2_000,
+    ...options.relay,
+  });
+  await relay.migrate();
+  const express = (options.expressVersion === 4 ? express4 : express5) as unknown as typeof express5;
+  const app = express();
+  app.use('/kling', (req, res, next) => {
+    const id = req.get('x-user-id');
+    if (id) res.locals.user = { id: Number(id), username: `user${id}` };
+    next();
+  }, relay.router);
+  const server: Server = await new Promise((resolve) => {
+    const s = app.listen(0, '127.0.0.1', () => resolve(s));
+  });
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    url,
+    db,
+    sandbox,
+    relay,
+    async user(quota) {
+      const [id] = await db('users').insert({ username: 'someone', quota, used_quota: 0 }, ['id']);
+      return Number(typeof id === 'object' ? (id as { id: number }).id : id);
+    },
+    async balance(userId) {
+      const row = (await db('users').where({ id: userId }).first()) as { quota: number | string };
+      return Number(row.quota);
+    },
+    rows: (table) => db(table).select('*').orderBy('id'),
+    tasks: () => db('kling_relay_tasks').select('*').orderBy('id'),
+    ledger: () => db('kling_relay_ledger').select('*').orderBy('id'),
+    creates: () => sandbox.requests.filter((r) => r.method === 'POST'),
+    async close() {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      relay.close();
+      await sandbox.close();
+      await db.destroy();
+    },
+  };
+}
