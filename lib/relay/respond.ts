@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
-import { errorEnvelope, RelayHttpError, successEnvelope, type KlingEnvelope } from '../errors.js';
+import type { RelayHttpError} from '../errors.js';
+import { errorEnvelope, successEnvelope, type KlingEnvelope } from '../errors.js';
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);

@@ -65,6 +65,8 @@ function messageFor(error: ErrorObject): string {
   switch (error.keyword) {
     case 'required':
       return 'is required';
+    case 'dependentRequired':
+      return `is required when '${String(params.property)}' is present`;
     case 'enum':
       return `must be one of: ${quoteList(params.allowedValues as unknown[])}`;
     case 'const':
@@ -108,7 +110,9 @@ export function toFieldErrors(errors: readonly ErrorObject[]): FieldError[] {
     if (error.keyword === 'if') continue; // the failing then/else branch reported its own error
     if (composites.some((prefix) => error.schemaPath.startsWith(prefix))) continue;
     let path = error.instancePath;
-    if (error.keyword === 'required') path += `/${escapePointer(String((error.params as { missingProperty: string }).missingProperty))}`;
+    if (error.keyword === 'required' || error.keyword === 'dependentRequired') {
+      path += `/${escapePointer(String((error.params as { missingProperty: string }).missingProperty))}`;
+    }
     const message = messageFor(error);
     const key = `${path}\u0000${message}`;
     if (seen.has(key)) continue;

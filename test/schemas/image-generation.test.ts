@@ -93,7 +93,7 @@ describe('schema: /v1/images/generations', () => {
   });
 
   it('refuses image_reference without image', () => {
-    expectError(validate(path, { model_name: 'kling-v1-5', prompt: 'p', image_reference: 'subject' }), '', /must have property image when property image_reference is present/);
+    expectError(validate(path, { model_name: 'kling-v1-5', prompt: 'p', image_reference: 'subject' }), '/image', /^is required when 'image_reference' is present$/);
   });
 
   it('refuses image_reference on any model but kling-v1-5 (also the default kling-v1)', () => {
