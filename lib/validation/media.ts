@@ -114,6 +114,7 @@ export function isKnownAudio(base64: string): boolean {
 
 /** Why a media value is refused, or undefined when it is acceptable. */
 export function checkMedia(value: string, rule: MediaRule): string | undefined {
+  if (value === '') return 'must not be empty';
   if (isHttpUrl(value)) return undefined;
   if (rule.kind === 'video') return 'must be an http(s) URL of the video';
   if (!isBase64(value)) return `must be an http(s) URL or raw base64 ${rule.kind} data`;

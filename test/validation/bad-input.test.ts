@@ -61,7 +61,8 @@ describe('validation: klingMedia', () => {
   });
 
   it('refuses what is neither a URL nor base64', () => {
-    for (const value of ['', 'not an image', 'ftp://example.com/a.png', 'javascript:alert(1)', 'https://', 'abc$%^', 'https://user:pw@example.com/a.png']) {
+    expect(imageError('')).to.deep.equal({ path: '/image', message: 'must not be empty' });
+    for (const value of ['not an image', 'ftp://example.com/a.png', 'javascript:alert(1)', 'https://', 'abc$%^', 'https://user:pw@example.com/a.png']) {
       expect(imageError(value)).to.deep.equal({ path: '/image', message: 'must be an http(s) URL or raw base64 image data' });
     }
   });
