@@ -1,17 +1,6 @@
 import { expect } from 'chai';
-import { validate } from '../support/validate.js';
+import { expectError, validate } from '../support/validate.js';
 import { IMAGE_URL, JPEG_640x480, PNG_400x300, PNG_SMALL, PNG_TALL, dataUrl } from '../fixtures/media.js';
-
-type Result = ReturnType<typeof validate>;
-
-/** Asserts a refusal with an error at `path` whose message matches `message`. */
-function expectError(r: Result, path: string, message: RegExp): void {
-  expect(r.ok).to.equal(false);
-  if (r.ok) return;
-  const error = r.errors.find((e) => e.path === path);
-  expect(error, `no error at '${path}' in ${JSON.stringify(r.errors)}`).to.not.equal(undefined);
-  expect(error?.message).to.match(message);
-}
 
 const path = '/v1/images/generations';
 const elements = (count: number) => Array.from({ length: count }, (_, i) => ({ element_id: String(1000 + i) }));

@@ -1,26 +1,11 @@
 import { expect } from 'chai';
-import { validate } from '../support/validate.js';
+import { acceptsAt, rejectsAt } from '../support/validate.js';
 import { IMAGE_URL, PNG_400x300, PNG_SMALL, PNG_TALL, VIDEO_URL, dataUrl } from '../fixtures/media.js';
 
 const PATH = '/v1/videos/motion-control';
 
-/** Validates `body`, expects a failure whose first error is at `path`, and returns that message. */
-function rejects(body: Record<string, unknown>, path: string, message?: RegExp): string {
-  const r = validate(PATH, body);
-  expect(r.ok, `expected a failure at '${path}'`).to.equal(false);
-  if (r.ok) return '';
-  expect(r.errors[0]?.path, JSON.stringify(r.errors)).to.equal(path);
-  const text = r.errors[0]?.message ?? '';
-  expect(text).to.be.a('string').and.not.equal('');
-  if (message) expect(text).to.match(message);
-  return text;
-}
-
-function accepts(body: Record<string, unknown>): Record<string, unknown> {
-  const r = validate(PATH, body);
-  expect(r.ok, r.ok ? '' : JSON.stringify(r.errors)).to.equal(true);
-  return r.ok ? (r.body as Record<string, unknown>) : {};
-}
+const rejects = (body: Record<string, unknown>, path: string, message?: RegExp): string => rejectsAt(PATH, body, path, message);
+const accepts = (body: Record<string, unknown>): Record<string, unknown> => acceptsAt(PATH, body);
 
 const base = { image_url: IMAGE_URL, video_url: VIDEO_URL, character_orientation: 'video', mode: 'std' };
 

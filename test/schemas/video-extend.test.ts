@@ -1,16 +1,5 @@
 import { expect } from 'chai';
-import { validate } from '../support/validate.js';
-
-type Result = ReturnType<typeof validate>;
-
-/** Asserts a refusal with an error at `path` whose message matches `message`. */
-function expectError(r: Result, path: string, message: RegExp): void {
-  expect(r.ok).to.equal(false);
-  if (r.ok) return;
-  const error = r.errors.find((e) => e.path === path);
-  expect(error, `no error at '${path}' in ${JSON.stringify(r.errors)}`).to.not.equal(undefined);
-  expect(error?.message).to.match(message);
-}
+import { expectError, validate } from '../support/validate.js';
 
 describe('schema: /v1/videos/video-extend', () => {
   const path = '/v1/videos/video-extend';

@@ -1,3 +1,4 @@
+import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Registry, RegistryEntry, RegistryFileJson } from '../../lib/registry/types.js';
@@ -58,4 +59,34 @@ function validatorFor(path: string): Validator {
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export function validate(path: string, body: unknown): ValidationResult<any> {
   return validatorFor(path).validate(path, body);
+}
+
+type Result = ReturnType<typeof validate>;
+
+/** Asserts a refusal with an error at `path` whose message matches `message`. */
+export function expectError(r: Result, path: string, message: RegExp): void {
+  expect(r.ok).to.equal(false);
+  if (r.ok) return;
+  const error = r.errors.find((e) => e.path === path);
+  expect(error, `no error at '${path}' in ${JSON.stringify(r.errors)}`).to.not.equal(undefined);
+  expect(error?.message).to.match(message);
+}
+
+/** Validates `body` against `endpoint`, expects a failure whose first error is at `path`, returns its message. */
+export function rejectsAt(endpoint: string, body: Record<string, unknown>, path: string, message?: RegExp): string {
+  const r = validate(endpoint, body);
+  expect(r.ok, `expected a failure at '${path}'`).to.equal(false);
+  if (r.ok) return '';
+  expect(r.errors[0]?.path, JSON.stringify(r.errors)).to.equal(path);
+  const text = r.errors[0]?.message ?? '';
+  expect(text).to.be.a('string').and.not.equal('');
+  if (message) expect(text).to.match(message);
+  return text;
+}
+
+/** Validates `body` against `endpoint`, expects success, returns the normalised body. */
+export function acceptsAt(endpoint: string, body: Record<string, unknown>): Record<string, unknown> {
+  const r = validate(endpoint, body);
+  expect(r.ok, r.ok ? '' : JSON.stringify(r.errors)).to.equal(true);
+  return r.ok ? (r.body as Record<string, unknown>) : {};
 }
