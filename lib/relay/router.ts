@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { newRequestId, RelayHttpError } from '../errors.js';
 import type { RelayContext } from './context.js';
 import { sendError } from './respond.js';
+import { queryList, queryOne } from './query.js';
 import { submit } from './submit.js';
 
 export type NextFunction = (error?: unknown) => void;
@@ -15,6 +16,27 @@ function routePath(url: string | undefined): string {
   return path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
 }
 
+function dispatch(ctx: RelayContext, path: string, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+  const entry = ctx.registry.byPath.get(path);
+  if (req.method === 'POST' && entry) return submit(ctx, entry, req, res, requestId);
+  if (req.method === 'GET' || req.method === 'HEAD') {
+    const search = new URLSearchParams((req.url ?? '').split('?')[1] ?? '');
+    if (entry?.queryable) return queryList(ctx, entry, search, req, res, requestId);
+    const cut = path.lastIndexOf('/');
+    const parent = path.slice(0, cut);
+    let id = '';
+    try {
+      id = decodeURIComponent(path.slice(cut + 1));
+    } catch {
+      return Promise.reject(new RelayHttpError(404, 1203, 'task not found'));
+    }
+    if (parent === '/v1/tasks' && id !== '') return queryOne(ctx, undefined, id, req, res, requestId);
+    const owner = ctx.registry.byPath.get(parent);
+    if (owner?.queryable && id !== '') return queryOne(ctx, owner, id, req, res, requestId);
+  }
+  return Promise.reject(new RelayHttpError(404, 1202, `unknown endpoint: ${req.method ?? ''} ${path}`));
+}
+
 export function createRouter(ctx: RelayContext): RelayRouter {
   return (req, res, next) => {
     const path = routePath(req.url);
@@ -23,8 +45,7 @@ export function createRouter(ctx: RelayContext): RelayRouter {
       return;
     }
     const requestId = newRequestId();
-    const entry = ctx.registry.byPath.get(path);
-    const work = req.method === 'POST' && entry ? submit(ctx, entry, req, res, requestId) : Promise.reject(new RelayHttpError(404, 1202, `unknown endpoint: ${req.method ?? ''} ${path}`));
+    const work = dispatch(ctx, path, req, res, requestId);
     work.catch((error: unknown) => {
       if (res.headersSent) {
         ctx.logger.error('error after the answer was sent', { path, error: (error as Error).message });

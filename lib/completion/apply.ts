@@ -1,0 +1,50 @@
+import type { RelayTask, TaskState } from '../../adapters/types.js';
+import type { RelayContext } from '../relay/context.js';
+import { finishTask } from './transition.js';
+
+/** Kling's task object (kling-api.md 3.2), as far as the relay reads it. */
+export interface KlingTaskObject {
+  task_id?: unknown;
+  task_status?: unknown;
+  task_status_msg?: unknown;
+  task_result?: unknown;
+  created_at?: unknown;
+  updated_at?: unknown;
+}
+
+const RANK: Record<TaskState, number> = { pending: 0, submitted: 1, processing: 2, succeed: 3, failed: 3 };
+
+/** States a task may move forward from to reach `state`: a status never goes back. */
+function earlierThan(state: TaskState): TaskState[] {
+  return (Object.keys(RANK) as TaskState[]).filter((s) => RANK[s] < RANK[state]);
+}
+
+export type Applied = 'settled' | 'progressed' | 'unchanged' | 'invalid';
+
+/**
+ * Applies what Kling says about a task (from a query; the callback and the reconciler use it too):
+ * a final status goes through the one transition, a non-final one only moves the state forward.
+ */
+export async function applyKlingTask(ctx: RelayContext, task: RelayTask, kling: KlingTaskObject): Promise<Applied> {
+  const status = kling.task_status;
+  const klingTaskId = typeof kling.task_id === 'string' && kling.task_id !== '' ? kling.task_id : undefined;
+  const klingUpdatedAt = typeof kling.updated_at === 'number' ? kling.updated_at : undefined;
+  if (status === 'succeed') {
+    return (await finishTask(ctx, task.id, { status: 'succeed', klingTaskId, result: kling.task_result ?? null, klingUpdatedAt })) ? 'settled' : 'unchanged';
+  }
+  if (status === 'failed') {
+    const reason = typeof kling.task_status_msg === 'string' && kling.task_status_msg !== '' ? kling.task_status_msg : 'failed at Kling';
+    return (await finishTask(ctx, task.id, { status: 'failed', klingTaskId, reason, klingUpdatedAt })) ? 'settled' : 'unchanged';
+  }
+  if (status !== 'submitted' && status !== 'processing') return 'invalid';
+  const now = Date.now();
+  const moved = await ctx.store.updateTask(
+    ctx.db,
+    task.id,
+    { state: status, ...(klingTaskId ? { kling_task_id: klingTaskId } : {}), ...(klingUpdatedAt ? { kling_updated_at: klingUpdatedAt } : {}) },
+    earlierThan(status),
+  );
+  if (!moved) return 'unchanged';
+  await ctx.hosts[task.table_kind].update(ctx.db, task.host_row_id, { status, ...(klingTaskId ? { task_id: klingTaskId } : {}), updated_at: Math.floor(now / 1000) });
+  return 'progressed';
+}

@@ -1,0 +1,100 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { RelayTask } from '../../adapters/types.js';
+import { applyKlingTask, type KlingTaskObject } from '../completion/apply.js';
+import { RelayHttpError } from '../errors.js';
+import type { RegistryEntry } from '../registry/types.js';
+import { UpstreamError } from '../upstream/client.js';
+import type { RelayContext } from './context.js';
+import { sendSuccess } from './respond.js';
+import { identifyCaller } from './submit.js';
+
+/** A task not final and not checked within this long is refreshed from Kling when queried. */
+export const REFRESH_AFTER_MS = 3_000;
+
+/** Kling's task object, from the relay's own row. The caller sees its own external_task_id, never ours. */
+export function taskObject(task: RelayTask): Record<string, unknown> {
+  const object: Record<string, unknown> = {
+    task_id: task.kling_task_id ?? '',
+    task_status: task.state === 'pending' ? 'submitted' : task.state,
+    task_status_msg: task.status_msg ?? '',
+    task_info: task.client_task_id === null ? {} : { external_task_id: task.client_task_id },
+    created_at: task.kling_created_at ?? task.created_at,
+    updated_at: task.kling_updated_at ?? task.updated_at,
+  };
+  if (task.result !== null && task.state === 'succeed') {
+    try {
+      object.task_result = JSON.parse(task.result) as unknown;
+    } catch {
+      object.task_result = {};
+    }
+  }
+  return object;
+}
+
+const inFlight = new WeakMap<RelayContext, Map<number, Promise<void>>>();
+
+/** Asks Kling about one task and applies the answer; one refresh in flight per task. */
+export function refreshTask(ctx: RelayContext, task: RelayTask): Promise<void> {
+  let running = inFlight.get(ctx);
+  if (!running) inFlight.set(ctx, (running = new Map()));
+  const existing = running.get(task.id);
+  if (existing) return existing;
+  const work = (async () => {
+    const account = ctx.accounts.get(task.account_id);
+    if (!account || task.kling_task_id === null) return;
+    try {
+      const reply = await ctx.client.get(account, `${task.endpoint}/${encodeURIComponent(task.kling_task_id)}`);
+      const data = reply.envelope.data;
+      if (typeof data === 'object' && data !== null) await applyKlingTask(ctx, task, data as KlingTaskObject);
+      await ctx.store.updateTask(ctx.db, task.id, { checked_at: Date.now() });
+    } catch (error) {
+      // Kling's trouble must not hide the caller's task: answer from the database.
+      if (!(error instanceof UpstreamError)) throw error;
+      ctx.logger.warn('task refresh failed', { taskId: task.id, klingTaskId: task.kling_task_id, accountId: task.account_id, kind: error.kind });
+    }
+  })().finally(() => running.delete(task.id));
+  running.set(task.id, work);
+  return work;
+}
+
+function isFinal(task: RelayTask): boolean {
+  return task.state === 'succeed' || task.state === 'failed';
+}
+
+/** GET /v1/<path>/:id and GET /v1/tasks/:id — by Kling's task_id or the caller's external_task_id. */
+export async function queryOne(ctx: RelayContext, entry: RegistryEntry | undefined, id: string, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+  const caller = await identifyCaller(ctx, req, res);
+  const userId = String(caller.id);
+  let task = await ctx.store.findForUser(ctx.db, userId, id, entry?.path);
+  // Another caller's task is as unknown as a task that does not exist.
+  if (!task) throw new RelayHttpError(404, 1203, 'task not found');
+  if (!isFinal(task) && (task.checked_at === null || Date.now() - task.checked_at > REFRESH_AFTER_MS)) {
+    await refreshTask(ctx, task);
+    task = (await ctx.store.getTask(ctx.db, task.id)) ?? task;
+  }
+  sendSuccess(res, taskObject(task), requestId);
+}
+
+function pageParam(value: string | null, name: string, fallback: number, max: number): number {
+  if (value === null || value === '') return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > max) {
+    throw new RelayHttpError(400, 1201, `${name} must be an integer from 1 to ${max}`, { errors: [{ path: `/${name}`, message: `must be an integer from 1 to ${max}` }] });
+  }
+  return n;
+}
+
+/** GET /v1/<path>?pageNum=&pageSize= — the caller's tasks of that endpoint, newest first (Kling's limits). */
+export async function queryList(ctx: RelayContext, entry: RegistryEntry, search: URLSearchParams, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+  const caller = await identifyCaller(ctx, req, res);
+  const external = search.get('external_task_id');
+  if (external !== null) {
+    const task = await ctx.store.findForUser(ctx.db, String(caller.id), external, entry.path);
+    sendSuccess(res, task && task.client_task_id === external ? [taskObject(task)] : [], requestId);
+    return;
+  }
+  const pageNum = pageParam(search.get('pageNum'), 'pageNum', 1, 1000);
+  const pageSize = pageParam(search.get('pageSize'), 'pageSize', 30, 500);
+  const tasks = await ctx.store.listForUser(ctx.db, String(caller.id), entry.path, pageNum, pageSize);
+  sendSuccess(res, tasks.map(taskObject), requestId);
+}
