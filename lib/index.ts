@@ -2,6 +2,7 @@ import { HostTable } from '../adapters/host-table.js';
 import { assertQuotaStore, KnexQuotaStore } from '../adapters/quota-store.js';
 import { RelayStore } from '../adapters/relay-store.js';
 import type { QuotaStore } from '../adapters/types.js';
+import { createCallbackHandler, type CallbackHandler } from './completion/callback.js';
 import { defaultLogger } from './logger.js';
 import { normalizeOptions, type KlingRelayOptions } from './options.js';
 import { loadPricingRules, PriceBook } from './pricing/rules.js';
@@ -15,6 +16,8 @@ import { createValidator } from './validation/validator.js';
 export interface KlingRelay {
   /** Mount under any prefix: `app.use('/kling', tokenAuth, relay.router)`. Works with Express 4 and 5. */
   router: RelayRouter;
+  /** Kling's notices: `app.post('/kling/callback', relay.callback)`, outside the host's token check. */
+  callback: CallbackHandler;
   /** Creates the relay's own tables (idempotent); never alters a host table. */
   migrate(): Promise<void>;
   /** Closes the upstream connections (keep-alive sockets). */
@@ -62,6 +65,7 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
   };
   return {
     router: createRouter(ctx),
+    callback: createCallbackHandler(ctx),
     migrate: () => store.migrate(config.db),
     close: () => client.close(),
   };

@@ -1,0 +1,92 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import getRawBody from 'raw-body';
+import type { RelayTask } from '../../adapters/types.js';
+import type { RelayContext } from '../relay/context.js';
+import { sendJson } from '../relay/respond.js';
+import { UpstreamError } from '../upstream/client.js';
+import { applyKlingTask, type Applied, type KlingTaskObject } from './apply.js';
+import { tokenMatches } from './token.js';
+
+/** A Kling notice is a small JSON document; anything larger is not one. */
+const CALLBACK_LIMIT = 1024 * 1024;
+
+export type CallbackHandler = (req: IncomingMessage, res: ServerResponse, next?: (error?: unknown) => void) => void;
+
+function reply(res: ServerResponse, status: number, code: number, message: string): void {
+  sendJson(res, status, { code, message });
+}
+
+function tokenOf(url: string | undefined): string | null {
+  const query = (url ?? '').split('?')[1];
+  return query === undefined ? null : new URLSearchParams(query).get('token');
+}
+
+async function readNotice(req: IncomingMessage & { body?: unknown; _body?: boolean }): Promise<unknown> {
+  // A host that parsed JSON globally (app.use(express.json())) already consumed the stream.
+  if (req._body === true) return req.body;
+  const text = await getRawBody(req, { limit: CALLBACK_LIMIT, encoding: 'utf8' });
+  return JSON.parse(text) as unknown;
+}
+
+/**
+ * Asks Kling, with the account that created the task, what the task's status really is: the notice
+ * is only a hint, since anyone who learns the callback URL could post one.
+ */
+async function confirm(ctx: RelayContext, task: RelayTask, noticeTaskId: string | undefined): Promise<Applied> {
+  const account = ctx.accounts.get(task.account_id);
+  const klingTaskId = task.kling_task_id ?? noticeTaskId;
+  if (!account || !klingTaskId) return 'unchanged';
+  const answer = await ctx.client.get(account, `${task.endpoint}/${encodeURIComponent(klingTaskId)}`);
+  const data = answer.envelope.data as (KlingTaskObject & { task_info?: { external_task_id?: unknown } }) | undefined;
+  if (typeof data !== 'object' || data === null) return 'invalid';
+  // Before Kling's create answer reached us the notice names the task; Kling must agree it is ours.
+  if (task.kling_task_id === null && data.task_info?.external_task_id !== task.external_task_id) return 'invalid';
+  const applied = await applyKlingTask(ctx, task, data);
+  await ctx.store.updateTask(ctx.db, task.id, { checked_at: Date.now() });
+  return applied;
+}
+
+/**
+ * `relay.callback`: Kling's notices. The per-task token is checked before the database is touched;
+ * a final status is confirmed with Kling before any money moves; duplicates and late or reordered
+ * notices answer 200 and change nothing.
+ */
+export function createCallbackHandler(ctx: RelayContext): CallbackHandler {
+  return (req, res) => {
+    void (async () => {
+      const token = tokenOf(req.url);
+      if (!token) return reply(res, 401, 1001, 'missing callback token');
+      let notice: unknown;
+      try {
+        notice = await readNotice(req);
+      } catch {
+        return reply(res, 400, 1200, 'malformed callback body');
+      }
+      if (typeof notice !== 'object' || notice === null || Array.isArray(notice)) return reply(res, 400, 1200, 'malformed callback body');
+      const body = notice as KlingTaskObject & { task_info?: { external_task_id?: unknown } };
+      const externalTaskId = body.task_info?.external_task_id;
+      if (typeof externalTaskId !== 'string' || !tokenMatches(ctx.config.callbackSecret, externalTaskId, token)) {
+        return reply(res, 401, 1002, 'invalid callback token');
+      }
+      const task = await ctx.store.getByExternalId(ctx.db, externalTaskId);
+      if (!task) return reply(res, 404, 1203, 'task not found');
+      const noticeTaskId = typeof body.task_id === 'string' ? body.task_id : undefined;
+      const log = { taskId: task.id, externalTaskId, klingTaskId: task.kling_task_id ?? noticeTaskId, status: body.task_status, delayMs: typeof body.updated_at === 'number' ? Date.now() - body.updated_at : undefined };
+      ctx.logger.info('callback received', log);
+      if (task.state === 'succeed' || task.state === 'failed') return reply(res, 200, 0, 'SUCCEED');
+      try {
+        if (body.task_status === 'succeed' || body.task_status === 'failed') await confirm(ctx, task, noticeTaskId);
+        else await applyKlingTask(ctx, task, { task_status: body.task_status, task_id: task.kling_task_id ?? undefined });
+      } catch (error) {
+        if (!(error instanceof UpstreamError)) throw error;
+        // The reconciler will ask again; Kling may also notify again.
+        ctx.logger.warn('callback could not be confirmed with Kling', { ...log, kind: error.kind });
+        return reply(res, 502, 5000, 'could not confirm the task with Kling');
+      }
+      return reply(res, 200, 0, 'SUCCEED');
+    })().catch((error: unknown) => {
+      ctx.logger.error('callback failed', { error: (error as Error).message });
+      if (!res.headersSent) reply(res, 503, 5001, 'service temporarily unavailable');
+    });
+  };
+}

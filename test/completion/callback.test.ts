@@ -1,0 +1,124 @@
+import { expect } from 'chai';
+import express from 'express';
+import request from 'supertest';
+import { callbackToken } from '../../lib/completion/token.js';
+import { testDatabases } from '../support/databases.js';
+import { CALLBACK_SECRET, startHarness, type Harness } from '../support/harness.js';
+
+const QPU = 500_000;
+
+for (const database of testDatabases()) {
+  describe(`relay.callback on ${database.name}`, function () {
+    let h: Harness;
+    let user: number;
+    let callbackApp: express.Express;
+    const start = 1_000_000;
+    const hold = Math.round(0.01 * 10 * QPU);
+
+    beforeEach(async () => {
+      h = await startHarness(database);
+      user = await h.user(start);
+      callbackApp = express();
+      callbackApp.post('/kling/callback', h.relay.callback);
+    });
+    afterEach(async () => h.close());
+
+    async function submit(): Promise<{ taskId: string; externalTaskId: string }> {
+      const res = await request(h.url).post('/kling/v1/videos/text2video').set('X-User-Id', String(user)).send({ prompt: 'a kite', duration: '10' });
+      expect(res.status).to.equal(200);
+      const task = (await h.tasks()).find((t) => t.kling_task_id === res.body.data.task_id);
+      return { taskId: res.body.data.task_id as string, externalTaskId: String(task?.external_task_id) };
+    }
+
+    const notice = (taskId: string, externalTaskId: string, status: string) => ({
+      task_id: taskId,
+      task_status: status,
+      task_status_msg: '',
+      task_info: { external_task_id: externalTaskId },
+      created_at: Date.now(),
+      updated_at: Date.now(),
+      ...(status === 'succeed' ? { task_result: { videos: [{ id: 'v1', url: 'https://cdn.example.com/forged.mp4', duration: '10.0' }] } } : {}),
+    });
+    const send = (body: unknown, token: string | null) => request(callbackApp).post(`/kling/callback${token === null ? '' : `?token=${token}`}`).send(body as object);
+    const klingQueries = () => h.sandbox.requests.filter((r) => r.method === 'GET').length;
+
+    async function expectUnsettled(state: string): Promise<void> {
+      expect((await h.tasks())[0]?.state).to.equal(state);
+      expect((await h.ledger()).map((l) => l.kind)).to.deep.equal(['hold']);
+      expect(await h.balance(user)).to.equal(start - hold);
+    }
+
+    it('refuses a missing, wrong or other task\'s token with 401 before touching anything, and Kling is not asked', async () => {
+      const a = await submit();
+      const b = await submit();
+      h.sandbox.complete(a.taskId, { status: 'succeed' });
+      for (const token of [null, 'nope', callbackToken(CALLBACK_SECRET, b.externalTaskId), callbackToken('another-secret-another-secret-xx', a.externalTaskId)]) {
+        const res = await send(notice(a.taskId, a.externalTaskId, 'succeed'), token);
+        expect(res.status, String(token)).to.equal(401);
+      }
+      expect(klingQueries()).to.equal(0);
+      expect((await h.tasks()).map((t) => t.state)).to.deep.equal(['submitted', 'submitted']);
+      expect(await h.balance(user)).to.equal(start - 2 * hold);
+    });
+
+    it('answers 400 for a malformed body and 404 for an unknown task', async () => {
+      const a = await submit();
+      const bad = await request(callbackApp).post(`/kling/callback?token=${callbackToken(CALLBACK_SECRET, a.externalTaskId)}`).set('Content-Type', 'application/json').send('{"task_id": ');
+      expect(bad.status).to.equal(400);
+      const unknown = 'kr-video-999-000000000000';
+      const res = await send(notice('42', unknown, 'succeed'), callbackToken(CALLBACK_SECRET, unknown));
+      expect(res.status).to.equal(404);
+    });
+
+    it('does not settle when the notice says succeed but Kling says processing', async () => {
+      const a = await submit();
+      h.sandbox.setStatus(a.taskId, 'processing');
+      const res = await send(notice(a.taskId, a.externalTaskId, 'succeed'), callbackToken(CALLBACK_SECRET, a.externalTaskId));
+      expect(res.status).to.equal(200);
+      expect(klingQueries()).to.equal(1);
+      await expectUnsettled('processing');
+    });
+
+    it('settles once for 20 concurrent identical success notices, with the result Kling confirms', async () => {
+      const a = await submit();
+      h.sandbox.complete(a.taskId, { status: 'succeed' });
+      const token = callbackToken(CALLBACK_SECRET, a.externalTaskId);
+      const answers = await Promise.all(Array.from({ length: 20 }, () => send(notice(a.taskId, a.externalTaskId, 'succeed'), token)));
+      for (const answer of answers) expect(answer.status).to.equal(200);
+      expect((await h.ledger()).map((l) => l.kind)).to.deep.equal(['hold', 'settle']);
+      expect(await h.balance(user)).to.equal(start - hold);
+      const [row] = await h.rows('videos');
+      expect(row?.status).to.equal('succeed');
+      // The forged URL of the notice is not what was stored: Kling's own answer is.
+      expect(String(row?.result)).to.not.include('forged');
+    });
+
+    it('keeps succeed when a processing notice arrives after it, and refunds a confirmed failure', async () => {
+      const a = await submit();
+      h.sandbox.complete(a.taskId, { status: 'succeed' });
+      const token = callbackToken(CALLBACK_SECRET, a.externalTaskId);
+      expect((await send(notice(a.taskId, a.externalTaskId, 'succeed'), token)).status).to.equal(200);
+      expect((await send(notice(a.taskId, a.externalTaskId, 'processing'), token)).status).to.equal(200);
+      expect((await h.tasks())[0]?.state).to.equal('succeed');
+      expect((await h.rows('videos'))[0]?.status).to.equal('succeed');
+
+      const b = await submit();
+      h.sandbox.complete(b.taskId, { status: 'failed', message: 'moderation' });
+      expect((await send(notice(b.taskId, b.externalTaskId, 'failed'), callbackToken(CALLBACK_SECRET, b.externalTaskId))).status).to.equal(200);
+      const failed = (await h.tasks()).find((t) => t.kling_task_id === b.taskId);
+      expect(failed).to.include({ state: 'failed', status_msg: 'moderation' });
+      expect(await h.balance(user)).to.equal(start - hold);
+      const ledger = await h.ledger();
+      expect(ledger.reduce((sum, l) => sum + Number(l.amount), 0)).to.equal((await h.balance(user)) - start);
+    });
+
+    it('moves the status forward on a processing notice without asking Kling', async () => {
+      const a = await submit();
+      const res = await send(notice(a.taskId, a.externalTaskId, 'processing'), callbackToken(CALLBACK_SECRET, a.externalTaskId));
+      expect(res.status).to.equal(200);
+      expect(klingQueries()).to.equal(0);
+      await expectUnsettled('processing');
+      expect((await h.rows('videos'))[0]?.status).to.equal('processing');
+    });
+  });
+}
