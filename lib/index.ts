@@ -3,6 +3,7 @@ import { assertQuotaStore, KnexQuotaStore } from '../adapters/quota-store.js';
 import { RelayStore } from '../adapters/relay-store.js';
 import type { QuotaStore } from '../adapters/types.js';
 import { createCallbackHandler, type CallbackHandler } from './completion/callback.js';
+import { Reconciler, type ReconcileReport } from './completion/reconciler.js';
 import { defaultLogger } from './logger.js';
 import { normalizeOptions, type KlingRelayOptions } from './options.js';
 import { loadPricingRules, PriceBook } from './pricing/rules.js';
@@ -20,6 +21,12 @@ export interface KlingRelay {
   callback: CallbackHandler;
   /** Creates the relay's own tables (idempotent); never alters a host table. */
   migrate(): Promise<void>;
+  /** One reconciler pass over due tasks (several host instances may run it at once); resolves to its report. */
+  reconcile(): Promise<ReconcileReport>;
+  /** Runs `reconcile()` every `reconciler.intervalMs` in the background. */
+  start(): void;
+  /** Stops the background reconciler and waits for a pass in progress. */
+  stop(): Promise<void>;
   /** Closes the upstream connections (keep-alive sockets). */
   close(): void;
 }
@@ -63,8 +70,12 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
     db: config.db,
     quotaPerUnit: config.quotaPerUnit,
   };
+  const reconciler = new Reconciler(ctx);
   return {
     router: createRouter(ctx),
+    reconcile: () => reconciler.reconcile(),
+    start: () => reconciler.start(),
+    stop: () => reconciler.stop(),
     callback: createCallbackHandler(ctx),
     migrate: () => store.migrate(config.db),
     close: () => client.close(),
@@ -73,6 +84,7 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
 
 export { KlingRelayConfigError, RelayHttpError } from './errors.js';
 export type { KlingRelayOptions, Caller } from './options.js';
+export type { ReconcileReport } from './completion/reconciler.js';
 export type { PricingRule } from './pricing/rules.js';
 export type { QuotaStore, HostTableOptions, HostColumn } from '../adapters/types.js';
 export { createDefaultHostTables } from '../adapters/host-schema.js';

@@ -1,0 +1,135 @@
+import { randomBytes } from 'node:crypto';
+import type { RelayTask } from '../../adapters/types.js';
+import type { RelayContext } from '../relay/context.js';
+import { UpstreamError } from '../upstream/client.js';
+import { applyKlingTask, type KlingTaskObject } from './apply.js';
+import { finishTask } from './transition.js';
+
+export interface ReconcileReport {
+  /** Tasks this pass leased and looked at. */
+  claimed: number;
+  /** Tasks that reached a final state (settled or refunded) in this pass. */
+  finished: number;
+  /** Tasks whose status moved forward without finishing. */
+  progressed: number;
+  /** Tasks Kling had although the create's answer was lost, now known by their Kling id. */
+  adopted: number;
+  /** Tasks failed and refunded because Kling never got them or they outlived taskTimeoutMs. */
+  expired: number;
+  /** Kling could not be asked; tried again later. */
+  errors: number;
+}
+
+/** How many tasks one pass leases, and how many Kling queries run at once. */
+const BATCH = 50;
+const CONCURRENCY = 4;
+const MAX_BACKOFF_MS = 10 * 60_000;
+
+function emptyReport(): ReconcileReport {
+  return { claimed: 0, finished: 0, progressed: 0, adopted: 0, expired: 0, errors: 0 };
+}
+
+function notFound(error: unknown): boolean {
+  return error instanceof UpstreamError && error.kind === 'kling' && (error.klingCode === 1203 || error.httpStatus === 404);
+}
+
+export class Reconciler {
+  /** This process's name on leases: several host instances share one database. */
+  readonly owner = `relay-${process.pid}-${randomBytes(4).toString('hex')}`;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<ReconcileReport> | undefined;
+
+  constructor(private readonly ctx: RelayContext) {}
+
+  /** One pass: lease due tasks, ask Kling about each, apply the answers through the one transition. */
+  reconcile(): Promise<ReconcileReport> {
+    this.running ??= this.pass().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => {
+      this.reconcile().catch((error: unknown) => this.ctx.logger.error('reconcile pass failed', { error: (error as Error).message }));
+    }, this.ctx.config.reconciler.intervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.running?.catch(() => undefined);
+  }
+
+  private async pass(): Promise<ReconcileReport> {
+    const { ctx } = this;
+    const report = emptyReport();
+    const now = Date.now();
+    // The lease outlives the slowest Kling call of the pass, so no other instance takes a task mid-check.
+    const leaseMs = ctx.config.upstreamTimeoutMs * 2 + 10_000;
+    const tasks = await ctx.store.claimDue(ctx.db, this.owner, now, leaseMs, BATCH);
+    report.claimed = tasks.length;
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < tasks.length) {
+        const task = tasks[next++];
+        if (task) await this.check(task, report);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(CONCURRENCY, tasks.length) }, worker));
+    ctx.logger.info('reconcile pass', { ...report });
+    return report;
+  }
+
+  private async check(task: RelayTask, report: ReconcileReport): Promise<void> {
+    const { ctx } = this;
+    const account = ctx.accounts.get(task.account_id);
+    const expired = Date.now() - task.created_at > ctx.config.reconciler.taskTimeoutMs;
+    try {
+      if (!account) throw new Error(`account ${task.account_id} is no longer configured`);
+      // A task without a Kling id lost its create answer: Kling knows it by our external_task_id.
+      const id = task.kling_task_id ?? task.external_task_id;
+      let data: KlingTaskObject | undefined;
+      try {
+        const answer = await ctx.client.get(account, `${task.endpoint}/${encodeURIComponent(id)}`);
+        data = answer.envelope.data as KlingTaskObject | undefined;
+      } catch (error) {
+        if (task.kling_task_id === null && notFound(error)) {
+          if (await finishTask(ctx, task.id, { status: 'failed', reason: 'Kling never received the task' })) report.expired++;
+          return;
+        }
+        throw error;
+      }
+      if (typeof data !== 'object' || data === null) throw new UpstreamError('no task in the answer', { kind: 'bad_response', ambiguous: false, accountId: account.id, method: 'GET', path: task.endpoint });
+      const applied = await applyKlingTask(ctx, task, data);
+      if (applied === 'invalid') throw new UpstreamError(`unknown task_status ${JSON.stringify(data.task_status)}`, { kind: 'bad_response', ambiguous: false, accountId: account.id, method: 'GET', path: task.endpoint });
+      if (task.kling_task_id === null && typeof data.task_id === 'string') {
+        await ctx.store.updateTask(ctx.db, task.id, { kling_task_id: data.task_id });
+        report.adopted++;
+      }
+      if (applied === 'settled') {
+        report.finished++;
+        return;
+      }
+      if (applied === 'progressed') report.progressed++;
+      if (expired) {
+        if (await finishTask(ctx, task.id, { status: 'failed', reason: `no final status from Kling within ${ctx.config.reconciler.taskTimeoutMs} ms` })) report.expired++;
+        return;
+      }
+    } catch (error) {
+      report.errors++;
+      ctx.logger.warn('reconcile check failed', { taskId: task.id, accountId: task.account_id, error: (error as Error).message });
+    }
+    await this.reschedule(task);
+  }
+
+  private async reschedule(task: RelayTask): Promise<void> {
+    const { ctx } = this;
+    const checks = task.check_count + 1;
+    const backoff = Math.min(ctx.config.reconciler.intervalMs * 2 ** Math.min(checks - 1, 10), MAX_BACKOFF_MS);
+    await ctx.store.updateTask(ctx.db, task.id, { check_count: checks, checked_at: Date.now() });
+    await ctx.store.releaseLease(ctx.db, task.id, this.owner, Date.now() + backoff);
+  }
+}
