@@ -45,12 +45,6 @@ const EXAMPLE_BODY = {
   aspect_ratio: '16:9',
 };
 
-/**
- * The background reconciler (`start()` / `stop()`) is being added to the relay; the demo uses it when
- * the relay has it, so it runs on either side of that change.
- */
-type RelayExtras = { start?: unknown; stop?: unknown };
-
 interface DemoUser {
   id: number;
   username: string;
@@ -189,7 +183,7 @@ async function main(): Promise<void> {
   // The host's database. The relay works on the host's knex instance: mysql2, pg or better-sqlite3.
   const db = knex({ client: 'better-sqlite3', connection: { filename: dbFile }, useNullAsDefault: true });
   let sandbox: KlingSandbox | undefined;
-  let relay: (KlingRelay & RelayExtras) | undefined;
+  let relay: KlingRelay | undefined;
   let server: Server | undefined;
 
   let stopping: Promise<void> | undefined;
@@ -197,8 +191,10 @@ async function main(): Promise<void> {
     stopping ??= (async () => {
       // Stop taking requests first; in-flight submits still need the upstream and the database.
       if (server) await closeServer(server);
-      if (relay && typeof relay.stop === 'function') await (relay.stop as () => unknown)();
-      relay?.close();
+      if (relay) {
+        await relay.stop();
+        relay.close();
+      }
       await sandbox?.close();
       await db.destroy();
     })();
@@ -276,7 +272,7 @@ async function main(): Promise<void> {
     app.post('/kling/callback', relay.callback);
     app.use('/kling', tokenAuth(db), relay.router);
     // The background reconciler settles tasks whose callback never came.
-    if (typeof relay.start === 'function') (relay.start as () => unknown)();
+    relay.start();
 
     const quota = await balanceOf(db, user.id);
     const auth = `Authorization: Bearer ${token}`;
@@ -306,7 +302,7 @@ async function main(): Promise<void> {
       `    -H ${shellQuote(auth)}`,
       '',
       ...(realKling && !process.env.KLING_CALLBACK_URL
-        ? ['Kling cannot reach a local callback URL: set KLING_CALLBACK_URL to a public URL of /kling/callback.', '']
+        ? ['Kling cannot call back to this address: set KLING_CALLBACK_URL to a public URL of /kling/callback.', 'Until then the reconciler settles tasks by polling Kling.', '']
         : []),
       `Ctrl+C stops the demo. Delete ${dir} to start over with a fresh balance and token.`,
     ];
@@ -319,6 +315,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  console.error(`demo failed to start: ${(error as Error).message}`);
+  const hint = (error as NodeJS.ErrnoException).code === 'EADDRINUSE' ? ' (set PORT to another port, or 0 for any free one)' : '';
+  console.error(`demo failed to start: ${(error as Error).message}${hint}`);
   process.exitCode = 1;
 });
