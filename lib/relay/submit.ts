@@ -179,19 +179,27 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
     reply = await ctx.client.post(account, entry.path, kling);
   } catch (error) {
     if (!(error instanceof UpstreamError)) throw error;
-    if (isAccountProblem(error)) ctx.logger.error('Kling refused the account', { ...log, klingCode: error.klingCode, kind: error.kind });
+    const upstream = { ...log, kind: error.kind, httpStatus: error.httpStatus, klingCode: error.klingCode, klingRequestId: error.requestId };
+    if (isAccountProblem(error)) ctx.logger.error('Kling refused the account', upstream);
+    // A refusal of the request itself (content policy, a bad parameter) is the caller's business;
+    // anything else (rate limits, Kling failing, an unreachable host) is worth an operator's look.
+    else if (error.kind === 'kling' && error.httpStatus === 400) ctx.logger.info('Kling refused the request', upstream);
+    else if (!error.ambiguous || entry.kind === 'sync') ctx.logger.warn('Kling call failed', upstream);
     // A create that may have reached Kling is never posted again: the reconciler looks it up by
     // external_task_id. A sync call has nothing to look up, so its hold goes back.
     if (!error.ambiguous || entry.kind === 'sync') {
       await finishTask(ctx, task.id, { status: 'failed', reason: `submit failed: ${error.klingMessage ?? error.message}` }, ['pending']);
     } else {
-      ctx.logger.warn('Kling create outcome unknown; left for the reconciler', { ...log, kind: error.kind });
+      ctx.logger.warn('Kling create outcome unknown; left for the reconciler', upstream);
       await ctx.store.updateTask(ctx.db, task.id, { next_check_at: Date.now() + 5_000 }, ['pending']).catch(() => false);
     }
     throw toRelayError(error);
   }
 
   const data = (reply.envelope.data ?? {}) as Record<string, unknown>;
+  // Kling's ids for the request (a task id, or a sync answer's session), so Kling's records can be found.
+  const answeredId = typeof data.task_id === 'string' ? data.task_id : typeof data.session_id === 'string' ? data.session_id : undefined;
+  ctx.logger.info('Kling accepted the request', { ...log, klingTaskId: answeredId, klingRequestId: reply.envelope.request_id });
   if (entry.kind === 'sync') {
     await recordResources(ctx, account, data);
     await finishTask(ctx, task.id, { status: 'succeed', klingTaskId: typeof data.task_id === 'string' ? data.task_id : undefined, result: data.task_result ?? data }, ['pending']);

@@ -410,7 +410,7 @@ export class KlingClient {
         this.#logger.warn('kling upstream call failed', {
           account: account.id, method, path: logPath, status: err.httpStatus, durationMs: elapsed(started),
           kind: err.kind, ambiguous: err.ambiguous, klingCode: err.klingCode, klingRequestId: err.requestId,
-          error: err.message,
+          error: loggable(err.message),
         });
       }
       throw err;
@@ -436,6 +436,16 @@ export class KlingClient {
     const ambiguous = gotHeaders || code === undefined || !NEVER_SENT_CODES.has(code);
     return fail(`Kling call failed: ${errorMessage(err)}${code ? ` (${code})` : ''}`, { kind: 'network', ambiguous, cause: err, ...status });
   }
+}
+
+/**
+ * An error message fit for a log line. A message from Kling or a gateway in front of it may quote
+ * the request, and with it a base64 image: long runs of base64-looking characters are replaced by
+ * their length and the whole is capped, so a log line never carries media.
+ */
+function loggable(message: string): string {
+  const cut = message.replace(/[A-Za-z0-9+/=_-]{100,}/g, (run) => `[${run.length} characters cut]`);
+  return cut.length > 500 ? `${cut.slice(0, 500)}... [${cut.length - 500} more characters]` : cut;
 }
 
 function elapsed(started: number): number {

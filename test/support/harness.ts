@@ -6,7 +6,7 @@ import type { Server } from 'node:http';
 import { createDefaultHostTables } from '../../adapters/host-schema.js';
 import { createKlingRelay, type KlingRelay, type KlingRelayOptions, type PricingRule } from '../../lib/index.js';
 import { defaultLogger, silentLogger } from '../../lib/logger.js';
-import { startKlingSandbox, type KlingSandbox, type SandboxOptions } from '../../lib/sandbox/index.js';
+import { startKlingSandbox, type KlingSandbox, type SandboxAccount, type SandboxOptions } from '../../lib/sandbox/index.js';
 import type { TestDatabase } from './databases.js';
 
 export const CALLBACK_SECRET = 'test-callback-secret-0123456789abcdef';
@@ -31,26 +31,57 @@ export interface Harness {
   ledger(): Promise<Record<string, unknown>[]>;
   /** POSTs to Kling's sandbox received so far, excluding queries. */
   creates(): KlingSandbox['requests'];
+  /** The sandbox keys of each relay account, by relay account id. */
+  keys: Record<string, SandboxAccount>;
   close(): Promise<void>;
 }
 
 const TABLES = ['kling_relay_ledger', 'kling_relay_tasks', 'kling_relay_resources', 'videos', 'images', 'users'];
+
+export interface HarnessAccount {
+  id: string;
+  weight?: number;
+  /** Sign with this instead of the key the sandbox knows, as with a revoked or mistyped key. */
+  secretKey?: string;
+}
+
+export interface HarnessOptions {
+  expressVersion?: 4 | 5;
+  sandbox?: SandboxOptions;
+  relay?: Partial<KlingRelayOptions>;
+  /**
+   * Several Kling accounts in the one sandbox, each with its own keys. Default: one account
+   * `acct-1` with the sandbox's first account.
+   */
+  accounts?: HarnessAccount[];
+}
+
+/** Keys for a harness account: distinct per account, long enough for any key check. */
+function sandboxKeys(id: string): SandboxAccount {
+  return { accessKey: `access-${id}`, secretKey: `secret-${id}-0123456789abcdef0123456789abcdef` };
+}
 
 /**
  * A host app as an integrator would write one: its own tables and users, a token check that puts the
  * caller in res.locals.user (here: the X-User-Id header), the relay mounted at /kling, the sandbox as
  * Kling. `expressVersion` picks Express 5 or 4 for the host app.
  */
-export async function startHarness(database: TestDatabase, options: { expressVersion?: 4 | 5; sandbox?: SandboxOptions; relay?: Partial<KlingRelayOptions> } = {}): Promise<Harness> {
+export async function startHarness(database: TestDatabase, options: HarnessOptions = {}): Promise<Harness> {
   const db = database.connect();
   for (const table of TABLES) await db.schema.dropTableIfExists(table);
   await createDefaultHostTables(db);
-  const sandbox = await startKlingSandbox({ schedule: 'manual', ...options.sandbox });
-  const account = sandbox.accounts[0];
-  if (!account) throw new Error('sandbox has no account');
+  const wanted = options.accounts;
+  const sandbox = await startKlingSandbox({ schedule: 'manual', ...(wanted ? { accounts: wanted.map((a) => sandboxKeys(a.id)) } : {}), ...options.sandbox });
+  const keys: Record<string, SandboxAccount> = {};
+  const accounts = (wanted ?? [{ id: 'acct-1' }]).map((a, index) => {
+    const known = sandbox.accounts[index];
+    if (!known) throw new Error(`sandbox has no account #${index}`);
+    keys[a.id] = known;
+    return { id: a.id, accessKey: known.accessKey, secretKey: a.secretKey ?? known.secretKey, baseUrl: sandbox.url, ...(a.weight !== undefined ? { weight: a.weight } : {}) };
+  });
   const relay = createKlingRelay({
     db,
-    accounts: [{ id: 'acct-1', accessKey: account.accessKey, secretKey: account.secretKey, baseUrl: sandbox.url }],
+    accounts,
     callbackUrl: 'http://127.0.0.1:9/kling/callback',
     callbackSecret: CALLBACK_SECRET,
     pricing: TEST_PRICING,
@@ -88,6 +119,7 @@ export async function startHarness(database: TestDatabase, options: { expressVer
     tasks: () => db('kling_relay_tasks').select('*').orderBy('id'),
     ledger: () => db('kling_relay_ledger').select('*').orderBy('id'),
     creates: () => sandbox.requests.filter((r) => r.method === 'POST'),
+    keys,
     async close() {
       await new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
