@@ -4,7 +4,7 @@ import type { RelayStore } from '../../adapters/relay-store.js';
 import type { QuotaStore, RelayTask, TaskState, TableKind } from '../../adapters/types.js';
 import { actualCharge, parseDuration } from '../pricing/estimate.js';
 import type { PricingType } from '../registry/types.js';
-import type { Logger } from '../upstream/client.js';
+import { loggable, type Logger } from '../upstream/client.js';
 
 /** What the relay needs to move a task and its money. */
 export interface TransitionDeps {
@@ -46,8 +46,31 @@ function unixSeconds(ms: number): number {
  * row, and the ledger movement with the balance change, in one transaction. Returns false when the
  * task had already left the expected states (a duplicate or late notice): then nothing changed.
  */
+/** Ids a result names (videos, audios, voices, elements, a session), with their kind. */
+export function resultResources(data: unknown): [string, string][] {
+  if (typeof data !== 'object' || data === null) return [];
+  const d = data as Record<string, unknown> & { task_result?: unknown };
+  const found: [string, string][] = [];
+  if (typeof d.session_id === 'string') found.push([d.session_id, 'session']);
+  const lists: [string, string, string][] = [['videos', 'id', 'video'], ['audios', 'id', 'audio'], ['voices', 'voice_id', 'voice'], ['elements', 'element_id', 'element']];
+  for (const source of [d, d.task_result]) {
+    if (typeof source !== 'object' || source === null) continue;
+    for (const [list, key, kind] of lists) {
+      const items = (source as Record<string, unknown>)[list];
+      if (!Array.isArray(items)) continue;
+      for (const item of items) {
+        const id = (item as Record<string, unknown> | null)?.[key];
+        if (typeof id === 'string' || typeof id === 'number') found.push([String(id), kind]);
+      }
+    }
+  }
+  return found;
+}
+
 export async function finishTask(deps: TransitionDeps, taskId: number, outcome: Outcome, from: readonly TaskState[] = ACTIVE_STATES): Promise<boolean> {
   const now = Date.now();
+  // Kling's message may quote the request (and a base64 image); the host row and logs get it cut.
+  if (outcome.status === 'failed') outcome = { ...outcome, reason: loggable(outcome.reason) };
   const applied = await deps.db.transaction(async (trx) => {
     const task = await deps.store.getTask(trx, taskId);
     if (!task || !from.includes(task.state)) return undefined;
@@ -100,6 +123,10 @@ export async function finishTask(deps: TransitionDeps, taskId: number, outcome: 
     return { task, charge: 0 };
   });
   if (!applied) return false;
+  if (outcome.status === 'succeed') {
+    // Later requests naming these ids (video-extend, lip-sync, ...) must reach the account that made them.
+    for (const [id, kind] of resultResources(outcome.result)) await deps.store.recordResource(deps.db, id, kind, applied.task.account_id);
+  }
   const meta = { taskId: applied.task.id, externalTaskId: applied.task.external_task_id, klingTaskId: outcome.klingTaskId ?? applied.task.kling_task_id, userId: applied.task.user_id, accountId: applied.task.account_id };
   if (outcome.status === 'succeed') deps.logger.info('task settled', { ...meta, hold: applied.task.hold_quota, charge: applied.charge });
   else deps.logger.info('task refunded', { ...meta, refund: applied.task.billing === 'hold' ? applied.task.hold_quota : 0, reason: outcome.reason });

@@ -121,15 +121,9 @@ async function holdAndRecord(ctx: RelayContext, entry: RegistryEntry, caller: Ca
   });
 }
 
-/** The ids a sync answer or a result names, so later requests naming them reach the same account. */
-async function recordResources(ctx: RelayContext, account: KlingAccount, data: unknown): Promise<void> {
-  if (typeof data !== 'object' || data === null) return;
-  const d = data as { session_id?: unknown; task_result?: { videos?: { id?: unknown }[]; audios?: { id?: unknown }[] } };
-  const found: [string, string][] = [];
-  if (typeof d.session_id === 'string') found.push([d.session_id, 'session']);
-  for (const v of d.task_result?.videos ?? []) if (typeof v.id === 'string') found.push([v.id, 'video']);
-  for (const a of d.task_result?.audios ?? []) if (typeof a.id === 'string') found.push([a.id, 'audio']);
-  for (const [id, kind] of found) await ctx.store.recordResource(ctx.db, id, kind, account.id);
+/** A sync answer's session id (results are recorded by the transition), so follow-ups reach the same account. */
+async function recordSession(ctx: RelayContext, account: KlingAccount, data: Record<string, unknown>): Promise<void> {
+  if (typeof data.session_id === 'string') await ctx.store.recordResource(ctx.db, data.session_id, 'session', account.id);
 }
 
 function shownTaskInfo(data: Record<string, unknown>, clientTaskId: string | null): Record<string, unknown> {
@@ -201,7 +195,7 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
   const answeredId = typeof data.task_id === 'string' ? data.task_id : typeof data.session_id === 'string' ? data.session_id : undefined;
   ctx.logger.info('Kling accepted the request', { ...log, klingTaskId: answeredId, klingRequestId: reply.envelope.request_id });
   if (entry.kind === 'sync') {
-    await recordResources(ctx, account, data);
+    await recordSession(ctx, account, data);
     await finishTask(ctx, task.id, { status: 'succeed', klingTaskId: typeof data.task_id === 'string' ? data.task_id : undefined, result: data.task_result ?? data }, ['pending']);
     const syncId = typeof data.task_id === 'string' ? data.task_id : typeof data.session_id === 'string' ? data.session_id : null;
     answer(ctx, res, syncId, data, reply.envelope.request_id || requestId);

@@ -443,7 +443,7 @@ export class KlingClient {
  * the request, and with it a base64 image: long runs of base64-looking characters are replaced by
  * their length and the whole is capped, so a log line never carries media.
  */
-function loggable(message: string): string {
+export function loggable(message: string): string {
   const cut = message.replace(/[A-Za-z0-9+/=_-]{100,}/g, (run) => `[${run.length} characters cut]`);
   return cut.length > 500 ? `${cut.slice(0, 500)}... [${cut.length - 500} more characters]` : cut;
 }
