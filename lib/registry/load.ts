@@ -59,7 +59,7 @@ function schemaIdFor(file: string, schema: Record<string, unknown>): string {
   return typeof schema.$id === 'string' ? schema.$id : pathToFileURL(file).href;
 }
 
-function toEntry(json: RegistryEntryJson, schemaFile: string, schemaId: string, source: string): RegistryEntry {
+export function toEntry(json: RegistryEntryJson, schemaFile: string, schemaId: string, source: string): RegistryEntry {
   return {
     path: json.path,
     type: json.type,

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Registry, RegistryEntry, RegistryFileJson } from '../../lib/registry/types.js';
 import { builtinRegistryPath } from '../../lib/paths.js';
+import { toEntry } from '../../lib/registry/load.js';
 import { createValidator, type ValidationResult, type Validator } from '../../lib/validation/index.js';
 
 const validators = new Map<string, Validator>();
@@ -26,22 +27,7 @@ function validatorFor(path: string): Validator {
   const schemaFile = join(dir, json.schema);
   const schema = readJson(schemaFile);
   const defs = readJson(join(dir, 'defs.json'));
-  const entry: RegistryEntry = {
-    path,
-    type: json.type,
-    table: json.table,
-    pricingType: json.pricing_type,
-    kind: json.kind,
-    fields: json.fields ?? {},
-    series: json.series,
-    defaultModel: json.default_model,
-    defaultSeconds: json.default_seconds,
-    refersTo: json.refers_to ?? [],
-    queryable: json.queryable,
-    schemaFile,
-    schemaId: String(schema.$id),
-    source: registryFile,
-  };
+  const entry: RegistryEntry = toEntry(json, schemaFile, String(schema.$id), registryFile);
   const registry: Registry = {
     entries: [entry],
     byPath: new Map([[path, entry]]),
