@@ -1,4 +1,5 @@
-import type { RelayTask, TaskState } from '../../adapters/types.js';
+import { FINAL_STATES, type RelayTask, type TaskState } from '../../adapters/types.js';
+import type { KlingAccount } from '../upstream/accounts.js';
 import type { RelayContext } from '../relay/context.js';
 import { finishTask } from './transition.js';
 
@@ -10,6 +11,21 @@ export interface KlingTaskObject {
   task_result?: unknown;
   created_at?: unknown;
   updated_at?: unknown;
+  task_info?: { external_task_id?: unknown };
+}
+
+export function isFinal(task: RelayTask): boolean {
+  return FINAL_STATES.includes(task.state);
+}
+
+/**
+ * Kling's task object for one of our tasks, asked with the account that created it, by Kling's id or
+ * our external_task_id; undefined when the answer holds no task.
+ */
+export async function fetchKlingTask(ctx: RelayContext, account: KlingAccount, task: RelayTask, id: string): Promise<KlingTaskObject | undefined> {
+  const reply = await ctx.client.get(account, `${task.endpoint}/${encodeURIComponent(id)}`);
+  const data = reply.envelope.data;
+  return typeof data === 'object' && data !== null ? (data as KlingTaskObject) : undefined;
 }
 
 const RANK: Record<TaskState, number> = { pending: 0, submitted: 1, processing: 2, succeed: 3, failed: 3 };

@@ -1,10 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import getRawBody from 'raw-body';
 import type { RelayTask } from '../../adapters/types.js';
 import type { RelayContext } from '../relay/context.js';
 import { sendJson } from '../relay/respond.js';
 import { UpstreamError } from '../upstream/client.js';
-import { applyKlingTask, type Applied, type KlingTaskObject } from './apply.js';
+import { readJsonBody } from '../relay/body.js';
+import { applyKlingTask, fetchKlingTask, isFinal, type Applied, type KlingTaskObject } from './apply.js';
 import { tokenMatches } from './token.js';
 
 /** A Kling notice is a small JSON document; anything larger is not one. */
@@ -21,13 +21,6 @@ function tokenOf(url: string | undefined): string | null {
   return query === undefined ? null : new URLSearchParams(query).get('token');
 }
 
-async function readNotice(req: IncomingMessage & { body?: unknown; _body?: boolean }): Promise<unknown> {
-  // A host that parsed JSON globally (app.use(express.json())) already consumed the stream.
-  if (req._body === true) return req.body;
-  const text = await getRawBody(req, { limit: CALLBACK_LIMIT, encoding: 'utf8' });
-  return JSON.parse(text) as unknown;
-}
-
 /**
  * Asks Kling, with the account that created the task, what the task's status really is: the notice
  * is only a hint, since anyone who learns the callback URL could post one.
@@ -36,9 +29,8 @@ async function confirm(ctx: RelayContext, task: RelayTask, noticeTaskId: string 
   const account = ctx.accounts.get(task.account_id);
   const klingTaskId = task.kling_task_id ?? noticeTaskId;
   if (!account || !klingTaskId) return 'unchanged';
-  const answer = await ctx.client.get(account, `${task.endpoint}/${encodeURIComponent(klingTaskId)}`);
-  const data = answer.envelope.data as (KlingTaskObject & { task_info?: { external_task_id?: unknown } }) | undefined;
-  if (typeof data !== 'object' || data === null) return 'invalid';
+  const data = await fetchKlingTask(ctx, account, task, klingTaskId);
+  if (!data) return 'invalid';
   // Before Kling's create answer reached us the notice names the task; Kling must agree it is ours.
   if (task.kling_task_id === null && data.task_info?.external_task_id !== task.external_task_id) return 'invalid';
   const applied = await applyKlingTask(ctx, task, data);
@@ -58,12 +50,12 @@ export function createCallbackHandler(ctx: RelayContext): CallbackHandler {
       if (!token) return reply(res, 401, 1001, 'missing callback token');
       let notice: unknown;
       try {
-        notice = await readNotice(req);
+        notice = await readJsonBody(req, CALLBACK_LIMIT);
       } catch {
         return reply(res, 400, 1200, 'malformed callback body');
       }
       if (typeof notice !== 'object' || notice === null || Array.isArray(notice)) return reply(res, 400, 1200, 'malformed callback body');
-      const body = notice as KlingTaskObject & { task_info?: { external_task_id?: unknown } };
+      const body = notice as KlingTaskObject;
       const externalTaskId = body.task_info?.external_task_id;
       if (typeof externalTaskId !== 'string' || !tokenMatches(ctx.config.callbackSecret, externalTaskId, token)) {
         return reply(res, 401, 1002, 'invalid callback token');
@@ -73,7 +65,7 @@ export function createCallbackHandler(ctx: RelayContext): CallbackHandler {
       const noticeTaskId = typeof body.task_id === 'string' ? body.task_id : undefined;
       const log = { taskId: task.id, externalTaskId, klingTaskId: task.kling_task_id ?? noticeTaskId, status: body.task_status, delayMs: typeof body.updated_at === 'number' ? Date.now() - body.updated_at : undefined };
       ctx.logger.info('callback received', log);
-      if (task.state === 'succeed' || task.state === 'failed') return reply(res, 200, 0, 'SUCCEED');
+      if (isFinal(task)) return reply(res, 200, 0, 'SUCCEED');
       try {
         if (body.task_status === 'succeed' || body.task_status === 'failed') await confirm(ctx, task, noticeTaskId);
         else await applyKlingTask(ctx, task, { task_status: body.task_status, task_id: task.kling_task_id ?? undefined });

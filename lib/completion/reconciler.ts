@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { RelayTask } from '../../adapters/types.js';
 import type { RelayContext } from '../relay/context.js';
 import { UpstreamError } from '../upstream/client.js';
-import { applyKlingTask, type KlingTaskObject } from './apply.js';
+import { applyKlingTask, fetchKlingTask, type KlingTaskObject } from './apply.js';
 import { finishTask } from './transition.js';
 
 export interface ReconcileReport {
@@ -93,8 +93,7 @@ export class Reconciler {
       const id = task.kling_task_id ?? task.external_task_id;
       let data: KlingTaskObject | undefined;
       try {
-        const answer = await ctx.client.get(account, `${task.endpoint}/${encodeURIComponent(id)}`);
-        data = answer.envelope.data as KlingTaskObject | undefined;
+        data = await fetchKlingTask(ctx, account, task, id);
       } catch (error) {
         if (task.kling_task_id === null && notFound(error)) {
           if (await finishTask(ctx, task.id, { status: 'failed', reason: 'Kling never received the task' })) report.expired++;
@@ -102,13 +101,11 @@ export class Reconciler {
         }
         throw error;
       }
-      if (typeof data !== 'object' || data === null) throw new UpstreamError('no task in the answer', { kind: 'bad_response', ambiguous: false, accountId: account.id, method: 'GET', path: task.endpoint });
+      if (!data) throw new UpstreamError('no task in the answer', { kind: 'bad_response', ambiguous: false, accountId: account.id, method: 'GET', path: task.endpoint });
       const applied = await applyKlingTask(ctx, task, data);
       if (applied === 'invalid') throw new UpstreamError(`unknown task_status ${JSON.stringify(data.task_status)}`, { kind: 'bad_response', ambiguous: false, accountId: account.id, method: 'GET', path: task.endpoint });
-      if (task.kling_task_id === null && typeof data.task_id === 'string') {
-        await ctx.store.updateTask(ctx.db, task.id, { kling_task_id: data.task_id });
-        report.adopted++;
-      }
+      // applyKlingTask stored Kling's task id along with the status.
+      if (task.kling_task_id === null && typeof data.task_id === 'string') report.adopted++;
       if (applied === 'settled') {
         report.finished++;
         return;

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RelayTask } from '../../adapters/types.js';
-import { applyKlingTask, type KlingTaskObject } from '../completion/apply.js';
+import { applyKlingTask, fetchKlingTask, isFinal } from '../completion/apply.js';
 import { RelayHttpError } from '../errors.js';
 import type { RegistryEntry } from '../registry/types.js';
 import { UpstreamError } from '../upstream/client.js';
@@ -43,9 +43,8 @@ export function refreshTask(ctx: RelayContext, task: RelayTask): Promise<void> {
     const account = ctx.accounts.get(task.account_id);
     if (!account || task.kling_task_id === null) return;
     try {
-      const reply = await ctx.client.get(account, `${task.endpoint}/${encodeURIComponent(task.kling_task_id)}`);
-      const data = reply.envelope.data;
-      if (typeof data === 'object' && data !== null) await applyKlingTask(ctx, task, data as KlingTaskObject);
+      const data = await fetchKlingTask(ctx, account, task, task.kling_task_id);
+      if (data) await applyKlingTask(ctx, task, data);
       await ctx.store.updateTask(ctx.db, task.id, { checked_at: Date.now() });
     } catch (error) {
       // Kling's trouble must not hide the caller's task: answer from the database.
@@ -55,10 +54,6 @@ export function refreshTask(ctx: RelayContext, task: RelayTask): Promise<void> {
   })().finally(() => running.delete(task.id));
   running.set(task.id, work);
   return work;
-}
-
-function isFinal(task: RelayTask): boolean {
-  return task.state === 'succeed' || task.state === 'failed';
 }
 
 /** GET /v1/<path>/:id and GET /v1/tasks/:id — by Kling's task_id or the caller's external_task_id. */
