@@ -49,13 +49,8 @@ function externalId(table: string, rowId: string): string {
   return `kr-${table}-${rowId}-${randomBytes(6).toString('hex')}`;
 }
 
-interface Held {
-  task: RelayTask;
-  hostRowId: string;
-}
-
 /** One transaction: the conditional hold, the host row, the relay's task row and the ledger hold. */
-async function holdAndRecord(ctx: RelayContext, entry: RegistryEntry, caller: Caller, account: KlingAccount, price: PriceQuote, client: { taskId: string | null; callbackUrl: string | null }): Promise<Held> {
+async function holdAndRecord(ctx: RelayContext, entry: RegistryEntry, caller: Caller, account: KlingAccount, price: PriceQuote, client: { taskId: string | null; callbackUrl: string | null }): Promise<RelayTask> {
   const userId = String(caller.id);
   const now = Date.now();
   const seconds = Math.floor(now / 1000);
@@ -117,7 +112,7 @@ async function holdAndRecord(ctx: RelayContext, entry: RegistryEntry, caller: Ca
     };
     const id = await ctx.store.insertTask(trx, task);
     if (ctx.config.billing === 'hold') await ctx.store.addLedger(trx, { task_id: id, user_id: userId, kind: 'hold', amount: -price.quota });
-    return { task: { ...task, id }, hostRowId };
+    return { ...task, id };
   });
 }
 
@@ -159,7 +154,7 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
     throw new RelayHttpError(400, 1201, `external_task_id '${clientTaskId}' is already used by another of your tasks`, { errors: [{ path: '/external_task_id', message: 'must be unique among your tasks' }] });
   }
   const account = await chooseAccount(ctx, entry, kling);
-  const { task } = await holdAndRecord(ctx, entry, caller, account, priced.quote, { taskId: clientTaskId, callbackUrl: clientCallbackUrl });
+  const task = await holdAndRecord(ctx, entry, caller, account, priced.quote, { taskId: clientTaskId, callbackUrl: clientCallbackUrl });
   const log = { taskId: task.id, externalTaskId: task.external_task_id, userId: task.user_id, accountId: account.id, type: entry.type, hold: task.hold_quota };
   ctx.logger.info('task submitted', log);
 
