@@ -171,9 +171,11 @@ export class RelayStore {
     return this.one(db(this.tables.tasks).where('external_task_id', externalTaskId));
   }
 
-  /** The newest task carrying Kling's task id. */
-  async getByKlingTaskId(db: Db, klingTaskId: string): Promise<RelayTask | undefined> {
-    return this.one(db(this.tables.tasks).where('kling_task_id', klingTaskId).orderBy('id', 'desc'));
+  /** The newest task carrying Kling's task id, in one host table when `tableKind` is given. */
+  async getByKlingTaskId(db: Db, klingTaskId: string, tableKind?: 'video' | 'image'): Promise<RelayTask | undefined> {
+    const query = db(this.tables.tasks).where('kling_task_id', klingTaskId);
+    if (tableKind) void query.andWhere('table_kind', tableKind);
+    return this.one(query.orderBy('id', 'desc'));
   }
 
   /**

@@ -38,6 +38,33 @@ async function confirm(ctx: RelayContext, task: RelayTask, noticeTaskId: string 
   return applied;
 }
 
+const TOKEN_SHAPE = /^[0-9a-f]{64}$/;
+
+/**
+ * The task a notice is about. Normally by our external_task_id, which names table and row: the token
+ * is checked against it before the database is read. A notice without it (Kling leaves task_info out
+ * on some endpoints) falls back to the seed's lookup by Kling's task_id, video table first, then image
+ * table; the token must then be the found task's, so a guessed task_id alone gets nothing.
+ */
+async function findTask(ctx: RelayContext, body: KlingTaskObject, token: string): Promise<RelayTask | 'unidentified' | 'forbidden' | 'unknown'> {
+  const externalTaskId = body.task_info?.external_task_id;
+  if (typeof externalTaskId === 'string' && externalTaskId !== '') {
+    if (!tokenMatches(ctx.config.callbackSecret, externalTaskId, token)) return 'forbidden';
+    return (await ctx.store.getByExternalId(ctx.db, externalTaskId)) ?? 'unknown';
+  }
+  const klingTaskId = body.task_id;
+  if (typeof klingTaskId !== 'string' || klingTaskId === '') return 'unidentified';
+  // A token that cannot be one of ours is refused before any read.
+  if (!TOKEN_SHAPE.test(token)) return 'forbidden';
+  let seen = false;
+  for (const kind of ['video', 'image'] as const) {
+    const task = await ctx.store.getByKlingTaskId(ctx.db, klingTaskId, kind);
+    if (task && tokenMatches(ctx.config.callbackSecret, task.external_task_id, token)) return task;
+    seen ||= task !== undefined;
+  }
+  return seen ? 'forbidden' : 'unknown';
+}
+
 /**
  * `relay.callback`: Kling's notices. The per-task token is checked before the database is touched;
  * a final status is confirmed with Kling before any money moves; duplicates and late or reordered
@@ -56,12 +83,12 @@ export function createCallbackHandler(ctx: RelayContext): CallbackHandler {
       }
       if (typeof notice !== 'object' || notice === null || Array.isArray(notice)) return reply(res, 400, 1200, 'malformed callback body');
       const body = notice as KlingTaskObject;
-      const externalTaskId = body.task_info?.external_task_id;
-      if (typeof externalTaskId !== 'string' || !tokenMatches(ctx.config.callbackSecret, externalTaskId, token)) {
-        return reply(res, 401, 1002, 'invalid callback token');
-      }
-      const task = await ctx.store.getByExternalId(ctx.db, externalTaskId);
-      if (!task) return reply(res, 404, 1203, 'task not found');
+      const found = await findTask(ctx, body, token);
+      if (found === 'unidentified') return reply(res, 400, 1200, 'callback body names no task: neither task_info.external_task_id nor task_id');
+      if (found === 'forbidden') return reply(res, 401, 1002, 'invalid callback token');
+      if (found === 'unknown') return reply(res, 404, 1203, 'task not found');
+      const task = found;
+      const externalTaskId = task.external_task_id;
       const noticeTaskId = typeof body.task_id === 'string' ? body.task_id : undefined;
       const log = { taskId: task.id, externalTaskId, klingTaskId: task.kling_task_id ?? noticeTaskId, status: body.task_status, delayMs: typeof body.updated_at === 'number' ? Date.now() - body.updated_at : undefined };
       ctx.logger.info('callback received', log);

@@ -3,7 +3,7 @@ import express from 'express';
 import request from 'supertest';
 import { callbackToken } from '../../lib/completion/token.js';
 import { testDatabases } from '../support/databases.js';
-import { CALLBACK_SECRET, startHarness, type Harness } from '../support/harness.js';
+import { CALLBACK_SECRET, startHarness, checkAndClose, type Harness } from '../support/harness.js';
 
 const QPU = 500_000;
 
@@ -21,7 +21,7 @@ for (const database of testDatabases()) {
       callbackApp = express();
       callbackApp.post('/kling/callback', h.relay.callback);
     });
-    afterEach(async () => h.close());
+    afterEach(async () => checkAndClose(h));
 
     async function submit(): Promise<{ taskId: string; externalTaskId: string }> {
       const res = await request(h.url).post('/kling/v1/videos/text2video').set('X-User-Id', String(user)).send({ prompt: 'a kite', duration: '10' });
@@ -119,6 +119,78 @@ for (const database of testDatabases()) {
       expect(klingQueries()).to.equal(0);
       await expectUnsettled('processing');
       expect((await h.rows('videos'))[0]?.status).to.equal('processing');
+    });
+
+    describe('for a notice without task_info.external_task_id (the seed\'s fallback)', () => {
+      const bare = (taskId: string, status: string) => ({ task_id: taskId, task_status: status, task_status_msg: '', created_at: Date.now(), updated_at: Date.now() });
+
+      it('finds the task by Kling\'s task_id and still demands that task\'s token', async () => {
+        const a = await submit();
+        const b = await submit();
+        h.sandbox.complete(a.taskId, { status: 'succeed' });
+        expect((await send(bare(a.taskId, 'succeed'), callbackToken(CALLBACK_SECRET, b.externalTaskId))).status).to.equal(401);
+        expect((await send(bare(a.taskId, 'succeed'), 'f'.repeat(64))).status).to.equal(401);
+        expect((await send(bare(a.taskId, 'succeed'), 'not-a-token')).status).to.equal(401);
+        expect(klingQueries()).to.equal(0);
+        expect((await send(bare(a.taskId, 'succeed'), callbackToken(CALLBACK_SECRET, a.externalTaskId))).status).to.equal(200);
+        const settled = (await h.tasks()).find((t) => t.kling_task_id === a.taskId);
+        expect(settled?.state).to.equal('succeed');
+        expect((await h.tasks()).find((t) => t.kling_task_id === b.taskId)?.state).to.equal('submitted');
+      });
+
+      it('looks in the video table first, then the image table, when both carry the id', async () => {
+        const video = await submit();
+        const image = await request(h.url).post('/kling/v1/images/generations').set('X-User-Id', String(user)).send({ prompt: 'a kite', n: 1 });
+        expect(image.status).to.equal(200);
+        const imageTask = (await h.tasks()).find((t) => t.kling_task_id === image.body.data.task_id);
+        // Two tasks that carry one Kling id (accounts are separate namespaces at Kling): by the bare id
+        // alone, the video row is the one found.
+        await h.db('kling_relay_tasks').where({ id: imageTask?.id }).update({ kling_task_id: video.taskId });
+        h.sandbox.complete(video.taskId, { status: 'succeed' });
+        expect((await send(bare(video.taskId, 'succeed'), callbackToken(CALLBACK_SECRET, video.externalTaskId))).status).to.equal(200);
+        expect((await h.tasks()).find((t) => t.id === imageTask?.id)?.state).to.equal('submitted');
+        expect((await h.rows('videos'))[0]?.status).to.equal('succeed');
+        // The image task's own token still reaches the image task.
+        expect((await send(bare(video.taskId, 'processing'), callbackToken(CALLBACK_SECRET, String(imageTask?.external_task_id)))).status).to.equal(200);
+        expect((await h.tasks()).find((t) => t.id === imageTask?.id)?.state).to.equal('processing');
+      });
+
+      it('answers 404 for an unknown task_id and 400 for a notice that names no task', async () => {
+        expect((await send(bare('no-such-task', 'succeed'), 'a'.repeat(64))).status).to.equal(404);
+        expect((await send({ task_status: 'succeed' }, 'a'.repeat(64))).status).to.equal(400);
+      });
+    });
+
+    it('settles once when a callback, a query refresh and a reconcile race on one task, 50 times over', async function () {
+      this.timeout(120_000);
+      const token = (externalTaskId: string) => callbackToken(CALLBACK_SECRET, externalTaskId);
+      const tasks: string[] = [];
+      const rich = 100 * hold;
+      user = await h.user(rich);
+      for (let round = 0; round < 50; round += 1) {
+        const a = await submit();
+        tasks.push(a.taskId);
+        h.sandbox.complete(a.taskId, round % 5 === 4 ? { status: 'failed', message: 'moderation' } : { status: 'succeed' });
+        // The query refresh and the reconciler both consider the task due now.
+        await h.db('kling_relay_tasks').where({ kling_task_id: a.taskId }).update({ next_check_at: 0, checked_at: 0 });
+        const [callback, query] = await Promise.all([
+          send(notice(a.taskId, a.externalTaskId, round % 5 === 4 ? 'failed' : 'succeed'), token(a.externalTaskId)),
+          request(h.url).get(`/kling/v1/videos/text2video/${a.taskId}`).set('X-User-Id', String(user)),
+          h.relay.reconcile(),
+        ]);
+        expect(callback.status).to.equal(200);
+        expect(query.status).to.equal(200);
+        const mine = (await h.ledger()).filter((l) => l.kind === 'settle' || l.kind === 'refund');
+        expect(mine.length, `round ${round}`).to.equal(round + 1);
+      }
+      const ledger = await h.ledger();
+      const byTask = new Map<number, string[]>();
+      for (const l of ledger) byTask.set(Number(l.task_id), [...(byTask.get(Number(l.task_id)) ?? []), String(l.kind)]);
+      expect(byTask.size).to.equal(50);
+      for (const [taskId, kinds] of byTask) expect(kinds, `task ${taskId}`).to.have.length(2);
+      const failed = (await h.tasks()).filter((t) => t.state === 'failed').length;
+      expect(failed).to.equal(10);
+      expect(await h.balance(user)).to.equal(rich - 40 * hold);
     });
   });
 }

@@ -3,7 +3,7 @@ import request from 'supertest';
 import { createKlingRelay } from '../../lib/index.js';
 import { silentLogger } from '../../lib/logger.js';
 import { testDatabases } from '../support/databases.js';
-import { CALLBACK_SECRET, startHarness, TEST_PRICING, type Harness } from '../support/harness.js';
+import { CALLBACK_SECRET, startHarness, TEST_PRICING, checkAndClose, type Harness } from '../support/harness.js';
 
 const QPU = 500_000;
 
@@ -18,7 +18,7 @@ for (const database of testDatabases()) {
       h = await startHarness(database);
       user = await h.user(start);
     });
-    afterEach(async () => h.close());
+    afterEach(async () => checkAndClose(h));
 
     const submit = () => request(h.url).post('/kling/v1/videos/text2video').set('X-User-Id', String(user)).send({ prompt: 'a kite' });
     /** Time passes: every task is due for a check. */

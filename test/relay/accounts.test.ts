@@ -8,7 +8,7 @@ import { silentLogger } from '../../lib/logger.js';
 import type { FetchLike } from '../../lib/upstream/client.js';
 import { AUDIO_URL, VIDEO_URL } from '../fixtures/media.js';
 import { testDatabases } from '../support/databases.js';
-import { CALLBACK_SECRET, startHarness, TEST_PRICING, type Harness } from '../support/harness.js';
+import { CALLBACK_SECRET, startHarness, TEST_PRICING, checkAndClose, type Harness } from '../support/harness.js';
 
 const lipSync = (session: string) => ({
   session_id: session,
@@ -21,7 +21,7 @@ for (const database of testDatabases()) {
     let h: Harness;
     let user: number;
 
-    afterEach(async () => h.close());
+    afterEach(async () => checkAndClose(h));
 
     const post = (path: string, body: object, url = h.url) => request(url).post(`/kling${path}`).set('X-User-Id', String(user)).send(body);
 

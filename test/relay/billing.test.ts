@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import request from 'supertest';
 import { testDatabases } from '../support/databases.js';
-import { startHarness, type Harness } from '../support/harness.js';
+import { startHarness, checkAndClose, type Harness } from '../support/harness.js';
 
 const QPU = 500_000;
 
@@ -16,7 +16,7 @@ for (const database of testDatabases()) {
       h = await startHarness(database, { relay: { billing: 'charge-on-success' } });
       user = await h.user(start);
     });
-    afterEach(async () => h.close());
+    afterEach(async () => checkAndClose(h));
 
     const submit = (as = user) => request(h.url).post('/kling/v1/videos/text2video').set('X-User-Id', String(as)).send({ prompt: 'a kite' });
     const query = (taskId: string) => request(h.url).get(`/kling/v1/videos/text2video/${taskId}`).set('X-User-Id', String(user));

@@ -5,7 +5,7 @@ import { loadRegistry } from '../../lib/registry/load.js';
 import type { RegistryEntry } from '../../lib/registry/types.js';
 import { AUDIO_URL, IMAGE_URL, JPEG_640x480, PNG_400x300, VIDEO_URL } from '../fixtures/media.js';
 import { testDatabases } from '../support/databases.js';
-import { startHarness, type Harness } from '../support/harness.js';
+import { startHarness, checkAndClose, type Harness } from '../support/harness.js';
 
 const QPU = 500_000;
 const START = 100_000_000;
@@ -87,7 +87,7 @@ for (const database of testDatabases()) {
       h = await startHarness(database, { relay: { pricing: RULES } });
       user = await h.user(START);
     });
-    afterEach(async () => h.close());
+    afterEach(async () => checkAndClose(h));
 
     for (const entry of entries) {
       it(`${entry.path} (${entry.kind}, ${entry.type})`, async () => {

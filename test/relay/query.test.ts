@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import request from 'supertest';
 import { testDatabases } from '../support/databases.js';
-import { startHarness, type Harness } from '../support/harness.js';
+import { startHarness, checkAndClose, type Harness } from '../support/harness.js';
 
 const QPU = 500_000;
 
@@ -16,7 +16,7 @@ for (const database of testDatabases()) {
       alice = await h.user(1_000_000);
       bob = await h.user(1_000_000);
     });
-    afterEach(async () => h.close());
+    afterEach(async () => checkAndClose(h));
 
     const as = (user: number) => ({
       post: (path: string, body: object) => request(h.url).post(`/kling${path}`).set('X-User-Id', String(user)).send(body),

@@ -1,12 +1,12 @@
 import { expect } from 'chai';
 import request from 'supertest';
 import { testDatabases } from '../support/databases.js';
-import { startHarness, type Harness } from '../support/harness.js';
+import { startHarness, checkAndClose, type Harness } from '../support/harness.js';
 
 for (const database of testDatabases()) {
   describe(`ids in a finished task's result on ${database.name}`, function () {
     let h: Harness;
-    afterEach(async () => h.close());
+    afterEach(async () => checkAndClose(h));
 
     it('route a follow-up naming the result video to the account that made it', async () => {
       h = await startHarness(database, { accounts: [{ id: 'a' }, { id: 'b' }] });

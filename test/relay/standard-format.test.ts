@@ -1,11 +1,11 @@
 import { expect } from 'chai';
 import request from 'supertest';
 import { testDatabases } from '../support/databases.js';
-import { startHarness, type Harness } from '../support/harness.js';
+import { startHarness, checkAndClose, type Harness } from '../support/harness.js';
 
 describe("responseFormat 'standard' (seed 000's {task_id, message, raw_data})", () => {
   let h: Harness;
-  afterEach(async () => h.close());
+  afterEach(async () => checkAndClose(h));
 
   it('answers a task submit and a sync call in the standard shape', async () => {
     const database = testDatabases()[0];

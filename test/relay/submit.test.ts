@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import request from 'supertest';
 import { callbackToken } from '../../lib/completion/token.js';
 import { testDatabases } from '../support/databases.js';
-import { CALLBACK_SECRET, startHarness, type Harness } from '../support/harness.js';
+import { CALLBACK_SECRET, startHarness, checkAndClose, type Harness } from '../support/harness.js';
 import { PNG_400x300, dataUrl } from '../fixtures/media.js';
 
 const QPU = 500_000;
@@ -17,7 +17,7 @@ for (const database of testDatabases()) {
         h = await startHarness(database, { expressVersion });
         user = await h.user(1_000_000);
       });
-      afterEach(async () => h.close());
+      afterEach(async () => checkAndClose(h));
 
       const post = (path: string, body: unknown, as: number | null = user) => {
         const r = request(h.url).post(`/kling${path}`);

@@ -1,3 +1,4 @@
+import { expect } from 'chai';
 import express5 from 'express';
 import express4 from 'express4';
 import type { Knex } from 'knex';
@@ -29,6 +30,12 @@ export interface Harness {
   rows(table: 'videos' | 'images'): Promise<Record<string, unknown>[]>;
   tasks(): Promise<Record<string, unknown>[]>;
   ledger(): Promise<Record<string, unknown>[]>;
+  /**
+   * The ledger invariant, for every user this harness created: quota = start + sum of its ledger rows,
+   * and each task has at most one terminal row (settle or refund), present exactly when it is final.
+   * Throws an assertion error naming what broke.
+   */
+  assertLedger(): Promise<void>;
   /** POSTs to Kling's sandbox received so far, excluding queries. */
   creates(): KlingSandbox['requests'];
   /** The sandbox keys of each relay account, by relay account id. */
@@ -102,18 +109,42 @@ export async function startHarness(database: TestDatabase, options: HarnessOptio
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
   });
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const starts = new Map<number, number>();
+  const balance = async (userId: number): Promise<number> => {
+    const row = (await db('users').where({ id: userId }).first()) as { quota: number | string };
+    return Number(row.quota);
+  };
   return {
     url,
     db,
     sandbox,
     relay,
     async user(quota) {
-      const [id] = await db('users').insert({ username: 'someone', quota, used_quota: 0 }, ['id']);
-      return Number(typeof id === 'object' ? (id as { id: number }).id : id);
+      const values = { username: 'someone', quota, used_quota: 0 };
+      // MySQL has no RETURNING: insert() answers the new id there by itself.
+      const [id] = database.name === 'mysql' ? await db('users').insert(values) : await db('users').insert(values, ['id']);
+      const userId = Number(typeof id === 'object' ? (id as { id: number }).id : id);
+      starts.set(userId, quota);
+      return userId;
     },
-    async balance(userId) {
-      const row = (await db('users').where({ id: userId }).first()) as { quota: number | string };
-      return Number(row.quota);
+    balance,
+    async assertLedger() {
+      const ledger = (await db('kling_relay_ledger').select('*')) as { task_id: number | string; user_id: string; kind: string; amount: number | string }[];
+      for (const [userId, start] of starts) {
+        const sum = ledger.filter((l) => l.user_id === String(userId)).reduce((total, l) => total + Number(l.amount), 0);
+        expect(await balance(userId), `user ${userId}: quota = start + sum(ledger)`).to.equal(start + sum);
+      }
+      const tasks = (await db('kling_relay_tasks').select('id', 'state', 'billing')) as { id: number | string; state: string; billing: string }[];
+      for (const task of tasks) {
+        const rows = ledger.filter((l) => Number(l.task_id) === Number(task.id));
+        const terminal = rows.filter((l) => l.kind === 'settle' || l.kind === 'refund');
+        expect(terminal.length, `task ${task.id} terminal ledger rows`).to.be.at.most(1);
+        const final = task.state === 'succeed' || task.state === 'failed';
+        if (task.billing === 'hold') {
+          expect(rows.filter((l) => l.kind === 'hold').length, `task ${task.id} holds`).to.equal(1);
+          expect(terminal.length, `task ${task.id} (${task.state}) is settled exactly when final`).to.equal(final ? 1 : 0);
+        }
+      }
     },
     rows: (table) => db(table).select('*').orderBy('id'),
     tasks: () => db('kling_relay_tasks').select('*').orderBy('id'),
@@ -128,4 +159,14 @@ export async function startHarness(database: TestDatabase, options: HarnessOptio
       await db.destroy();
     },
   };
+}
+
+/** afterEach of a suite that moves money: the ledger invariant must hold, then the harness closes. */
+export async function checkAndClose(h: Harness | undefined): Promise<void> {
+  if (!h) return;
+  try {
+    await h.assertLedger();
+  } finally {
+    await h.close();
+  }
 }
