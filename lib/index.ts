@@ -5,6 +5,9 @@ import type { QuotaStore } from '../adapters/types.js';
 import { createCallbackHandler, type CallbackHandler } from './completion/callback.js';
 import { Reconciler, type ReconcileReport } from './completion/reconciler.js';
 import { defaultLogger } from './logger.js';
+import { RelayEvents } from './metrics/events.js';
+import { attachPrometheus, type MetricsRegistry } from './metrics/prometheus.js';
+import { openApiDocument, type OpenApiOptions } from './openapi.js';
 import { normalizeOptions, type KlingRelayOptions } from './options.js';
 import { loadPricingRules, PriceBook } from './pricing/rules.js';
 import { loadRegistry } from './registry/load.js';
@@ -29,6 +32,15 @@ export interface KlingRelay {
   stop(): Promise<void>;
   /** Closes the upstream connections (keep-alive sockets). */
   close(): void;
+  /** The OpenAPI 3.1 document of every registered route (also served at `GET <mount>/openapi.json`). */
+  openapi(options?: OpenApiOptions): Record<string, unknown>;
+  /** Typed events (submitted, settled, failed, refunded, callback, reconcile), emitted after each commit. */
+  events: RelayEvents;
+  /**
+   * Counters and histograms of the events in a prom-client registry (a new one unless given). prom-client
+   * is an optional peer dependency, loaded on the first call; without it this rejects with a coded error.
+   */
+  metrics(registry?: MetricsRegistry): Promise<MetricsRegistry>;
 }
 
 function isQuotaStore(value: object): value is QuotaStore {
@@ -56,7 +68,9 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
     quota = new KnexQuotaStore(config.quota, 'quota');
   }
   const store = new RelayStore();
+  const events = new RelayEvents((event, error) => logger.error('relay event listener failed', { event, error: (error as Error).message }));
   const ctx: RelayContext = {
+    events,
     config,
     registry,
     validator,
@@ -79,12 +93,19 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
     callback: createCallbackHandler(ctx),
     migrate: () => store.migrate(config.db),
     close: () => client.close(),
+    openapi: (openApiOptions) => openApiDocument(registry, openApiOptions?.serverUrl),
+    events,
+    metrics: (metricsRegistry) => attachPrometheus(events, metricsRegistry),
   };
 }
 
 export { KlingRelayConfigError, RelayHttpError } from './errors.js';
 export type { KlingRelayOptions, Caller } from './options.js';
 export type { ReconcileReport } from './completion/reconciler.js';
+export { RelayEvents } from './metrics/events.js';
+export type { RelayEventMap, RelayEventName, TaskEventBase } from './metrics/events.js';
+export type { MetricsRegistry } from './metrics/prometheus.js';
+export type { OpenApiOptions } from './openapi.js';
 export type { PricingRule } from './pricing/rules.js';
 export type { QuotaStore, HostTableOptions, HostColumn } from '../adapters/types.js';
 export { createDefaultHostTables } from '../adapters/host-schema.js';

@@ -92,6 +92,7 @@ export function createCallbackHandler(ctx: RelayContext): CallbackHandler {
       const noticeTaskId = typeof body.task_id === 'string' ? body.task_id : undefined;
       const log = { taskId: task.id, externalTaskId, klingTaskId: task.kling_task_id ?? noticeTaskId, status: body.task_status, delayMs: typeof body.updated_at === 'number' ? Date.now() - body.updated_at : undefined };
       ctx.logger.info('callback received', log);
+      ctx.events?.emit('callback', { taskId: task.id, externalTaskId, status: typeof body.task_status === 'string' ? body.task_status : undefined, delayMs: log.delayMs });
       if (isFinal(task)) return reply(res, 200, 0, 'SUCCEED');
       try {
         if (body.task_status === 'succeed' || body.task_status === 'failed') await confirm(ctx, task, noticeTaskId);

@@ -80,6 +80,7 @@ export class Reconciler {
     };
     await Promise.all(Array.from({ length: Math.min(CONCURRENCY, tasks.length) }, worker));
     ctx.logger.info('reconcile pass', { ...report });
+    ctx.events?.emit('reconcile', { ...report, durationMs: Date.now() - now });
     return report;
   }
 

@@ -5,6 +5,7 @@ import type { QuotaStore, RelayTask, TaskState, TableKind } from '../../adapters
 import { actualCharge, parseDuration } from '../pricing/estimate.js';
 import type { PricingType } from '../registry/types.js';
 import { loggable, type Logger } from '../upstream/client.js';
+import type { RelayEvents } from '../metrics/events.js';
 
 /** What the relay needs to move a task and its money. */
 export interface TransitionDeps {
@@ -14,6 +15,8 @@ export interface TransitionDeps {
   quota: QuotaStore;
   quotaPerUnit: number;
   logger: Logger;
+  /** The relay's events (relay.events); emitted after the transaction commits. */
+  events?: RelayEvents | undefined;
 }
 
 export type Outcome =
@@ -130,5 +133,6 @@ export async function finishTask(deps: TransitionDeps, taskId: number, outcome: 
   const meta = { taskId: applied.task.id, externalTaskId: applied.task.external_task_id, klingTaskId: outcome.klingTaskId ?? applied.task.kling_task_id, userId: applied.task.user_id, accountId: applied.task.account_id };
   if (outcome.status === 'succeed') deps.logger.info('task settled', { ...meta, hold: applied.task.hold_quota, charge: applied.charge });
   else deps.logger.info('task refunded', { ...meta, refund: applied.task.billing === 'hold' ? applied.task.hold_quota : 0, reason: outcome.reason });
+  deps.events?.emitFinished(applied.task, outcome.status === 'succeed' ? { charge: applied.charge } : { reason: outcome.reason });
   return true;
 }

@@ -1,7 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { newRequestId, RelayHttpError } from '../errors.js';
 import type { RelayContext } from './context.js';
-import { sendError } from './respond.js';
+import { openApiDocument } from '../openapi.js';
+import { sendError, sendJson } from './respond.js';
 import { queryList, queryOne } from './query.js';
 import { submit } from './submit.js';
 
@@ -40,6 +41,11 @@ function dispatch(ctx: RelayContext, path: string, req: IncomingMessage, res: Se
 export function createRouter(ctx: RelayContext): RelayRouter {
   return (req, res, next) => {
     const path = routePath(req.url);
+    if (path === '/openapi.json' && (req.method === 'GET' || req.method === 'HEAD')) {
+      // Express sets baseUrl to the mount point, so the document's server is where the host mounted us.
+      sendJson(res, 200, openApiDocument(ctx.registry, (req as { baseUrl?: string }).baseUrl || '/'));
+      return;
+    }
     if (!path.startsWith('/v1/')) {
       next();
       return;

@@ -157,6 +157,7 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
   const task = await holdAndRecord(ctx, entry, caller, account, priced.quote, { taskId: clientTaskId, callbackUrl: clientCallbackUrl });
   const log = { taskId: task.id, externalTaskId: task.external_task_id, userId: task.user_id, accountId: account.id, type: entry.type, hold: task.hold_quota };
   ctx.logger.info('task submitted', log);
+  ctx.events?.emit('submitted', { taskId: task.id, externalTaskId: task.external_task_id, userId: task.user_id, accountId: account.id, type: entry.type, path: entry.path, hold: task.hold_quota });
 
   if (entry.kind === 'task') {
     kling.external_task_id = task.external_task_id;

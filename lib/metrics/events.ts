@@ -1,0 +1,70 @@
+import { EventEmitter } from 'node:events';
+import type { RelayTask } from '../../adapters/types.js';
+import type { ReconcileReport } from '../completion/reconciler.js';
+
+/** What every task event names. */
+export interface TaskEventBase {
+  /** The relay's task row id. */
+  taskId: number;
+  externalTaskId: string;
+  userId: string;
+  accountId: string;
+  /** The registry type, e.g. 'text2video'. */
+  type: string;
+}
+
+/**
+ * The relay's events, each emitted once the database transaction behind it has committed, so a
+ * listener never sees a movement that was rolled back. `failed` and `refunded` come together for a
+ * task that ends failed (refunded carries the amount given back; 0 with billing 'charge-on-success').
+ */
+export interface RelayEventMap {
+  /** A task was recorded and its quota held; Kling is asked next. */
+  submitted: [TaskEventBase & { path: string; hold: number }];
+  /** A task succeeded and was charged (`charge` <= `hold`; the rest went back). */
+  settled: [TaskEventBase & { hold: number; charge: number }];
+  /** A task ended failed: Kling refused it, failed it, never got it, or it timed out. */
+  failed: [TaskEventBase & { reason: string }];
+  /** A failed task's hold went back to the caller. */
+  refunded: [TaskEventBase & { amount: number }];
+  /** A Kling callback for a known task, with the delay since Kling's `updated_at` (undefined when it sent none). */
+  callback: [{ taskId: number; externalTaskId: string; status: string | undefined; delayMs: number | undefined }];
+  /** One reconciler pass finished. */
+  reconcile: [ReconcileReport & { durationMs: number }];
+}
+
+export type RelayEventName = keyof RelayEventMap;
+
+/**
+ * A typed EventEmitter. A listener that throws is logged and skipped: metrics must never fail a
+ * request or a settlement that has already committed.
+ */
+export class RelayEvents extends EventEmitter<RelayEventMap> {
+  constructor(private readonly onListenerError: (event: string, error: unknown) => void = () => undefined) {
+    super();
+  }
+
+  override emit<K extends RelayEventName>(event: K, ...args: RelayEventMap[K]): boolean {
+    const listeners = this.rawListeners(event) as ((...a: unknown[]) => void)[];
+    for (const listener of listeners) {
+      try {
+        // once() listeners are wrappers that remove themselves when called.
+        listener.apply(this, args);
+      } catch (error) {
+        this.onListenerError(event, error);
+      }
+    }
+    return listeners.length > 0;
+  }
+
+  /** After the one transition committed: `settled`, or `failed` then `refunded`. */
+  emitFinished(task: RelayTask, outcome: { charge: number } | { reason: string }): void {
+    const base: TaskEventBase = { taskId: task.id, externalTaskId: task.external_task_id, userId: task.user_id, accountId: task.account_id, type: task.request_type };
+    if ('charge' in outcome) {
+      this.emit('settled', { ...base, hold: task.hold_quota, charge: outcome.charge });
+      return;
+    }
+    this.emit('failed', { ...base, reason: outcome.reason });
+    this.emit('refunded', { ...base, amount: task.billing === 'hold' ? task.hold_quota : 0 });
+  }
+}

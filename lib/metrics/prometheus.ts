@@ -1,0 +1,89 @@
+import { KlingRelayConfigError } from '../errors.js';
+import type { RelayEvents } from './events.js';
+
+type PromClient = typeof import('prom-client');
+type Registry = import('prom-client').Registry;
+
+/**
+ * A prom-client Registry, described by what the relay and a /metrics route use, so that the package's
+ * types do not require prom-client to be installed.
+ */
+export interface MetricsRegistry {
+  metrics(): Promise<string>;
+  readonly contentType: string;
+  getSingleMetric(name: string): unknown;
+}
+
+/** Seconds buckets for the callback delay: Kling usually calls within a second, late ones matter. */
+const DELAY_BUCKETS = [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300];
+const PASS_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30];
+
+async function loadPromClient(): Promise<PromClient> {
+  try {
+    const loaded = (await import('prom-client')) as PromClient & { default?: PromClient };
+    // prom-client is CommonJS: its named exports may sit on `default` depending on the loader.
+    return typeof loaded.Counter === 'function' ? loaded : (loaded.default as PromClient);
+  } catch (cause) {
+    throw new KlingRelayConfigError('ERR_KLING_RELAY_PROM_CLIENT_MISSING', "relay.metrics() needs prom-client, an optional peer dependency: run `npm install prom-client` (version 15).", { cause });
+  }
+}
+
+const attached = new WeakMap<Registry, WeakSet<RelayEvents>>();
+
+/**
+ * Counters and histograms for seed 004 section 8's monitoring (failure rate, callback delay), fed by
+ * the relay's events. The failure rate is
+ * `rate(kling_relay_tasks_failed_total[5m]) / (rate(kling_relay_tasks_failed_total[5m]) + rate(kling_relay_tasks_settled_total[5m]))`.
+ * Attaching the same relay to the same registry twice is a no-op.
+ */
+export async function attachPrometheus(events: RelayEvents, given?: MetricsRegistry): Promise<MetricsRegistry> {
+  const prom = await loadPromClient();
+  const target = (given as Registry | undefined) ?? new prom.Registry();
+  let seen = attached.get(target);
+  if (!seen) attached.set(target, (seen = new WeakSet()));
+  if (seen.has(events)) return target;
+  seen.add(events);
+
+  // Several relays (or a second attach after a test) may share one registry: reuse what is registered.
+  const metric = <T>(name: string, make: () => T): T => (target.getSingleMetric(name) as T | undefined) ?? make();
+  const registers = [target];
+  const counter = (name: string, help: string, labelNames: string[]) => metric(name, () => new prom.Counter({ name, help, labelNames, registers }));
+  const histogram = (name: string, help: string, labelNames: string[], buckets: number[]) => metric(name, () => new prom.Histogram({ name, help, labelNames, buckets, registers }));
+
+  const submitted = counter('kling_relay_tasks_submitted_total', 'Tasks recorded with their quota held, by type and Kling account.', ['type', 'account']);
+  const settled = counter('kling_relay_tasks_settled_total', 'Tasks that succeeded and were charged, by type.', ['type']);
+  const failed = counter('kling_relay_tasks_failed_total', 'Tasks that ended failed (refused, failed at Kling, lost or timed out), by type.', ['type']);
+  const held = counter('kling_relay_quota_held_total', 'Quota held at submit, by type.', ['type']);
+  const charged = counter('kling_relay_quota_charged_total', 'Quota charged for succeeded tasks, by type.', ['type']);
+  const refunded = counter('kling_relay_quota_refunded_total', 'Quota given back for failed tasks, by type.', ['type']);
+  const callbacks = counter('kling_relay_callbacks_total', "Kling callbacks for known tasks, by the status they announced.", ['status']);
+  const delay = histogram('kling_relay_callback_delay_seconds', "Delay between Kling's updated_at and the callback's arrival.", ['status'], DELAY_BUCKETS);
+  const passes = counter('kling_relay_reconcile_passes_total', 'Reconciler passes.', []);
+  const passTasks = counter('kling_relay_reconcile_tasks_total', 'Tasks the reconciler looked at, by what came of them.', ['outcome']);
+  const passSeconds = histogram('kling_relay_reconcile_duration_seconds', 'Duration of one reconciler pass.', [], PASS_BUCKETS);
+
+  events.on('submitted', (e) => {
+    submitted.inc({ type: e.type, account: e.accountId });
+    held.inc({ type: e.type }, e.hold);
+  });
+  events.on('settled', (e) => {
+    settled.inc({ type: e.type });
+    charged.inc({ type: e.type }, e.charge);
+  });
+  events.on('failed', (e) => failed.inc({ type: e.type }));
+  events.on('refunded', (e) => refunded.inc({ type: e.type }, e.amount));
+  events.on('callback', (e) => {
+    const status = e.status ?? 'unknown';
+    callbacks.inc({ status });
+    // A clock skewed behind Kling's would give a negative delay: count it as none.
+    if (e.delayMs !== undefined) delay.observe({ status }, Math.max(0, e.delayMs) / 1000);
+  });
+  events.on('reconcile', (e) => {
+    passes.inc();
+    passSeconds.observe(e.durationMs / 1000);
+    for (const outcome of ['claimed', 'finished', 'progressed', 'adopted', 'expired', 'errors'] as const) {
+      if (e[outcome] > 0) passTasks.inc({ outcome }, e[outcome]);
+    }
+  });
+  return target;
+}

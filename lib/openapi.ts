@@ -1,0 +1,233 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from './paths.js';
+import { bundleSchemas } from './registry/bundle.js';
+import type { Registry, RegistryEntry } from './registry/types.js';
+
+type Json = Record<string, unknown>;
+
+export interface OpenApiOptions {
+  /** Where the host mounts `relay.router`, e.g. '/kling' or 'https://api.example.com/kling'. Default: '/'. */
+  serverUrl?: string;
+}
+
+/** One row of design.md section 3's error table. */
+interface ErrorCase {
+  status: number;
+  codes: string;
+  when: string;
+}
+
+/** The relay's errors, as every route may answer them (design.md section 3). */
+export const ERROR_TABLE: readonly ErrorCase[] = [
+  { status: 400, codes: '1201', when: 'the body fails the schema or a cross-field rule (with `errors: [{path, message}]`), or a bad pageNum/pageSize' },
+  { status: 400, codes: '1200', when: 'the body is not JSON or is malformed' },
+  { status: 415, codes: '1200', when: 'wrong content type (not application/json)' },
+  { status: 413, codes: '1200', when: 'the body is over the relay\'s body limit' },
+  { status: 401, codes: '1000', when: 'the host identified no caller' },
+  { status: 402, codes: '1102', when: 'not enough quota for the request\'s price' },
+  { status: 404, codes: '1202 / 1203', when: 'unknown endpoint / unknown task (another caller\'s task is unknown too)' },
+  { status: 400, codes: '1200-1203, 1300-1301', when: 'Kling refused the request: Kling\'s code and message' },
+  { status: 429, codes: '1302, 1303', when: 'Kling\'s rate or concurrency limit, with `Retry-After`' },
+  { status: 503, codes: '5001', when: 'Kling refused the relay\'s account (1000-1004, 1100-1103, 1304), no price is configured for the request, or the database is unreachable' },
+  { status: 502, codes: '5000', when: 'Kling failed (5xx)' },
+  { status: 504, codes: '5002', when: 'Kling did not answer in time' },
+];
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad request', 401: 'No caller', 402: 'Not enough quota', 404: 'Not found', 413: 'Body too large', 415: 'Not JSON',
+  429: 'Rate limited by Kling', 502: 'Kling failed', 503: 'Unavailable', 504: 'Kling timed out',
+};
+
+function errorResponses(statuses: number[]): Json {
+  return Object.fromEntries(statuses.map((s) => [String(s), { $ref: `#/components/responses/Error${s}` }]));
+}
+
+function packageVersion(): string {
+  try {
+    return String((JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version?: unknown }).version ?? '0.0.0');
+  } catch {
+    return '0.0.0';
+  }
+}
+
+function components(): Json {
+  const envelope = (data: Json | undefined, description: string): Json => ({
+    type: 'object',
+    description,
+    required: ['code', 'message', 'request_id'],
+    properties: {
+      code: { type: 'integer', const: 0 },
+      message: { type: 'string', examples: ['SUCCEED'] },
+      request_id: { type: 'string' },
+      ...(data ? { data } : {}),
+    },
+  });
+  const taskObject: Json = {
+    type: 'object',
+    description: "Kling's task object, answered from the relay's database (refreshed from Kling when the task is not final).",
+    required: ['task_id', 'task_status'],
+    properties: {
+      task_id: { type: 'string', description: "Kling's task id ('' until Kling answered the create)." },
+      task_status: { type: 'string', enum: ['submitted', 'processing', 'succeed', 'failed'] },
+      task_status_msg: { type: 'string' },
+      task_info: { type: 'object', properties: { external_task_id: { type: 'string', description: "The caller's own id, if it sent one." } } },
+      task_result: { type: 'object', description: "Kling's task_result (videos, images, audios, ...) once the task succeeded.", additionalProperties: true },
+      created_at: { type: 'integer', description: 'Unix milliseconds.' },
+      updated_at: { type: 'integer', description: 'Unix milliseconds.' },
+    },
+  };
+  const responses: Json = {};
+  for (const status of [...new Set(ERROR_TABLE.map((e) => e.status))]) {
+    const cases = ERROR_TABLE.filter((e) => e.status === status);
+    responses[`Error${status}`] = {
+      description: `${STATUS_TEXT[status] ?? 'Error'}: ${cases.map((c) => `code ${c.codes} when ${c.when}`).join('; ')}.`,
+      ...(status === 429 ? { headers: { 'Retry-After': { description: 'Seconds to wait before trying again.', schema: { type: 'integer' } } } } : {}),
+      content: { 'application/json': { schema: { $ref: '#/components/schemas/KlingError' } } },
+    };
+  }
+  return {
+    schemas: {
+      KlingTask: taskObject,
+      KlingTaskSubmitted: {
+        type: 'object',
+        description: "The create answer: Kling's task id and status; task_info shows the caller's own external_task_id, never the relay's.",
+        required: ['task_id', 'task_status'],
+        properties: {
+          task_id: { type: 'string' },
+          task_status: { type: 'string', enum: ['submitted', 'processing', 'succeed', 'failed'] },
+          task_info: { type: 'object', properties: { external_task_id: { type: 'string' } } },
+          created_at: { type: 'integer' },
+          updated_at: { type: 'integer' },
+        },
+      },
+      KlingSubmitEnvelope: envelope({ $ref: '#/components/schemas/KlingTaskSubmitted' }, "Kling's envelope around a create answer."),
+      KlingSyncEnvelope: envelope({ type: 'object', additionalProperties: true }, "Kling's envelope around an endpoint's immediate answer (e.g. a session)."),
+      KlingTaskEnvelope: envelope({ $ref: '#/components/schemas/KlingTask' }, "Kling's envelope around one task."),
+      KlingTaskListEnvelope: envelope({ type: 'array', items: { $ref: '#/components/schemas/KlingTask' } }, "Kling's envelope around the caller's tasks, newest first."),
+      KlingError: {
+        type: 'object',
+        required: ['code', 'message', 'request_id'],
+        properties: {
+          code: { type: 'integer', description: 'A Kling error code (see the error table in info.description).' },
+          message: { type: 'string' },
+          request_id: { type: 'string' },
+          errors: {
+            type: 'array',
+            description: 'For code 1201: every field that failed, by JSON path.',
+            items: { type: 'object', required: ['path', 'message'], properties: { path: { type: 'string', examples: ['/duration'] }, message: { type: 'string' } } },
+          },
+        },
+      },
+    },
+    responses,
+    parameters: {
+      TaskId: { name: 'id', in: 'path', required: true, description: "Kling's task_id, or the caller's own external_task_id.", schema: { type: 'string', minLength: 1 } },
+    },
+  };
+}
+
+function tag(entry: RegistryEntry): string {
+  return entry.path.split('/')[2] ?? 'other';
+}
+
+function submitOperation(entry: RegistryEntry, schemaName: string): Json {
+  const isTask = entry.kind === 'task';
+  return {
+    operationId: `submit_${entry.type.replace(/[^A-Za-z0-9]+/g, '_')}_${entry.path.replace(/[^A-Za-z0-9]+/g, '_')}`,
+    summary: isTask ? `Submit a ${entry.type} task` : `Call ${entry.type}`,
+    description:
+      `Validates the body, prices it (${entry.pricingType}), holds the caller's quota, records the task in the host's ${entry.table} table and forwards it to Kling ${entry.path}. ` +
+      (isTask ? 'The result comes later: query the task, or wait for it to settle.' : "Kling's answer is the result; the hold is settled at once."),
+    tags: [tag(entry)],
+    'x-kling-relay': { type: entry.type, table: entry.table, pricing_type: entry.pricingType, kind: entry.kind },
+    requestBody: { required: true, content: { 'application/json': { schema: { $ref: `#/components/schemas/${schemaName}` } } } },
+    responses: {
+      '200': {
+        description: isTask ? "Accepted by Kling: Kling's envelope with the task id." : "Kling's answer in its envelope.",
+        content: { 'application/json': { schema: { $ref: `#/components/schemas/${isTask ? 'KlingSubmitEnvelope' : 'KlingSyncEnvelope'}` } } },
+      },
+      ...errorResponses([400, 401, 402, 404, 413, 415, 429, 502, 503, 504]),
+    },
+  };
+}
+
+function listOperation(entry: RegistryEntry): Json {
+  return {
+    operationId: `list_${entry.path.replace(/[^A-Za-z0-9]+/g, '_')}`,
+    summary: `The caller's ${entry.type} tasks, newest first`,
+    tags: [tag(entry)],
+    parameters: [
+      { name: 'pageNum', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 1 } },
+      { name: 'pageSize', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 500, default: 30 } },
+      { name: 'external_task_id', in: 'query', description: "Only the task with this external_task_id of the caller's (a list of zero or one).", schema: { type: 'string' } },
+    ],
+    responses: { '200': { description: 'The tasks.', content: { 'application/json': { schema: { $ref: '#/components/schemas/KlingTaskListEnvelope' } } } }, ...errorResponses([400, 401, 503]) },
+  };
+}
+
+function getOperation(operationId: string, summary: string, tags: string[]): Json {
+  return {
+    operationId,
+    summary,
+    tags,
+    parameters: [{ $ref: '#/components/parameters/TaskId' }],
+    responses: { '200': { description: 'The task.', content: { 'application/json': { schema: { $ref: '#/components/schemas/KlingTaskEnvelope' } } } }, ...errorResponses([401, 404, 503]) },
+  };
+}
+
+function describe(): string {
+  const rows = ERROR_TABLE.map((e) => `| ${e.status} | ${e.codes} | ${e.when} |`).join('\n');
+  return [
+    "Kling AI's video, image and audio APIs, resold through the host's kling-relay. Every body and error is Kling's envelope " +
+      '(`{"code": 0, "message": "SUCCEED", "request_id": "...", "data": {...}}`), so a Kling client works by changing its base URL. ' +
+      'The host authenticates callers (its own token check); a caller only ever sees its own tasks.',
+    '',
+    '| HTTP | code | when |',
+    '|---|---|---|',
+    rows,
+  ].join('\n');
+}
+
+/**
+ * The OpenAPI 3.1 document of every route the relay answers for this registry (built-in and an
+ * integrator's entries alike): a submit per entry with its request schema, the queries of queryable
+ * entries, `/v1/tasks/{id}`, and the error table of design.md section 3. The request schemas are
+ * the registry's own (JSON Schema 2020-12 is OpenAPI 3.1's schema dialect), bundled into
+ * `components.schemas`.
+ */
+export function buildOpenApi(registry: Registry, options: OpenApiOptions = {}): Json {
+  const bundle = bundleSchemas(registry, '#/components/schemas/');
+  const base = components();
+  const paths: Json = {};
+  for (const entry of [...registry.entries].sort((a, b) => a.path.localeCompare(b.path))) {
+    const schemaName = bundle.rootName.get(entry.schemaId) as string;
+    paths[entry.path] = { post: submitOperation(entry, schemaName), ...(entry.queryable ? { get: listOperation(entry) } : {}) };
+    if (entry.queryable) {
+      paths[`${entry.path}/{id}`] = { get: getOperation(`get_${entry.path.replace(/[^A-Za-z0-9]+/g, '_')}`, `One of the caller's ${entry.type} tasks`, [tag(entry)]) };
+    }
+  }
+  paths['/v1/tasks/{id}'] = { get: getOperation('get_task', "One of the caller's tasks, whatever its endpoint", ['tasks']) };
+  paths['/openapi.json'] = {
+    get: { operationId: 'openapi', summary: 'This document', tags: ['meta'], responses: { '200': { description: 'The OpenAPI document.', content: { 'application/json': { schema: { type: 'object' } } } } } },
+  };
+  return {
+    openapi: '3.1.0',
+    info: { title: 'kling-relay', version: packageVersion(), description: describe() },
+    jsonSchemaDialect: 'https://json-schema.org/draft/2020-12/schema',
+    servers: [{ url: options.serverUrl || '/', description: 'Where the host mounts the relay.' }],
+    paths,
+    components: { ...base, schemas: { ...(base.schemas as Json), ...bundle.schemas } },
+  };
+}
+
+const built = new WeakMap<Registry, Map<string, Json>>();
+
+/** The document for this registry and mount point, built once (the registry does not change after start). */
+export function openApiDocument(registry: Registry, serverUrl = '/'): Json {
+  let byServer = built.get(registry);
+  if (!byServer) built.set(registry, (byServer = new Map()));
+  let doc = byServer.get(serverUrl);
+  if (!doc) byServer.set(serverUrl, (doc = buildOpenApi(registry, { serverUrl })));
+  return doc;
+}

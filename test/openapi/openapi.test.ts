@@ -1,0 +1,162 @@
+import { Validator } from '@seriousme/openapi-schema-validator';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
+import { expect } from 'chai';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import request from 'supertest';
+import { CUSTOM_KEYWORDS } from '../../lib/validation/keywords.js';
+import { loadRegistry } from '../../lib/registry/load.js';
+import { testDatabases } from '../support/databases.js';
+import { startHarness, TEST_PRICING, type Harness } from '../support/harness.js';
+
+type Json = Record<string, unknown>;
+
+/** An integrator's endpoint, added by a registry file and a schema that uses the shared defs and a custom keyword. */
+function integratorRegistry(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'kling-openapi-'));
+  writeFileSync(
+    join(dir, 'custom-voices.json'),
+    JSON.stringify({
+      $schema: 'https://json-schema.org/draft/2020-12/schema',
+      $id: 'https://example.com/schemas/custom-voices.json',
+      title: 'CustomVoiceRequest',
+      type: 'object',
+      properties: {
+        voice_name: { type: 'string', minLength: 1, maxLength: 20, errorMessage: 'a name of 1 to 20 characters' },
+        voice_url: { $ref: 'https://kling-relay.dev/schemas/defs.json#/$defs/audio' },
+        external_task_id: { $ref: 'https://kling-relay.dev/schemas/defs.json#/$defs/external_task_id' },
+      },
+      required: ['voice_name', 'voice_url'],
+      additionalProperties: false,
+    }),
+  );
+  const file = join(dir, 'registry.json');
+  writeFileSync(file, JSON.stringify({ endpoints: [{ path: '/v1/general/custom-voices', type: 'custom-voice', schema: 'custom-voices.json', table: 'video', pricing_type: 'fixed', kind: 'task', queryable: true }] }));
+  return file;
+}
+
+async function validateDocument(doc: Json): Promise<Validator> {
+  const validator = new Validator();
+  const result = await validator.validate(doc);
+  expect(result.errors, JSON.stringify(result.errors, null, 1)?.slice(0, 2000)).to.equal(undefined);
+  expect(result.valid).to.equal(true);
+  expect(validator.version).to.equal('3.1');
+  return validator;
+}
+
+/** Every `$ref` in the document, with where it is. */
+function refs(value: unknown, at = ''): [string, string][] {
+  if (Array.isArray(value)) return value.flatMap((v, i) => refs(v, `${at}/${i}`));
+  if (typeof value !== 'object' || value === null) return [];
+  return Object.entries(value as Json).flatMap(([k, v]) => (k === '$ref' && typeof v === 'string' ? [[at, v] as [string, string]] : refs(v, `${at}/${k}`)));
+}
+
+function resolvePointer(doc: unknown, ref: string): unknown {
+  if (!ref.startsWith('#/')) return undefined;
+  let node: unknown = doc;
+  for (const part of ref.slice(2).split('/').map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'))) {
+    if (typeof node !== 'object' || node === null) return undefined;
+    node = (node as Json)[part];
+  }
+  return node;
+}
+
+function keysDeep(value: unknown): string[] {
+  if (Array.isArray(value)) return value.flatMap(keysDeep);
+  if (typeof value !== 'object' || value === null) return [];
+  return Object.entries(value as Json).flatMap(([k, v]) => [k, ...keysDeep(v)]);
+}
+
+describe('OpenAPI document', () => {
+  const database = testDatabases()[0];
+  let h: Harness | undefined;
+  afterEach(async () => {
+    await h?.close();
+    h = undefined;
+  });
+
+  it('is a valid OpenAPI 3.1 document listing every registry route, the queries and the error table', async () => {
+    if (!database) throw new Error('no database');
+    h = await startHarness(database);
+    const doc = h.relay.openapi({ serverUrl: 'https://api.example.com/kling' });
+    await validateDocument(doc);
+    expect(doc.openapi).to.equal('3.1.0');
+    expect(doc.servers).to.deep.equal([{ url: 'https://api.example.com/kling', description: 'Where the host mounts the relay.' }]);
+
+    const paths = doc.paths as Record<string, Record<string, Json>>;
+    const registry = loadRegistry(undefined);
+    expect(registry.entries.length).to.be.greaterThan(20);
+    for (const entry of registry.entries) {
+      const post = paths[entry.path]?.post;
+      expect(post, entry.path).to.not.equal(undefined);
+      const schemaRef = ((post?.requestBody as Json).content as Record<string, { schema: { $ref: string } }>)['application/json']?.schema.$ref ?? '';
+      const schema = resolvePointer(doc, schemaRef) as Json | undefined;
+      expect(schema?.type, `${entry.path} request schema`).to.equal('object');
+      const responses = post?.responses as Json;
+      expect(Object.keys(responses)).to.include.members(['200', '400', '401', '402', '404', '413', '415', '429', '502', '503', '504']);
+      if (entry.queryable) {
+        expect(paths[entry.path]?.get?.parameters, entry.path).to.deep.include({ name: 'pageNum', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 1 } });
+        expect(paths[`${entry.path}/{id}`]?.get, entry.path).to.not.equal(undefined);
+      } else {
+        expect(paths[`${entry.path}/{id}`], entry.path).to.equal(undefined);
+      }
+    }
+    expect(paths['/v1/tasks/{id}']?.get).to.not.equal(undefined);
+    expect(paths['/openapi.json']?.get).to.not.equal(undefined);
+
+    // The error table of design.md section 3, in the description and in the responses.
+    const description = (doc.info as Json).description as string;
+    for (const row of ['| 402 | 1102 |', '| 429 | 1302, 1303 |', '| 503 | 5001 |', '| 504 | 5002 |', '| 413 | 1200 |']) expect(description).to.include(row);
+    const responses = (doc.components as Json).responses as Record<string, Json>;
+    expect(responses.Error429?.headers).to.have.property('Retry-After');
+
+    // No relay-only keyword is left as a schema keyword, and every $ref points inside the document.
+    const keys = new Set(keysDeep(doc.components));
+    for (const keyword of CUSTOM_KEYWORDS) expect(keys.has(keyword), keyword).to.equal(false);
+    expect(keys.has('x-klingMedia')).to.equal(true);
+    expect(keys.has('$id')).to.equal(false);
+    for (const [at, ref] of refs(doc)) expect(resolvePointer(doc, ref), `${at} -> ${ref}`).to.not.equal(undefined);
+  });
+
+  it('keeps the request schemas working: the text2video schema from the document accepts and refuses what the relay does', async () => {
+    if (!database) throw new Error('no database');
+    h = await startHarness(database);
+    const validator = await validateDocument(h.relay.openapi());
+    const resolved = validator.resolveRefs() as Json;
+    const post = (resolved.paths as Record<string, Record<string, Json>>)['/v1/videos/text2video']?.post as Json;
+    const schema = ((post.requestBody as Json).content as Record<string, { schema: Json }>)['application/json']?.schema as Json;
+    const ajv = new Ajv2020({ strict: false, allErrors: true });
+    addFormats.default(ajv);
+    const check = ajv.compile(schema);
+    expect(check({ prompt: 'a lighthouse in a storm', duration: '5', mode: 'pro' }), JSON.stringify(check.errors)).to.equal(true);
+    expect(check({ prompt: 'a lighthouse in a storm', duration: '2' })).to.equal(false);
+    expect(check({ duration: '5', mode: 'fast' })).to.equal(false);
+    const live = await request(h.url).post('/kling/v1/videos/text2video').set('X-User-Id', String(await h.user(1_000_000))).send({ prompt: 'a lighthouse', duration: '2' });
+    expect([live.status, live.body.code]).to.deep.equal([400, 1201]);
+  });
+
+  it('is served at GET <mount>/openapi.json with the mount as server, and includes an endpoint added by JSON', async () => {
+    if (!database) throw new Error('no database');
+    h = await startHarness(database, {
+      sandbox: { schedule: 'manual', endpoints: [{ path: '/v1/general/custom-voices', kind: 'task' }] },
+      relay: { registry: integratorRegistry(), pricing: [...TEST_PRICING, { type: 'custom-voice', pricing_type: 'fixed', price: 0.05 }] },
+    });
+    const res = await request(h.url).get('/kling/openapi.json');
+    expect(res.status).to.equal(200);
+    expect(res.headers['content-type']).to.match(/^application\/json/);
+    const doc = res.body as Json;
+    await validateDocument(doc);
+    expect(doc.servers).to.deep.equal([{ url: '/kling', description: 'Where the host mounts the relay.' }]);
+    const paths = doc.paths as Record<string, Record<string, Json>>;
+    const post = paths['/v1/general/custom-voices']?.post as Json;
+    expect(post['x-kling-relay']).to.deep.equal({ type: 'custom-voice', table: 'video', pricing_type: 'fixed', kind: 'task' });
+    const schemas = (doc.components as Json).schemas as Record<string, Json>;
+    const custom = schemas.CustomVoiceRequest as { properties: Record<string, Json> };
+    expect(custom.properties.voice_name).to.deep.equal({ type: 'string', minLength: 1, maxLength: 20, 'x-errorMessage': 'a name of 1 to 20 characters' });
+    expect(custom.properties.voice_url).to.deep.equal({ $ref: '#/components/schemas/KlingDefs_audio' });
+    expect(schemas.KlingDefs_audio).to.have.property('x-klingMedia');
+    expect(paths['/v1/general/custom-voices/{id}']?.get).to.not.equal(undefined);
+  });
+});
