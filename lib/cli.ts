@@ -1,0 +1,200 @@
+#!/usr/bin/env node
+/**
+ * `kling-relay`, the package's command line: migrate a database, check a configuration, run the demo
+ * host or the Kling sandbox alone, generate request types for an integrator's registry.
+ * Exit codes: 0 done, 1 the work failed (invalid configuration, database error), 2 bad usage.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { KlingRelayConfigError } from './errors.js';
+import { checkConfiguration, formatCheck } from './cli/check.js';
+import { generateTypes } from './cli/gen-types.js';
+import { migrateDatabase } from './cli/migrate.js';
+import { runDemoHost } from './demo-host.js';
+import { startKlingSandbox, type Schedule } from './sandbox/index.js';
+
+class UsageError extends Error {}
+
+interface Command {
+  summary: string;
+  usage: string;
+  options: NonNullable<ParseArgsConfig['options']>;
+  run(values: Record<string, string | boolean | undefined>): Promise<number>;
+}
+
+function portOf(value: string | boolean | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const port = Number(value);
+  if (typeof value !== 'string' || !/^\d+$/.test(value) || port > 65535) throw new UsageError(`--port must be a number from 0 to 65535, got ${JSON.stringify(value)}`);
+  return port;
+}
+
+function scheduleOf(value: string | boolean | undefined): Schedule {
+  if (value === undefined) return { processingAfterMs: 1_000, finalAfterMs: 5_000 };
+  if (value === 'manual' || value === 'instant') return value;
+  const match = typeof value === 'string' ? /^(\d+):(\d+)$/.exec(value) : null;
+  if (!match) throw new UsageError(`--schedule must be 'manual', 'instant' or <processingMs>:<finalMs> (e.g. 1000:5000), got ${JSON.stringify(value)}`);
+  return { processingAfterMs: Number(match[1]), finalAfterMs: Number(match[2]) };
+}
+
+function waitForSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
+}
+
+const COMMANDS: Record<string, Command> = {
+  migrate: {
+    summary: "create the relay's own tables (kling_relay_*) in a database",
+    usage: `kling-relay migrate --db <url> [--host-tables]
+
+  --db <url>        mysql://user:pass@host:3306/db, postgres://user:pass@host:5432/db,
+                    or a SQLite file path (sqlite:path also works)
+  --host-tables     also create default videos, images and users tables when they do not exist
+                    (for a new host; an existing host keeps its own)
+
+Idempotent: running it again changes nothing. Host tables are never altered.`,
+    options: { db: { type: 'string' }, 'host-tables': { type: 'boolean' } },
+    async run(values) {
+      if (typeof values.db !== 'string' || values.db === '') throw new UsageError('--db <url> is required');
+      const done = await migrateDatabase(values.db, values['host-tables'] === true);
+      console.log(done);
+      return 0;
+    },
+  },
+  check: {
+    summary: 'validate a registry and a pricing file; print the price of a typical request of every endpoint',
+    usage: `kling-relay check [--registry <file>] [--pricing <file>] [--quota-per-unit <n>] [--strict]
+
+  --registry <file>      an integrator's registry (merged over the built-in one, as createKlingRelay does)
+  --pricing <file>       pricing rules (README, "Pricing"); without it no endpoint is priced
+  --quota-per-unit <n>   quota units per USD (default 500000)
+  --strict               exit 1 when some endpoint has no price
+
+A typical request uses the schema's defaults (else its first example or enum value) for the model,
+mode, duration and count fields. Exits 1 with the coded error when the registry or pricing is invalid.`,
+    options: { registry: { type: 'string' }, pricing: { type: 'string' }, 'quota-per-unit': { type: 'string' }, strict: { type: 'boolean' } },
+    async run(values) {
+      const qpu = values['quota-per-unit'] === undefined ? 500_000 : Number(values['quota-per-unit']);
+      if (!(Number.isFinite(qpu) && qpu > 0)) throw new UsageError(`--quota-per-unit must be a positive number, got ${JSON.stringify(values['quota-per-unit'])}`);
+      const result = checkConfiguration({ registry: values.registry as string | undefined, pricing: values.pricing as string | undefined, quotaPerUnit: qpu });
+      console.log(formatCheck(result));
+      return values.strict === true && result.unpriced.length > 0 ? 1 : 0;
+    },
+  },
+  serve: {
+    summary: 'run the demo host: SQLite, a seeded user and token, the relay at /kling, the Kling sandbox',
+    usage: `kling-relay serve [--port <n>] [--host <addr>] [--dir <dir>] [--pricing <file>]
+
+  --port <n>        default 3000 (0 picks a free port)
+  --host <addr>     default 127.0.0.1
+  --dir <dir>       the SQLite file and callback secret (default ./.kling-relay-demo)
+  --pricing <file>  pricing rules (default: the package's examples/pricing.json)
+
+Needs better-sqlite3 installed next to kling-relay. Uses real Kling when KLING_ACCESS_KEY and
+KLING_SECRET_KEY are set (then set KLING_CALLBACK_URL to a public URL of /kling/callback).
+Ctrl+C stops it.`,
+    options: { port: { type: 'string' }, host: { type: 'string' }, dir: { type: 'string' }, pricing: { type: 'string' } },
+    async run(values) {
+      await runDemoHost({
+        port: portOf(values.port, 3000),
+        host: (values.host as string | undefined) ?? '127.0.0.1',
+        dir: (values.dir as string | undefined) ?? '.kling-relay-demo',
+        ...(typeof values.pricing === 'string' ? { pricing: values.pricing } : {}),
+      });
+      return -1; // keeps running; the demo host exits on a signal
+    },
+  },
+  sandbox: {
+    summary: "run the Kling sandbox alone (a local stand-in for Kling's API, for a host's own tests)",
+    usage: `kling-relay sandbox [--port <n>] [--host <addr>] [--schedule <s>]
+
+  --port <n>        default 0 (a free port; the URL is printed)
+  --host <addr>     default 127.0.0.1
+  --schedule <s>    'manual', 'instant' or <processingMs>:<finalMs> (default 1000:5000)
+
+Prints the base URL and the access and secret key it accepts. Ctrl+C stops it.`,
+    options: { port: { type: 'string' }, host: { type: 'string' }, schedule: { type: 'string' } },
+    async run(values) {
+      const sandbox = await startKlingSandbox({ port: portOf(values.port, 0), host: (values.host as string | undefined) ?? '127.0.0.1', schedule: scheduleOf(values.schedule) });
+      const account = sandbox.accounts[0];
+      process.stdout.write(
+        [`Kling sandbox listening on ${sandbox.url}`, `  KLING_BASE_URL=${sandbox.url}`, `  KLING_ACCESS_KEY=${account?.accessKey ?? ''}`, `  KLING_SECRET_KEY=${account?.secretKey ?? ''}`, 'Ctrl+C stops it.', ''].join('\n'),
+      );
+      await waitForSignal();
+      await sandbox.close();
+      return 0;
+    },
+  },
+  'gen-types': {
+    summary: "generate TypeScript request types for an integrator's registry entries",
+    usage: `kling-relay gen-types --registry <file> --out <dir>
+
+  --registry <file>  your registry file; one type per entry, named after its schema's title
+  --out <dir>        where to write <type>.ts files and index.ts
+
+Needs json-schema-to-typescript (an optional peer dependency: npm install -D json-schema-to-typescript).
+References to the built-in shared definitions (https://kling-relay.dev/schemas/defs.json) are resolved
+from the package, never fetched. The built-in endpoints' types ship with the package.`,
+    options: { registry: { type: 'string' }, out: { type: 'string' } },
+    async run(values) {
+      if (typeof values.registry !== 'string') throw new UsageError('--registry <file> is required');
+      if (typeof values.out !== 'string') throw new UsageError('--out <dir> is required');
+      const written = await generateTypes(values.registry, values.out);
+      console.log(`kling-relay gen-types: wrote ${written.join(', ')}`);
+      return 0;
+    },
+  },
+};
+
+function mainUsage(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length));
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`);
+  return `Usage: kling-relay <command> [options]\n\nCommands:\n${lines.join('\n')}\n\nRun kling-relay <command> --help for a command's options.`;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    console.log(mainUsage());
+    return name === undefined ? 2 : 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    console.error(`kling-relay: unknown command '${name}'.\n\n${mainUsage()}`);
+    return 2;
+  }
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    const parsed = parseArgs({ args: rest, options: { ...command.options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false });
+    values = parsed.values as Record<string, string | boolean | undefined>;
+  } catch (error) {
+    console.error(`kling-relay ${name}: ${(error as Error).message}\n\nUsage: ${command.usage}`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(`Usage: ${command.usage}`);
+    return 0;
+  }
+  try {
+    return await command.run(values);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`kling-relay ${name}: ${error.message}\n\nUsage: ${command.usage}`);
+      return 2;
+    }
+    const code = error instanceof KlingRelayConfigError ? `${error.code}: ` : '';
+    console.error(`kling-relay ${name}: ${code}${(error as Error).message}`);
+    return 1;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exitCode = code;
+  },
+  (error: unknown) => {
+    console.error(`kling-relay: ${(error as Error).stack ?? String(error)}`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,132 @@
+import { quote, type PriceQuote } from '../pricing/estimate.js';
+import { loadPricingRules, PriceBook } from '../pricing/rules.js';
+import { loadRegistry } from '../registry/load.js';
+import type { Registry, RegistryEntry } from '../registry/types.js';
+import { createValidator } from '../validation/validator.js';
+
+type Json = Record<string, unknown>;
+
+export interface CheckedEndpoint {
+  entry: RegistryEntry;
+  /** The typical request that was priced (only the fields pricing reads). */
+  body: Json;
+  price: PriceQuote | undefined;
+  reason: string | undefined;
+}
+
+export interface CheckResult {
+  endpoints: CheckedEndpoint[];
+  unpriced: CheckedEndpoint[];
+  pricingGiven: boolean;
+  ruleCount: number;
+}
+
+function isObject(value: unknown): value is Json {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Follows a `$ref` to a schema of the registry (by `$id` plus JSON pointer), once. */
+function deref(registry: Registry, schema: unknown, baseId: string): unknown {
+  if (!isObject(schema) || typeof schema.$ref !== 'string') return schema;
+  let url: URL;
+  try {
+    url = new URL(schema.$ref, baseId);
+  } catch {
+    return schema;
+  }
+  const pointer = decodeURIComponent(url.hash.slice(1));
+  url.hash = '';
+  let node: unknown = registry.schemas.get(url.href);
+  for (const part of pointer.split('/').filter(Boolean)) node = isObject(node) ? node[part] : undefined;
+  return node ?? schema;
+}
+
+/** The property schema at a dotted path (`input.duration`) of an endpoint schema. */
+function propertyAt(registry: Registry, entry: RegistryEntry, path: string): Json | undefined {
+  let node: unknown = registry.schemas.get(entry.schemaId);
+  for (const part of path.split('.')) {
+    node = deref(registry, node, entry.schemaId);
+    node = isObject(node) && isObject(node.properties) ? node.properties[part] : undefined;
+  }
+  node = deref(registry, node, entry.schemaId);
+  return isObject(node) ? node : undefined;
+}
+
+/** What a client typically sends: the schema's default, else its first example, enum value or const. */
+function typicalValue(schema: Json | undefined): unknown {
+  if (!schema) return undefined;
+  if (schema.default !== undefined) return schema.default;
+  if (Array.isArray(schema.examples) && schema.examples.length > 0) return schema.examples[0];
+  if (Array.isArray(schema.enum) && schema.enum.length > 0) return schema.enum[0];
+  return schema.const;
+}
+
+function setAt(body: Json, path: string, value: unknown): void {
+  const parts = path.split('.');
+  let node = body;
+  for (const part of parts.slice(0, -1)) {
+    if (!isObject(node[part])) node[part] = {};
+    node = node[part] as Json;
+  }
+  node[parts[parts.length - 1] as string] = value;
+}
+
+/** The fields pricing reads, filled from the schema. */
+export function typicalBody(registry: Registry, entry: RegistryEntry): Json {
+  const body: Json = {};
+  for (const path of [entry.fields.model, entry.fields.mode, entry.fields.duration, entry.fields.count]) {
+    if (!path) continue;
+    const value = typicalValue(propertyAt(registry, entry, path));
+    if (value !== undefined) setAt(body, path, value);
+  }
+  return body;
+}
+
+/**
+ * Loads a registry and pricing rules the way createKlingRelay does (so an invalid file throws the same
+ * coded error) and prices a typical request of every endpoint.
+ */
+export function checkConfiguration(options: { registry?: string | undefined; pricing?: string | undefined; quotaPerUnit: number }): CheckResult {
+  const registry = loadRegistry(options.registry);
+  // Compiles every schema, as at start-up: an unknown keyword or a broken $ref fails here too.
+  createValidator(registry);
+  const rules = options.pricing === undefined ? [] : loadPricingRules(options.pricing);
+  const book = new PriceBook(rules);
+  const endpoints = registry.entries.map((entry): CheckedEndpoint => {
+    const body = typicalBody(registry, entry);
+    const priced = quote(entry, structuredClone(body), book, options.quotaPerUnit);
+    return { entry, body, price: priced.ok ? priced.quote : undefined, reason: priced.ok ? undefined : priced.reason };
+  });
+  return { endpoints, unpriced: endpoints.filter((e) => !e.price), pricingGiven: options.pricing !== undefined, ruleCount: rules.length };
+}
+
+function describeRequest(c: CheckedEndpoint): string {
+  if (!c.price) return '';
+  const parts = [`model=${c.price.model || '-'}`];
+  if (c.price.mode) parts.push(`mode=${c.price.mode}`);
+  if (c.price.pricingType === 'per_second') parts.push(`${c.price.seconds}s`);
+  if (c.price.pricingType === 'per_image') parts.push(`${c.price.units} image(s)`);
+  return parts.join(' ');
+}
+
+function usd(value: number): string {
+  return `${Number(value.toFixed(6))} USD`;
+}
+
+export function formatCheck(result: CheckResult): string {
+  const priced = result.endpoints.filter((e) => e.price);
+  const width = Math.max(...result.endpoints.map((e) => e.entry.path.length));
+  const typeWidth = Math.max(...result.endpoints.map((e) => e.entry.type.length));
+  const lines = [`${result.endpoints.length} endpoints; ${result.pricingGiven ? `${result.ruleCount} pricing rules` : 'no pricing file given (--pricing)'}.`, ''];
+  for (const c of priced) {
+    const p = c.price as PriceQuote;
+    lines.push(`  ${c.entry.path.padEnd(width)}  ${c.entry.type.padEnd(typeWidth)}  ${usd(p.usd).padStart(14)}  ${String(p.quota).padStart(9)} quota  ${p.pricingType} (${describeRequest(c)})`);
+  }
+  if (result.unpriced.length > 0) {
+    lines.push('', `No rule prices these ${result.unpriced.length} endpoint(s); the relay refuses their requests with 503 until one does:`);
+    for (const c of result.unpriced) lines.push(`  ${c.entry.path.padEnd(width)}  ${c.entry.type.padEnd(typeWidth)}  ${c.reason ?? ''}`);
+  } else {
+    lines.push('', 'Every endpoint is priced.');
+  }
+  return lines.join('\n');
+}
