@@ -1,8 +1,9 @@
+import type * as PromClientModule from 'prom-client';
 import { KlingRelayConfigError } from '../errors.js';
 import type { RelayEvents } from './events.js';
 
-type PromClient = typeof import('prom-client');
-type Registry = import('prom-client').Registry;
+type PromClient = typeof PromClientModule;
+type Registry = PromClientModule.Registry;
 
 /**
  * A prom-client Registry, described by what the relay and a /metrics route use, so that the package's

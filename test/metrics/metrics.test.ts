@@ -36,7 +36,7 @@ for (const database of testDatabases()) {
       h = await startHarness(database, { relay: { reconciler: { intervalMs: 1 } } });
       const seen: Seen[] = [];
       for (const name of ['submitted', 'settled', 'failed', 'refunded', 'callback', 'reconcile'] as const) {
-        h.relay.events.on(name, (payload: never) => seen.push({ name, payload } as Seen));
+        h.relay.events.on(name, ((payload: unknown) => void seen.push({ name, payload } as Seen)) as never);
       }
       // A listener that throws must not fail the request whose transaction already committed.
       h.relay.events.on('submitted', () => {

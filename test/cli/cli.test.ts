@@ -1,0 +1,255 @@
+import { expect } from 'chai';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import knex from 'knex';
+import { signKlingToken } from '../../lib/sandbox/index.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const READY_TIMEOUT_MS = 10_000;
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI from the sources, as `kling-relay <args>` would from the built package. */
+function cli(args: string[], cwd = ROOT): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['--import', 'tsx', join(ROOT, 'lib/cli.ts'), ...args], { cwd, env: cleanEnv() }, (error, stdout, stderr) => {
+      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+function cleanEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const name of ['KLING_ACCESS_KEY', 'KLING_SECRET_KEY', 'KLING_BASE_URL', 'KLING_CALLBACK_URL', 'KLING_CALLBACK_DOMAIN', 'KLING_CALLBACK_SECRET']) delete env[name];
+  return env;
+}
+
+/** Starts a long-running command and resolves once its stdout matches `ready`. */
+function startCli(args: string[], ready: RegExp): Promise<{ child: ChildProcess; stdout: () => string; exited: Promise<number | null> }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'lib/cli.ts'), ...args], { cwd: ROOT, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`not ready after ${READY_TIMEOUT_MS} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`));
+    }, READY_TIMEOUT_MS);
+    const check = (): void => {
+      if (!ready.test(stdout)) return;
+      clearTimeout(timer);
+      resolve({ child, stdout: () => stdout, exited });
+    };
+    child.stdout?.on('data', check);
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`exited with ${code} before ready\nstdout:\n${stdout}\nstderr:\n${stderr}`));
+    });
+  });
+}
+
+function tempDir(): string {
+  return mkdtempSync(join(tmpdir(), 'kling-cli-'));
+}
+
+function integratorRegistry(dir: string, table = 'video'): string {
+  writeFileSync(
+    join(dir, 'custom-voices.json'),
+    JSON.stringify({
+      $schema: 'https://json-schema.org/draft/2020-12/schema',
+      $id: 'https://example.com/schemas/custom-voices.json',
+      title: 'CustomVoiceRequest',
+      type: 'object',
+      properties: {
+        model_name: { type: 'string', default: 'kling-voice-1' },
+        voice_name: { type: 'string', minLength: 1, maxLength: 20, description: 'The voice name.' },
+        voice_url: { $ref: 'https://kling-relay.dev/schemas/defs.json#/$defs/audio' },
+      },
+      required: ['voice_name', 'voice_url'],
+      additionalProperties: false,
+    }),
+  );
+  const file = join(dir, 'registry.json');
+  writeFileSync(file, JSON.stringify({ endpoints: [{ path: '/v1/general/custom-voices', type: 'custom-voice', schema: 'custom-voices.json', table, pricing_type: 'fixed', kind: 'task', fields: { model: 'model_name' }, queryable: true }] }));
+  return file;
+}
+
+describe('kling-relay CLI', () => {
+  it('prints its commands with --help, and refuses no command or an unknown one with exit 2', async () => {
+    const help = await cli(['--help']);
+    expect(help.code).to.equal(0);
+    for (const command of ['migrate', 'check', 'serve', 'sandbox', 'gen-types']) expect(help.stdout).to.match(new RegExp(`^  ${command} `, 'm'));
+    const none = await cli([]);
+    expect(none.code).to.equal(2);
+    const unknown = await cli(['migrat']);
+    expect(unknown.code).to.equal(2);
+    expect(unknown.stderr).to.include("unknown command 'migrat'");
+  });
+
+  it('has --help on every command, and refuses unknown options and missing arguments with exit 2', async () => {
+    for (const command of ['migrate', 'check', 'serve', 'sandbox', 'gen-types']) {
+      const res = await cli([command, '--help']);
+      expect(res.code, command).to.equal(0);
+      expect(res.stdout, command).to.match(new RegExp(`^Usage: kling-relay ${command}`));
+    }
+    const bad = await cli(['check', '--pricng', 'x.json']);
+    expect(bad.code).to.equal(2);
+    expect(bad.stderr).to.include("Unknown option '--pricng'");
+    const noDb = await cli(['migrate']);
+    expect([noDb.code, noDb.stderr.split('\n')[0]]).to.deep.equal([2, 'kling-relay migrate: --db <url> is required']);
+    const badPort = await cli(['sandbox', '--port', 'abc']);
+    expect(badPort.code).to.equal(2);
+    expect(badPort.stderr).to.include('--port must be a number from 0 to 65535');
+  });
+
+  describe('migrate', () => {
+    it('creates the relay tables (and host tables when asked) in a SQLite file, idempotently', async () => {
+      const file = join(tempDir(), 'host.sqlite');
+      for (let i = 0; i < 2; i++) {
+        const res = await cli(['migrate', '--db', file, '--host-tables']);
+        expect(res.code, res.stderr).to.equal(0);
+        expect(res.stdout).to.include('kling_relay_* tables are ready');
+      }
+      const db = knex({ client: 'better-sqlite3', connection: { filename: file }, useNullAsDefault: true });
+      try {
+        for (const table of ['kling_relay_tasks', 'kling_relay_ledger', 'kling_relay_resources', 'videos', 'images', 'users']) expect(await db.schema.hasTable(table), table).to.equal(true);
+      } finally {
+        await db.destroy();
+      }
+    });
+
+    for (const [name, variable] of [['MariaDB', 'TEST_MYSQL_URL'], ['PostgreSQL', 'TEST_PG_URL']] as const) {
+      it(`creates the relay tables on ${name} from its URL, and never prints the password`, async function () {
+        const url = process.env[variable];
+        if (!url) this.skip();
+        const db = knex({ client: variable === 'TEST_PG_URL' ? 'pg' : 'mysql2', connection: url });
+        try {
+          for (const table of ['kling_relay_ledger', 'kling_relay_tasks', 'kling_relay_resources']) await db.schema.dropTableIfExists(table);
+          const res = await cli(['migrate', '--db', url]);
+          expect(res.code, res.stderr).to.equal(0);
+          const parsed = new URL(url);
+          expect(res.stdout).to.include(`${parsed.username}:***@${parsed.host}`);
+          expect(res.stdout).to.not.include(`:${parsed.password}@`);
+          expect(await db.schema.hasTable('kling_relay_tasks')).to.equal(true);
+        } finally {
+          await db.destroy();
+        }
+      });
+    }
+
+    it('refuses an unknown scheme and an unreachable server with exit 1 and a clear message', async () => {
+      const scheme = await cli(['migrate', '--db', 'redis://127.0.0.1:6379/0']);
+      expect(scheme.code).to.equal(1);
+      expect(scheme.stderr).to.include("ERR_KLING_RELAY_CLI_DB: Unsupported database URL scheme 'redis:'");
+      const down = await cli(['migrate', '--db', 'postgres://someone:hunter2@127.0.0.1:1/nowhere']);
+      expect(down.code).to.equal(1);
+      expect(down.stderr).to.include('Cannot connect to postgres://someone:***@127.0.0.1:1/nowhere');
+      expect(down.stderr).to.not.include('hunter2');
+    });
+  });
+
+  describe('check', () => {
+    it('prices a typical request of every endpoint and lists the unpriced ones', async () => {
+      const full = await cli(['check', '--pricing', 'examples/pricing.json']);
+      expect(full.code, full.stderr).to.equal(0);
+      expect(full.stdout).to.match(/^26 endpoints; 8 pricing rules\./);
+      // examples/pricing.json: text2video at 0.028 USD per second, 5 s by the schema's default duration.
+      expect(full.stdout).to.match(/\/v1\/videos\/text2video\s+text2video\s+0\.14 USD\s+70000 quota\s+per_second \(model=kling-v1 mode=std 5s\)/);
+      expect(full.stdout).to.include('Every endpoint is priced.');
+
+      const dir = tempDir();
+      const pricing = join(dir, 'pricing.json');
+      writeFileSync(pricing, JSON.stringify([{ model: 'kling-*', type: 'text2video', pricing_type: 'per_second', price: 0.028 }, { type: 'image-generation', pricing_type: 'per_image', price: 0.02 }]));
+      const partial = await cli(['check', '--pricing', pricing]);
+      expect(partial.code).to.equal(0);
+      expect(partial.stdout).to.match(/\/v1\/images\/generations\s+image-generation\s+0\.02 USD\s+10000 quota\s+per_image \(model=kling-v1 1 image\(s\)\)/);
+      expect(partial.stdout).to.include('No rule prices these 24 endpoint(s)');
+      expect(partial.stdout).to.match(/\/v1\/audio\/tts\s+tts\s+no pricing rule for type 'tts' and model 'kling-tts'/);
+      const strict = await cli(['check', '--pricing', pricing, '--strict']);
+      expect(strict.code).to.equal(1);
+    });
+
+    it("includes an integrator's registry entries, priced by its rules", async () => {
+      const dir = tempDir();
+      const registry = integratorRegistry(dir);
+      const pricing = join(dir, 'pricing.json');
+      writeFileSync(pricing, JSON.stringify([{ type: 'custom-voice', model: 'kling-voice-*', pricing_type: 'fixed', price: 0.3 }]));
+      const res = await cli(['check', '--registry', registry, '--pricing', pricing]);
+      expect(res.code, res.stderr).to.equal(0);
+      expect(res.stdout).to.match(/^27 endpoints/);
+      expect(res.stdout).to.match(/\/v1\/general\/custom-voices\s+custom-voice\s+0\.3 USD\s+150000 quota\s+fixed \(model=kling-voice-1\)/);
+    });
+
+    it('exits 1 with the coded error of an invalid pricing or registry file', async () => {
+      const dir = tempDir();
+      const pricing = join(dir, 'pricing.json');
+      writeFileSync(pricing, JSON.stringify([{ modle: 'kling-*', price: 1 }]));
+      const badPricing = await cli(['check', '--pricing', pricing]);
+      expect(badPricing.code).to.equal(1);
+      expect(badPricing.stderr).to.include("kling-relay check: ERR_KLING_RELAY_PRICING_INVALID: Invalid pricing file");
+      expect(badPricing.stderr).to.include("unknown field 'modle'");
+      const badRegistry = await cli(['check', '--registry', integratorRegistry(dir, 'audio')]);
+      expect(badRegistry.code).to.equal(1);
+      expect(badRegistry.stderr).to.include("ERR_KLING_RELAY_REGISTRY_TABLE: Registry");
+      expect(badRegistry.stderr).to.include("use 'video' (video and audio endpoints) or 'image'");
+      const missing = await cli(['check', '--pricing', join(dir, 'nope.json')]);
+      expect(missing.code).to.equal(1);
+      expect(missing.stderr).to.include('ERR_KLING_RELAY_PRICING_FILE');
+    });
+  });
+
+  it('sandbox: serves Kling on the printed URL with the printed keys until SIGINT', async () => {
+    const run = await startCli(['sandbox', '--port', '0', '--schedule', 'instant'], /Ctrl\+C stops it/);
+    const out = run.stdout();
+    const url = /KLING_BASE_URL=(\S+)/.exec(out)?.[1] as string;
+    const accessKey = /KLING_ACCESS_KEY=(\S+)/.exec(out)?.[1] as string;
+    const secretKey = /KLING_SECRET_KEY=(\S+)/.exec(out)?.[1] as string;
+    const token = await signKlingToken({ accessKey, secretKey });
+    const created = await fetch(`${url}/v1/videos/text2video`, { method: 'POST', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ prompt: 'a kite' }) });
+    const body = (await created.json()) as { code: number; data: { task_id: string } };
+    expect(body.code).to.equal(0);
+    const wrong = await fetch(`${url}/v1/videos/text2video/${body.data.task_id}`, { headers: { Authorization: 'Bearer nope' } });
+    expect(wrong.status).to.equal(401);
+    run.child.kill('SIGINT');
+    expect(await run.exited).to.equal(0);
+  });
+
+  it('serve: runs the demo host from lib, answering with the printed token, until SIGINT', async () => {
+    const dir = tempDir();
+    const run = await startCli(['serve', '--port', '0', '--dir', dir], /Ctrl\+C stops the demo/);
+    const base = /kling-relay demo ready on (\S+)/.exec(run.stdout())?.[1] as string;
+    const token = /^\s+token\s+(\S+)$/m.exec(run.stdout())?.[1] as string;
+    const res = await fetch(`${base}/kling/v1/videos/text2video`, { method: 'POST', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ prompt: 'a kite', duration: '5' }) });
+    const body = (await res.json()) as { code: number; data: { task_status: string } };
+    expect([res.status, body.code, body.data.task_status]).to.deep.equal([200, 0, 'submitted']);
+    const doc = await fetch(`${base}/kling/openapi.json`, { headers: { Authorization: `Bearer ${token}` } });
+    expect(((await doc.json()) as { servers: { url: string }[] }).servers[0]?.url).to.equal('/kling');
+    run.child.kill('SIGINT');
+    expect(await run.exited).to.equal(0);
+  });
+
+  it("gen-types: writes request types for an integrator's entries, the shared defs included, without fetching", async () => {
+    const dir = tempDir();
+    const out = join(dir, 'types');
+    const res = await cli(['gen-types', '--registry', integratorRegistry(dir), '--out', out]);
+    expect(res.code, res.stderr).to.equal(0);
+    expect(res.stdout).to.include('wrote general-custom-voices.ts, index.ts');
+    const ts = readFileSync(join(out, 'general-custom-voices.ts'), 'utf8');
+    expect(ts).to.match(/export interface CustomVoiceRequest \{/);
+    expect(ts).to.match(/voice_name: string;/);
+    expect(ts).to.match(/voice_url: KlingDefsAudio;/);
+    expect(ts).to.match(/export type KlingDefsAudio = string;/);
+    expect(readFileSync(join(out, 'index.ts'), 'utf8')).to.include("'/v1/general/custom-voices': CustomVoiceRequest;");
+    const missing = await cli(['gen-types', '--registry', join(dir, 'registry.json')]);
+    expect([missing.code, missing.stderr.split('\n')[0]]).to.deep.equal([2, 'kling-relay gen-types: --out <dir> is required']);
+  });
+});
