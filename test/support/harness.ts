@@ -98,7 +98,9 @@ export async function startHarness(database: TestDatabase, options: HarnessOptio
     ...options.relay,
   });
   await relay.migrate();
-  const express = (options.expressVersion === 4 ? express4 : express5) as unknown as typeof express5;
+  // TEST_EXPRESS=4 runs every suite's host app on Express 4 (CI runs the relay suites both ways).
+  const expressVersion = options.expressVersion ?? (process.env.TEST_EXPRESS === '4' ? 4 : 5);
+  const express = (expressVersion === 4 ? express4 : express5) as unknown as typeof express5;
   const app = express();
   app.use('/kling', (req, res, next) => {
     const id = req.get('x-user-id');
