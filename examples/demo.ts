@@ -1,8 +1,8 @@
 /**
  * The demo host (`npm start`): a small API-relay host app with kling-relay mounted, written the way an
  * integrator would write one. It keeps its data in SQLite under `.demo/`, seeds one user with a
- * balance and an API token (once; later starts reuse them), mounts the relay at /kling behind a
- * bearer-token check, and uses the bundled Kling sandbox as the upstream unless real Kling keys are set.
+ * balance, an API token and a Kling-style access/secret key pair (once; later starts reuse them),
+ * mounts the relay at /kling behind a check that takes either the token or a Kling JWT, and uses the bundled Kling sandbox as the upstream unless real Kling keys are set.
  *
  * Environment:
  *   PORT (3000; 0 picks a free port), HOST (127.0.0.1)
@@ -25,8 +25,8 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 // In your own app: `from 'kling-relay'`. The demo imports the sources so that it runs on a fresh clone
 // without a build.
-import { createDefaultHostTables, createKlingRelay, startKlingSandbox } from '../lib/index.js';
-import type { KlingRelay, KlingSandbox } from '../lib/index.js';
+import { createDefaultHostTables, createKlingRelay, klingJwtAuth, startKlingSandbox } from '../lib/index.js';
+import type { KlingKey, KlingRelay, KlingSandbox } from '../lib/index.js';
 
 const DEMO_USERNAME = 'demo';
 /** 10 USD at the relay's default 500000 quota per USD: enough for dozens of 5-second videos. */
@@ -72,8 +72,35 @@ async function createTokenTable(db: Knex): Promise<void> {
   });
 }
 
-/** Creates the demo user and its token on the first start; later starts find and reuse them. */
-async function seedDemoUser(db: Knex): Promise<{ user: DemoUser; token: string }> {
+/**
+ * Kling-style keys of the host's users: a user's existing Kling client signs its JWTs with the secret
+ * key and names the access key in `iss`. The secret is needed to check the signature, so it is stored
+ * (a production host encrypts it at rest) and shown to the user once.
+ */
+async function createKlingKeyTable(db: Knex): Promise<void> {
+  if (await db.schema.hasTable('kling_keys')) return;
+  await db.schema.createTable('kling_keys', (t) => {
+    t.increments('id').primary();
+    t.integer('user_id').notNullable().index();
+    t.string('access_key', 64).notNullable().unique();
+    t.string('secret_key', 128).notNullable();
+    t.bigInteger('created_at').notNullable().defaultTo(0);
+  });
+}
+
+/** The klingJwtAuth lookup: access key -> its secret and the user who owns it. */
+function klingKeyLookup(db: Knex): (accessKey: string) => Promise<KlingKey | null> {
+  return async (accessKey) => {
+    const row = (await db('kling_keys')
+      .join('users', 'users.id', 'kling_keys.user_id')
+      .where('kling_keys.access_key', accessKey)
+      .first('kling_keys.secret_key as secretKey', 'users.id as id', 'users.username as username')) as { secretKey: string; id: number; username: string } | undefined;
+    return row ? { secretKey: row.secretKey, user: { id: row.id, username: row.username } } : null;
+  };
+}
+
+/** Creates the demo user, its token and its Kling keys on the first start; later starts find and reuse them. */
+async function seedDemoUser(db: Knex): Promise<{ user: DemoUser; token: string; keys: { accessKey: string; secretKey: string } }> {
   return db.transaction(async (trx) => {
     let user = (await trx('users').where({ username: DEMO_USERNAME }).first('id', 'username')) as DemoUser | undefined;
     if (!user) {
@@ -85,7 +112,12 @@ async function seedDemoUser(db: Knex): Promise<{ user: DemoUser; token: string }
       row = { token: `sk-demo-${randomBytes(24).toString('hex')}` };
       await trx('api_tokens').insert({ user_id: user.id, token: row.token, name: 'demo', created_at: Math.floor(Date.now() / 1000) });
     }
-    return { user, token: row.token };
+    let keys = (await trx('kling_keys').where({ user_id: user.id }).first('access_key as accessKey', 'secret_key as secretKey')) as { accessKey: string; secretKey: string } | undefined;
+    if (!keys) {
+      keys = { accessKey: `ak-demo-${randomBytes(12).toString('hex')}`, secretKey: randomBytes(32).toString('hex') };
+      await trx('kling_keys').insert({ user_id: user.id, access_key: keys.accessKey, secret_key: keys.secretKey, created_at: Math.floor(Date.now() / 1000) });
+    }
+    return { user, token: row.token, keys };
   });
 }
 
@@ -223,7 +255,8 @@ async function main(): Promise<void> {
     // The host's own tables. A real host already has them; the relay never creates or alters them.
     await createDefaultHostTables(db);
     await createTokenTable(db);
-    const { user, token } = await seedDemoUser(db);
+    await createKlingKeyTable(db);
+    const { user, token, keys: userKeys } = await seedDemoUser(db);
 
     // Listen before creating the relay: with PORT=0 the callback URL is known only once bound. The
     // relay's routes are added right after, before anything is printed.
@@ -270,7 +303,8 @@ async function main(): Promise<void> {
     // Kling's callbacks carry their own per-task token, not a user's: this route goes before the
     // token check. No body parser in front of the relay either: it reads request bodies itself.
     app.post('/kling/callback', relay.callback);
-    app.use('/kling', tokenAuth(db), relay.router);
+    // A Bearer JWT is checked as Kling checks it (codes 1001-1004); any other token goes to tokenAuth.
+    app.use('/kling', klingJwtAuth({ lookup: klingKeyLookup(db), fallback: tokenAuth(db) }), relay.router);
     // The background reconciler settles tasks whose callback never came.
     relay.start();
 
@@ -288,6 +322,8 @@ async function main(): Promise<void> {
       `  database  ${dbFile}`,
       `  user      ${user.username} (id ${user.id}), quota ${quota} (${(quota / QUOTA_PER_USD).toFixed(2)} USD at ${QUOTA_PER_USD} per USD)`,
       `  token     ${token}`,
+      `  kling AK  ${userKeys.accessKey}`,
+      `  kling SK  ${userKeys.secretKey}`,
       '',
       'Submit a text-to-video task:',
       '',
@@ -300,6 +336,8 @@ async function main(): Promise<void> {
       '',
       `  curl -sS ${submitUrl}/TASK_ID \\`,
       `    -H ${shellQuote(auth)}`,
+      '',
+      `An existing Kling client works too: set its base URL to ${baseUrl}/kling and its keys to kling AK / SK.`,
       '',
       ...(realKling && !process.env.KLING_CALLBACK_URL
         ? ['Kling cannot call back to this address: set KLING_CALLBACK_URL to a public URL of /kling/callback.', 'Until then the reconciler settles tasks by polling Kling.', '']
