@@ -71,7 +71,9 @@ function settings(options: unknown, what: string): Settings & { fallback: unknow
   }
   const o = options as Record<string, unknown>;
   for (const key of Object.keys(o)) {
-    if (!(AUTH_OPTION_KEYS as readonly string[]).includes(key)) fail(key, `unknown option; the options are ${AUTH_OPTION_KEYS.join(', ')}.`);
+    if (!(AUTH_OPTION_KEYS as readonly string[]).includes(key)) {
+      throw new KlingRelayConfigError('ERR_KLING_RELAY_UNKNOWN_OPTION', `${what}: unknown option '${key}'. Known options: ${AUTH_OPTION_KEYS.join(', ')}.`);
+    }
   }
   if (typeof o.lookup !== 'function') fail('lookup', 'required: a function (accessKey) => ({ secretKey, user }) | null, sync or async.');
   const tolerance = o.clockToleranceSeconds ?? DEFAULT_CLOCK_TOLERANCE_SECONDS;

@@ -201,8 +201,8 @@ describe('klingJwtAuth options', () => {
     };
     expect(attempt(() => klingJwtAuth({} as never)).code).to.equal('ERR_KLING_RELAY_JWT_LOOKUP');
     const unknown = attempt(() => klingJwtAuth({ lookup: () => null, lokup: () => null } as never));
-    expect(unknown.code).to.equal('ERR_KLING_RELAY_JWT_LOKUP');
-    expect(unknown.message).to.include('lookup');
+    expect(unknown.code).to.equal('ERR_KLING_RELAY_UNKNOWN_OPTION');
+    expect(unknown.message).to.include("'lokup'").and.include('lookup');
     expect(attempt(() => klingJwtIdentify({ lookup: () => null, clockToleranceSeconds: -1 })).code).to.equal('ERR_KLING_RELAY_JWT_CLOCK_TOLERANCE_SECONDS');
     expect(attempt(() => klingJwtAuth({ headers: {}, socket: {} } as never)).message).to.include("app.use('/kling', klingJwtAuth({ lookup }), relay.router)");
     expect(attempt(() => klingJwtAuth(undefined as never)).code).to.equal('ERR_KLING_RELAY_JWT_OPTIONS');
@@ -277,6 +277,30 @@ for (const database of testDatabases()) {
       expect(res.body.request_id).to.match(UUID);
       expect(await h.tasks()).to.deep.equal([]);
       expect(await h.balance(userId)).to.equal(1_000_000);
+    });
+  });
+
+  describe(`klingJwtIdentify with a fallback identify on ${database.name}`, () => {
+    let h: Harness;
+    afterEach(async () => checkAndClose(h));
+
+    it("identifies callers without a JWT by the host's identify, and callers with one by their key", async () => {
+      const keys = new Map<string, KlingKey>();
+      // The harness puts X-User-Id in res.locals.user when a suite brings its own identify.
+      h = await startHarness(database, { relay: { identify: klingJwtIdentify({ lookup: (ak) => keys.get(ak), fallback: (_req, res) => res.locals.user as { id: number } | undefined }) } });
+      const carol = await h.user(1_000_000);
+      const dave = await h.user(1_000_000);
+      keys.set(ALICE.accessKey, { secretKey: ALICE.secretKey, user: { id: dave } });
+      const post = () => request(h.url).post('/kling/v1/videos/text2video').send({ prompt: 'a kite', duration: '5' });
+      expect((await post().set('X-User-Id', String(carol))).status).to.equal(200);
+      expect((await post().set('Authorization', `Bearer ${await sign(ALICE.secretKey)}`)).status).to.equal(200);
+      expect((await h.tasks()).map((t) => t.user_id)).to.deep.equal([String(carol), String(dave)]);
+      const noCaller = await post();
+      expect(noCaller.status).to.equal(401);
+      expect(noCaller.body.code).to.equal(1000);
+      // A bad JWT is never handed to the fallback, even next to a header it would accept.
+      expectKlingError(await post().set('X-User-Id', String(carol)).set('Authorization', `Bearer ${await sign(BOB.secretKey)}`), 1002, 'forged JWT');
+      expect(await h.tasks()).to.have.length(2);
     });
   });
 
