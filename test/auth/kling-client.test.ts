@@ -140,6 +140,14 @@ for (const database of testDatabases()) {
       // Kling got the relay's own external_task_id, so two tenants' ids cannot collide there.
       expect(h.creates()[0]?.body).to.have.property('external_task_id').that.is.a('string').and.not.equal('order-42');
 
+      // Polling with the query-string form sees the task progress as the path form does.
+      let listedStatus = '';
+      for (let i = 0; i < 100 && listedStatus !== 'succeed'; i++) {
+        const { json } = await kling.call('GET', '/v1/videos/text2video?external_task_id=order-42');
+        listedStatus = (json.data as KlingTask[])[0]?.task_status ?? '';
+        if (listedStatus !== 'succeed') await sleep(100);
+      }
+      expect(listedStatus).to.equal('succeed');
       const task = await kling.waitForText2Video('order-42');
       expect(task).to.include({ task_id: data.task_id, task_status: 'succeed' });
       expect(task.task_info).to.deep.equal({ external_task_id: 'order-42' });
