@@ -2,8 +2,8 @@
  * The demo host (`npm start`): a small API-relay host app with kling-relay mounted, written the way an
  * integrator would write one (the code is in lib/demo-host.ts, so that `kling-relay serve` runs it from
  * the installed package too). It keeps its data in SQLite under `.demo/`, seeds one user with a
- * balance and an API token (once; later starts reuse them), mounts the relay at /kling behind a
- * bearer-token check, and uses the bundled Kling sandbox as the upstream unless real Kling keys are set.
+ * balance, an API token and a Kling-style access/secret key pair (once; later starts reuse them),
+ * mounts the relay at /kling behind a check that takes either the token or a Kling JWT, and uses the bundled Kling sandbox as the upstream unless real Kling keys are set.
  *
  * Environment:
  *   PORT (3000; 0 picks a free port), HOST (127.0.0.1)

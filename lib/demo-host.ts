@@ -16,6 +16,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { createDefaultHostTables } from '../adapters/host-schema.js';
+import { klingJwtAuth, type KlingKey } from './auth/kling-jwt.js';
 import { createKlingRelay, type KlingRelay } from './index.js';
 import { packageRoot } from './paths.js';
 import { startKlingSandbox, type KlingSandbox } from './sandbox/index.js';
@@ -61,7 +62,35 @@ async function createTokenTable(db: Knex): Promise<void> {
 }
 
 /** Creates the demo user and its token on the first start; later starts find and reuse them. */
-async function seedDemoUser(db: Knex): Promise<{ user: DemoUser; token: string }> {
+/**
+ * Kling-style keys of the host's users: a user's existing Kling client signs its JWTs with the secret
+ * key and names the access key in `iss`. The secret is needed to check the signature, so it is stored
+ * (a production host encrypts it at rest) and shown to the user once.
+ */
+async function createKlingKeyTable(db: Knex): Promise<void> {
+  if (await db.schema.hasTable('kling_keys')) return;
+  await db.schema.createTable('kling_keys', (t) => {
+    t.increments('id').primary();
+    t.integer('user_id').notNullable().index();
+    t.string('access_key', 64).notNullable().unique();
+    t.string('secret_key', 128).notNullable();
+    t.bigInteger('created_at').notNullable().defaultTo(0);
+  });
+}
+
+/** The klingJwtAuth lookup: access key -> its secret and the user who owns it. */
+function klingKeyLookup(db: Knex): (accessKey: string) => Promise<KlingKey | null> {
+  return async (accessKey) => {
+    const row = (await db('kling_keys')
+      .join('users', 'users.id', 'kling_keys.user_id')
+      .where('kling_keys.access_key', accessKey)
+      .first('kling_keys.secret_key as secretKey', 'users.id as id', 'users.username as username')) as { secretKey: string; id: number; username: string } | undefined;
+    return row ? { secretKey: row.secretKey, user: { id: row.id, username: row.username } } : null;
+  };
+}
+
+/** Creates the demo user, its token and its Kling keys on the first start; later starts find and reuse them. */
+async function seedDemoUser(db: Knex): Promise<{ user: DemoUser; token: string; keys: { accessKey: string; secretKey: string } }> {
   return db.transaction(async (trx) => {
     let user = (await trx('users').where({ username: DEMO_USERNAME }).first('id', 'username')) as DemoUser | undefined;
     if (!user) {
@@ -73,7 +102,12 @@ async function seedDemoUser(db: Knex): Promise<{ user: DemoUser; token: string }
       row = { token: `sk-demo-${randomBytes(24).toString('hex')}` };
       await trx('api_tokens').insert({ user_id: user.id, token: row.token, name: 'demo', created_at: Math.floor(Date.now() / 1000) });
     }
-    return { user, token: row.token };
+    let keys = (await trx('kling_keys').where({ user_id: user.id }).first('access_key as accessKey', 'secret_key as secretKey')) as { accessKey: string; secretKey: string } | undefined;
+    if (!keys) {
+      keys = { accessKey: `ak-demo-${randomBytes(12).toString('hex')}`, secretKey: randomBytes(32).toString('hex') };
+      await trx('kling_keys').insert({ user_id: user.id, access_key: keys.accessKey, secret_key: keys.secretKey, created_at: Math.floor(Date.now() / 1000) });
+    }
+    return { user, token: row.token, keys };
   });
 }
 
@@ -228,7 +262,8 @@ export async function runDemoHost(options: DemoHostOptions): Promise<void> {
     // The host's own tables. A real host already has them; the relay never creates or alters them.
     await createDefaultHostTables(db);
     await createTokenTable(db);
-    const { user, token } = await seedDemoUser(db);
+    await createKlingKeyTable(db);
+    const { user, token, keys: userKeys } = await seedDemoUser(db);
 
     // Listen before creating the relay: with PORT=0 the callback URL is known only once bound. The
     // relay's routes are added right after, before anything is printed.
@@ -275,7 +310,8 @@ export async function runDemoHost(options: DemoHostOptions): Promise<void> {
     // Kling's callbacks carry their own per-task token, not a user's: this route goes before the
     // token check. No body parser in front of the relay either: it reads request bodies itself.
     app.post('/kling/callback', relay.callback);
-    app.use('/kling', tokenAuth(db), relay.router);
+    // A Bearer JWT is checked as Kling checks it (codes 1001-1004); any other token goes to tokenAuth.
+    app.use('/kling', klingJwtAuth({ lookup: klingKeyLookup(db), fallback: tokenAuth(db) }), relay.router);
     // The background reconciler settles tasks whose callback never came.
     relay.start();
 
@@ -293,6 +329,8 @@ export async function runDemoHost(options: DemoHostOptions): Promise<void> {
       `  database  ${dbFile}`,
       `  user      ${user.username} (id ${user.id}), quota ${quota} (${(quota / QUOTA_PER_USD).toFixed(2)} USD at ${QUOTA_PER_USD} per USD)`,
       `  token     ${token}`,
+      `  kling AK  ${userKeys.accessKey}`,
+      `  kling SK  ${userKeys.secretKey}`,
       '',
       'Submit a text-to-video task:',
       '',
@@ -305,6 +343,8 @@ export async function runDemoHost(options: DemoHostOptions): Promise<void> {
       '',
       `  curl -sS ${submitUrl}/TASK_ID \\`,
       `    -H ${shellQuote(auth)}`,
+      '',
+      `An existing Kling client works too: set its base URL to ${baseUrl}/kling and its keys to kling AK / SK.`,
       '',
       ...(realKling && !process.env.KLING_CALLBACK_URL
         ? ['Kling cannot call back to this address: set KLING_CALLBACK_URL to a public URL of /kling/callback.', 'Until then the reconciler settles tasks by polling Kling.', '']

@@ -100,6 +100,7 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
 }
 
 export { KlingRelayConfigError, RelayHttpError } from './errors.js';
+export { klingJwtAuth, klingJwtIdentify, type KlingJwtAuthOptions, type KlingJwtIdentifyOptions, type KlingKey, type KlingKeyLookup } from './auth/kling-jwt.js';
 export type { KlingRelayOptions, Caller } from './options.js';
 export type { ReconcileReport } from './completion/reconciler.js';
 export { RelayEvents } from './metrics/events.js';

@@ -60,14 +60,17 @@ export function refreshTask(ctx: RelayContext, task: RelayTask): Promise<void> {
 export async function queryOne(ctx: RelayContext, entry: RegistryEntry | undefined, id: string, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
   const caller = await identifyCaller(ctx, req, res);
   const userId = String(caller.id);
-  let task = await ctx.store.findForUser(ctx.db, userId, id, entry?.path);
+  const task = await ctx.store.findForUser(ctx.db, userId, id, entry?.path);
   // Another caller's task is as unknown as a task that does not exist.
   if (!task) throw new RelayHttpError(404, 1203, 'task not found');
-  if (!isFinal(task) && (task.checked_at === null || Date.now() - task.checked_at > REFRESH_AFTER_MS)) {
-    await refreshTask(ctx, task);
-    task = (await ctx.store.getTask(ctx.db, task.id)) ?? task;
-  }
-  sendSuccess(res, taskObject(task), requestId);
+  sendSuccess(res, taskObject(await freshTask(ctx, task)), requestId);
+}
+
+/** The task, refreshed from Kling first when it is not final and was not checked lately. */
+async function freshTask(ctx: RelayContext, task: RelayTask): Promise<RelayTask> {
+  if (isFinal(task) || (task.checked_at !== null && Date.now() - task.checked_at <= REFRESH_AFTER_MS)) return task;
+  await refreshTask(ctx, task);
+  return (await ctx.store.getTask(ctx.db, task.id)) ?? task;
 }
 
 function pageParam(value: string | null, name: string, fallback: number, max: number): number {
@@ -85,7 +88,8 @@ export async function queryList(ctx: RelayContext, entry: RegistryEntry, search:
   const external = search.get('external_task_id');
   if (external !== null) {
     const task = await ctx.store.findForUser(ctx.db, String(caller.id), external, entry.path);
-    sendSuccess(res, task && task.client_task_id === external ? [taskObject(task)] : [], requestId);
+    // Clients poll this form too, so it refreshes the task like GET /v1/<path>/<external_task_id>.
+    sendSuccess(res, task && task.client_task_id === external ? [taskObject(await freshTask(ctx, task))] : [], requestId);
     return;
   }
   const pageNum = pageParam(search.get('pageNum'), 'pageNum', 1, 1000);

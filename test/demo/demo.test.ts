@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +18,8 @@ const START_QUOTA = 5_000_000;
 interface Printed {
   url: string;
   token: string;
+  /** The Kling-style access and secret key of the demo user. */
+  kling: { accessKey: string; secretKey: string };
   quota: number;
   submit: { url: string; headers: Record<string, string>; body: string };
   query: { url: string; headers: Record<string, string> };
@@ -40,12 +43,15 @@ function parse(out: string): Printed {
   const url = /kling-relay demo ready on (\S+)/.exec(out)?.[1];
   const token = /^\s+token\s+(\S+)$/m.exec(out)?.[1];
   const quota = /^\s+user\s+.*quota (\d+)/m.exec(out)?.[1];
+  const accessKey = /^\s+kling AK\s+(\S+)$/m.exec(out)?.[1];
+  const secretKey = /^\s+kling SK\s+(\S+)$/m.exec(out)?.[1];
   const submit = /curl -sS -X POST (\S+) \\\n\s+-H '([^']*)' \\\n\s+-H '([^']*)' \\\n\s+-d '([^']*)'\n/.exec(out);
   const query = /curl -sS (\S+) \\\n\s+-H '([^']*)'\n/.exec(out);
-  if (!url || !token || !quota || !submit || !query) throw new Error(`unexpected demo output:\n${out}`);
+  if (!url || !token || !quota || !accessKey || !secretKey || !submit || !query) throw new Error(`unexpected demo output:\n${out}`);
   return {
     url,
     token,
+    kling: { accessKey, secretKey },
     quota: Number(quota),
     submit: { url: submit[1] as string, headers: Object.fromEntries([header(submit[2] as string), header(submit[3] as string)]), body: submit[4] as string },
     query: { url: query[1] as string, headers: Object.fromEntries([header(query[2] as string)]) },
@@ -95,6 +101,13 @@ function startDemo(dir: string): Promise<RunningDemo> {
   });
 }
 
+/** A token as Kling's docs sign one: HS256, typ JWT, iss = access key, exp = now + 1800, nbf = now - 5. */
+function klingToken(keys: { accessKey: string; secretKey: string }, now = Math.floor(Date.now() / 1000)): string {
+  const part = (value: object): string => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const unsigned = `${part({ alg: 'HS256', typ: 'JWT' })}.${part({ iss: keys.accessKey, exp: now + 1800, nbf: now - 5 })}`;
+  return `${unsigned}.${createHmac('sha256', keys.secretKey).update(unsigned).digest('base64url')}`;
+}
+
 async function stopDemo(demo: RunningDemo): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   demo.child.kill('SIGTERM');
   const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('demo did not exit within 5 s of SIGTERM')), 5_000).unref());
@@ -128,7 +141,7 @@ describe('demo host (npm start)', function () {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('prints the URL, the seeded token and quota, and a submit and a query curl', () => {
+  it('prints the URL, the seeded token, Kling keys and quota, and a submit and a query curl', () => {
     const printed = demo!.printed;
     expect(printed.url).to.match(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(printed.token).to.match(/^sk-demo-[0-9a-f]{48}$/);
@@ -139,6 +152,9 @@ describe('demo host (npm start)', function () {
     expect(printed.query.url).to.equal(`${printed.url}/kling/v1/videos/text2video/TASK_ID`);
     expect(printed.query.headers).to.deep.equal({ Authorization: `Bearer ${printed.token}` });
     expect(demo!.stdout()).to.match(/replace TASK_ID with data\.task_id/);
+    expect(printed.kling.accessKey).to.match(/^ak-demo-[0-9a-f]{24}$/);
+    expect(printed.kling.secretKey).to.match(/^[0-9a-f]{64}$/);
+    expect(demo!.stdout()).to.include(`An existing Kling client works too: set its base URL to ${printed.url}/kling`);
   });
 
   it('accepts the printed submit request, holds quota, and answers the printed query for the task', async () => {
@@ -173,6 +189,34 @@ describe('demo host (npm start)', function () {
     expect(await balance(dir)).to.equal(START_QUOTA - 70_000);
   });
 
+  it('accepts a Kling JWT signed with the printed keys, and answers Kling\'s codes for a bad one', async () => {
+    const { submit, query, kling } = demo!.printed;
+    const jwt = (token: string) => ({ Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' });
+    const res = await fetch(submit.url, { method: 'POST', headers: jwt(klingToken(kling)), body: submit.body });
+    const answer = (await res.json()) as { code: number; data: { task_id: string } };
+    expect(res.status, JSON.stringify(answer)).to.equal(200);
+    expect(answer.code).to.equal(0);
+    expect(await balance(dir)).to.equal(START_QUOTA - 140_000);
+    // The task belongs to the demo user whichever way it authenticates.
+    const byToken = await fetch(query.url.replace('TASK_ID', answer.data.task_id), { headers: query.headers });
+    expect(byToken.status).to.equal(200);
+
+    const hourAgo = Math.floor(Date.now() / 1000) - 3600;
+    const bad: [string, number][] = [
+      [klingToken(kling, hourAgo), 1004],
+      [klingToken({ ...kling, secretKey: 'not-the-secret' }), 1002],
+      [klingToken({ ...kling, accessKey: 'ak-demo-unknown' }), 1002],
+    ];
+    for (const [token, code] of bad) {
+      const refused = await fetch(submit.url, { method: 'POST', headers: jwt(token), body: submit.body });
+      expect(refused.status).to.equal(401);
+      const body = (await refused.json()) as Record<string, unknown>;
+      expect(body.code).to.equal(code);
+      expect(body.request_id).to.be.a('string').and.not.equal('');
+    }
+    expect(await balance(dir)).to.equal(START_QUOTA - 140_000);
+  });
+
   it('exits cleanly on SIGTERM', async () => {
     const { code, signal } = await stopDemo(demo!);
     expect({ code, signal }).to.deep.equal({ code: 0, signal: null });
@@ -183,7 +227,8 @@ describe('demo host (npm start)', function () {
     const first = demo!.printed;
     demo = await startDemo(dir);
     expect(demo.printed.token).to.equal(first.token);
-    expect(demo.printed.quota).to.equal(START_QUOTA - 70_000);
+    expect(demo.printed.kling).to.deep.equal(first.kling);
+    expect(demo.printed.quota).to.equal(START_QUOTA - 140_000);
     const { code } = await stopDemo(demo);
     expect(code).to.equal(0);
   });

@@ -1,11 +1,12 @@
 import { expect } from 'chai';
-import express5 from 'express';
+import express5, { type RequestHandler } from 'express';
 import express4 from 'express4';
 import type { Knex } from 'knex';
+import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { createDefaultHostTables } from '../../adapters/host-schema.js';
-import { createKlingRelay, type KlingRelay, type KlingRelayOptions, type PricingRule } from '../../lib/index.js';
+import { createKlingRelay, klingJwtAuth, type KlingKey, type KlingRelay, type KlingRelayOptions, type PricingRule } from '../../lib/index.js';
 import { defaultLogger, silentLogger } from '../../lib/logger.js';
 import { startKlingSandbox, type KlingSandbox, type SandboxAccount, type SandboxOptions } from '../../lib/sandbox/index.js';
 import type { TestDatabase } from './databases.js';
@@ -40,6 +41,8 @@ export interface Harness {
   creates(): KlingSandbox['requests'];
   /** The sandbox keys of each relay account, by relay account id. */
   keys: Record<string, SandboxAccount>;
+  /** Issues a Kling-style access/secret key pair to a user: its JWTs are accepted as that user at /kling. */
+  klingKeys(userId: number): SandboxAccount;
   close(): Promise<void>;
 }
 
@@ -102,11 +105,16 @@ export async function startHarness(database: TestDatabase, options: HarnessOptio
   const expressVersion = options.expressVersion ?? (process.env.TEST_EXPRESS === '4' ? 4 : 5);
   const express = (expressVersion === 4 ? express4 : express5) as unknown as typeof express5;
   const app = express();
-  app.use('/kling', (req, res, next) => {
+  const userIdCheck: RequestHandler = (req, res, next) => {
     const id = req.get('x-user-id');
     if (id) res.locals.user = { id: Number(id), username: `user${id}` };
     next();
-  }, relay.router);
+  };
+  // Kling-style JWTs (Authorization: Bearer <jwt>) for users given keys by klingKeys(), the X-User-Id
+  // check otherwise. A suite that brings its own relay.identify decides every caller itself.
+  const userKeys = new Map<string, KlingKey>();
+  const jwtAuth = klingJwtAuth({ lookup: (accessKey) => userKeys.get(accessKey) ?? null, fallback: userIdCheck });
+  app.use('/kling', options.relay?.identify ? userIdCheck : jwtAuth, relay.router);
   const server: Server = await new Promise((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
   });
@@ -153,6 +161,11 @@ export async function startHarness(database: TestDatabase, options: HarnessOptio
     ledger: () => db('kling_relay_ledger').select('*').orderBy('id'),
     creates: () => sandbox.requests.filter((r) => r.method === 'POST'),
     keys,
+    klingKeys(userId) {
+      const pair = { accessKey: `ak-user${userId}-${userKeys.size}`, secretKey: `sk-user${userId}-${randomBytes(16).toString('hex')}` };
+      userKeys.set(pair.accessKey, { secretKey: pair.secretKey, user: { id: userId, username: `user${userId}` } });
+      return pair;
+    },
     async close() {
       await new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
