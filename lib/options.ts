@@ -48,13 +48,24 @@ export interface KlingRelayOptions {
   logger?: Logger;
   /** Upstream client. Default: node-fetch with a keep-alive agent. */
   fetch?: FetchLike;
-  /** Background completion. Default { intervalMs: 15000, taskTimeoutMs: 86400000 }. */
-  reconciler?: { intervalMs?: number; taskTimeoutMs?: number };
+  /**
+   * Background completion. Default { intervalMs: 15000, taskTimeoutMs: 86400000 }. `leaseMs` is how
+   * long a pass owns the tasks it claimed (default 2 x upstreamTimeoutMs + 10000): if the process dies
+   * mid-pass, another instance takes those tasks once it runs out. It must exceed upstreamTimeoutMs.
+   */
+  reconciler?: { intervalMs?: number; taskTimeoutMs?: number; leaseMs?: number };
+  /**
+   * Deadline in ms of the database work that holds quota for a submit (the hold transaction,
+   * including waiting for a pool connection). Past it the client gets 503/5001 and Kling is not
+   * called; a hold that commits later is refunded. Default 10000.
+   */
+  dbTimeoutMs?: number;
 }
 
 export const OPTION_KEYS = [
   'db', 'accounts', 'callbackUrl', 'callbackSecret', 'identify', 'pricing', 'quotaPerUnit', 'tables', 'quota', 'registry',
   'billing', 'responseFormat', 'upstreamTimeoutMs', 'bodyLimit', 'logger', 'fetch', 'reconciler',
+  'dbTimeoutMs',
 ] as const satisfies readonly (keyof KlingRelayOptions)[];
 
 /** Options normalised once: every field present, environment fallbacks applied. */
@@ -75,7 +86,8 @@ export interface Configuration {
   bodyLimit: number;
   logger: Logger | undefined;
   fetch: FetchLike | undefined;
-  reconciler: { intervalMs: number; taskTimeoutMs: number };
+  reconciler: { intervalMs: number; taskTimeoutMs: number; leaseMs: number };
+  dbTimeoutMs: number;
 }
 
 function fail(option: string, message: string): never {
@@ -208,7 +220,11 @@ export function normalizeOptions(options: unknown, env: NodeJS.ProcessEnv = proc
   for (const key of Object.keys(tables)) if (key !== 'video' && key !== 'image') fail('tables', `unknown table '${key}'; use 'video' and 'image'.`);
 
   const reconciler = (o.reconciler ?? {}) as Record<string, unknown>;
-  for (const key of Object.keys(reconciler)) if (key !== 'intervalMs' && key !== 'taskTimeoutMs') fail('reconciler', `unknown field '${key}'; use intervalMs and taskTimeoutMs.`);
+  for (const key of Object.keys(reconciler)) if (key !== 'intervalMs' && key !== 'taskTimeoutMs' && key !== 'leaseMs') fail('reconciler', `unknown field '${key}'; use intervalMs, taskTimeoutMs and leaseMs.`);
+  const upstreamTimeoutMs = positiveNumber('upstreamTimeoutMs', o.upstreamTimeoutMs, 30_000);
+  // A lease shorter than one Kling call would let a second instance check a task mid-check.
+  const leaseMs = positiveNumber('reconciler', reconciler.leaseMs, upstreamTimeoutMs * 2 + 10_000);
+  if (leaseMs <= upstreamTimeoutMs) fail('reconciler', `leaseMs (${leaseMs}) must exceed upstreamTimeoutMs (${upstreamTimeoutMs}), so that no other instance takes a task during a Kling call.`);
 
   const registry = o.registry;
   if (registry !== undefined && typeof registry !== 'string' && (typeof registry !== 'object' || registry === null)) {
@@ -230,13 +246,15 @@ export function normalizeOptions(options: unknown, env: NodeJS.ProcessEnv = proc
     registry: registry as Configuration['registry'],
     billing,
     responseFormat,
-    upstreamTimeoutMs: positiveNumber('upstreamTimeoutMs', o.upstreamTimeoutMs, 30_000),
+    upstreamTimeoutMs,
     bodyLimit,
     logger,
     fetch: o.fetch as FetchLike | undefined,
     reconciler: {
       intervalMs: positiveNumber('reconciler', reconciler.intervalMs, 15_000),
       taskTimeoutMs: positiveNumber('reconciler', reconciler.taskTimeoutMs, 86_400_000),
+      leaseMs,
     },
+    dbTimeoutMs: positiveNumber('dbTimeoutMs', o.dbTimeoutMs, 10_000),
   };
 }

@@ -30,10 +30,14 @@ async function confirm(ctx: RelayContext, task: RelayTask, noticeTaskId: string 
   const klingTaskId = task.kling_task_id ?? noticeTaskId;
   if (!account || !klingTaskId) return 'unchanged';
   const data = await fetchKlingTask(ctx, account, task, klingTaskId);
-  if (!data) return 'invalid';
+  // An answer without a task or with a status we do not know is Kling's trouble, as garbage is: the
+  // notice is not acknowledged, so that Kling sends it again (the reconciler asks again too).
+  const unusable = (why: string) => new UpstreamError(why, { kind: 'bad_response', ambiguous: false, accountId: account.id, method: 'GET', path: task.endpoint });
+  if (!data) throw unusable('no task in the answer');
   // Before Kling's create answer reached us the notice names the task; Kling must agree it is ours.
   if (task.kling_task_id === null && data.task_info?.external_task_id !== task.external_task_id) return 'invalid';
   const applied = await applyKlingTask(ctx, task, data);
+  if (applied === 'invalid') throw unusable(`unknown task_status ${JSON.stringify(data.task_status)}`);
   await ctx.store.updateTask(ctx.db, task.id, { checked_at: Date.now() });
   return applied;
 }

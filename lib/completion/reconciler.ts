@@ -68,8 +68,7 @@ export class Reconciler {
     const report = emptyReport();
     const now = Date.now();
     // The lease outlives the slowest Kling call of the pass, so no other instance takes a task mid-check.
-    const leaseMs = ctx.config.upstreamTimeoutMs * 2 + 10_000;
-    const tasks = await ctx.store.claimDue(ctx.db, this.owner, now, leaseMs, BATCH);
+    const tasks = await ctx.store.claimDue(ctx.db, this.owner, now, ctx.config.reconciler.leaseMs, BATCH);
     report.claimed = tasks.length;
     let next = 0;
     const worker = async (): Promise<void> => {

@@ -13,6 +13,7 @@ import { UpstreamError, type KlingReply } from '../upstream/client.js';
 import { isAccountProblem, toRelayError } from '../upstream/errors.js';
 import { isJsonRequest, readJsonBody } from './body.js';
 import type { RelayContext } from './context.js';
+import { withinDeadline } from './deadline.js';
 import { sendJson, sendSuccess } from './respond.js';
 
 /** Values at `a.b`, `a[].b` paths of a body (the registry's refers_to). */
@@ -154,7 +155,12 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
     throw new RelayHttpError(400, 1201, `external_task_id '${clientTaskId}' is already used by another of your tasks`, { errors: [{ path: '/external_task_id', message: 'must be unique among your tasks' }] });
   }
   const account = await chooseAccount(ctx, entry, kling);
-  const task = await holdAndRecord(ctx, entry, caller, account, priced.quote, { taskId: clientTaskId, callbackUrl: clientCallbackUrl });
+  // A hold that commits after the client got its 503 is never sent to Kling: it is refunded at once
+  // (or by the reconciler, which finds that Kling never got the task).
+  const task = await withinDeadline(holdAndRecord(ctx, entry, caller, account, priced.quote, { taskId: clientTaskId, callbackUrl: clientCallbackUrl }), ctx.config.dbTimeoutMs, (late) => {
+    finishTask(ctx, late.id, { status: 'failed', reason: 'the hold committed after the database deadline; Kling was not called' }, ['pending'])
+      .catch((error: unknown) => ctx.logger.error('could not refund a late hold', { taskId: late.id, error: (error as Error).message }));
+  });
   const log = { taskId: task.id, externalTaskId: task.external_task_id, userId: task.user_id, accountId: account.id, type: entry.type, hold: task.hold_quota };
   ctx.logger.info('task submitted', log);
   ctx.events?.emit('submitted', { taskId: task.id, externalTaskId: task.external_task_id, userId: task.user_id, accountId: account.id, type: entry.type, path: entry.path, hold: task.hold_quota });

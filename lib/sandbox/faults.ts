@@ -9,6 +9,7 @@ export class FaultSwitches {
   private createError: KlingError | undefined;
   private createDelivery: CreateDelivery | undefined;
   private query: QueryFault | undefined;
+  private queryHangs = 0;
 
   failNextCreate(fault: KlingFault): void {
     this.createError = KlingError.from(fault);
@@ -24,6 +25,17 @@ export class FaultSwitches {
 
   failNextQuery(kind: QueryFault): void {
     this.query = kind;
+  }
+
+  /** The next `count` single-task GETs are read and never answered. */
+  hangNextQueries(count: number): void {
+    this.queryHangs = count;
+  }
+
+  takeQueryHang(): boolean {
+    if (this.queryHangs <= 0) return false;
+    this.queryHangs--;
+    return true;
   }
 
   takeCreateError(): KlingError | undefined {
@@ -48,5 +60,6 @@ export class FaultSwitches {
     this.createError = undefined;
     this.createDelivery = undefined;
     this.query = undefined;
+    this.queryHangs = 0;
   }
 }

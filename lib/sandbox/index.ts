@@ -74,6 +74,8 @@ export interface KlingSandbox {
   resetNextCreate(): void;
   /** The next single-task GET answers this broken response. */
   failNextQuery(kind: QueryFault): void;
+  /** The next `count` (default 1) single-task GETs are read and never answered, until close(). */
+  hangNextQueries(count?: number): void;
   /** How callbacks are delivered from now on; reset() restores normal delivery. */
   callbackMode(mode: CallbackMode): void;
   /** Resolves once no callback delivery is queued or in flight. */
@@ -145,6 +147,7 @@ export async function startKlingSandbox(options: SandboxOptions = {}): Promise<K
     hangNextCreate: (ms) => faults.hangNextCreate(ms),
     resetNextCreate: () => faults.resetNextCreate(),
     failNextQuery: (kind) => faults.failNextQuery(kind),
+    hangNextQueries: (count = 1) => faults.hangNextQueries(count),
     callbackMode: (mode) => dispatcher.setMode(mode),
     callbacksIdle: () => dispatcher.idle(),
     reset() {

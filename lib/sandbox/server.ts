@@ -13,7 +13,7 @@ export interface SandboxContext {
   store: TaskStore;
   faults: FaultSwitches;
   requests: RecordedRequest[];
-  /** Create answers held back by hangNextCreate, released or destroyed by close(). */
+  /** Answers held back by hangNextCreate or hangNextQueries, released or destroyed by close(). */
   hung: Set<ServerResponse>;
 }
 
@@ -143,6 +143,11 @@ function query(ctx: SandboxContext, res: ServerResponse, accessKey: string, url:
 }
 
 function single(ctx: SandboxContext, res: ServerResponse, accessKey: string, path: string, id: string): void {
+  if (ctx.faults.takeQueryHang()) {
+    ctx.hung.add(res);
+    res.once('close', () => ctx.hung.delete(res));
+    return;
+  }
   const fault = ctx.faults.takeQueryFault();
   if (fault === 'http-500') throw new KlingError(5000);
   if (fault === 'garbage') {

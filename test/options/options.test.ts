@@ -40,7 +40,8 @@ describe('createKlingRelay options', () => {
     relay.close();
     const config = normalizeOptions(base(), {});
     expect(config).to.include({ quotaPerUnit: 500_000, billing: 'hold', responseFormat: 'kling', upstreamTimeoutMs: 30_000, bodyLimit: 60 * 1024 * 1024 });
-    expect(config.reconciler).to.deep.equal({ intervalMs: 15_000, taskTimeoutMs: 86_400_000 });
+    expect(config.reconciler).to.deep.equal({ intervalMs: 15_000, taskTimeoutMs: 86_400_000, leaseMs: 70_000 });
+    expect(config.dbTimeoutMs).to.equal(10_000);
     expect(config.tables).to.deep.equal({ video: { name: 'videos' }, image: { name: 'images' } });
   });
 
@@ -74,6 +75,9 @@ describe('createKlingRelay options', () => {
     refused({ ...base(), tables: { audio: { name: 'audios' } } }, 'ERR_KLING_RELAY_OPTION_TABLES', "'audio'");
     refused({ ...base(), tables: { video: { name: 'videos; drop table users' } } }, 'ERR_KLING_RELAY_IDENTIFIER');
     refused({ ...base(), reconciler: { every: 5 } }, 'ERR_KLING_RELAY_OPTION_RECONCILER', "'every'");
+    refused({ ...base(), reconciler: { leaseMs: 0 } }, 'ERR_KLING_RELAY_OPTION_RECONCILER', 'positive number');
+    refused({ ...base(), upstreamTimeoutMs: 5_000, reconciler: { leaseMs: 5_000 } }, 'ERR_KLING_RELAY_OPTION_RECONCILER', 'must exceed upstreamTimeoutMs');
+    refused({ ...base(), dbTimeoutMs: -5 }, 'ERR_KLING_RELAY_OPTION_DB_TIMEOUT_MS', 'positive number');
     refused({ ...base(), quota: { hold: () => true } }, 'ERR_KLING_RELAY_QUOTA_STORE');
     refused({ ...base(), accounts: [] }, 'ERR_KLING_RELAY_OPTION_ACCOUNTS', 'non-empty');
     refused({ ...base(), accounts: [{ id: 'a', accessKey: '', secretKey: 'sk' }] }, 'ERR_KLING_RELAY_ACCOUNTS');

@@ -114,6 +114,21 @@ describe('kling sandbox: query faults', () => {
     expect(answer.json.code).to.equal(5000);
   });
 
+  it('hangNextQueries(2): the next two queries are read and never answered, the third is', async () => {
+    sandbox.hangNextQueries(2);
+    const before = sandbox.requests.length;
+    for (let i = 0; i < 2; i++) {
+      let error: unknown;
+      try {
+        await call(sandbox, 'GET', path, { signal: AbortSignal.timeout(150) });
+      } catch (err) {
+        error = err;
+      }
+      expect((error as Error | undefined)?.name).to.equal('TimeoutError');
+    }
+    expect(sandbox.requests.slice(before).map((r) => r.method)).to.deep.equal(['GET', 'GET']);
+  });
+
   it('huge: a 20 MB JSON body', async () => {
     sandbox.failNextQuery('huge');
     const answer = await call(sandbox, 'GET', path);
