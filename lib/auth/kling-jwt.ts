@@ -22,6 +22,13 @@ export interface KlingJwtOptions {
    * back-date `nbf` by 5 s, so a client's clock may be a few seconds off either way.
    */
   clockToleranceSeconds?: number;
+  /**
+   * The longest a token may still be valid for, in seconds: a token whose `exp` lies further ahead
+   * than this (past the clock tolerance) is refused with 1002, so that a leaked token cannot be used
+   * for months. Default: no limit, since Kling states none. Kling's own samples sign tokens for
+   * 1800 s; 86400 allows a day.
+   */
+  maxLifetimeSeconds?: number;
 }
 
 export interface KlingJwtAuthOptions extends KlingJwtOptions {
@@ -40,7 +47,7 @@ export interface KlingJwtIdentifyOptions extends KlingJwtOptions {
 }
 
 const DEFAULT_CLOCK_TOLERANCE_SECONDS = 5;
-const AUTH_OPTION_KEYS = ['lookup', 'clockToleranceSeconds', 'fallback'] as const;
+const AUTH_OPTION_KEYS = ['lookup', 'clockToleranceSeconds', 'maxLifetimeSeconds', 'fallback'] as const;
 
 /** JWS compact serialisation: header.payload.signature (empty signature for `alg: none`). */
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
@@ -59,6 +66,7 @@ function fail(option: string, message: string): never {
 interface Settings {
   lookup: KlingKeyLookup;
   clockTolerance: number;
+  maxLifetime: number | undefined;
 }
 
 /** Fails fast on a misspelt or mistyped option, so a host does not ship an auth check that is not what it wrote. */
@@ -78,8 +86,10 @@ function settings(options: unknown, what: string): Settings & { fallback: unknow
   if (typeof o.lookup !== 'function') fail('lookup', 'required: a function (accessKey) => ({ secretKey, user }) | null, sync or async.');
   const tolerance = o.clockToleranceSeconds ?? DEFAULT_CLOCK_TOLERANCE_SECONDS;
   if (typeof tolerance !== 'number' || !Number.isFinite(tolerance) || tolerance < 0) fail('clockToleranceSeconds', `must be a number of seconds >= 0, got ${JSON.stringify(o.clockToleranceSeconds)}.`);
+  const lifetime = o.maxLifetimeSeconds;
+  if (lifetime !== undefined && (typeof lifetime !== 'number' || !Number.isFinite(lifetime) || lifetime <= 0)) fail('maxLifetimeSeconds', `must be a number of seconds > 0 (1800 is what Kling's samples sign for), got ${JSON.stringify(lifetime)}.`);
   if (o.fallback !== undefined && typeof o.fallback !== 'function') fail('fallback', 'must be a function: your own token check.');
-  return { lookup: o.lookup as KlingKeyLookup, clockTolerance: tolerance, fallback: o.fallback };
+  return { lookup: o.lookup as KlingKeyLookup, clockTolerance: tolerance, maxLifetime: lifetime, fallback: o.fallback };
 }
 
 /** The Bearer token of a request: undefined when there is no Authorization header (or it is blank). */
@@ -116,13 +126,14 @@ async function verify(token: string, config: Settings): Promise<Caller> {
     // The host's lookup is broken; that is not the caller's fault, so it is not a 401.
     throw new Error('klingJwtAuth lookup must answer { secretKey: string, user: { id, username? } } or null');
   }
+  let exp: number | undefined;
   try {
-    await jwtVerify(token, encoder.encode(key.secretKey), {
+    ({ payload: { exp } } = await jwtVerify(token, encoder.encode(key.secretKey), {
       algorithms: ['HS256'],
       issuer,
       requiredClaims: ['iss', 'exp', 'nbf'],
       clockTolerance: config.clockTolerance,
-    });
+    }));
   } catch (error) {
     if (error instanceof errors.JWTExpired) throw unauthorized(1004, 'Authorization has expired');
     if (error instanceof errors.JWTClaimValidationFailed && error.claim === 'nbf' && error.reason === 'check_failed') {
@@ -132,6 +143,10 @@ async function verify(token: string, config: Settings): Promise<Caller> {
       throw unauthorized(1002, `Authorization is invalid: the token has no ${error.claim} claim`);
     }
     throw unauthorized(1002, 'Authorization is invalid');
+  }
+  // Checked only once the signature holds, so that it says nothing about tokens it cannot trust.
+  if (config.maxLifetime !== undefined && exp !== undefined && exp - Date.now() / 1000 > config.maxLifetime + config.clockTolerance) {
+    throw unauthorized(1002, `Authorization is invalid: the token is valid for longer than ${config.maxLifetime} s; sign it with a nearer exp`);
   }
   return key.user;
 }

@@ -188,6 +188,35 @@ describe('klingJwtAuth with a fallback to the host\'s own token check', () => {
   });
 });
 
+describe('klingJwtAuth with maxLifetimeSeconds', () => {
+  let url: string;
+  let server: Server;
+
+  before(async () => {
+    const app = express();
+    app.get('/whoami', klingJwtAuth({ lookup: (accessKey) => KEYS.get(accessKey), maxLifetimeSeconds: 3600 }), (_req, res) => {
+      res.json({ user: res.locals.user });
+    });
+    ({ url, server } = await listen(app));
+  });
+  after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  it("accepts tokens valid for up to the limit (Kling's 1800 s), refuses a longer one with 1002 and says why", async () => {
+    const now = nowSeconds();
+    for (const exp of [now + 1800, now + 3600]) {
+      const res = await request(url).get('/whoami').set('Authorization', `Bearer ${await sign(ALICE.secretKey, { exp })}`);
+      expect(res.status, `exp now + ${exp - now}`).to.equal(200);
+    }
+    const long = await request(url).get('/whoami').set('Authorization', `Bearer ${await sign(ALICE.secretKey, { exp: now + 30 * 86400 })}`);
+    expectKlingError(long, 1002, 'a token valid for 30 days');
+    expect(long.body.message).to.include('longer than 3600 s');
+    // The lifetime says nothing about a token whose signature fails: that is a plain 1002.
+    const forged = await request(url).get('/whoami').set('Authorization', `Bearer ${await sign(BOB.secretKey, { exp: now + 30 * 86400 })}`);
+    expectKlingError(forged, 1002, 'a forged long-lived token');
+    expect(forged.body.message).to.equal('Authorization is invalid');
+  });
+});
+
 describe('klingJwtAuth options', () => {
   it('throws a coded error for a missing lookup, an unknown option, a bad tolerance, and a misuse as middleware', () => {
     const attempt = (make: () => unknown): KlingRelayConfigError => {
@@ -204,6 +233,11 @@ describe('klingJwtAuth options', () => {
     expect(unknown.code).to.equal('ERR_KLING_RELAY_UNKNOWN_OPTION');
     expect(unknown.message).to.include("'lokup'").and.include('lookup');
     expect(attempt(() => klingJwtIdentify({ lookup: () => null, clockToleranceSeconds: -1 })).code).to.equal('ERR_KLING_RELAY_JWT_CLOCK_TOLERANCE_SECONDS');
+    for (const bad of [0, -5, Number.POSITIVE_INFINITY, '1800']) {
+      const refused = attempt(() => klingJwtAuth({ lookup: () => null, maxLifetimeSeconds: bad as number }));
+      expect(refused.code).to.equal('ERR_KLING_RELAY_JWT_MAX_LIFETIME_SECONDS');
+      expect(refused.message).to.include('> 0');
+    }
     expect(attempt(() => klingJwtAuth({ headers: {}, socket: {} } as never)).message).to.include("app.use('/kling', klingJwtAuth({ lookup }), relay.router)");
     expect(attempt(() => klingJwtAuth(undefined as never)).code).to.equal('ERR_KLING_RELAY_JWT_OPTIONS');
   });
