@@ -255,7 +255,7 @@ const klingMinGap: KeywordDefinition = {
  * `http:host` without slashes, a backslash read as a slash).
  */
 export function callbackUrlProblem(value: string): string | undefined {
-  if (/[\u0000-\u0020\u007f\\]/.test(value)) return 'must be a URL without spaces, control characters or backslashes';
+  if ([...value].some((c) => c <= ' ' || c === '\u007f' || c === '\\')) return 'must be a URL without spaces, control characters or backslashes';
   if (!/^https?:\/\//i.test(value)) return 'must be an absolute http:// or https:// URL';
   let url: URL;
   try {
