@@ -1,5 +1,6 @@
 import type { Request, Response } from 'express';
 import type { Knex } from 'knex';
+import { isIP } from 'node:net';
 import type { HostTableOptions, QuotaStore, Billing } from '../adapters/types.js';
 import type { KnexQuotaStoreOptions } from '../adapters/quota-store.js';
 import { KlingRelayConfigError } from './errors.js';
@@ -186,6 +187,7 @@ function milliseconds(field: string, value: unknown, fallback: number): number {
   return value;
 }
 
+const HOST_NAME = /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/;
 const CLIENT_CALLBACK_FIELDS = ['secret', 'allowHosts', 'timeoutMs', 'retryForMs'];
 
 function clientCallbacksOption(value: unknown, env: NodeJS.ProcessEnv): ClientCallbackConfig {
@@ -201,7 +203,8 @@ function clientCallbacksOption(value: unknown, env: NodeJS.ProcessEnv): ClientCa
     if (problem) fail('clientCallbacks', `${from} ${problem}. Generate one with: echo "whsec_$(openssl rand -base64 32)".`);
   }
   const allowHosts = o.allowHosts ?? [];
-  if (!Array.isArray(allowHosts) || !allowHosts.every((h) => typeof h === 'string' && /^(\[[0-9a-fA-F:.]+\]|[0-9a-fA-F:]*:[0-9a-fA-F:.]*|[A-Za-z0-9.-]+)$/.test(h))) {
+  const isHost = (h: unknown): boolean => typeof h === 'string' && (isIP(h.replace(/^\[|\]$/g, '')) !== 0 || HOST_NAME.test(h));
+  if (!Array.isArray(allowHosts) || !allowHosts.every(isHost)) {
     fail('clientCallbacks', `allowHosts must be an array of host names or IP addresses without scheme or port, e.g. ['hooks.internal', '10.0.0.7'], got ${JSON.stringify(allowHosts)}.`);
   }
   return {

@@ -41,7 +41,8 @@ export class AddressGuard {
   private readonly allowed: ReadonlySet<string>;
 
   constructor(allowHosts: readonly string[] = []) {
-    this.allowed = new Set(allowHosts.map((h) => h.replace(/^\[|\]$/g, '').toLowerCase()));
+    // IPv6 in the form the URL parser writes it (compressed, lower case), so '0:0:0:0:0:0:0:1' allows [::1].
+    this.allowed = new Set(allowHosts.map((h) => h.replace(/^\[|\]$/g, '').toLowerCase()).map((h) => (isIP(h) === 6 ? ipaddr.parse(h).toString() : h)));
   }
 
   /** Whether the URL's host is exempt from the address policy. */
