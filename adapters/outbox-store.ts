@@ -137,16 +137,24 @@ export class OutboxStore {
     const won: number[] = [];
     for (const candidate of candidates) {
       const id = toNumber((candidate as { id: unknown }).id);
-      const changed = await db(t)
-        .where({ id, state: 'pending' })
-        .andWhere('next_attempt_at', '<=', now)
-        .andWhere((q) => void q.whereNull('lease_until').orWhere('lease_until', '<', now))
-        .update({ lease_owner: owner, lease_until: now + leaseMs });
-      if (affectedRows(changed) > 0) won.push(id);
+      if (await this.claim(db, id, owner, now, leaseMs)) won.push(id);
     }
     if (won.length === 0) return [];
     const rows: unknown[] = await db(t).select(COLUMNS).whereIn('id', won).andWhere('lease_owner', owner);
     return rows.map((row) => toNotice(row as Record<string, unknown>)).sort((a, b) => a.id - b.id);
+  }
+
+  /**
+   * The compare-and-set of one claim: the notice must still be pending, due and free of a live lease
+   * when the UPDATE runs, whatever the candidate query saw.
+   */
+  async claim(db: Db, id: number, owner: string, now: number, leaseMs: number): Promise<boolean> {
+    const changed = await db(this.table)
+      .where({ id, state: 'pending' })
+      .andWhere('next_attempt_at', '<=', now)
+      .andWhere((q) => void q.whereNull('lease_until').orWhere('lease_until', '<', now))
+      .update({ lease_owner: owner, lease_until: now + leaseMs });
+    return affectedRows(changed) > 0;
   }
 
   /** Records a successful delivery. Only the lease owner can; false when the lease was lost. */
