@@ -130,8 +130,9 @@ for (const database of testDatabases()) {
       expect([row?.state, Number(row?.attempts), row?.last_error]).to.deep.equal(['delivered', 2, null]);
     });
 
-    it('receiver answers 500, then 200: retried with the same webhook-id and body, signed afresh', async () => {
+    it('receiver answers 500, then 200: retried with the same webhook-id and body, signed afresh, and counted', async () => {
       await start();
+      const registry = await h.relay.metrics();
       receiver.answerNext(500);
       await submitted();
       expect((await h.relay.reconcile()).callbacks).to.include({ retrying: 1 });
@@ -146,6 +147,9 @@ for (const database of testDatabases()) {
       expect(a?.raw).to.equal(b?.raw);
       const webhook = new Webhook(CLIENT_SECRET);
       expect(webhook.verify(b?.raw ?? '', b?.headers as Record<string, string>)).to.deep.equal(b?.body);
+      const text = await registry.metrics();
+      expect(text).to.include('kling_relay_client_callback_attempts_total{outcome="retrying"} 1');
+      expect(text).to.include('kling_relay_client_callback_attempts_total{outcome="delivered"} 1');
     });
 
     it('holds a task\'s later notice while an earlier one is pending, then sends both in order', async () => {
