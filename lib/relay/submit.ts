@@ -216,7 +216,9 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
       // A callback may have moved the task on before this answer arrived; the Kling id is still ours to keep.
       if (!moved) await ctx.store.updateTask(db, task.id, { kling_task_id: klingTaskId });
       await ctx.hosts[entry.table].update(db, task.host_row_id, { task_id: klingTaskId ?? '', status: moved ? state : status, updated_at: Math.floor(now / 1000) });
-      if (moved) await ctx.notices?.enqueue(db, { ...task, ...patch }, now);
+      // A status a callback applied before Kling's id was known had no notice; it gets one now.
+      const current = moved ? { ...task, ...patch } : task.client_callback_url === null ? undefined : await ctx.store.getTask(db, task.id);
+      if (current && (moved || (current.state !== 'succeed' && current.state !== 'failed'))) await ctx.notices?.enqueue(db, current, now);
     };
     // The caller's first notice commits with the status it announces; without a callback URL, no transaction is needed.
     await (task.client_callback_url === null ? write(ctx.db) : ctx.db.transaction(write));

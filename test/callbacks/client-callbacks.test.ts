@@ -190,6 +190,31 @@ for (const database of testDatabases()) {
       expect((await outbox()).map((r) => r.status)).to.deep.equal(['submitted', 'processing', 'succeed']);
     });
 
+    it('a status Kling announced before its create answer arrived still gets its notice', async () => {
+      await start();
+      h.sandbox.hangNextCreate(800);
+      // supertest sends on then(): start the submit now, and look at it while Kling holds the answer.
+      const pending = submit({ callback_url: receiver.url }).then((res) => res);
+      let task: Record<string, unknown> | undefined;
+      for (let i = 0; i < 100 && !task; i++) {
+        await sleep(20);
+        task = h.sandbox.tasks.all().length > 0 ? (await h.tasks())[0] : undefined;
+      }
+      const externalTaskId = String(task?.external_task_id);
+      const kling = h.sandbox.tasks.all()[0];
+      h.sandbox.setStatus(String(kling?.taskId), 'processing');
+      const callbackApp = express().post('/kling/callback', h.relay.callback);
+      const early = await request(callbackApp)
+        .post(`/kling/callback?token=${callbackToken(CALLBACK_SECRET, externalTaskId)}`)
+        .send({ task_id: kling?.taskId, task_status: 'processing', task_info: { external_task_id: externalTaskId } });
+      expect(early.status).to.equal(200);
+      expect((await h.tasks())[0]?.state).to.equal('processing');
+      expect(await outbox(), 'no Kling id yet: nothing to announce').to.deep.equal([]);
+      expect((await pending).status).to.equal(200);
+      await h.relay.reconcile();
+      expect(receiver.bodies().map((b) => [b.task_id, b.task_status])).to.deep.equal([[kling?.taskId, 'processing']]);
+    });
+
     it('two relay instances reconciling at once: no notice delivered twice', async () => {
       await start();
       receiver.answer = 200;
