@@ -1,7 +1,9 @@
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { buildOpenApi } from '../../lib/openapi.js';
 import { builtinRegistryPath } from '../../lib/paths.js';
+import { loadRegistry } from '../../lib/registry/load.js';
 import { callbackUrlProblem } from '../../lib/validation/keywords.js';
 
 const registryFile = builtinRegistryPath();
@@ -57,5 +59,16 @@ describe('callback_url in the endpoint schemas', () => {
       ['https://client.example.com/\t', /control characters/],
     ];
     for (const [url, message] of refused) expect(callbackUrlProblem(url), JSON.stringify(url)).to.match(message);
+  });
+
+  it('the OpenAPI document describes the notice as a callback of the submits that take callback_url', () => {
+    const doc = buildOpenApi(loadRegistry(undefined)) as { paths: Record<string, { post?: { callbacks?: Record<string, Record<string, { post: { requestBody: unknown; parameters: { name: string }[] } }>> } }> };
+    const notice = doc.paths['/v1/videos/text2video']?.post?.callbacks?.clientCallback?.['{$request.body#/callback_url}']?.post;
+    expect(notice?.requestBody).to.deep.equal({ required: true, content: { 'application/json': { schema: { $ref: '#/components/schemas/KlingTask' } } } });
+    expect(notice?.parameters.map((p) => p.name)).to.deep.equal(['webhook-id', 'webhook-timestamp', 'webhook-signature']);
+    expect(doc.paths['/v1/images/generations']?.post?.callbacks).to.have.property('clientCallback');
+    // tts takes no callback_url; identify-face answers at once.
+    expect(doc.paths['/v1/audio/tts']?.post).to.not.have.property('callbacks');
+    expect(doc.paths['/v1/videos/identify-face']?.post).to.not.have.property('callbacks');
   });
 });
