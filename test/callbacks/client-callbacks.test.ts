@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import express from 'express';
+import { readFileSync } from 'node:fs';
 import sinon from 'sinon';
 import { Webhook } from 'standardwebhooks';
 import request from 'supertest';
@@ -290,6 +291,22 @@ for (const database of testDatabases()) {
       expect(res.status).to.equal(200);
       expect((await h.relay.reconcile()).callbacks).to.include({ delivered: 1 });
       expect(receiver.statuses()).to.deep.equal(['submitted']);
+    });
+
+    it('checks the certificate of an https receiver: an untrusted one is a failed attempt, and nothing is sent', async () => {
+      await start();
+      const fixture = (name: string) => readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
+      const tls = await startReceiver({ key: fixture('test-only-receiver-key.pem'), cert: fixture('test-only-receiver-cert.pem') });
+      try {
+        expect(tls.url).to.match(/^https:\/\/127\.0\.0\.1:\d+\/hook$/);
+        expect((await submit({ callback_url: tls.url })).status).to.equal(200);
+        expect((await h.relay.reconcile()).callbacks).to.include({ claimed: 1, retrying: 1 });
+        const [row] = await outbox();
+        expect(String(row?.last_error)).to.match(/self-signed certificate/);
+        expect(tls.requests).to.have.length(0);
+      } finally {
+        await tls.stop();
+      }
     });
 
     it('does not follow a redirect: a 3xx is a failed attempt', async () => {

@@ -1,4 +1,5 @@
-import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 
 /** One request a receiver got. */
@@ -26,13 +27,16 @@ export class Receiver {
   /** Answer for requests when nothing is queued. */
   answer: Answer = 200;
 
+  /** With `tls`, an HTTPS receiver with that key and certificate. */
+  constructor(private readonly tls?: { key: string; cert: string }) {}
+
   get url(): string {
-    return `http://127.0.0.1:${this.port}/hook`;
+    return this.urlWith('127.0.0.1');
   }
 
   /** The URL with another host name (e.g. localhost) and path. */
   urlWith(host: string, path = '/hook'): string {
-    return `http://${host}:${this.port}${path}`;
+    return `${this.tls ? 'https' : 'http'}://${host}:${this.port}${path}`;
   }
 
   answerNext(...answers: Answer[]): void {
@@ -49,7 +53,7 @@ export class Receiver {
   }
 
   async start(): Promise<void> {
-    const server = createServer((req, res) => {
+    const handler = (req: IncomingMessage, res: ServerResponse): void => {
       const chunks: Buffer[] = [];
       req.on('data', (chunk: Buffer) => chunks.push(chunk));
       req.on('end', () => {
@@ -63,7 +67,8 @@ export class Receiver {
         this.requests.push({ path: req.url ?? '', headers: req.headers, raw, body });
         this.reply(res, this.queued.shift() ?? this.answer);
       });
-    });
+    };
+    const server: Server = this.tls ? createTlsServer(this.tls, handler) : createServer(handler);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(this.port, '127.0.0.1', () => resolve());
@@ -88,8 +93,8 @@ export class Receiver {
   }
 }
 
-export async function startReceiver(): Promise<Receiver> {
-  const receiver = new Receiver();
+export async function startReceiver(tls?: { key: string; cert: string }): Promise<Receiver> {
+  const receiver = new Receiver(tls);
   await receiver.start();
   return receiver;
 }
