@@ -60,6 +60,8 @@ const COLUMNS = Object.keys(COLUMN_SET) as (keyof OutboxNotice)[];
 const NUMBER_COLUMNS = new Set<string>(['id', 'task_id', 'attempts', 'next_attempt_at', 'created_at', 'updated_at']);
 const NULLABLE_NUMBER_COLUMNS = new Set<string>(['lease_until', 'last_http_status', 'delivered_at', 'gave_up_at']);
 
+const CLAIM_SPARE = 8;
+
 /** Index names the outbox derives from the prefix (RelayStore checks that every derived name fits). */
 export const OUTBOX_INDEX_SUFFIXES = ['outbox_due', 'outbox_task_status', 'outbox_notice_id'];
 
@@ -133,9 +135,11 @@ export class OutboxStore {
         void q.select('earlier.id').from({ earlier: t }).whereRaw('?? = ??', ['earlier.task_id', 'notice.task_id']).andWhere('earlier.state', 'pending').andWhereRaw('?? < ??', ['earlier.id', 'notice.id']);
       })
       .orderBy([{ column: 'notice.next_attempt_at', order: 'asc' }, { column: 'notice.id', order: 'asc' }])
-      .limit(Math.max(0, Math.floor(limit)));
+      // A few spare candidates: instances and workers claiming at once lose some to each other.
+      .limit(Math.max(0, Math.floor(limit)) + CLAIM_SPARE);
     const won: number[] = [];
     for (const candidate of candidates) {
+      if (won.length >= limit) break;
       const id = toNumber((candidate as { id: unknown }).id);
       if (await this.claim(db, id, owner, now, leaseMs)) won.push(id);
     }

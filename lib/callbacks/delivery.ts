@@ -33,7 +33,7 @@ export interface CallbackReport {
 
 type AttemptResult = { ok: true; httpStatus: number } | { ok: false; error: string; httpStatus: number | null; final: boolean };
 
-/** Notices one pass tries at most, and how many are in flight at once (each round is claimed just before it is sent). */
+/** Notices one pass tries at most, and how many are in flight at once. */
 const BATCH = 50;
 const CONCURRENCY = 4;
 const FIRST_RETRY_MS = 1_000;
@@ -66,15 +66,28 @@ export class CallbackDelivery {
     this.leaseMs = config.timeoutMs * 2 + 10_000;
   }
 
-  /** One pass over the due notices, in rounds of CONCURRENCY claimed right before they are sent. */
-  async deliverDue(): Promise<CallbackReport> {
+  /**
+   * One pass over the due notices: CONCURRENCY workers, each claiming one notice right before it
+   * sends it, so a receiver that never answers holds up one worker, not the others, and no lease is
+   * taken long before its attempt. No new notice is claimed once `budgetMs` has passed (the
+   * reconciler's pass waits for this one), so slow receivers cannot starve the task checks.
+   */
+  async deliverDue(budgetMs = Number.POSITIVE_INFINITY): Promise<CallbackReport> {
     const report: CallbackReport = { claimed: 0, delivered: 0, retrying: 0, gaveUp: 0 };
-    while (report.claimed < BATCH) {
-      const notices = await this.outbox.claimDue(this.db, this.owner, Date.now(), this.leaseMs, Math.min(CONCURRENCY, BATCH - report.claimed));
-      if (notices.length === 0) break;
-      report.claimed += notices.length;
-      await Promise.all(notices.map((notice) => this.deliver(notice, report)));
-    }
+    const started = Date.now();
+    let claims = 0;
+    const worker = async (): Promise<void> => {
+      while (claims < BATCH && Date.now() - started < budgetMs) {
+        claims++;
+        const [notice] = await this.outbox.claimDue(this.db, this.owner, Date.now(), this.leaseMs, 1);
+        // Nothing this worker may take now (the rest may wait behind notices in flight): the workers
+        // still sending claim again when they are done.
+        if (!notice) return;
+        report.claimed++;
+        await this.deliver(notice, report);
+      }
+    };
+    await Promise.all(Array.from({ length: CONCURRENCY }, worker));
     return report;
   }
 

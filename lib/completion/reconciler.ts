@@ -87,7 +87,7 @@ export class Reconciler {
     // After the tasks, so that the notices of the changes this pass applied go out in it too.
     if (this.delivery) {
       try {
-        report.callbacks = await this.delivery.deliverDue();
+        report.callbacks = await this.delivery.deliverDue(ctx.config.reconciler.intervalMs);
       } catch (error) {
         ctx.logger.error('client callback delivery pass failed', { error: (error as Error).message });
       }

@@ -352,6 +352,20 @@ for (const database of testDatabases()) {
       expect(String(row?.last_error)).to.equal('no answer within 300 ms');
     });
 
+    it('slow receivers cannot hold up a pass: no new notice is claimed after reconciler.intervalMs', async () => {
+      await start({ timeoutMs: 1_000 }, { reconciler: { intervalMs: 300 } });
+      receiver.answer = 'hang';
+      for (let i = 0; i < 12; i++) await submitted();
+      const started = Date.now();
+      const pass = await h.relay.reconcile();
+      // Four workers each took one notice; when their attempts timed out the budget was spent.
+      expect(pass.callbacks).to.deep.equal({ claimed: 4, delivered: 0, retrying: 4, gaveUp: 0 });
+      expect(Date.now() - started).to.be.below(4_000);
+      const rows = await outbox();
+      expect(rows.filter((r) => Number(r.attempts) === 1)).to.have.length(4);
+      expect(rows.filter((r) => Number(r.attempts) === 0 && r.lease_owner === null)).to.have.length(8);
+    });
+
     it('logs every attempt (task, notice, status, attempt, outcome) without the secret, the signature or the URL\'s query', async () => {
       const logger = { error: sinon.spy(), warn: sinon.spy(), info: sinon.spy(), debug: sinon.spy() };
       await start({}, { logger });
