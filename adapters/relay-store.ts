@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { KlingRelayConfigError } from '../lib/errors.js';
 import { assertIdentifier } from './identifiers.js';
+import { OUTBOX_INDEX_SUFFIXES } from './outbox-store.js';
 import { affectedRows, createTableIfAbsent, insertReturningId, toNumber, toNumberOrNull, toStringOrNull } from './dialect.js';
 import type { LedgerKind, LedgerRow, NewRelayTask, RelayTask, TaskState } from './types.js';
 
@@ -67,7 +68,7 @@ const STRING_COLUMNS = new Set<string>(['host_row_id', 'user_id']);
 
 /** Longest suffix the store appends to the prefix, for table and index names alike. */
 const LONGEST_SUFFIX = 'resources';
-const INDEX_SUFFIXES = ['tasks_due', 'tasks_user_list', 'tasks_kling_id', 'tasks_user_client', 'ledger_user', 'ledger_task_kind', 'ledger_task_terminal'];
+const INDEX_SUFFIXES = ['tasks_due', 'tasks_user_list', 'tasks_kling_id', 'tasks_user_client', 'ledger_user', 'ledger_task_kind', 'ledger_task_terminal', ...OUTBOX_INDEX_SUFFIXES];
 
 /**
  * The relay's own tables: tasks (what the host tables cannot hold), the ledger (one row per balance

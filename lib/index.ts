@@ -1,7 +1,10 @@
 import { HostTable } from '../adapters/host-table.js';
 import { assertQuotaStore, KnexQuotaStore } from '../adapters/quota-store.js';
+import { OutboxStore } from '../adapters/outbox-store.js';
 import { RelayStore } from '../adapters/relay-store.js';
 import type { QuotaStore } from '../adapters/types.js';
+import { CallbackDelivery } from './callbacks/delivery.js';
+import { ClientNotices } from './callbacks/notice.js';
 import { createCallbackHandler, type CallbackHandler } from './completion/callback.js';
 import { Reconciler, type ReconcileReport } from './completion/reconciler.js';
 import { defaultLogger } from './logger.js';
@@ -22,9 +25,12 @@ export interface KlingRelay {
   router: RelayRouter;
   /** Kling's notices: `app.post('/kling/callback', relay.callback)`, outside the host's token check. */
   callback: CallbackHandler;
-  /** Creates the relay's own tables (idempotent); never alters a host table. */
+  /** Creates the relay's own tables, the client callback outbox included (idempotent); never alters a host table. */
   migrate(): Promise<void>;
-  /** One reconciler pass over due tasks (several host instances may run it at once); resolves to its report. */
+  /**
+   * One reconciler pass over due tasks, then one delivery pass over due client callback notices
+   * (several host instances may run it at once); resolves to its report.
+   */
   reconcile(): Promise<ReconcileReport>;
   /** Runs `reconcile()` every `reconciler.intervalMs` in the background. */
   start(): void;
@@ -68,6 +74,10 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
     quota = new KnexQuotaStore(config.quota, 'quota');
   }
   const store = new RelayStore();
+  const outbox = new OutboxStore(store.prefix);
+  if (!config.clientCallbacks.secret) {
+    logger.warn('client callbacks will be sent unsigned: set clientCallbacks.secret or KLING_CLIENT_CALLBACK_SECRET (whsec_<base64>) so that callers can verify them');
+  }
   const events = new RelayEvents((event, error) => logger.error('relay event listener failed', { event, error: (error as Error).message }));
   const ctx: RelayContext = {
     events,
@@ -83,16 +93,24 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
     logger,
     db: config.db,
     quotaPerUnit: config.quotaPerUnit,
+    notices: new ClientNotices(outbox, registry),
   };
-  const reconciler = new Reconciler(ctx);
+  const delivery = new CallbackDelivery(config.db, outbox, config.clientCallbacks, logger);
+  const reconciler = new Reconciler(ctx, delivery);
   return {
     router: createRouter(ctx),
     reconcile: () => reconciler.reconcile(),
     start: () => reconciler.start(),
     stop: () => reconciler.stop(),
     callback: createCallbackHandler(ctx),
-    migrate: () => store.migrate(config.db),
-    close: () => client.close(),
+    migrate: async () => {
+      await store.migrate(config.db);
+      await outbox.migrate(config.db);
+    },
+    close: () => {
+      client.close();
+      delivery.close();
+    },
     openapi: (openApiOptions) => openApiDocument(registry, openApiOptions?.serverUrl),
     events,
     metrics: (metricsRegistry) => attachPrometheus(events, metricsRegistry),
@@ -103,6 +121,8 @@ export { KlingRelayConfigError, RelayHttpError } from './errors.js';
 export { klingJwtAuth, klingJwtIdentify, type KlingJwtAuthOptions, type KlingJwtIdentifyOptions, type KlingKey, type KlingKeyLookup } from './auth/kling-jwt.js';
 export type { KlingRelayOptions, Caller } from './options.js';
 export type { ReconcileReport } from './completion/reconciler.js';
+export type { CallbackReport } from './callbacks/delivery.js';
+export type { ClientCallbacksOptions } from './options.js';
 export { RelayEvents } from './metrics/events.js';
 export type { RelayEventMap, RelayEventName, TaskEventBase } from './metrics/events.js';
 export type { MetricsRegistry } from './metrics/prometheus.js';

@@ -131,7 +131,31 @@ function tag(entry: RegistryEntry): string {
   return entry.path.split('/')[2] ?? 'other';
 }
 
-function submitOperation(entry: RegistryEntry, schemaName: string): Json {
+/** The relay's POST to a caller's callback_url (README, "Client callbacks"), as an OpenAPI callback. */
+function clientCallback(): Json {
+  const header = (name: string, description: string, required = true): Json => ({ name, in: 'header', required, description, schema: { type: 'string' } });
+  return {
+    clientCallback: {
+      '{$request.body#/callback_url}': {
+        post: {
+          summary: "The relay's notice of a status change",
+          description:
+            "Sent after every status change of the task (Kling's callback body, not wrapped in the envelope), at least once and in order; " +
+            'retried with backoff until a 2xx (a redirect is not followed). Verify it with any Standard Webhooks library and drop repeats by webhook-id.',
+          parameters: [
+            header('webhook-id', 'The notice id, the same on every retry.'),
+            header('webhook-timestamp', 'Unix seconds of this attempt.'),
+            header('webhook-signature', 'v1,<base64 HMAC-SHA256 of "id.timestamp.body">, when the host configured a secret.', false),
+          ],
+          requestBody: { required: true, content: { 'application/json': { schema: { $ref: '#/components/schemas/KlingTask' } } } },
+          responses: { '2XX': { description: 'Received. Anything else is retried.' } },
+        },
+      },
+    },
+  };
+}
+
+function submitOperation(entry: RegistryEntry, schemaName: string, acceptsCallbackUrl: boolean): Json {
   const isTask = entry.kind === 'task';
   return {
     operationId: `submit_${entry.type.replace(/[^A-Za-z0-9]+/g, '_')}_${entry.path.replace(/[^A-Za-z0-9]+/g, '_')}`,
@@ -142,6 +166,7 @@ function submitOperation(entry: RegistryEntry, schemaName: string): Json {
     tags: [tag(entry)],
     'x-kling-relay': { type: entry.type, table: entry.table, pricing_type: entry.pricingType, kind: entry.kind },
     requestBody: { required: true, content: { 'application/json': { schema: { $ref: `#/components/schemas/${schemaName}` } } } },
+    ...(isTask && acceptsCallbackUrl ? { callbacks: clientCallback() } : {}),
     responses: {
       '200': {
         description: isTask ? "Accepted by Kling: Kling's envelope with the task id." : "Kling's answer in its envelope.",
@@ -202,7 +227,8 @@ export function buildOpenApi(registry: Registry, options: OpenApiOptions = {}): 
   const paths: Json = {};
   for (const entry of [...registry.entries].sort((a, b) => a.path.localeCompare(b.path))) {
     const schemaName = bundle.rootName.get(entry.schemaId) as string;
-    paths[entry.path] = { post: submitOperation(entry, schemaName), ...(entry.queryable ? { get: listOperation(entry) } : {}) };
+    const properties = (registry.schemas.get(entry.schemaId) as { properties?: Record<string, unknown> } | undefined)?.properties;
+    paths[entry.path] = { post: submitOperation(entry, schemaName, properties?.callback_url !== undefined), ...(entry.queryable ? { get: listOperation(entry) } : {}) };
     if (entry.queryable) {
       paths[`${entry.path}/{id}`] = { get: getOperation(`get_${entry.path.replace(/[^A-Za-z0-9]+/g, '_')}`, `One of the caller's ${entry.type} tasks`, [tag(entry)]) };
     }

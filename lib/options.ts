@@ -1,5 +1,6 @@
 import type { Request, Response } from 'express';
 import type { Knex } from 'knex';
+import { isIP } from 'node:net';
 import type { HostTableOptions, QuotaStore, Billing } from '../adapters/types.js';
 import type { KnexQuotaStoreOptions } from '../adapters/quota-store.js';
 import { KlingRelayConfigError } from './errors.js';
@@ -7,6 +8,8 @@ import type { KlingAccountInit } from './upstream/accounts.js';
 import type { FetchLike, Logger } from './upstream/client.js';
 import type { PricingRule } from './pricing/rules.js';
 import type { RegistryFileJson } from './registry/types.js';
+import type { ClientCallbackConfig } from './callbacks/delivery.js';
+import { secretProblem } from './callbacks/signing.js';
 
 /** The caller of a request, as the host knows it. */
 export interface Caller {
@@ -60,12 +63,38 @@ export interface KlingRelayOptions {
    * called; a hold that commits later is refunded. Default 10000.
    */
   dbTimeoutMs?: number;
+  /**
+   * Calls to the callers' own `callback_url`s (README, "Client callbacks"): after every status change
+   * of a task whose caller set one, the relay POSTs Kling's callback body there, from a durable outbox,
+   * signed with Standard Webhooks headers.
+   */
+  clientCallbacks?: ClientCallbacksOptions;
+}
+
+/** Options of the calls to callers' callback URLs. */
+export interface ClientCallbacksOptions {
+  /**
+   * Standard Webhooks secret, `whsec_` + base64 of 24 to 64 random bytes, e.g.
+   * `whsec_$(openssl rand -base64 32)`: every notice carries `webhook-signature: v1,<base64 HMAC-SHA256>`.
+   * Default: KLING_CLIENT_CALLBACK_SECRET. Without one, notices go out unsigned (a warning is logged).
+   */
+  secret?: string;
+  /**
+   * Hosts exempt from the address policy, as written in callback URLs: names (`hooks.internal`) or
+   * literal IPs (`10.0.0.7`, `::1`). Otherwise the relay never connects to loopback, private,
+   * link-local, CGNAT, unique-local, multicast, unspecified or metadata addresses. Default none.
+   */
+  allowHosts?: string[];
+  /** Deadline of one delivery attempt in ms, connecting included. Default 10000. */
+  timeoutMs?: number;
+  /** How long in ms a notice is retried (exponential backoff from 1 s, at most 1 h apart) before it is given up. Default 86400000 (24 h). */
+  retryForMs?: number;
 }
 
 export const OPTION_KEYS = [
   'db', 'accounts', 'callbackUrl', 'callbackSecret', 'identify', 'pricing', 'quotaPerUnit', 'tables', 'quota', 'registry',
   'billing', 'responseFormat', 'upstreamTimeoutMs', 'bodyLimit', 'logger', 'fetch', 'reconciler',
-  'dbTimeoutMs',
+  'dbTimeoutMs', 'clientCallbacks',
 ] as const satisfies readonly (keyof KlingRelayOptions)[];
 
 /** Options normalised once: every field present, environment fallbacks applied. */
@@ -88,6 +117,7 @@ export interface Configuration {
   fetch: FetchLike | undefined;
   reconciler: { intervalMs: number; taskTimeoutMs: number; leaseMs: number };
   dbTimeoutMs: number;
+  clientCallbacks: ClientCallbackConfig;
 }
 
 function fail(option: string, message: string): never {
@@ -149,6 +179,40 @@ function callbackUrlFromEnv(env: NodeJS.ProcessEnv): string | undefined {
   if (env.KLING_CALLBACK_URL) return env.KLING_CALLBACK_URL;
   if (env.KLING_CALLBACK_DOMAIN) return env.KLING_CALLBACK_DOMAIN.replace(/\/+$/, '') + '/kling/callback';
   return undefined;
+}
+
+function milliseconds(field: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) fail('clientCallbacks', `${field} must be a positive number of milliseconds, got ${JSON.stringify(value)}.`);
+  return value;
+}
+
+const HOST_NAME = /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/;
+const CLIENT_CALLBACK_FIELDS = ['secret', 'allowHosts', 'timeoutMs', 'retryForMs'];
+
+function clientCallbacksOption(value: unknown, env: NodeJS.ProcessEnv): ClientCallbackConfig {
+  const shape = '{ secret?, allowHosts?, timeoutMs?, retryForMs? }';
+  if (value !== undefined && (typeof value !== 'object' || value === null || Array.isArray(value))) fail('clientCallbacks', `must be an object ${shape}.`);
+  const o = (value ?? {}) as Record<string, unknown>;
+  for (const key of Object.keys(o)) if (!CLIENT_CALLBACK_FIELDS.includes(key)) fail('clientCallbacks', `unknown field '${key}'; use ${CLIENT_CALLBACK_FIELDS.join(', ')}.`);
+  const secret = o.secret ?? (env.KLING_CLIENT_CALLBACK_SECRET || undefined);
+  if (secret !== undefined) {
+    const from = o.secret === undefined ? 'KLING_CLIENT_CALLBACK_SECRET' : 'secret';
+    if (typeof secret !== 'string') fail('clientCallbacks', `${from} must be a string.`);
+    const problem = secretProblem(secret);
+    if (problem) fail('clientCallbacks', `${from} ${problem}. Generate one with: echo "whsec_$(openssl rand -base64 32)".`);
+  }
+  const allowHosts = o.allowHosts ?? [];
+  const isHost = (h: unknown): boolean => typeof h === 'string' && (isIP(h.replace(/^\[|\]$/g, '')) !== 0 || HOST_NAME.test(h));
+  if (!Array.isArray(allowHosts) || !allowHosts.every(isHost)) {
+    fail('clientCallbacks', `allowHosts must be an array of host names or IP addresses without scheme or port, e.g. ['hooks.internal', '10.0.0.7'], got ${JSON.stringify(allowHosts)}.`);
+  }
+  return {
+    secret: secret as string | undefined,
+    allowHosts: allowHosts as string[],
+    timeoutMs: milliseconds('timeoutMs', o.timeoutMs, 10_000),
+    retryForMs: milliseconds('retryForMs', o.retryForMs, 86_400_000),
+  };
 }
 
 /** `app.use(createKlingRelay)` calls the factory with (req, res, next). */
@@ -256,5 +320,6 @@ export function normalizeOptions(options: unknown, env: NodeJS.ProcessEnv = proc
       leaseMs,
     },
     dbTimeoutMs: positiveNumber('dbTimeoutMs', o.dbTimeoutMs, 10_000),
+    clientCallbacks: clientCallbacksOption(o.clientCallbacks, env),
   };
 }

@@ -1,3 +1,4 @@
+import type { Knex } from 'knex';
 import { FINAL_STATES, type RelayTask, type TaskState } from '../../adapters/types.js';
 import type { KlingAccount } from '../upstream/accounts.js';
 import type { RelayContext } from '../relay/context.js';
@@ -54,13 +55,14 @@ export async function applyKlingTask(ctx: RelayContext, task: RelayTask, kling: 
   }
   if (status !== 'submitted' && status !== 'processing') return 'invalid';
   const now = Date.now();
-  const moved = await ctx.store.updateTask(
-    ctx.db,
-    task.id,
-    { state: status, ...(klingTaskId ? { kling_task_id: klingTaskId } : {}), ...(klingUpdatedAt ? { kling_updated_at: klingUpdatedAt } : {}) },
-    earlierThan(status),
-  );
-  if (!moved) return 'unchanged';
-  await ctx.hosts[task.table_kind].update(ctx.db, task.host_row_id, { status, ...(klingTaskId ? { task_id: klingTaskId } : {}), updated_at: Math.floor(now / 1000) });
-  return 'progressed';
+  const patch: Partial<RelayTask> & { state: TaskState } = { state: status, ...(klingTaskId ? { kling_task_id: klingTaskId } : {}), ...(klingUpdatedAt ? { kling_updated_at: klingUpdatedAt } : {}) };
+  const write = async (db: Knex | Knex.Transaction): Promise<boolean> => {
+    if (!(await ctx.store.updateTask(db, task.id, patch, earlierThan(status)))) return false;
+    await ctx.hosts[task.table_kind].update(db, task.host_row_id, { status, ...(klingTaskId ? { task_id: klingTaskId } : {}), updated_at: Math.floor(now / 1000) });
+    await ctx.notices?.enqueue(db, { ...task, ...patch }, now);
+    return true;
+  };
+  // The caller's notice must commit with the status it announces; a task without one keeps its two plain writes.
+  const moved = task.client_callback_url === null ? await write(ctx.db) : await ctx.db.transaction(write);
+  return moved ? 'progressed' : 'unchanged';
 }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { RelayTask } from '../../adapters/types.js';
+import type { CallbackDelivery, CallbackReport } from '../callbacks/delivery.js';
 import type { RelayContext } from '../relay/context.js';
 import { UpstreamError } from '../upstream/client.js';
 import { applyKlingTask, fetchKlingTask, type KlingTaskObject } from './apply.js';
@@ -18,6 +19,8 @@ export interface ReconcileReport {
   expired: number;
   /** Kling could not be asked; tried again later. */
   errors: number;
+  /** The delivery pass over callers' callback notices that follows the tasks (absent if it could not run). */
+  callbacks?: CallbackReport;
 }
 
 /** How many tasks one pass leases, and how many Kling queries run at once. */
@@ -39,7 +42,10 @@ export class Reconciler {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<ReconcileReport> | undefined;
 
-  constructor(private readonly ctx: RelayContext) {}
+  constructor(
+    private readonly ctx: RelayContext,
+    private readonly delivery?: CallbackDelivery,
+  ) {}
 
   /** One pass: lease due tasks, ask Kling about each, apply the answers through the one transition. */
   reconcile(): Promise<ReconcileReport> {
@@ -78,6 +84,14 @@ export class Reconciler {
       }
     };
     await Promise.all(Array.from({ length: Math.min(CONCURRENCY, tasks.length) }, worker));
+    // After the tasks, so that the notices of the changes this pass applied go out in it too.
+    if (this.delivery) {
+      try {
+        report.callbacks = await this.delivery.deliverDue(ctx.config.reconciler.intervalMs);
+      } catch (error) {
+        ctx.logger.error('client callback delivery pass failed', { error: (error as Error).message });
+      }
+    }
     ctx.logger.info('reconcile pass', { ...report });
     ctx.events?.emit('reconcile', { ...report, durationMs: Date.now() - now });
     return report;

@@ -6,6 +6,7 @@ import { actualCharge, parseDuration } from '../pricing/estimate.js';
 import type { PricingType } from '../registry/types.js';
 import { loggable, type Logger } from '../upstream/client.js';
 import type { RelayEvents } from '../metrics/events.js';
+import type { ClientNotices } from '../callbacks/notice.js';
 
 /** What the relay needs to move a task and its money. */
 export interface TransitionDeps {
@@ -17,6 +18,8 @@ export interface TransitionDeps {
   logger: Logger;
   /** The relay's events (relay.events); emitted after the transaction commits. */
   events?: RelayEvents | undefined;
+  /** Writes the caller's callback notice of each status change, in the transaction that applies it. */
+  notices?: ClientNotices | undefined;
 }
 
 export type Outcome =
@@ -85,13 +88,10 @@ export async function finishTask(deps: TransitionDeps, taskId: number, outcome: 
         ? actualCharge(task.hold_quota, pricing.unit, pricing.type, outcome.result, deps.quotaPerUnit)
         : { charge: task.hold_quota, units: undefined };
       const result = JSON.stringify(outcome.result ?? null);
-      const moved = await deps.store.updateTask(
-        trx,
-        task.id,
-        { state: 'succeed', charge_quota: charge, result, kling_task_id: klingTaskId, kling_updated_at: outcome.klingUpdatedAt ?? task.kling_updated_at, lease_owner: null, lease_until: null, next_check_at: null },
-        from,
-      );
+      const patch = { state: 'succeed', charge_quota: charge, result, kling_task_id: klingTaskId, kling_updated_at: outcome.klingUpdatedAt ?? task.kling_updated_at, lease_owner: null, lease_until: null, next_check_at: null } as const;
+      const moved = await deps.store.updateTask(trx, task.id, patch, from);
       if (!moved) return undefined;
+      await deps.notices?.enqueue(trx, { ...task, ...patch }, now);
       const seconds = pricing?.type === 'per_second' ? units : parseDuration((outcome.result as { videos?: { duration?: unknown }[] } | undefined)?.videos?.[0]?.duration);
       await host.update(trx, task.host_row_id, {
         status: 'succeed',
@@ -112,13 +112,10 @@ export async function finishTask(deps: TransitionDeps, taskId: number, outcome: 
       await deps.quota.addUsed(trx, task.user_id, charge);
       return { task, charge };
     }
-    const moved = await deps.store.updateTask(
-      trx,
-      task.id,
-      { state: 'failed', charge_quota: 0, status_msg: outcome.reason, kling_task_id: klingTaskId, kling_updated_at: outcome.klingUpdatedAt ?? task.kling_updated_at, lease_owner: null, lease_until: null, next_check_at: null },
-      from,
-    );
+    const patch = { state: 'failed', charge_quota: 0, status_msg: outcome.reason, kling_task_id: klingTaskId, kling_updated_at: outcome.klingUpdatedAt ?? task.kling_updated_at, lease_owner: null, lease_until: null, next_check_at: null } as const;
+    const moved = await deps.store.updateTask(trx, task.id, patch, from);
     if (!moved) return undefined;
+    await deps.notices?.enqueue(trx, { ...task, ...patch }, now);
     await host.update(trx, task.host_row_id, { status: 'failed', task_id: klingTaskId ?? '', fail_reason: outcome.reason, quota: 0, updated_at: unixSeconds(now) });
     const refund = task.billing === 'hold' ? task.hold_quota : 0;
     await deps.quota.credit(trx, task.user_id, refund);

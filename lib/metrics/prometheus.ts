@@ -62,6 +62,7 @@ export async function attachPrometheus(events: RelayEvents, given?: MetricsRegis
   const passes = counter('kling_relay_reconcile_passes_total', 'Reconciler passes.', []);
   const passTasks = counter('kling_relay_reconcile_tasks_total', 'Tasks the reconciler looked at, by what came of them.', ['outcome']);
   const passSeconds = histogram('kling_relay_reconcile_duration_seconds', 'Duration of one reconciler pass.', [], PASS_BUCKETS);
+  const clientCallbacks = counter('kling_relay_client_callback_attempts_total', "Attempts to deliver notices to callers' callback URLs, by outcome (delivered, retrying, gave_up).", ['outcome']);
 
   events.on('submitted', (e) => {
     submitted.inc({ type: e.type, account: e.accountId });
@@ -85,6 +86,8 @@ export async function attachPrometheus(events: RelayEvents, given?: MetricsRegis
     for (const outcome of ['claimed', 'finished', 'progressed', 'adopted', 'expired', 'errors'] as const) {
       if (e[outcome] > 0) passTasks.inc({ outcome }, e[outcome]);
     }
+    const sent = e.callbacks;
+    if (sent) for (const [outcome, n] of [['delivered', sent.delivered], ['retrying', sent.retrying], ['gave_up', sent.gaveUp]] as const) if (n > 0) clientCallbacks.inc({ outcome }, n);
   });
   return target;
 }

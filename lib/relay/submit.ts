@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Request, Response } from 'express';
+import type { Knex } from 'knex';
 import type { NewHostRow, NewRelayTask, RelayTask } from '../../adapters/types.js';
 import { finishTask } from '../completion/transition.js';
 import { taskCallbackUrl } from '../completion/token.js';
@@ -209,10 +210,18 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
   try {
     const state = status === 'processing' ? 'processing' : 'submitted';
     const now = Date.now();
-    const moved = await ctx.store.updateTask(ctx.db, task.id, { kling_task_id: klingTaskId, state, kling_created_at: Number(data.created_at) || now, kling_updated_at: Number(data.updated_at) || now, next_check_at: now + ctx.config.reconciler.intervalMs }, ['pending']);
-    // A callback may have moved the task on before this answer arrived; the Kling id is still ours to keep.
-    if (!moved) await ctx.store.updateTask(ctx.db, task.id, { kling_task_id: klingTaskId });
-    await ctx.hosts[entry.table].update(ctx.db, task.host_row_id, { task_id: klingTaskId ?? '', status: moved ? state : status, updated_at: Math.floor(now / 1000) });
+    const patch = { kling_task_id: klingTaskId, state, kling_created_at: Number(data.created_at) || now, kling_updated_at: Number(data.updated_at) || now, next_check_at: now + ctx.config.reconciler.intervalMs } as const;
+    const write = async (db: Knex | Knex.Transaction): Promise<void> => {
+      const moved = await ctx.store.updateTask(db, task.id, patch, ['pending']);
+      // A callback may have moved the task on before this answer arrived; the Kling id is still ours to keep.
+      if (!moved) await ctx.store.updateTask(db, task.id, { kling_task_id: klingTaskId });
+      await ctx.hosts[entry.table].update(db, task.host_row_id, { task_id: klingTaskId ?? '', status: moved ? state : status, updated_at: Math.floor(now / 1000) });
+      // A status a callback applied before Kling's id was known had no notice; it gets one now.
+      const current = moved ? { ...task, ...patch } : task.client_callback_url === null ? undefined : await ctx.store.getTask(db, task.id);
+      if (current && (moved || (current.state !== 'succeed' && current.state !== 'failed'))) await ctx.notices?.enqueue(db, current, now);
+    };
+    // The caller's first notice commits with the status it announces; without a callback URL, no transaction is needed.
+    await (task.client_callback_url === null ? write(ctx.db) : ctx.db.transaction(write));
   } catch (error) {
     // Kling has the task; the reconciler adopts it by external_task_id if this write was lost.
     ctx.logger.error('could not record Kling task id', { ...log, klingTaskId, error: (error as Error).message });

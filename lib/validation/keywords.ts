@@ -12,6 +12,7 @@ export const CUSTOM_KEYWORDS = [
   'klingExpansionArea',
   'klingMaxTotalItems',
   'klingMinGap',
+  'klingCallbackUrl',
   'errorMessage',
 ] as const;
 
@@ -247,11 +248,47 @@ const klingMinGap: KeywordDefinition = {
   },
 };
 
+/**
+ * What is wrong with a caller's callback URL, or undefined when the relay may keep it. WHATWG URL
+ * parsing is what the delivery uses, so a value that passes here means the same thing there; the raw
+ * text is checked too, because the parser forgives what a URL must not carry (spaces, line breaks,
+ * `http:host` without slashes, a backslash read as a slash).
+ */
+export function callbackUrlProblem(value: string): string | undefined {
+  if ([...value].some((c) => c <= ' ' || c === '\u007f' || c === '\\')) return 'must be a URL without spaces, control characters or backslashes';
+  if (!/^https?:\/\//i.test(value)) return 'must be an absolute http:// or https:// URL';
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return 'must be an absolute http:// or https:// URL';
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return 'must be an absolute http:// or https:// URL';
+  if (url.username !== '' || url.password !== '' || /^https?:\/\/[^/?#]*@/i.test(value)) return 'must not carry credentials (user:password@); put a token in the path or query instead';
+  if (url.hostname === '') return 'must name a host';
+  return undefined;
+}
+
+/** `klingCallbackUrl`: the caller's callback URL, which the relay will POST to (README, "Client callbacks"). */
+const klingCallbackUrl: KeywordDefinition = {
+  keyword: 'klingCallbackUrl',
+  type: 'string',
+  errors: true,
+  metaSchema: { const: true },
+  compile() {
+    const check: Checker = (data, cxt) => {
+      const problem = typeof data === 'string' ? callbackUrlProblem(data) : undefined;
+      return problem === undefined ? true : fail(check, 'klingCallbackUrl', cxt?.instancePath ?? '', problem);
+    };
+    return check;
+  },
+};
+
 /** `errorMessage`: the message a client sees when the subschema carrying it fails (an annotation). */
 const errorMessage: KeywordDefinition = { keyword: 'errorMessage', schemaType: 'string' };
 
 export function addKlingKeywords(ajv: Ajv2020): void {
-  for (const definition of [klingMedia, klingExactlyOneNonZero, klingPlaceholders, klingSumEquals, klingExpansionArea, klingMaxTotalItems, klingMinGap, errorMessage]) {
+  for (const definition of [klingMedia, klingExactlyOneNonZero, klingPlaceholders, klingSumEquals, klingExpansionArea, klingMaxTotalItems, klingMinGap, klingCallbackUrl, errorMessage]) {
     ajv.addKeyword(definition);
   }
 }

@@ -121,7 +121,7 @@ describe('kling-relay CLI', () => {
       }
       const db = knex({ client: 'better-sqlite3', connection: { filename: file }, useNullAsDefault: true });
       try {
-        for (const table of ['kling_relay_tasks', 'kling_relay_ledger', 'kling_relay_resources', 'videos', 'images', 'users']) expect(await db.schema.hasTable(table), table).to.equal(true);
+        for (const table of ['kling_relay_tasks', 'kling_relay_ledger', 'kling_relay_resources', 'kling_relay_outbox', 'videos', 'images', 'users']) expect(await db.schema.hasTable(table), table).to.equal(true);
       } finally {
         await db.destroy();
       }
@@ -133,13 +133,13 @@ describe('kling-relay CLI', () => {
         if (!url) this.skip();
         const db = knex({ client: variable === 'TEST_PG_URL' ? 'pg' : 'mysql2', connection: url });
         try {
-          for (const table of ['kling_relay_ledger', 'kling_relay_tasks', 'kling_relay_resources']) await db.schema.dropTableIfExists(table);
+          for (const table of ['kling_relay_ledger', 'kling_relay_tasks', 'kling_relay_resources', 'kling_relay_outbox']) await db.schema.dropTableIfExists(table);
           const res = await cli(['migrate', '--db', url]);
           expect(res.code, res.stderr).to.equal(0);
           const parsed = new URL(url);
           expect(res.stdout).to.include(`${parsed.username}:***@${parsed.host}`);
           expect(res.stdout).to.not.include(`:${parsed.password}@`);
-          expect(await db.schema.hasTable('kling_relay_tasks')).to.equal(true);
+          for (const table of ['kling_relay_tasks', 'kling_relay_outbox']) expect(await db.schema.hasTable(table), table).to.equal(true);
         } finally {
           await db.destroy();
         }

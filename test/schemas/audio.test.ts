@@ -38,7 +38,7 @@ describe('schema: /v1/audio/text-to-audio', () => {
   });
 
   it('refuses an invalid callback_url or external_task_id', () => {
-    expectError(validate(path, { prompt: 'p', duration: 5, callback_url: 'ftp://example.com/cb' }), '/callback_url', /pattern|uri/);
+    expectError(validate(path, { prompt: 'p', duration: 5, callback_url: 'ftp://example.com/cb' }), '/callback_url', /URL/);
     expectError(validate(path, { prompt: 'p', duration: 5, external_task_id: 'x'.repeat(129) }), '/external_task_id', /at most 128/);
   });
 });

@@ -143,6 +143,6 @@ describe('schema: /v1/images/generations', () => {
 
   it('refuses a watermark_info without enabled and an invalid callback_url', () => {
     expectError(validate(path, { prompt: 'p', watermark_info: {} }), '/watermark_info/enabled', /required/);
-    expectError(validate(path, { prompt: 'p', callback_url: 'not a url' }), '/callback_url', /uri|pattern/);
+    expectError(validate(path, { prompt: 'p', callback_url: 'not a url' }), '/callback_url', /URL/);
   });
 });

@@ -52,7 +52,7 @@ describe('schema: /v1/videos/video-extend', () => {
 
   it('refuses a malformed watermark_info, callback_url or external_task_id', () => {
     expectError(validate(path, { video_id: 'v', watermark_info: {} }), '/watermark_info/enabled', /required/);
-    expectError(validate(path, { video_id: 'v', callback_url: 'ftp://example.com/cb' }), '/callback_url', /pattern|uri/);
+    expectError(validate(path, { video_id: 'v', callback_url: 'ftp://example.com/cb' }), '/callback_url', /URL/);
     expectError(validate(path, { video_id: 'v', external_task_id: 'x'.repeat(129) }), '/external_task_id', /at most 128/);
   });
 });

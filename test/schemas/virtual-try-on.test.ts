@@ -55,7 +55,7 @@ describe('schema: /v1/images/kolors-virtual-try-on', () => {
   });
 
   it('refuses an invalid callback_url or external_task_id', () => {
-    expectError(validate(path, { human_image: IMAGE_URL, callback_url: 'mailto:a@b.c' }), '/callback_url', /uri|pattern/);
+    expectError(validate(path, { human_image: IMAGE_URL, callback_url: 'mailto:a@b.c' }), '/callback_url', /URL/);
     expectError(validate(path, { human_image: IMAGE_URL, external_task_id: '' }), '/external_task_id', /empty/);
   });
 });

@@ -107,7 +107,7 @@ for (const database of testDatabases()) {
     let hostTablesAfterMigrate: boolean[] = [];
 
     async function dropAll(): Promise<void> {
-      for (const table of [...Object.values(store.tables), ...HOST_TABLES]) await db.schema.dropTableIfExists(table);
+      for (const table of [...Object.values(store.tables), 'kling_relay_outbox', ...HOST_TABLES]) await db.schema.dropTableIfExists(table);
     }
 
     async function addUser(quota: number, username = 'alice'): Promise<string> {

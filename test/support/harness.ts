@@ -46,7 +46,7 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-const TABLES = ['kling_relay_ledger', 'kling_relay_tasks', 'kling_relay_resources', 'videos', 'images', 'users'];
+const TABLES = ['kling_relay_ledger', 'kling_relay_tasks', 'kling_relay_resources', 'kling_relay_outbox', 'videos', 'images', 'users'];
 
 export interface HarnessAccount {
   id: string;
