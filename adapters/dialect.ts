@@ -72,15 +72,43 @@ export function affectedRows(result: unknown): number {
 /**
  * Creates a table unless it exists; tolerates another process creating it at the same moment. knex
  * issues the table and its indexes as separate statements: on PostgreSQL and SQLite they run in one
- * transaction, so a crash cannot leave a ledger without its unique keys. MySQL commits DDL implicitly.
+ * transaction, so a crash cannot leave a ledger without its unique keys. MySQL commits each DDL
+ * statement by itself, so there a table that exists gets the indexes it lacks: a migrate that died
+ * between the CREATE TABLE and its indexes is finished by the next one.
  */
 export async function createTableIfAbsent(db: Knex, name: string, build: (t: Knex.CreateTableBuilder) => void): Promise<void> {
-  if (await db.schema.hasTable(name)) return;
+  const mysql = dialectOf(db) === 'mysql';
+  if (await db.schema.hasTable(name)) {
+    if (mysql) await addMissingMysqlIndexes(db, name, build);
+    return;
+  }
   try {
-    if (dialectOf(db) === 'mysql') await db.schema.createTable(name, build);
+    if (mysql) await db.schema.createTable(name, build);
     else await db.transaction(async (trx) => void (await trx.schema.createTable(name, build)));
   } catch (err) {
     // Two instances migrating at once: the loser's create fails, and the table is there.
     if (!(await db.schema.hasTable(name))) throw err;
+    if (mysql) await addMissingMysqlIndexes(db, name, build);
   }
+}
+
+/** knex's MySQL statement for one index of a new table: alter table `t` add unique|index `name`(...). */
+const MYSQL_ADD_INDEX = /^alter table `[^`]+` add (?:unique|index) `([^`]+)`/i;
+
+async function addMissingMysqlIndexes(db: Knex, name: string, build: (t: Knex.CreateTableBuilder) => void): Promise<void> {
+  for (const statement of db.schema.createTable(name, build).toSQL()) {
+    const index = MYSQL_ADD_INDEX.exec(statement.sql)?.[1];
+    if (index === undefined || (await mysqlIndexExists(db, name, index))) continue;
+    try {
+      await db.raw(statement.sql, statement.bindings);
+    } catch (err) {
+      // Another instance added it at the same moment.
+      if (!(await mysqlIndexExists(db, name, index))) throw err;
+    }
+  }
+}
+
+async function mysqlIndexExists(db: Knex, table: string, index: string): Promise<boolean> {
+  const rows = (await db('information_schema.statistics').where({ table_schema: db.raw('DATABASE()'), table_name: table, index_name: index }).count({ n: '*' })) as { n: number | string }[];
+  return toNumber(rows[0]?.n) > 0;
 }

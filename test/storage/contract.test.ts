@@ -152,6 +152,31 @@ for (const database of testDatabases()) {
           for (const table of Object.values(other.tables)) await db.schema.dropTableIfExists(table);
         }
       });
+
+      if (database.name === 'mysql') {
+        // MySQL commits each DDL statement: a migrate killed between CREATE TABLE and its indexes
+        // leaves a ledger without the unique keys that stop a second settle.
+        it('finishes on MySQL a migrate that died after creating a table but before its indexes', async function () {
+          const other = new RelayStore({ prefix: 'krs_crash_' });
+          try {
+            await other.migrate(db);
+            for (const index of ['krs_crash_ledger_task_kind', 'krs_crash_ledger_task_terminal', 'krs_crash_ledger_user']) {
+              await db.raw('ALTER TABLE ?? DROP INDEX ??', ['krs_crash_ledger', index]);
+            }
+            // Without its keys the ledger takes a second final movement for a task.
+            await other.addLedger(db, { task_id: 1, user_id: 'c1', kind: 'settle', amount: 5 });
+            await other.addLedger(db, { task_id: 1, user_id: 'c1', kind: 'refund', amount: 5 });
+            await db('krs_crash_ledger').where({ kind: 'refund' }).del();
+
+            await other.migrate(db);
+            const indexes = (await db('information_schema.statistics').where({ table_schema: db.raw('DATABASE()'), table_name: 'krs_crash_ledger' }).distinct('index_name')) as Record<string, string>[];
+            expect(indexes.map((i) => i.index_name ?? i.INDEX_NAME).sort()).to.deep.equal(['PRIMARY', 'krs_crash_ledger_task_kind', 'krs_crash_ledger_task_terminal', 'krs_crash_ledger_user']);
+            expect(isUniqueViolation(await refused(other.addLedger(db, { task_id: 1, user_id: 'c1', kind: 'refund', amount: 5 })))).to.equal(true);
+          } finally {
+            for (const table of Object.values(other.tables)) await db.schema.dropTableIfExists(table);
+          }
+        });
+      }
     });
 
     describe('identifiers and configuration', function () {
