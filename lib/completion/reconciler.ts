@@ -92,7 +92,9 @@ export class Reconciler {
         ctx.logger.error('client callback delivery pass failed', { error: (error as Error).message });
       }
     }
-    ctx.logger.info('reconcile pass', { ...report });
+    // An idle pass every intervalMs is no news for an operator reading the logs at info.
+    const idle = report.claimed === 0 && (report.callbacks?.claimed ?? 0) === 0;
+    (idle ? ctx.logger.debug : ctx.logger.info).call(ctx.logger, 'reconcile pass', { ...report });
     ctx.events?.emit('reconcile', { ...report, durationMs: Date.now() - now });
     return report;
   }

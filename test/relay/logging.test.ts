@@ -174,5 +174,18 @@ for (const database of testDatabases()) {
       for (const line of log.lines) expect(written(line)).to.not.include('revoked-secret-key');
       await expectNothingSecret();
     });
+
+    it('an idle reconcile pass logs at debug, a pass with work at info', async () => {
+      await start();
+      await h.relay.reconcile();
+      const idle = log.lines.filter((l) => l.message === 'reconcile pass');
+      expect(idle.map((l) => [l.level, l.meta.claimed])).to.deep.equal([['debug', 0]]);
+      const res = await post('/v1/videos/text2video', { prompt: 'a kite' });
+      expect(res.status).to.equal(200);
+      await h.db('kling_relay_tasks').update({ next_check_at: 0 });
+      await h.relay.reconcile();
+      const busy = log.lines.filter((l) => l.message === 'reconcile pass').slice(1);
+      expect(busy.map((l) => [l.level, l.meta.claimed])).to.deep.equal([['info', 1]]);
+    });
   });
 }
