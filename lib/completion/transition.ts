@@ -46,12 +46,6 @@ function unixSeconds(ms: number): number {
   return Math.floor(ms / 1000);
 }
 
-/**
- * The one transition to a final state, shared by sync answers, refunds after a failed submit, the
- * callback, the query refresh and the reconciler: a compare-and-set on the task's state, the host
- * row, and the ledger movement with the balance change, in one transaction. Returns false when the
- * task had already left the expected states (a duplicate or late notice): then nothing changed.
- */
 /** Ids a result names (videos, audios, voices, elements, a session), with their kind. */
 export function resultResources(data: unknown): [string, string][] {
   if (typeof data !== 'object' || data === null) return [];
@@ -73,6 +67,12 @@ export function resultResources(data: unknown): [string, string][] {
   return found;
 }
 
+/**
+ * The one transition to a final state, shared by sync answers, refunds after a failed submit, the
+ * callback, the query refresh and the reconciler: a compare-and-set on the task's state, the host
+ * row, and the ledger movement with the balance change, in one transaction. Returns false when the
+ * task had already left the expected states (a duplicate or late notice): then nothing changed.
+ */
 export async function finishTask(deps: TransitionDeps, taskId: number, outcome: Outcome, from: readonly TaskState[] = ACTIVE_STATES): Promise<boolean> {
   const now = Date.now();
   // Kling's message may quote the request (and a base64 image); the host row and logs get it cut.
