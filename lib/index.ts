@@ -75,9 +75,6 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
   }
   const store = new RelayStore();
   const outbox = new OutboxStore(store.prefix);
-  if (!config.clientCallbacks.secret) {
-    logger.warn('client callbacks will be sent unsigned: set clientCallbacks.secret or KLING_CLIENT_CALLBACK_SECRET (whsec_<base64>) so that callers can verify them');
-  }
   const events = new RelayEvents((event, error) => logger.error('relay event listener failed', { event, error: (error as Error).message }));
   const ctx: RelayContext = {
     events,

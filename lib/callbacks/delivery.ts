@@ -52,6 +52,8 @@ export class CallbackDelivery {
   private readonly guard: AddressGuard;
   private readonly agents: { http: http.Agent; https: https.Agent };
   private readonly leaseMs: number;
+  /** Whether the operator was told that notices go out unsigned: once per relay, when it first matters. */
+  private warnedUnsigned = false;
 
   constructor(
     private readonly db: Knex,
@@ -137,6 +139,10 @@ export class CallbackDelivery {
     if (url.protocol !== 'http:' && url.protocol !== 'https:') return Promise.resolve({ ok: false, error: `unsupported scheme ${url.protocol}`, httpStatus: null, final: true });
     const literal = this.guard.check(url);
     if (literal) return Promise.resolve({ ok: false, error: `refused to connect: ${literal}`, httpStatus: null, final: true });
+    if (!this.config.secret && !this.warnedUnsigned) {
+      this.warnedUnsigned = true;
+      this.logger.warn('client callbacks are sent unsigned: set clientCallbacks.secret or KLING_CLIENT_CALLBACK_SECRET (whsec_<base64>) so that callers can verify them');
+    }
     const body = Buffer.from(notice.body);
     const timestamp = Math.floor(Date.now() / 1000);
     const headers: Record<string, string> = {

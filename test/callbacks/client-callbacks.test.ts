@@ -392,13 +392,18 @@ for (const database of testDatabases()) {
       for (const secret of [CLIENT_SECRET, CLIENT_SECRET.slice(6), 'client-own-token', ...signatures]) expect(everything).to.not.include(secret);
     });
 
-    it('sends unsigned notices (with webhook-id) when no secret is configured, and warned about it once at creation', async () => {
+    it('sends unsigned notices (with webhook-id) when no secret is configured, and warns about it once, at the first one', async () => {
       const logger = { error: sinon.spy(), warn: sinon.spy(), info: sinon.spy(), debug: sinon.spy() };
       h = await startHarness(database, { relay: { logger, clientCallbacks: { allowHosts: ['127.0.0.1'] } } });
       user = await h.user(10_000_000);
-      expect(logger.warn.getCalls().filter((c) => /unsigned/.test(String(c.args[0])))).to.have.length(1);
+      const unsignedWarnings = () => logger.warn.getCalls().filter((c) => /unsigned.*clientCallbacks\.secret.*KLING_CLIENT_CALLBACK_SECRET/.test(String(c.args[0])));
+      expect(unsignedWarnings(), 'no warning before a notice is sent').to.have.length(0);
       await submitted();
       await h.relay.reconcile();
+      await submitted();
+      await h.relay.reconcile();
+      expect(receiver.requests).to.have.length(2);
+      expect(unsignedWarnings()).to.have.length(1);
       const [r] = receiver.requests;
       expect(r?.headers['webhook-id']).to.match(/^msg_[0-9a-f]{32}$/);
       expect(r?.headers['webhook-timestamp']).to.match(/^\d+$/);
