@@ -93,12 +93,20 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
     notices: new ClientNotices(outbox, registry),
   };
   const delivery = new CallbackDelivery(config.db, outbox, config.clientCallbacks, logger);
+  // A committed notice goes out at once while the relay runs; the reconciler's passes retry the rest.
+  if (ctx.notices) ctx.notices.onCommitted = () => delivery.kick();
   const reconciler = new Reconciler(ctx, delivery);
   return {
     router: createRouter(ctx),
     reconcile: () => reconciler.reconcile(),
-    start: () => reconciler.start(),
-    stop: () => reconciler.stop(),
+    start: () => {
+      delivery.start(config.reconciler.intervalMs);
+      reconciler.start();
+    },
+    stop: async () => {
+      await delivery.stop();
+      await reconciler.stop();
+    },
     callback: createCallbackHandler(ctx),
     migrate: async () => {
       await store.migrate(config.db);

@@ -52,6 +52,10 @@ export class CallbackDelivery {
   private readonly guard: AddressGuard;
   private readonly agents: { http: http.Agent; https: https.Agent };
   private readonly leaseMs: number;
+  private active = false;
+  private kicked: Promise<unknown> | undefined;
+  private again = false;
+  private kickBudgetMs = Number.POSITIVE_INFINITY;
   /** Whether the operator was told that notices go out unsigned: once per relay, when it first matters. */
   private warnedUnsigned = false;
 
@@ -91,6 +95,41 @@ export class CallbackDelivery {
     };
     await Promise.all(Array.from({ length: CONCURRENCY }, worker));
     return report;
+  }
+
+  /**
+   * Delivers soon after a notice is committed instead of at the next reconcile pass: while started,
+   * each kick runs a pass (one at a time; a kick during a pass runs one more after it). Safe beside the
+   * reconciler's own pass and other instances: every notice is claimed with a lease.
+   */
+  kick(): void {
+    if (!this.active) return;
+    if (this.kicked) {
+      this.again = true;
+      return;
+    }
+    this.kicked = this.deliverDue(this.kickBudgetMs)
+      .catch((error: unknown) => this.logger.error('client callback delivery pass failed', { error: (error as Error).message }))
+      .finally(() => {
+        this.kicked = undefined;
+        if (this.again) {
+          this.again = false;
+          this.kick();
+        }
+      });
+  }
+
+  /** Starts prompt delivery on kicks (relay.start()); `budgetMs` bounds how long one kicked pass claims. */
+  start(budgetMs: number): void {
+    this.active = true;
+    this.kickBudgetMs = budgetMs;
+  }
+
+  /** Stops prompt delivery and waits for a kicked pass in flight. */
+  async stop(): Promise<void> {
+    this.active = false;
+    this.again = false;
+    await this.kicked;
   }
 
   close(): void {

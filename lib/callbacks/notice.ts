@@ -41,6 +41,9 @@ export function noticeBody(task: RelayTask, now: number): Record<string, unknown
  * on a sync endpoint (the answer was the result).
  */
 export class ClientNotices {
+  /** Called once a written notice is committed (the delivery's kick, so it need not wait for the next pass). */
+  onCommitted: (() => void) | undefined;
+
   constructor(
     private readonly outbox: OutboxStore,
     private readonly registry: Registry,
@@ -58,5 +61,10 @@ export class ClientNotices {
       body: JSON.stringify(noticeBody(task, now)),
       created_at: now,
     });
+    const committed = this.onCommitted;
+    if (!committed) return;
+    // Inside a transaction the notice is invisible to a delivery pass until the commit.
+    if (trx.isTransaction) (trx as Knex.Transaction).executionPromise.then(committed, () => undefined);
+    else committed();
   }
 }

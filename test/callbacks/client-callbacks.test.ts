@@ -410,6 +410,36 @@ for (const database of testDatabases()) {
       expect(r?.headers).to.not.have.property('webhook-signature');
     });
 
+    it('while the relay runs (relay.start()), sends each notice as soon as its change commits, without waiting for a pass', async () => {
+      // A reconcile interval far beyond the test: only the prompt delivery can send anything.
+      await start({}, { reconciler: { intervalMs: 600_000 } });
+      h.relay.start();
+      try {
+        const until = async (count: number): Promise<void> => {
+          for (let i = 0; i < 200 && receiver.requests.length < count; i++) await new Promise((resolve) => setTimeout(resolve, 25));
+        };
+        const taskId = await submitted();
+        await until(1);
+        expect(receiver.statuses()).to.deep.equal(['submitted']);
+        h.sandbox.complete(taskId, { status: 'succeed' });
+        // A client's query refreshes the task from Kling; the success notice follows at once.
+        const query = await request(h.url).get(`/kling/v1/videos/text2video/${taskId}`).set('X-User-Id', String(user));
+        expect(query.body.data.task_status).to.equal('succeed');
+        await until(2);
+        expect(receiver.statuses()).to.deep.equal(['submitted', 'succeed']);
+        expect((await outbox()).map((n) => n.delivered_at !== null)).to.deep.equal([true, true]);
+      } finally {
+        await h.relay.stop();
+      }
+      // Stopped: a change waits in the outbox for the next pass.
+      const later = await submitted();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(receiver.requests).to.have.length(2);
+      expect(later).to.be.a('string');
+      expect((await h.relay.reconcile()).callbacks).to.include({ delivered: 1 });
+      expect(receiver.statuses()).to.deep.equal(['submitted', 'succeed', 'submitted']);
+    });
+
     it('writes no notice for a task without callback_url, or one Kling refused (the caller got the error)', async () => {
       await start();
       const plain = await submit({});
