@@ -23,8 +23,8 @@ import type { ChildMessage } from './servers.js';
 const here = dirname(fileURLToPath(import.meta.url));
 const quick = process.env.BENCH_QUICK === '1';
 const duration = Number(process.env.BENCH_DURATION ?? (quick ? 1 : 10));
-const warmup = quick ? 0.5 : 2;
-const connectionCounts = quick ? [1, 16] : [1, 16, 64];
+const warmup = quick ? 0.3 : 2;
+const connectionCounts = quick ? [16] : [1, 16, 64];
 const tableSizes = (process.env.BENCH_ROWS ?? (quick ? '100,1000' : '1000,100000,1000000')).split(',').map(Number);
 const LARGE_BYTES = 10 * 1024 * 1024;
 /** Requests in flight at once while the peak RSS of a 10 MB body is measured. */
