@@ -4,10 +4,11 @@
  * Prints a table and writes bench/results.json. docs/performance.md explains the figures.
  *
  * Environment: BENCH_QUICK=1 (a smoke run of a few seconds: short runs, small tables),
- * BENCH_DURATION (seconds per measured run, default 10), BENCH_ROWS (table sizes, default
+ * BENCH_DURATION (seconds per measured run, default 10), BENCH_CONNECTIONS (default 1,16,64), BENCH_ROWS (table sizes, default
  * 1000,100000,1000000), BENCH_MYSQL_URL / BENCH_PG_URL (also measure on that database: its bench
  * tables are dropped and recreated), BENCH_OUT (results path), BENCH_PROFILE=dir (the servers run
- * with --cpu-prof and write their profiles there).
+ * with --cpu-prof and write their profiles there), BENCH_SCENARIOS (a subset of
+ * submit,query,large,tables, e.g. to profile one path).
  */
 import autocannon from 'autocannon';
 import { fork, type ChildProcess } from 'node:child_process';
@@ -24,7 +25,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const quick = process.env.BENCH_QUICK === '1';
 const duration = Number(process.env.BENCH_DURATION ?? (quick ? 1 : 10));
 const warmup = quick ? 0.3 : 2;
-const connectionCounts = quick ? [16] : [1, 16, 64];
+const connectionCounts = (process.env.BENCH_CONNECTIONS ?? (quick ? '16' : '1,16,64')).split(',').map(Number);
 const tableSizes = (process.env.BENCH_ROWS ?? (quick ? '100,1000' : '1000,100000,1000000')).split(',').map(Number);
 const LARGE_BYTES = 10 * 1024 * 1024;
 /** Requests in flight at once while the peak RSS of a 10 MB body is measured. */
@@ -32,6 +33,7 @@ const LARGE_IN_FLIGHT = 4;
 const largeRequests = quick ? 4 : 24;
 const outFile = resolve(process.env.BENCH_OUT ?? join(here, 'results.json'));
 const profileDir = process.env.BENCH_PROFILE ? resolve(process.env.BENCH_PROFILE) : undefined;
+const scenarios = new Set((process.env.BENCH_SCENARIOS ?? 'submit,query,large,tables').split(','));
 const SUBMIT_PATH = '/kling/v1/videos/text2video';
 const HEADERS = { authorization: `Bearer ${BENCH_TOKEN}`, 'content-type': 'application/json' };
 
@@ -39,13 +41,14 @@ const HEADERS = { authorization: `Bearer ${BENCH_TOKEN}`, 'content-type': 'appli
 
 interface Server {
   url: string;
-  ask(cmd: string): Promise<{ rss: number; peak: number }>;
+  ask(cmd: string): Promise<{ rss: number; peak: number; cpuUs: number }>;
   stop(): Promise<void>;
 }
 
 function startServer(role: 'sandbox' | 'relay' | 'bare', args: string[] = []): Promise<Server> {
   const execArgv = ['--import', import.meta.resolve('tsx'), '--expose-gc'];
-  if (profileDir) execArgv.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${role}-${Date.now()}.cpuprofile`);
+  // One folder per role: tsx's loader thread writes a profile of its own next to the main thread's.
+  if (profileDir) execArgv.push('--cpu-prof', `--cpu-prof-dir=${join(profileDir, role)}`);
   const child: ChildProcess = fork(join(here, 'servers.ts'), [role, ...args], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   return new Promise((resolveStart, reject) => {
     const onExit = (code: number | null): void => reject(new Error(`bench ${role} server exited with ${String(code)} before it was ready`));
@@ -61,7 +64,7 @@ function startServer(role: 'sandbox' | 'relay' | 'bare', args: string[] = []): P
         url: message.url,
         ask: (cmd) =>
           new Promise((answer) => {
-            child.once('message', (reply: ChildMessage) => answer(reply as { rss: number; peak: number }));
+            child.once('message', (reply: ChildMessage) => answer(reply as { rss: number; peak: number; cpuUs: number }));
             child.send({ cmd });
           }),
         stop: () =>
@@ -88,6 +91,8 @@ export interface Figures {
   non2xx: number;
   errors: number;
   timeouts: number;
+  /** CPU time (user + system) the server process spent per answered request: what load on the machine does not change much. */
+  cpuUsPerRequest?: number;
 }
 
 interface Load {
@@ -119,6 +124,15 @@ async function drive(url: string, load: Load): Promise<Figures> {
     errors: result.errors,
     timeouts: result.timeouts,
   };
+}
+
+/** drive(), with the server's CPU time per request. */
+async function measure(server: Server, load: Load): Promise<Figures> {
+  const before = await server.ask('usage');
+  const figures = await drive(server.url, load);
+  const after = await server.ask('usage');
+  const answered = figures.ok + figures.non2xx;
+  return { ...figures, cpuUsPerRequest: answered > 0 ? Math.round((after.cpuUs - before.cpuUs) / answered) : 0 };
 }
 
 async function warm(url: string, load: Load): Promise<void> {
@@ -155,9 +169,9 @@ function pair(relay: Figures, bare: Figures): Pair {
 /** Relay and bare proxy alternate, so that a change in the machine's load hits both alike. */
 async function compare(relay: Server, bare: Server, load: Load): Promise<Pair> {
   await warm(bare.url, load);
-  const b = await drive(bare.url, load);
+  const b = await measure(bare, load);
   await warm(relay.url, load);
-  const r = await drive(relay.url, load);
+  const r = await measure(relay, load);
   return pair(r, b);
 }
 
@@ -177,22 +191,22 @@ async function databaseRun(name: string, database: string, sandbox: Server, bare
   await db.destroy();
   const relay = await startServer('relay', [sandbox.url, database]);
   const submit = [];
-  for (const connections of connectionCounts) {
+  for (const connections of scenarios.has('submit') ? connectionCounts : []) {
     submit.push({ database: name, connections, ...(await compare(relay, bare, { path: SUBMIT_PATH, body: SMALL_BODY, connections })) });
     console.error(`  ${name} submit x${connections} done`);
   }
-  const relayTask = await finishedTask(relay, true);
-  const bareTask = await finishedTask(bare, false);
   const query = [];
-  for (const connections of connectionCounts) {
+  const relayTask = scenarios.has('query') ? await finishedTask(relay, true) : '';
+  const bareTask = scenarios.has('query') ? await finishedTask(bare, false) : '';
+  for (const connections of scenarios.has('query') ? connectionCounts : []) {
     const b = await (async () => {
       const load = { path: `${SUBMIT_PATH}/${bareTask}`, method: 'GET' as const, connections };
       await warm(bare.url, load);
-      return drive(bare.url, load);
+      return measure(bare, load);
     })();
     const load = { path: `${SUBMIT_PATH}/${relayTask}`, method: 'GET' as const, connections };
     await warm(relay.url, load);
-    const r = await drive(relay.url, load);
+    const r = await measure(relay, load);
     query.push({ database: name, connections, ...pair(r, b) });
     console.error(`  ${name} query x${connections} done`);
   }
@@ -249,11 +263,12 @@ function pad(cells: (string | number)[], widths: number[]): string {
 }
 
 function printPairs(title: string, rows: (Pair & { database: string; connections: number })[]): void {
-  const widths = [8, 5, 10, 8, 8, 10, 8, 8, 7, 9];
+  const widths = [8, 5, 10, 8, 8, 10, 8, 8, 7, 9, 12];
   console.log(`\n${title}`);
-  console.log(pad(['db', 'conn', 'relay r/s', 'p50', 'p99', 'bare r/s', 'p50', 'p99', 'ratio', '+p99 ms'], widths));
+  console.log(pad(['db', 'conn', 'relay r/s', 'p50', 'p99', 'bare r/s', 'p50', 'p99', 'ratio', '+p99 ms', 'cpu us/req'], widths));
   for (const r of rows) {
-    console.log(pad([r.database, r.connections, r.relay.rps, r.relay.p50, r.relay.p99, r.bare.rps, r.bare.p50, r.bare.p99, `${Math.round(r.ratio * 100)}%`, r.addedP99Ms], widths));
+    const cpu = `${r.relay.cpuUsPerRequest ?? '?'}/${r.bare.cpuUsPerRequest ?? '?'}`;
+    console.log(pad([r.database, r.connections, r.relay.rps, r.relay.p50, r.relay.p99, r.bare.rps, r.bare.p50, r.bare.p99, `${Math.round(r.ratio * 100)}%`, r.addedP99Ms, cpu], widths));
   }
 }
 
@@ -276,7 +291,7 @@ async function main(): Promise<void> {
       const result = await databaseRun(name, database, sandbox, bare);
       submit.push(...result.submit);
       query.push(...result.query);
-      if (name === 'sqlite') {
+      if (name === 'sqlite' && scenarios.has('large')) {
         console.error('sqlite: 10 MB bodies');
         const body = largeBody(LARGE_BYTES);
         const b = await largeRun(bare, body);
@@ -286,7 +301,7 @@ async function main(): Promise<void> {
       await result.relay.stop();
     }
     console.error('sqlite: table sizes');
-    const tables = await tableSizeRun(sandbox, dir);
+    const tables = scenarios.has('tables') ? await tableSizeRun(sandbox, dir) : [];
 
     const at16 = (list: typeof submit): (typeof submit)[number] | undefined => list.find((r) => r.database === 'sqlite' && r.connections === 16);
     const s16 = at16(submit);

@@ -10,7 +10,7 @@
  *   sandbox with the relay's own Kling client (same keep-alive agent, same JWT cache), nothing else.
  *
  * Each child reports `{ready, url}` over IPC and answers `{cmd: 'peak-reset'}` / `{cmd: 'peak'}`
- * (peak RSS since the reset, from /proc) and `{cmd: 'stop'}`.
+ * (peak RSS since the reset, from /proc), `{cmd: 'usage'}` (CPU time used so far) and `{cmd: 'stop'}`.
  */
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -23,21 +23,23 @@ import { KlingClient, UpstreamError } from '../lib/upstream/client.js';
 import { connect } from './database.js';
 import { BENCH_ACCOUNT, BENCH_CALLBACK_SECRET, BENCH_PRICING, BENCH_TOKEN, BENCH_USERNAME } from './config.js';
 
-export type ChildMessage = { ready: true; url: string } | { rss: number; peak: number } | { error: string };
+export type ChildMessage = { ready: true; url: string } | { rss: number; peak: number; cpuUs: number } | { error: string };
 
 function send(message: ChildMessage): void {
   process.send?.(message);
 }
 
 /** Resident set size now and its peak since the last reset (VmHWM), in bytes; Linux only for the peak. */
-function memory(): { rss: number; peak: number } {
+function memory(): { rss: number; peak: number; cpuUs: number } {
   const rss = process.memoryUsage.rss();
+  const used = process.cpuUsage();
+  const cpuUs = used.user + used.system;
   try {
     const status = readFileSync('/proc/self/status', 'utf8');
     const hwm = /VmHWM:\s+(\d+) kB/.exec(status);
-    return { rss, peak: hwm ? Number(hwm[1]) * 1024 : rss };
+    return { rss, peak: hwm ? Number(hwm[1]) * 1024 : rss, cpuUs };
   } catch {
-    return { rss, peak: rss };
+    return { rss, peak: rss, cpuUs };
   }
 }
 
@@ -143,7 +145,7 @@ async function main(): Promise<void> {
       (globalThis as { gc?: () => void }).gc?.();
       resetPeak();
       send(memory());
-    } else if (message.cmd === 'peak') {
+    } else if (message.cmd === 'peak' || message.cmd === 'usage') {
       send(memory());
     } else if (message.cmd === 'stop') {
       // A normal exit, so that --cpu-prof writes its profile.
