@@ -38,7 +38,9 @@ export async function seed(db: Knex, rows: number): Promise<SeedResult> {
   for (const table of TABLES) await db.schema.dropTableIfExists(table);
   await createDefaultHostTables(db);
   await new RelayStore().migrate(db);
-  const inserted: unknown[] = await db('users').insert({ username: BENCH_USERNAME, quota: BENCH_START_QUOTA, used_quota: 0 }, ['id']);
+  const user = { username: BENCH_USERNAME, quota: BENCH_START_QUOTA, used_quota: 0 };
+  // MySQL has no RETURNING: its insert answers the new id by itself (and knex warns about ['id']).
+  const inserted: unknown[] = (db.client as { dialect?: string }).dialect === 'mysql' ? await db('users').insert(user) : await db('users').insert(user, ['id']);
   const first = inserted[0];
   const userId = Number(typeof first === 'object' && first !== null ? (first as { id: unknown }).id : first);
   await db.transaction(async (trx) => {

@@ -104,6 +104,11 @@ async function runRelay(sandboxUrl: string, database: string): Promise<() => Pro
       server.closeAllConnections();
     });
     relay.close();
+    // Requests whose client already left may still be at the database: let them finish first.
+    const pool = (db.client as { pool?: { numUsed(): number; numPendingAcquires(): number } }).pool;
+    for (let waited = 0; pool && pool.numUsed() + pool.numPendingAcquires() > 0 && waited < 5_000; waited += 20) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
     await db.destroy();
   };
 }
