@@ -9,7 +9,8 @@ export function connect(database: string): Knex {
     client: 'better-sqlite3',
     connection: { filename: database },
     useNullAsDefault: true,
-    // WAL, synchronous=NORMAL and prepared statements kept (BENCH_NO_STATEMENT_CACHE=1 measures without).
-    pool: { afterCreate: sqliteAfterCreate({ cacheStatements: process.env.BENCH_NO_STATEMENT_CACHE !== '1' }) },
+    // WAL, synchronous=NORMAL and prepared statements kept (BENCH_NO_STATEMENT_CACHE=1 measures without,
+    // BENCH_SQLITE_DEFAULTS=1 measures SQLite's own defaults: rollback journal, synchronous=FULL, no cache).
+    ...(process.env.BENCH_SQLITE_DEFAULTS === '1' ? {} : { pool: { afterCreate: sqliteAfterCreate({ cacheStatements: process.env.BENCH_NO_STATEMENT_CACHE !== '1' }) } }),
   });
 }
