@@ -16,6 +16,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { createDefaultHostTables } from '../adapters/host-schema.js';
+import { sqliteAfterCreate } from '../adapters/sqlite-tuning.js';
 import { klingJwtAuth, type KlingKey } from './auth/kling-jwt.js';
 import { createKlingRelay, type KlingRelay } from './index.js';
 import { packageRoot } from './paths.js';
@@ -220,7 +221,8 @@ export async function runDemoHost(options: DemoHostOptions): Promise<void> {
   const dbFile = join(dir, 'demo.sqlite');
 
   // The host's database. The relay works on the host's knex instance: mysql2, pg or better-sqlite3.
-  const db = knex({ client: 'better-sqlite3', connection: { filename: dbFile }, useNullAsDefault: true });
+  // WAL, synchronous=NORMAL and kept prepared statements: what docs/performance.md recommends for SQLite hosts.
+  const db = knex({ client: 'better-sqlite3', connection: { filename: dbFile }, useNullAsDefault: true, pool: { afterCreate: sqliteAfterCreate() } });
   let sandbox: KlingSandbox | undefined;
   let relay: KlingRelay | undefined;
   let server: Server | undefined;

@@ -101,6 +101,9 @@ function checkOptions(options: SandboxOptions): void {
   } else if (schedule !== undefined && schedule !== 'manual' && schedule !== 'instant') {
     throw new TypeError("kling sandbox: `schedule` must be 'manual', 'instant' or { processingAfterMs, finalAfterMs }");
   }
+  if (options.history !== undefined && !(Number.isSafeInteger(options.history) && options.history >= 1)) {
+    throw new TypeError('kling sandbox: `history` must be an integer >= 1 (how many requests and final tasks to keep), or be left out');
+  }
 }
 
 /** Starts a local stand-in for Kling's API (see kling-api.md) on an ephemeral port by default. */
@@ -112,11 +115,15 @@ export async function startKlingSandbox(options: SandboxOptions = {}): Promise<K
 
   const dispatcher = new CallbackDispatcher();
   const store = new TaskStore(
-    { schedule: options.schedule ?? DEFAULT_SCHEDULE, outcome: options.outcome ?? (() => ({ status: 'succeed' })) },
+    {
+      schedule: options.schedule ?? DEFAULT_SCHEDULE,
+      outcome: options.outcome ?? (() => ({ status: 'succeed' })),
+      ...(options.history !== undefined ? { history: options.history } : {}),
+    },
     dispatcher,
   );
   const faults = new FaultSwitches();
-  const ctx: SandboxContext = { accounts, endpoints, store, faults, requests: [], hung: new Set() };
+  const ctx: SandboxContext = { accounts, endpoints, store, faults, requests: [], hung: new Set(), history: options.history };
 
   const server = createServer(createHandler(ctx));
   await new Promise<void>((resolve, reject) => {

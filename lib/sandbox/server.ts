@@ -4,7 +4,7 @@ import { KlingError, requestId } from './codes.js';
 import type { FaultSwitches } from './faults.js';
 import { readBody, sendData, sendError, sendRaw } from './http.js';
 import { syncResult, taskObject } from './results.js';
-import type { TaskStore } from './tasks.js';
+import { boundedCopy, type TaskStore } from './tasks.js';
 import type { EndpointKind, RecordedRequest, SandboxAccount } from './types.js';
 
 export interface SandboxContext {
@@ -15,6 +15,8 @@ export interface SandboxContext {
   requests: RecordedRequest[];
   /** Answers held back by hangNextCreate or hangNextQueries, released or destroyed by close(). */
   hung: Set<ServerResponse>;
+  /** Bound on the recorded requests (their bodies cut), or undefined to keep every one whole. */
+  history: number | undefined;
 }
 
 const HUGE_BYTES = 20 * 1024 * 1024;
@@ -42,11 +44,13 @@ async function handle(ctx: SandboxContext, req: IncomingMessage, res: ServerResp
     path: url.pathname,
     query: Object.fromEntries(url.searchParams),
     headers: { ...req.headers },
-    body,
+    body: ctx.history === undefined ? body : boundedCopy(body),
     accessKey: undefined,
     at: Date.now(),
   };
   ctx.requests.push(entry);
+  // Trimmed in batches: one splice per `history` requests, not a shift per request.
+  if (ctx.history !== undefined && ctx.requests.length >= 2 * ctx.history) ctx.requests.splice(0, ctx.requests.length - ctx.history);
 
   try {
     const accessKey = await authenticate(req.headers.authorization, ctx.accounts);

@@ -6,6 +6,25 @@ import type { SandboxTask, Schedule, TaskOutcome, TaskStatus } from './types.js'
 export interface TaskStoreConfig {
   schedule: Schedule;
   outcome: (task: SandboxTask) => TaskOutcome;
+  /** Keep at most this many final tasks (oldest forgotten first) and cut long strings in their bodies. */
+  history?: number;
+}
+
+/** Strings longer than this are kept as `[N characters]` when the history is bounded: a 10 MB image is not kept. */
+const KEPT_STRING_CHARS = 1024;
+
+/** A copy of a JSON value whose long strings are replaced by their length. */
+export function boundedCopy(value: unknown): unknown {
+  if (typeof value === 'string') return value.length > KEPT_STRING_CHARS ? `[${value.length} characters]` : value;
+  if (Array.isArray(value)) return value.map(boundedCopy);
+  if (typeof value === 'object' && value !== null) {
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, boundedCopy(item)]));
+  }
+  return value;
+}
+
+function externalKey(accessKey: string, externalTaskId: string): string {
+  return `${accessKey}\u0000${externalTaskId}`;
 }
 
 function isFinal(status: TaskStatus): boolean {
@@ -16,6 +35,8 @@ function isFinal(status: TaskStatus): boolean {
 export class TaskStore {
   // Insertion order is creation order, which listing relies on.
   private readonly tasks = new Map<string, SandboxTask>();
+  // By access key and external_task_id: a create checks uniqueness, and a scan would grow with every task.
+  private readonly byExternal = new Map<string, SandboxTask>();
   private readonly timers = new Map<string, NodeJS.Timeout[]>();
 
   constructor(
@@ -28,10 +49,7 @@ export class TaskStore {
   }
 
   findByExternalId(accessKey: string, externalTaskId: string): SandboxTask | undefined {
-    for (const task of this.tasks.values()) {
-      if (task.accessKey === accessKey && task.externalTaskId === externalTaskId) return task;
-    }
-    return undefined;
+    return this.byExternal.get(externalKey(accessKey, externalTaskId));
   }
 
   /** Every task, oldest first. */
@@ -78,7 +96,7 @@ export class TaskStore {
       taskId,
       path,
       accessKey,
-      body,
+      body: this.config.history === undefined ? body : (boundedCopy(body) as Record<string, unknown>),
       externalTaskId,
       callbackUrl,
       status: 'submitted',
@@ -89,9 +107,11 @@ export class TaskStore {
       finalUnitDeduction: undefined,
     };
     this.tasks.set(taskId, task);
+    if (externalTaskId !== undefined) this.byExternal.set(externalKey(accessKey, externalTaskId), task);
     if (gate && callbackUrl) this.callbacks.gate(taskId, gate);
     this.announce(task);
     this.schedule(task);
+    this.forgetOldest();
     return task;
   }
 
@@ -117,6 +137,18 @@ export class TaskStore {
   reset(): void {
     this.clearTimers();
     this.tasks.clear();
+    this.byExternal.clear();
+  }
+
+  /** With a bounded history, forgets the oldest final tasks past the bound; a task still running is kept. */
+  private forgetOldest(): void {
+    const limit = this.config.history;
+    if (limit === undefined) return;
+    for (const task of this.tasks.values()) {
+      if (this.tasks.size <= limit || !isFinal(task.status)) return;
+      this.tasks.delete(task.taskId);
+      if (task.externalTaskId !== undefined) this.byExternal.delete(externalKey(task.accessKey, task.externalTaskId));
+    }
   }
 
   close(): void {

@@ -35,6 +35,12 @@ export interface SandboxOptions {
   outcome?: (task: SandboxTask) => TaskOutcome;
   /** Paths served in addition to the built-in `schemas/registry.json`. */
   endpoints?: SandboxEndpoint[];
+  /**
+   * For long runs (the benchmark): remember at most this many recorded requests and final tasks,
+   * forgetting the oldest first, and keep bodies with strings over 1 KB cut to `[N characters]`, so
+   * memory stays flat however many tasks (or 10 MB images) pass. Default: everything, as tests inspect it.
+   */
+  history?: number;
 }
 
 /** A task as the sandbox keeps it. The object is live: it changes as the task progresses. */

@@ -296,10 +296,11 @@ export class KlingClient {
     } else {
       this.#fetch = nodeFetch;
       // Kling is one or two hosts called over and over: reusing TLS connections saves a handshake
-      // (and its latency) on almost every call.
+      // (and its latency) on almost every call. As many idle sockets are kept as may be open, or a burst
+      // of calls would close most of its sockets afterwards and open them again at the next burst.
       this.#agents = {
-        http: new http.Agent({ keepAlive: true, maxSockets: 64, maxFreeSockets: 16 }),
-        https: new https.Agent({ keepAlive: true, maxSockets: 64, maxFreeSockets: 16 }),
+        http: new http.Agent({ keepAlive: true, maxSockets: 64, maxFreeSockets: 64 }),
+        https: new https.Agent({ keepAlive: true, maxSockets: 64, maxFreeSockets: 64 }),
       };
     }
   }

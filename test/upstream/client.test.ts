@@ -111,6 +111,18 @@ for (const flavour of flavours) {
         expect(server.requests).to.have.length(5);
         expect(server.connections()).to.equal(1);
       });
+
+      it('keeps the sockets of a burst of concurrent calls for the next burst', async () => {
+        // Answers wait a little so that every call of a burst needs a socket of its own.
+        server = await startServer((_req, res) => void setTimeout(() => ok(res), 50));
+        const { client, account } = makeClient(server.url);
+        const burst = (): Promise<unknown> => Promise.all(Array.from({ length: 40 }, (_, i) => client.post(account, '/v1/videos/text2video', { prompt: `n${i}` })));
+        await burst();
+        expect(server.connections()).to.equal(40);
+        await burst();
+        expect(server.requests).to.have.length(80);
+        expect(server.connections(), 'connections after the second burst').to.equal(40);
+      });
     }
 
     it('times out a server that never answers, as an ambiguous timeout', async () => {

@@ -1,0 +1,375 @@
+/**
+ * `npm run bench`: the relay against a bare proxy (the physical limit), both in front of the Kling
+ * sandbox in instant mode, each server in its own process, driven by autocannon from this one.
+ * Prints a table and writes bench/results.json. docs/performance.md explains the figures.
+ *
+ * Environment: BENCH_QUICK=1 (a smoke run of a few seconds: short runs, small tables),
+ * BENCH_DURATION (seconds per measured run, default 10), BENCH_CONNECTIONS (default 1,16,64), BENCH_ROWS (table sizes, default
+ * 1000,100000,1000000), BENCH_MYSQL_URL / BENCH_PG_URL (also measure on that database: its bench
+ * tables are dropped and recreated), BENCH_OUT (results path), BENCH_PROFILE=dir (the servers run
+ * with --cpu-prof and write their profiles there), BENCH_SCENARIOS (a subset of
+ * submit,query,large,tables, e.g. to profile one path).
+ */
+import autocannon from 'autocannon';
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BENCH_TOKEN, SMALL_BODY, largeBody } from './config.js';
+import { connect } from './database.js';
+import { seed } from './seed.js';
+import type { ChildMessage } from './servers.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const quick = process.env.BENCH_QUICK === '1';
+const duration = Number(process.env.BENCH_DURATION ?? (quick ? 1 : 10));
+const warmup = quick ? 0.3 : 2;
+const connectionCounts = (process.env.BENCH_CONNECTIONS ?? (quick ? '16' : '1,16,64')).split(',').map(Number);
+const tableSizes = (process.env.BENCH_ROWS ?? (quick ? '100,1000' : '1000,100000,1000000')).split(',').map(Number);
+const LARGE_BYTES = 10 * 1024 * 1024;
+/** Requests in flight at once while the peak RSS of a 10 MB body is measured. */
+const LARGE_IN_FLIGHT = 4;
+const largeRequests = quick ? 4 : 24;
+const outFile = resolve(process.env.BENCH_OUT ?? join(here, 'results.json'));
+const profileDir = process.env.BENCH_PROFILE ? resolve(process.env.BENCH_PROFILE) : undefined;
+const scenarios = new Set((process.env.BENCH_SCENARIOS ?? 'submit,query,large,tables').split(','));
+const SUBMIT_PATH = '/kling/v1/videos/text2video';
+const HEADERS = { authorization: `Bearer ${BENCH_TOKEN}`, 'content-type': 'application/json' };
+
+// ---- server processes ----
+
+interface Server {
+  url: string;
+  ask(cmd: string): Promise<{ rss: number; peak: number; cpuUs: number }>;
+  stop(): Promise<void>;
+}
+
+function startServer(role: 'sandbox' | 'relay' | 'bare', args: string[] = []): Promise<Server> {
+  const execArgv = ['--import', import.meta.resolve('tsx'), '--expose-gc'];
+  // One folder per role: tsx's loader thread writes a profile of its own next to the main thread's.
+  if (profileDir) execArgv.push('--cpu-prof', `--cpu-prof-dir=${join(profileDir, role)}`);
+  const child: ChildProcess = fork(join(here, 'servers.ts'), [role, ...args], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  return new Promise((resolveStart, reject) => {
+    const onExit = (code: number | null): void => reject(new Error(`bench ${role} server exited with ${String(code)} before it was ready`));
+    child.once('exit', onExit);
+    child.once('message', (message: ChildMessage) => {
+      if ('error' in message) {
+        reject(new Error(`bench ${role} server failed: ${message.error}`));
+        return;
+      }
+      if (!('ready' in message)) return;
+      child.off('exit', onExit);
+      resolveStart({
+        url: message.url,
+        ask: (cmd) =>
+          new Promise((answer) => {
+            child.once('message', (reply: ChildMessage) => answer(reply as { rss: number; peak: number; cpuUs: number }));
+            child.send({ cmd });
+          }),
+        stop: () =>
+          new Promise((stopped) => {
+            if (child.exitCode !== null) return stopped();
+            child.once('exit', () => stopped());
+            child.send({ cmd: 'stop' });
+          }),
+      });
+    });
+  });
+}
+
+// ---- load ----
+
+export interface Figures {
+  /** Requests per second (autocannon's average over the run). */
+  rps: number;
+  p50: number;
+  p99: number;
+  mean: number;
+  /** 2xx answers. */
+  ok: number;
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+  /** CPU time (user + system) the server process spent per answered request: what load on the machine does not change much. */
+  cpuUsPerRequest?: number;
+}
+
+interface Load {
+  path: string;
+  method?: 'GET' | 'POST';
+  body?: string;
+  connections: number;
+  seconds?: number;
+  amount?: number;
+}
+
+async function drive(url: string, load: Load): Promise<Figures> {
+  const result = await autocannon({
+    url: url + load.path,
+    method: load.method ?? 'POST',
+    headers: HEADERS,
+    ...(load.body !== undefined ? { body: load.body } : {}),
+    connections: load.connections,
+    ...(load.amount !== undefined ? { amount: load.amount } : { duration: load.seconds ?? duration }),
+    timeout: 30,
+  });
+  return {
+    rps: round(result.requests.average),
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    mean: round(result.latency.mean),
+    ok: result['2xx'],
+    non2xx: result.non2xx,
+    errors: result.errors,
+    timeouts: result.timeouts,
+  };
+}
+
+/** drive(), with the server's CPU time per request. */
+async function measure(server: Server, load: Load): Promise<Figures> {
+  const before = await server.ask('usage');
+  const figures = await drive(server.url, load);
+  const after = await server.ask('usage');
+  const answered = figures.ok + figures.non2xx;
+  return { ...figures, cpuUsPerRequest: answered > 0 ? Math.round((after.cpuUs - before.cpuUs) / answered) : 0 };
+}
+
+async function warm(url: string, load: Load): Promise<void> {
+  await drive(url, { ...load, seconds: warmup, amount: undefined });
+}
+
+function round(n: number, digits = 1): number {
+  const f = 10 ** digits;
+  return Math.round(n * f) / f;
+}
+
+async function json(url: string, init: RequestInit): Promise<Record<string, unknown>> {
+  const res = await fetch(url, { ...init, headers: HEADERS });
+  const body = (await res.json()) as Record<string, unknown>;
+  if (res.status !== 200) throw new Error(`${init.method ?? 'GET'} ${url} answered ${res.status}: ${JSON.stringify(body)}`);
+  return body;
+}
+
+// ---- scenarios ----
+
+interface Pair {
+  relay: Figures;
+  bare: Figures;
+  /** relay rps / bare rps */
+  ratio: number;
+  addedP50Ms: number;
+  addedP99Ms: number;
+}
+
+function pair(relay: Figures, bare: Figures): Pair {
+  return { relay, bare, ratio: round(relay.rps / Math.max(bare.rps, 1e-9), 3), addedP50Ms: round(relay.p50 - bare.p50, 2), addedP99Ms: round(relay.p99 - bare.p99, 2) };
+}
+
+/** Relay and bare proxy alternate, so that a change in the machine's load hits both alike. */
+async function compare(relay: Server, bare: Server, load: Load): Promise<Pair> {
+  await warm(bare.url, load);
+  const b = await measure(bare, load);
+  await warm(relay.url, load);
+  const r = await measure(relay, load);
+  return pair(r, b);
+}
+
+/** A task final at Kling and, for the relay, in its database (one query refreshes it there). */
+async function finishedTask(server: Server, relay: boolean): Promise<string> {
+  const created = await json(server.url + SUBMIT_PATH, { method: 'POST', body: SMALL_BODY });
+  const taskId = String((created.data as { task_id: unknown }).task_id);
+  const queried = await json(`${server.url}${SUBMIT_PATH}/${taskId}`, { method: 'GET' });
+  const status = (queried.data as { task_status?: unknown }).task_status;
+  if (status !== 'succeed') throw new Error(`the ${relay ? 'relay' : 'bare proxy'}'s task ${taskId} is ${String(status)}, not succeed`);
+  return taskId;
+}
+
+async function databaseRun(name: string, database: string, sandbox: Server, bare: Server): Promise<{ submit: (Pair & { database: string; connections: number })[]; query: (Pair & { database: string; connections: number })[]; relay: Server }> {
+  const db = connect(database);
+  await seed(db, 0);
+  await db.destroy();
+  const relay = await startServer('relay', [sandbox.url, database]);
+  const submit = [];
+  for (const connections of scenarios.has('submit') ? connectionCounts : []) {
+    submit.push({ database: name, connections, ...(await compare(relay, bare, { path: SUBMIT_PATH, body: SMALL_BODY, connections })) });
+    console.error(`  ${name} submit x${connections} done`);
+  }
+  const query = [];
+  const relayTask = scenarios.has('query') ? await finishedTask(relay, true) : '';
+  const bareTask = scenarios.has('query') ? await finishedTask(bare, false) : '';
+  for (const connections of scenarios.has('query') ? connectionCounts : []) {
+    const b = await (async () => {
+      const load = { path: `${SUBMIT_PATH}/${bareTask}`, method: 'GET' as const, connections };
+      await warm(bare.url, load);
+      return measure(bare, load);
+    })();
+    const load = { path: `${SUBMIT_PATH}/${relayTask}`, method: 'GET' as const, connections };
+    await warm(relay.url, load);
+    const r = await measure(relay, load);
+    query.push({ database: name, connections, ...pair(r, b) });
+    console.error(`  ${name} query x${connections} done`);
+  }
+  return { submit, query, relay };
+}
+
+interface LargeFigures {
+  latency: Figures;
+  /** Peak RSS during the first LARGE_IN_FLIGHT concurrent 10 MB submits over the RSS right before (after a GC). */
+  peakGrowthBytes: number;
+  /** peakGrowthBytes / (LARGE_IN_FLIGHT x body size). */
+  perRequestFactor: number;
+}
+
+async function largeRun(server: Server, body: string): Promise<LargeFigures> {
+  // Memory first: the server has served small requests only (warm), and once 10 MB bodies have passed
+  // the heap keeps their pages, so a later burst would find its memory already resident and look free.
+  const before = await server.ask('peak-reset');
+  await drive(server.url, { path: '/kling/v1/videos/image2video', body, connections: LARGE_IN_FLIGHT, amount: LARGE_IN_FLIGHT });
+  const after = await server.ask('peak');
+  const growth = Math.max(0, after.peak - before.rss);
+  await drive(server.url, { path: '/kling/v1/videos/image2video', body, connections: 1, amount: 2 });
+  const latency = await drive(server.url, { path: '/kling/v1/videos/image2video', body, connections: 1, amount: largeRequests });
+  return { latency, peakGrowthBytes: growth, perRequestFactor: round(growth / (LARGE_IN_FLIGHT * body.length), 2) };
+}
+
+async function tableSizeRun(sandbox: Server, dir: string): Promise<{ rows: number; seedMs: number; relay: Figures }[]> {
+  const out = [];
+  for (const rows of tableSizes) {
+    const file = join(dir, `rows-${rows}.sqlite`);
+    const db = connect(file);
+    const seeded = await seed(db, rows);
+    await db.destroy();
+    const relay = await startServer('relay', [sandbox.url, file]);
+    const load = { path: SUBMIT_PATH, body: SMALL_BODY, connections: 16 };
+    await warm(relay.url, load);
+    const figures = await drive(relay.url, load);
+    await relay.stop();
+    out.push({ rows, seedMs: seeded.ms, relay: figures });
+    console.error(`  ${rows} rows done (seeded in ${seeded.ms} ms)`);
+  }
+  return out;
+}
+
+// ---- report ----
+
+interface Target {
+  name: string;
+  target: string;
+  value: string;
+  met: boolean;
+}
+
+function pad(cells: (string | number)[], widths: number[]): string {
+  return cells.map((c, i) => String(c).padStart(widths[i] ?? 8)).join('  ');
+}
+
+function printPairs(title: string, rows: (Pair & { database: string; connections: number })[]): void {
+  const widths = [8, 5, 10, 8, 8, 10, 8, 8, 7, 9, 12];
+  console.log(`\n${title}`);
+  console.log(pad(['db', 'conn', 'relay r/s', 'p50', 'p99', 'bare r/s', 'p50', 'p99', 'ratio', '+p99 ms', 'cpu us/req'], widths));
+  for (const r of rows) {
+    const cpu = `${r.relay.cpuUsPerRequest ?? '?'}/${r.bare.cpuUsPerRequest ?? '?'}`;
+    console.log(pad([r.database, r.connections, r.relay.rps, r.relay.p50, r.relay.p99, r.bare.rps, r.bare.p50, r.bare.p99, `${Math.round(r.ratio * 100)}%`, r.addedP99Ms, cpu], widths));
+  }
+}
+
+async function main(): Promise<void> {
+  const started = new Date();
+  const loadBefore = os.loadavg();
+  const dir = mkdtempSync(join(os.tmpdir(), 'kling-relay-bench-'));
+  if (profileDir) mkdirSync(profileDir, { recursive: true });
+  const sandbox = await startServer('sandbox');
+  const bare = await startServer('bare', [sandbox.url]);
+  const databases: [string, string][] = [['sqlite', join(dir, 'bench.sqlite')]];
+  if (process.env.BENCH_MYSQL_URL) databases.push(['mysql', process.env.BENCH_MYSQL_URL]);
+  if (process.env.BENCH_PG_URL) databases.push(['pg', process.env.BENCH_PG_URL]);
+  try {
+    const submit: (Pair & { database: string; connections: number })[] = [];
+    const query: (Pair & { database: string; connections: number })[] = [];
+    let large: { bodyBytes: number; inFlight: number; relay: LargeFigures; bare: LargeFigures; addedMs: number } | undefined;
+    for (const [name, database] of databases) {
+      console.error(`${name}: submits and queries`);
+      const result = await databaseRun(name, database, sandbox, bare);
+      submit.push(...result.submit);
+      query.push(...result.query);
+      if (name === 'sqlite' && scenarios.has('large')) {
+        console.error('sqlite: 10 MB bodies');
+        const body = largeBody(LARGE_BYTES);
+        const b = await largeRun(bare, body);
+        const r = await largeRun(result.relay, body);
+        large = { bodyBytes: body.length, inFlight: LARGE_IN_FLIGHT, relay: r, bare: b, addedMs: round(r.latency.mean - b.latency.mean, 2) };
+      }
+      await result.relay.stop();
+    }
+    console.error('sqlite: table sizes');
+    const tables = scenarios.has('tables') ? await tableSizeRun(sandbox, dir) : [];
+
+    const at16 = (list: typeof submit): (typeof submit)[number] | undefined => list.find((r) => r.database === 'sqlite' && r.connections === 16);
+    const s16 = at16(submit);
+    const q16 = at16(query);
+    const smallest = tables[0]?.relay;
+    const largest = tables[tables.length - 1]?.relay;
+    const targets: Target[] = [];
+    if (s16) {
+      targets.push({ name: 'submit throughput, relay / bare (SQLite, 16 connections)', target: '>= 50%', value: `${Math.round(s16.ratio * 100)}%`, met: s16.ratio >= 0.5 });
+      targets.push({ name: 'submit p99 added over bare (SQLite, 16 connections)', target: '<= 10 ms', value: `${s16.addedP99Ms} ms`, met: s16.addedP99Ms <= 10 });
+    }
+    if (q16) targets.push({ name: 'finished-task query throughput, relay / bare (SQLite, 16 connections)', target: '>= 70%', value: `${Math.round(q16.ratio * 100)}%`, met: q16.ratio >= 0.7 });
+    if (large) {
+      targets.push({ name: '10 MB image2video submit, mean latency added over bare', target: '<= 50 ms', value: `${large.addedMs} ms`, met: large.addedMs <= 50 });
+      targets.push({ name: '10 MB body, relay peak RSS growth per request in flight', target: '< 4x the body', value: `${large.relay.perRequestFactor}x (bare ${large.bare.perRequestFactor}x)`, met: large.relay.perRequestFactor < 4 });
+    }
+    if (smallest && largest) {
+      // Flat: the p50 at the largest table within 1.5x (+1 ms of timer noise) of the p50 at the smallest.
+      const flat = largest.p50 <= smallest.p50 * 1.5 + 1;
+      targets.push({ name: `submit p50 from ${tableSizes[0]} to ${tableSizes[tableSizes.length - 1]} rows (flat: within 1.5x + 1 ms)`, target: 'flat', value: `${smallest.p50} -> ${largest.p50} ms`, met: flat });
+    }
+
+    const results = {
+      version: 1,
+      startedAt: started.toISOString(),
+      command: process.env.npm_lifecycle_event === 'bench' ? 'npm run bench' : `tsx bench/run.ts`,
+      quick,
+      durationSeconds: duration,
+      machine: {
+        cpus: os.cpus().length,
+        cpuModel: os.cpus()[0]?.model ?? 'unknown',
+        memoryBytes: os.totalmem(),
+        platform: `${os.platform()} ${os.release()}`,
+        node: process.version,
+        loadBefore: loadBefore.map((l) => round(l, 2)),
+        loadAfter: os.loadavg().map((l) => round(l, 2)),
+      },
+      submit,
+      query,
+      largeBody: large,
+      tableSizes: tables,
+      targets,
+    };
+    mkdirSync(dirname(outFile), { recursive: true });
+    writeFileSync(outFile, `${JSON.stringify(results, null, 2)}\n`);
+
+    console.log(`kling-relay bench: ${results.machine.cpus} cpus (${results.machine.cpuModel}), node ${process.version}, load ${results.machine.loadBefore.join(' ')}, ${duration} s per run`);
+    printPairs('text2video submit, small body (requests/s, latency ms)', submit);
+    printPairs('query of a finished task', query);
+    if (large) {
+      console.log(`\n10 MB image2video (${large.bodyBytes} bytes of JSON): mean latency relay ${large.relay.latency.mean} ms, bare ${large.bare.latency.mean} ms, added ${large.addedMs} ms`);
+      console.log(`  peak RSS growth with ${LARGE_IN_FLIGHT} in flight: relay ${(large.relay.peakGrowthBytes / 2 ** 20).toFixed(0)} MB (${large.relay.perRequestFactor}x the body each), bare ${(large.bare.peakGrowthBytes / 2 ** 20).toFixed(0)} MB (${large.bare.perRequestFactor}x)`);
+    }
+    console.log('\nsubmit with rows already in the tables (SQLite, 16 connections)');
+    for (const t of tables) console.log(`  ${String(t.rows).padStart(8)} rows: ${t.relay.rps} r/s, p50 ${t.relay.p50} ms, p99 ${t.relay.p99} ms`);
+    console.log('\ntargets');
+    for (const t of targets) console.log(`  ${t.met ? 'met   ' : 'MISSED'} ${t.name}: ${t.value} (target ${t.target})`);
+    console.log(`\nwritten to ${outFile}`);
+  } finally {
+    await bare.stop();
+    await sandbox.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exitCode = 1;
+});

@@ -1,0 +1,79 @@
+import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+interface Figures {
+  rps: number;
+  p50: number;
+  p99: number;
+  ok: number;
+  non2xx: number;
+  errors: number;
+}
+
+/** Both servers answered, and only with 2xx: what a smoke run can check without judging speed. */
+function answered(figures: Figures, what: string): void {
+  expect(figures.ok, `${what}: 2xx answers`).to.be.greaterThan(0);
+  expect(figures.non2xx, `${what}: non-2xx answers`).to.equal(0);
+  expect(figures.errors, `${what}: connection errors`).to.equal(0);
+  for (const key of ['rps', 'p50', 'p99'] as const) expect(figures[key], `${what}: ${key}`).to.be.a('number').and.at.least(0);
+}
+
+describe('npm run bench (smoke run, BENCH_QUICK=1)', function () {
+  // A quick run starts five server processes and drives each for about a second per scenario.
+  this.timeout(120_000);
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'kling-relay-bench-smoke-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('measures relay and bare proxy, prints the table and writes the results file', async () => {
+    const out = join(dir, 'results.json');
+    const env: NodeJS.ProcessEnv = { ...process.env, BENCH_QUICK: '1', BENCH_OUT: out };
+    delete env.BENCH_MYSQL_URL;
+    delete env.BENCH_PG_URL;
+    delete env.BENCH_PROFILE;
+    const child = spawn(process.execPath, ['--import', 'tsx', 'bench/run.ts'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    expect(code, `exit code; stderr:\n${stderr}`).to.equal(0);
+    expect(stdout).to.include('text2video submit, small body').and.include('query of a finished task').and.include('targets');
+
+    const results = JSON.parse(readFileSync(out, 'utf8')) as {
+      quick: boolean;
+      machine: { cpus: number; node: string };
+      submit: { database: string; connections: number; relay: Figures; bare: Figures; ratio: number; addedP99Ms: number }[];
+      query: { database: string; connections: number; relay: Figures; bare: Figures; ratio: number }[];
+      largeBody: { bodyBytes: number; inFlight: number; relay: { latency: Figures; peakGrowthBytes: number; perRequestFactor: number }; bare: { latency: Figures; peakGrowthBytes: number }; addedMs: number };
+      tableSizes: { rows: number; relay: Figures }[];
+      targets: { name: string; target: string; value: string; met: boolean }[];
+    };
+    expect(results.quick).to.equal(true);
+    expect(results.machine.node).to.equal(process.version);
+    expect(results.machine.cpus).to.be.greaterThan(0);
+    expect(results.submit.map((r) => `${r.database}/${r.connections}`)).to.deep.equal(['sqlite/16']);
+    for (const row of [...results.submit, ...results.query]) {
+      answered(row.relay, `relay ${row.database} x${row.connections}`);
+      answered(row.bare, `bare ${row.database} x${row.connections}`);
+      expect(row.ratio).to.be.greaterThan(0);
+    }
+    expect(results.query).to.have.length(1);
+    expect(results.largeBody.bodyBytes).to.be.greaterThan(10 * 1024 * 1024);
+    answered(results.largeBody.relay.latency, 'relay, 10 MB body');
+    answered(results.largeBody.bare.latency, 'bare, 10 MB body');
+    expect(results.largeBody.relay.peakGrowthBytes).to.be.a('number').and.at.least(0);
+    expect(results.tableSizes.map((t) => t.rows)).to.deep.equal([100, 1000]);
+    for (const t of results.tableSizes) answered(t.relay, `relay with ${t.rows} rows`);
+    expect(results.targets.map((t) => t.target)).to.deep.equal(['>= 50%', '<= 10 ms', '>= 70%', '<= 50 ms', '< 4x the body', 'flat']);
+    for (const t of results.targets) expect(t.met, t.name).to.be.a('boolean');
+  });
+});
