@@ -215,7 +215,8 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
       const moved = await ctx.store.updateTask(db, task.id, patch, ['pending']);
       // A callback may have moved the task on before this answer arrived; the Kling id is still ours to keep.
       if (!moved) await ctx.store.updateTask(db, task.id, { kling_task_id: klingTaskId });
-      await ctx.hosts[entry.table].update(db, task.host_row_id, { task_id: klingTaskId ?? '', status: moved ? state : status, updated_at: Math.floor(now / 1000) });
+      // Not moved: the host row already carries the newer status (a final one with its result); only the id is news.
+      await ctx.hosts[entry.table].update(db, task.host_row_id, moved ? { task_id: klingTaskId ?? '', status: state, updated_at: Math.floor(now / 1000) } : { task_id: klingTaskId ?? '' });
       // A status a callback applied before Kling's id was known had no notice; it gets one now.
       const current = moved ? { ...task, ...patch } : task.client_callback_url === null ? undefined : await ctx.store.getTask(db, task.id);
       if (current && (moved || (current.state !== 'succeed' && current.state !== 'failed'))) await ctx.notices?.enqueue(db, current, now);

@@ -61,6 +61,31 @@ for (const database of testDatabases()) {
       expect(await h.balance(user)).to.equal(start - 2 * hold);
     });
 
+    it("a success notice that beats Kling's create answer: the late answer leaves the settled task and the host row as they are", async () => {
+      h.sandbox.hangNextCreate(800);
+      const pending = request(h.url).post('/kling/v1/videos/text2video').set('X-User-Id', String(user)).send({ prompt: 'a kite', duration: '10' }).then((res) => res);
+      let kling: ReturnType<typeof h.sandbox.tasks.all>[number] | undefined;
+      for (let i = 0; i < 100 && !kling; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        kling = h.sandbox.tasks.all()[0];
+      }
+      if (!kling) throw new Error('Kling never got the create');
+      const [task] = await h.tasks();
+      h.sandbox.complete(kling.taskId, { status: 'succeed' });
+      const early = await send(notice(kling.taskId, String(task?.external_task_id), 'succeed'), callbackToken(CALLBACK_SECRET, String(task?.external_task_id)));
+      expect(early.status).to.equal(200);
+      const [settledRow] = await h.rows('videos');
+      expect(settledRow).to.include({ status: 'succeed', task_id: kling.taskId });
+
+      const answer = await pending;
+      expect([answer.status, answer.body.data.task_id]).to.deep.equal([200, kling.taskId]);
+      const [after] = await h.tasks();
+      expect(after).to.include({ state: 'succeed', kling_task_id: kling.taskId });
+      const [row] = await h.rows('videos');
+      expect(row, 'the host row keeps the final status and result').to.deep.equal(settledRow);
+      expect((await h.ledger()).map((l) => l.kind)).to.deep.equal(['hold', 'settle']);
+    });
+
     it('answers 400 for a malformed body and 404 for an unknown task', async () => {
       const a = await submit();
       const bad = await request(callbackApp).post(`/kling/callback?token=${callbackToken(CALLBACK_SECRET, a.externalTaskId)}`).set('Content-Type', 'application/json').send('{"task_id": ');
