@@ -163,7 +163,8 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
       .catch((error: unknown) => ctx.logger.error('could not refund a late hold', { taskId: late.id, error: (error as Error).message }));
   });
   const log = { taskId: task.id, externalTaskId: task.external_task_id, userId: task.user_id, accountId: account.id, type: entry.type, hold: task.hold_quota };
-  ctx.logger.info('task submitted', log);
+  // The caller's own id too: it is what a caller names when asking an operator about a task.
+  ctx.logger.info('task submitted', { ...log, ...(task.client_task_id !== null ? { clientTaskId: task.client_task_id } : {}) });
   ctx.events?.emit('submitted', { taskId: task.id, externalTaskId: task.external_task_id, userId: task.user_id, accountId: account.id, type: entry.type, path: entry.path, hold: task.hold_quota });
 
   if (entry.kind === 'task') {

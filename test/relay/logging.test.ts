@@ -128,6 +128,12 @@ for (const database of testDatabases()) {
       expect(accountLines).to.have.length(1);
       expect(accountLines[0]?.meta).to.include({ accountId: 'acct-1', klingCode: 1102 });
 
+      // The submit line names the caller's own external_task_id when it sent one, so an operator finds
+      // the task a caller asks about.
+      const submittedLine = (task: Record<string, unknown>) => linesOf(task.id).find((l) => submitted.test(l.message));
+      expect(submittedLine(accepted)?.meta.clientTaskId).to.equal('mine-1');
+      expect(submittedLine(accepted2)?.meta).to.not.have.property('clientTaskId');
+
       // The upstream line of an accepted task names Kling's task id, so Kling's records can be found.
       const answered = linesOf(accepted.id).find((l) => upstream.test(l.message) && l.meta.klingTaskId !== undefined);
       expect(answered?.meta.klingTaskId).to.equal(accepted.kling_task_id);
