@@ -5,10 +5,9 @@ import sinon from 'sinon';
 import { Webhook } from 'standardwebhooks';
 import request from 'supertest';
 import { callbackToken } from '../../lib/completion/token.js';
-import { createKlingRelay, type KlingRelayOptions } from '../../lib/index.js';
-import { silentLogger } from '../../lib/logger.js';
+import type { KlingRelayOptions } from '../../lib/index.js';
 import { testDatabases } from '../support/databases.js';
-import { CALLBACK_SECRET, checkAndClose, startHarness, TEST_PRICING, type Harness } from '../support/harness.js';
+import { CALLBACK_SECRET, checkAndClose, startHarness, type Harness } from '../support/harness.js';
 import { startReceiver, type Receiver } from './receiver.js';
 
 /** A Standard Webhooks secret: whsec_ + base64 of 32 bytes. */
@@ -219,17 +218,7 @@ for (const database of testDatabases()) {
     it('two relay instances reconciling at once: no notice delivered twice', async () => {
       await start();
       receiver.answer = 200;
-      const account = h.sandbox.accounts[0];
-      if (!account) throw new Error('no account');
-      const second = createKlingRelay({
-        db: h.db,
-        accounts: [{ id: 'acct-1', accessKey: account.accessKey, secretKey: account.secretKey, baseUrl: h.sandbox.url }],
-        callbackUrl: 'http://127.0.0.1:9/kling/callback',
-        callbackSecret: CALLBACK_SECRET,
-        pricing: TEST_PRICING,
-        logger: silentLogger,
-        clientCallbacks: { secret: CLIENT_SECRET, allowHosts: ['127.0.0.1'], timeoutMs: 2_000 },
-      });
+      const second = h.anotherRelay();
       try {
         const ids: string[] = [];
         for (let i = 0; i < 6; i++) ids.push(await submitted());

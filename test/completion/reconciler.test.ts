@@ -1,9 +1,7 @@
 import { expect } from 'chai';
 import request from 'supertest';
-import { createKlingRelay } from '../../lib/index.js';
-import { silentLogger } from '../../lib/logger.js';
 import { testDatabases } from '../support/databases.js';
-import { CALLBACK_SECRET, startHarness, TEST_PRICING, checkAndClose, type Harness } from '../support/harness.js';
+import { startHarness, checkAndClose, type Harness } from '../support/harness.js';
 
 const QPU = 500_000;
 
@@ -96,16 +94,7 @@ for (const database of testDatabases()) {
     });
 
     it('lets two relay processes on one database query each task once per pass', async () => {
-      const account = h.sandbox.accounts[0];
-      if (!account) throw new Error('no account');
-      const second = createKlingRelay({
-        db: h.db,
-        accounts: [{ id: 'acct-1', accessKey: account.accessKey, secretKey: account.secretKey, baseUrl: h.sandbox.url }],
-        callbackUrl: 'http://127.0.0.1:9/kling/callback',
-        callbackSecret: CALLBACK_SECRET,
-        pricing: TEST_PRICING,
-        logger: silentLogger,
-      });
+      const second = h.anotherRelay();
       try {
         const ids: string[] = [];
         for (let i = 0; i < 8; i++) ids.push((await submit()).body.data.task_id as string);

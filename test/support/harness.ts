@@ -41,6 +41,11 @@ export interface Harness {
   creates(): KlingSandbox['requests'];
   /** The sandbox keys of each relay account, by relay account id. */
   keys: Record<string, SandboxAccount>;
+  /**
+   * A second relay instance on the same database, accounts and settings, as another host process
+   * would run one; the caller closes it.
+   */
+  anotherRelay(): KlingRelay;
   /** Issues a Kling-style access/secret key pair to a user: its JWTs are accepted as that user at /kling. */
   klingKeys(userId: number): SandboxAccount;
   close(): Promise<void>;
@@ -89,7 +94,7 @@ export async function startHarness(database: TestDatabase, options: HarnessOptio
     keys[a.id] = known;
     return { id: a.id, accessKey: known.accessKey, secretKey: a.secretKey ?? known.secretKey, baseUrl: sandbox.url, ...(a.weight !== undefined ? { weight: a.weight } : {}) };
   });
-  const relay = createKlingRelay({
+  const relayOptions: KlingRelayOptions = {
     db,
     accounts,
     callbackUrl: 'http://127.0.0.1:9/kling/callback',
@@ -99,7 +104,8 @@ export async function startHarness(database: TestDatabase, options: HarnessOptio
     logger: process.env.TEST_LOG ? defaultLogger('debug') : silentLogger,
     upstreamTimeoutMs: 2_000,
     ...options.relay,
-  });
+  };
+  const relay = createKlingRelay(relayOptions);
   await relay.migrate();
   // TEST_EXPRESS=4 runs every suite's host app on Express 4 (CI runs the relay suites both ways).
   const expressVersion = options.expressVersion ?? (process.env.TEST_EXPRESS === '4' ? 4 : 5);
@@ -160,6 +166,7 @@ export async function startHarness(database: TestDatabase, options: HarnessOptio
     tasks: () => db('kling_relay_tasks').select('*').orderBy('id'),
     ledger: () => db('kling_relay_ledger').select('*').orderBy('id'),
     creates: () => sandbox.requests.filter((r) => r.method === 'POST'),
+    anotherRelay: () => createKlingRelay(relayOptions),
     keys,
     klingKeys(userId) {
       const pair = { accessKey: `ak-user${userId}-${userKeys.size}`, secretKey: `sk-user${userId}-${randomBytes(16).toString('hex')}` };
