@@ -102,6 +102,15 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
     start: () => {
       delivery.start(config.reconciler.intervalMs);
       reconciler.start();
+      // A host that upgraded without migrating would fail every settle of a task with a callback_url.
+      const missing = [store.tables.tasks, store.tables.ledger, store.tables.resources, outbox.table];
+      Promise.all(missing.map(async (table) => ((await config.db.schema.hasTable(table)) ? undefined : table))).then(
+        (absent) => {
+          const names = absent.filter((t): t is string => t !== undefined);
+          if (names.length > 0) logger.error('the relay tables are not all there: run relay.migrate() (or kling-relay migrate) before serving', { missing: names });
+        },
+        (error: unknown) => logger.error('could not check the relay tables', { error: (error as Error).message }),
+      );
     },
     stop: async () => {
       await delivery.stop();
