@@ -157,9 +157,10 @@ function isKnex(value: unknown): value is Knex {
   return typeof value === 'function' && typeof (value as { transaction?: unknown }).transaction === 'function' && typeof (value as { client?: unknown }).client === 'object';
 }
 
-function positiveNumber(option: string, value: unknown, fallback: number): number {
+/** `value`, or `fallback` when it is absent; a coded error for anything but a positive number. */
+function positiveNumber(option: string, value: unknown, fallback: number, what = 'must be a positive number'): number {
   if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) fail(option, `must be a positive number, got ${JSON.stringify(value)}.`);
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) fail(option, `${what}, got ${JSON.stringify(value)}.`);
   return value;
 }
 
@@ -179,12 +180,6 @@ function callbackUrlFromEnv(env: NodeJS.ProcessEnv): string | undefined {
   if (env.KLING_CALLBACK_URL) return env.KLING_CALLBACK_URL;
   if (env.KLING_CALLBACK_DOMAIN) return env.KLING_CALLBACK_DOMAIN.replace(/\/+$/, '') + '/kling/callback';
   return undefined;
-}
-
-function milliseconds(field: string, value: unknown, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) fail('clientCallbacks', `${field} must be a positive number of milliseconds, got ${JSON.stringify(value)}.`);
-  return value;
 }
 
 const HOST_NAME = /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/;
@@ -210,8 +205,8 @@ function clientCallbacksOption(value: unknown, env: NodeJS.ProcessEnv): ClientCa
   return {
     secret: secret as string | undefined,
     allowHosts: allowHosts as string[],
-    timeoutMs: milliseconds('timeoutMs', o.timeoutMs, 10_000),
-    retryForMs: milliseconds('retryForMs', o.retryForMs, 86_400_000),
+    timeoutMs: positiveNumber('clientCallbacks', o.timeoutMs, 10_000, 'timeoutMs must be a positive number of milliseconds'),
+    retryForMs: positiveNumber('clientCallbacks', o.retryForMs, 86_400_000, 'retryForMs must be a positive number of milliseconds'),
   };
 }
 
