@@ -59,6 +59,14 @@ function listen(app: express.Express): Promise<Server> {
   });
 }
 
+/** Stops listening and drops the keep-alive connections the load left open. */
+function close(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}
+
 function urlOf(server: Server): string {
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
@@ -99,10 +107,7 @@ async function runRelay(sandboxUrl: string, database: string): Promise<() => Pro
   const server = await listen(app);
   send({ ready: true, url: urlOf(server) });
   return async () => {
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
+    await close(server);
     relay.close();
     // Requests whose client already left may still be at the database: let them finish first.
     const pool = (db.client as { pool?: { numUsed(): number; numPendingAcquires(): number } }).pool;
@@ -132,10 +137,7 @@ async function runBare(sandboxUrl: string): Promise<() => Promise<void>> {
   const server = await listen(app);
   send({ ready: true, url: urlOf(server) });
   return async () => {
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
+    await close(server);
     client.close();
   };
 }
