@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import { KlingRelayConfigError } from '../lib/errors.js';
 import { assertIdentifier } from './identifiers.js';
-import { OUTBOX_INDEX_SUFFIXES } from './outbox-store.js';
+import { OUTBOX_INDEX_SUFFIXES, OutboxStore } from './outbox-store.js';
 import { affectedRows, createTableIfAbsent, insertReturningId, toNumber, toNumberOrNull, toStringOrNull } from './dialect.js';
 import type { LedgerKind, LedgerRow, NewRelayTask, RelayTask, TaskState } from './types.js';
 
@@ -73,12 +73,15 @@ const INDEX_SUFFIXES = ['tasks_due', 'tasks_user_list', 'tasks_kling_id', 'tasks
 /**
  * The relay's own tables: tasks (what the host tables cannot hold), the ledger (one row per balance
  * movement, its unique keys the last guard against a double settle), and resources (which Kling
- * account created a video, session, audio or element id). Every method takes the knex instance or the
+ * account created a video, session, audio or element id), with the outbox of callers' callback notices
+beside them (`outbox`, migrated with them). Every method takes the knex instance or the
  * transaction to run in. Times are unix milliseconds.
  */
 export class RelayStore {
   readonly prefix: string;
-  readonly tables: { readonly tasks: string; readonly ledger: string; readonly resources: string };
+  readonly tables: { readonly tasks: string; readonly ledger: string; readonly resources: string; readonly outbox: string };
+  /** The outbox of notices to callers' callback URLs, under the same prefix. */
+  readonly outbox: OutboxStore;
 
   constructor(options: RelayStoreOptions = {}, optionName = 'tablePrefix') {
     const prefix = options.prefix ?? 'kling_relay_';
@@ -93,7 +96,8 @@ export class RelayStore {
       );
     }
     this.prefix = prefix;
-    this.tables = { tasks: `${prefix}tasks`, ledger: `${prefix}ledger`, resources: `${prefix}resources` };
+    this.outbox = new OutboxStore(prefix);
+    this.tables = { tasks: `${prefix}tasks`, ledger: `${prefix}ledger`, resources: `${prefix}resources`, outbox: this.outbox.table };
   }
 
   /** Creates the relay's tables when absent. Safe to run on every start; never touches host tables. */
@@ -154,6 +158,7 @@ export class RelayStore {
       t.string('account_id', 191).notNullable();
       t.bigInteger('created_at').notNullable();
     });
+    await this.outbox.migrate(db);
   }
 
   // ---- tasks ----

@@ -1,6 +1,5 @@
 import { HostTable } from '../adapters/host-table.js';
 import { assertQuotaStore, KnexQuotaStore } from '../adapters/quota-store.js';
-import { OutboxStore } from '../adapters/outbox-store.js';
 import { RelayStore } from '../adapters/relay-store.js';
 import type { QuotaStore } from '../adapters/types.js';
 import { CallbackDelivery } from './callbacks/delivery.js';
@@ -74,7 +73,7 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
     quota = new KnexQuotaStore(config.quota, 'quota');
   }
   const store = new RelayStore();
-  const outbox = new OutboxStore(store.prefix);
+  const delivery = new CallbackDelivery(config.db, store.outbox, config.clientCallbacks, logger);
   const events = new RelayEvents((event, error) => logger.error('relay event listener failed', { event, error: (error as Error).message }));
   const ctx: RelayContext = {
     events,
@@ -90,11 +89,9 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
     logger,
     db: config.db,
     quotaPerUnit: config.quotaPerUnit,
-    notices: new ClientNotices(outbox, registry),
+    // A committed notice goes out at once while the relay runs; the reconciler's passes retry the rest.
+    notices: new ClientNotices(store.outbox, registry, () => delivery.kick()),
   };
-  const delivery = new CallbackDelivery(config.db, outbox, config.clientCallbacks, logger);
-  // A committed notice goes out at once while the relay runs; the reconciler's passes retry the rest.
-  if (ctx.notices) ctx.notices.onCommitted = () => delivery.kick();
   const reconciler = new Reconciler(ctx, delivery);
   return {
     router: createRouter(ctx),
@@ -103,8 +100,7 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
       delivery.start(config.reconciler.intervalMs);
       reconciler.start();
       // A host that upgraded without migrating would fail every settle of a task with a callback_url.
-      const missing = [store.tables.tasks, store.tables.ledger, store.tables.resources, outbox.table];
-      Promise.all(missing.map(async (table) => ((await config.db.schema.hasTable(table)) ? undefined : table))).then(
+      Promise.all(Object.values(store.tables).map(async (table) => ((await config.db.schema.hasTable(table)) ? undefined : table))).then(
         (absent) => {
           const names = absent.filter((t): t is string => t !== undefined);
           if (names.length > 0) logger.error('the relay tables are not all there: run relay.migrate() (or kling-relay migrate) before serving', { missing: names });
@@ -117,10 +113,7 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
       await reconciler.stop();
     },
     callback: createCallbackHandler(ctx),
-    migrate: async () => {
-      await store.migrate(config.db);
-      await outbox.migrate(config.db);
-    },
+    migrate: () => store.migrate(config.db),
     close: () => {
       client.close();
       delivery.close();

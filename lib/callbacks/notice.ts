@@ -34,6 +34,14 @@ export function noticeBody(task: RelayTask, now: number): Record<string, unknown
 }
 
 /**
+ * Runs the writes of a status change: in one transaction when the task has a callback URL (its notice
+ * must commit with the change it announces), directly otherwise (no notice, no transaction needed).
+ */
+export function writeStatusChange<T>(db: Knex, task: Pick<RelayTask, 'client_callback_url'>, write: (db: Knex | Knex.Transaction) => Promise<T>): Promise<T> {
+  return task.client_callback_url === null ? write(db) : db.transaction(write);
+}
+
+/**
  * Writes the notice of a task's new status into the outbox, inside the transaction that applied the
  * status, so the notice exists exactly when the change does. Kling calls back only for tasks it
  * accepted on endpoints with a later result, so neither does the relay: no notice for a task without
@@ -41,12 +49,14 @@ export function noticeBody(task: RelayTask, now: number): Record<string, unknown
  * on a sync endpoint (the answer was the result).
  */
 export class ClientNotices {
-  /** Called once a written notice is committed (the delivery's kick, so it need not wait for the next pass). */
-  onCommitted: (() => void) | undefined;
-
+  /**
+   * `onCommitted` is called once a written notice is committed: the delivery's kick, so the notice
+   * need not wait for the next pass.
+   */
   constructor(
     private readonly outbox: OutboxStore,
     private readonly registry: Registry,
+    private readonly onCommitted?: () => void,
   ) {}
 
   /** `task` as it is after the transition (the row merged with the patch written). */

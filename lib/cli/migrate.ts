@@ -1,6 +1,5 @@
 import knex, { type Knex } from 'knex';
 import { createDefaultHostTables } from '../../adapters/host-schema.js';
-import { OutboxStore } from '../../adapters/outbox-store.js';
 import { RelayStore } from '../../adapters/relay-store.js';
 import { KlingRelayConfigError } from '../errors.js';
 
@@ -51,9 +50,7 @@ export async function migrateDatabase(url: string, hostTables: boolean): Promise
   const db = await openDatabase(url);
   try {
     if (hostTables) await createDefaultHostTables(db);
-    const store = new RelayStore();
-    await store.migrate(db);
-    await new OutboxStore(store.prefix).migrate(db);
+    await new RelayStore().migrate(db);
   } finally {
     await db.destroy();
   }

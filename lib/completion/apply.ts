@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { FINAL_STATES, type RelayTask, type TaskState } from '../../adapters/types.js';
 import type { KlingAccount } from '../upstream/accounts.js';
+import { writeStatusChange } from '../callbacks/notice.js';
 import type { RelayContext } from '../relay/context.js';
 import { finishTask } from './transition.js';
 
@@ -62,7 +63,6 @@ export async function applyKlingTask(ctx: RelayContext, task: RelayTask, kling: 
     await ctx.notices?.enqueue(db, { ...task, ...patch }, now);
     return true;
   };
-  // The caller's notice must commit with the status it announces; a task without one keeps its two plain writes.
-  const moved = task.client_callback_url === null ? await write(ctx.db) : await ctx.db.transaction(write);
+  const moved = await writeStatusChange(ctx.db, task, write);
   return moved ? 'progressed' : 'unchanged';
 }

@@ -3,6 +3,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Request, Response } from 'express';
 import type { Knex } from 'knex';
 import type { NewHostRow, NewRelayTask, RelayTask } from '../../adapters/types.js';
+import { writeStatusChange } from '../callbacks/notice.js';
+import { isFinal } from '../completion/apply.js';
 import { finishTask } from '../completion/transition.js';
 import { taskCallbackUrl } from '../completion/token.js';
 import { RelayHttpError } from '../errors.js';
@@ -220,10 +222,9 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
       await ctx.hosts[entry.table].update(db, task.host_row_id, moved ? { task_id: klingTaskId ?? '', status: state, updated_at: Math.floor(now / 1000) } : { task_id: klingTaskId ?? '' });
       // A status a callback applied before Kling's id was known had no notice; it gets one now.
       const current = moved ? { ...task, ...patch } : task.client_callback_url === null ? undefined : await ctx.store.getTask(db, task.id);
-      if (current && (moved || (current.state !== 'succeed' && current.state !== 'failed'))) await ctx.notices?.enqueue(db, current, now);
+      if (current && (moved || !isFinal(current))) await ctx.notices?.enqueue(db, current, now);
     };
-    // The caller's first notice commits with the status it announces; without a callback URL, no transaction is needed.
-    await (task.client_callback_url === null ? write(ctx.db) : ctx.db.transaction(write));
+    await writeStatusChange(ctx.db, task, write);
   } catch (error) {
     // Kling has the task; the reconciler adopts it by external_task_id if this write was lost.
     ctx.logger.error('could not record Kling task id', { ...log, klingTaskId, error: (error as Error).message });

@@ -107,7 +107,7 @@ for (const database of testDatabases()) {
     let hostTablesAfterMigrate: boolean[] = [];
 
     async function dropAll(): Promise<void> {
-      for (const table of [...Object.values(store.tables), 'kling_relay_outbox', ...HOST_TABLES]) await db.schema.dropTableIfExists(table);
+      for (const table of [...Object.values(store.tables), ...HOST_TABLES]) await db.schema.dropTableIfExists(table);
     }
 
     async function addUser(quota: number, username = 'alice'): Promise<string> {
@@ -137,7 +137,7 @@ for (const database of testDatabases()) {
       it('creates the relay tables, twice without complaint, and never a host table', async function () {
         await store.migrate(db);
         await store.migrate(db);
-        for (const table of ['kling_relay_tasks', 'kling_relay_ledger', 'kling_relay_resources']) {
+        for (const table of ['kling_relay_tasks', 'kling_relay_ledger', 'kling_relay_resources', 'kling_relay_outbox']) {
           expect(await db.schema.hasTable(table), table).to.equal(true);
         }
         expect(hostTablesAfterMigrate).to.deep.equal([false, false, false]);
