@@ -263,7 +263,6 @@ export function callbackUrlProblem(value: string): string | undefined {
   } catch {
     return 'must be an absolute http:// or https:// URL';
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') return 'must be an absolute http:// or https:// URL';
   if (url.username !== '' || url.password !== '' || /^https?:\/\/[^/?#]*@/i.test(value)) return 'must not carry credentials (user:password@); put a token in the path or query instead';
   if (url.hostname === '') return 'must name a host';
   return undefined;
