@@ -11,6 +11,6 @@ export function connect(database: string): Knex {
     useNullAsDefault: true,
     // WAL, synchronous=NORMAL and prepared statements kept (BENCH_NO_STATEMENT_CACHE=1 measures without,
     // BENCH_SQLITE_DEFAULTS=1 measures SQLite's own defaults: rollback journal, synchronous=FULL, no cache).
-    ...(process.env.BENCH_SQLITE_DEFAULTS === '1' ? {} : { pool: { afterCreate: sqliteAfterCreate({ cacheStatements: process.env.BENCH_NO_STATEMENT_CACHE !== '1' }) } }),
+    ...(process.env.BENCH_SQLITE_DEFAULTS === '1' ? {} : { pool: { afterCreate: sqliteAfterCreate({ cacheStatements: process.env.BENCH_NO_STATEMENT_CACHE !== '1', backgroundCheckpoint: process.env.BENCH_NO_BG_CHECKPOINT !== '1' }) } }),
   });
 }

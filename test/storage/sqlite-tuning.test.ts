@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import knex, { type Knex } from 'knex';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sqliteAfterCreate, type SqliteConnection } from '../../adapters/sqlite-tuning.js';
@@ -17,14 +17,32 @@ describe('adapters/sqlite-tuning: the recommended better-sqlite3 pool set-up', (
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  function open(name: string, cacheStatements?: boolean): Knex {
+  function open(name: string, cacheStatements?: boolean, backgroundCheckpoint?: boolean): Knex {
     db = knex({
       client: 'better-sqlite3',
-      connection: { filename: join(dir, name) },
+      connection: { filename: name === ':memory:' ? name : join(dir, name) },
       useNullAsDefault: true,
-      pool: { afterCreate: sqliteAfterCreate(cacheStatements === undefined ? {} : { cacheStatements }) },
+      pool: {
+        afterCreate: sqliteAfterCreate({
+          ...(cacheStatements === undefined ? {} : { cacheStatements }),
+          ...(backgroundCheckpoint === undefined ? {} : { backgroundCheckpoint }),
+        }),
+      },
     });
     return db;
+  }
+
+  async function until(what: string, check: () => boolean, ms = 3000): Promise<void> {
+    const end = Date.now() + ms;
+    while (!check()) {
+      if (Date.now() > end) throw new Error(`not within ${ms} ms: ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  /** Whether the database file itself (not its write-ahead log) holds these bytes. */
+  function inMainFile(name: string, marker: string): boolean {
+    return readFileSync(join(dir, name)).includes(Buffer.from(marker));
   }
 
   async function raw<T>(k: Knex, use: (conn: SqliteConnection) => T): Promise<T> {
@@ -75,5 +93,53 @@ describe('adapters/sqlite-tuning: the recommended better-sqlite3 pool set-up', (
     const after = await k('things').select('*').orderBy('id');
     expect(before.map((r: Record<string, unknown>) => Object.keys(r))).to.deep.equal([['id', 'name'], ['id', 'name'], ['id', 'name']]);
     expect(after).to.deep.equal([{ id: 1, name: 'a', size: 7 }, { id: 2, name: 'B', size: 7 }, { id: 3, name: 'c', size: 7 }]);
+  });
+
+  it('checkpoints the write-ahead log in the background: a commit reaches the database file without another write', async () => {
+    const k = open('checkpoint.sqlite');
+    await k.schema.createTable('notes', (t) => {
+      t.increments('id');
+      t.string('text');
+    });
+    const auto = (await k.raw('PRAGMA wal_autocheckpoint')) as { wal_autocheckpoint: number }[];
+    expect(auto[0]?.wal_autocheckpoint, "the connection's own checkpoint, left as a backstop").to.equal(10000);
+    const marker = `marker-${Math.random().toString(36).slice(2)}`;
+    await k('notes').insert({ text: marker });
+    // SQLite alone would leave the row in the log until 1000 pages had piled up there.
+    await until('the row is copied into the database file', () => inMainFile('checkpoint.sqlite', marker));
+    expect(await k('notes').pluck('text')).to.deep.equal([marker]);
+  });
+
+  it("stops the background checkpoint with the pool: the last close removes SQLite's -wal and -shm files", async () => {
+    const k = open('closing.sqlite');
+    await k.schema.createTable('notes', (t) => t.string('text'));
+    await k('notes').insert({ text: 'kept' });
+    expect(existsSync(join(dir, 'closing.sqlite-wal'))).to.equal(true);
+    await k.destroy();
+    db = undefined;
+    // SQLite deletes them when the last connection to the file closes: the checkpointer's too.
+    const gone = (): boolean => !existsSync(join(dir, 'closing.sqlite-wal')) && !existsSync(join(dir, 'closing.sqlite-shm'));
+    await until('the -wal and -shm files are gone', gone);
+    // and stay gone: a checkpointer left running would open them again at its next look (every 100 ms)
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(gone(), 'no -wal or -shm file 300 ms later').to.equal(true);
+    const again = open('closing.sqlite');
+    expect(await again('notes').pluck('text')).to.deep.equal(['kept']);
+  });
+
+  it('leaves the checkpoint to SQLite with backgroundCheckpoint: false, and for an in-memory database', async () => {
+    const k = open('own-checkpoint.sqlite', undefined, false);
+    const auto = (await k.raw('PRAGMA wal_autocheckpoint')) as { wal_autocheckpoint: number }[];
+    expect(auto[0]?.wal_autocheckpoint).to.equal(1000);
+    await k.schema.createTable('notes', (t) => t.string('text'));
+    const marker = `marker-${Math.random().toString(36).slice(2)}`;
+    await k('notes').insert({ text: marker });
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(inMainFile('own-checkpoint.sqlite', marker), 'still only in the log').to.equal(false);
+    await k.destroy();
+    const memory = open(':memory:');
+    await memory.schema.createTable('notes', (t) => t.string('text'));
+    await memory('notes').insert({ text: 'in memory' });
+    expect(await memory('notes').pluck('text')).to.deep.equal(['in memory']);
   });
 });
