@@ -89,10 +89,22 @@ export class HostTable {
 
   /** Writes the given logical columns of one row; absent columns are skipped. Returns whether a row matched. */
   async update(trx: Knex | Knex.Transaction, id: string | number, patch: Partial<NewHostRow>): Promise<boolean> {
-    const values = this.toPhysical(patch);
-    if (Object.keys(values).length === 0) return false;
-    const changed = await trx(this.name).where(this.column('id'), id).update(values);
+    const query = this.updateQuery(trx, id, patch);
+    if (query === undefined) return false;
+    const changed = (await query) as unknown as number;
     return changed > 0;
+  }
+
+  /** The insert of one row, built but not run (for SQLite's direct transactions). */
+  insertQuery(db: Knex | Knex.Transaction, row: NewHostRow): Knex.QueryBuilder {
+    return db(this.name).insert(this.toPhysical(row));
+  }
+
+  /** The update of one row, built but not run; undefined when the host has none of the patched columns. */
+  updateQuery(db: Knex | Knex.Transaction, id: string | number, patch: Partial<NewHostRow>): Knex.QueryBuilder | undefined {
+    const values = this.toPhysical(patch);
+    if (Object.keys(values).length === 0) return undefined;
+    return db(this.name).where(this.column('id'), id).update(values);
   }
 
   async get(db: Knex | Knex.Transaction, id: string | number): Promise<HostRow | undefined> {

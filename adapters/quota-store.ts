@@ -63,10 +63,20 @@ export class KnexQuotaStore implements QuotaStore {
       const balance = await this.balance(trx, userId);
       return balance !== null && balance >= 0;
     }
-    const { table, idColumn, quotaColumn } = this.options;
-    // One conditional statement: the balance check and the decrement cannot be split by a concurrent hold.
-    const changed = await trx(table).where(idColumn, userId).andWhere(quotaColumn, '>=', amount).decrement(quotaColumn, amount);
+    const changed = (await this.holdQuery(trx, userId, amount)) as unknown as number;
     return changed > 0;
+  }
+
+  /**
+   * The hold as one conditional statement, built but not run: the balance check and the decrement
+   * cannot be split by a concurrent hold. It changes one row when the balance covers `amount`, none
+   * otherwise (on SQLite and PostgreSQL also for 0; MySQL may report 0 rows for an update that changes
+   * nothing, which is why `hold` reads the balance instead).
+   */
+  holdQuery(db: Knex | Knex.Transaction, userId: string, amount: number): Knex.QueryBuilder {
+    checkAmount(amount);
+    const { table, idColumn, quotaColumn } = this.options;
+    return db(table).where(idColumn, userId).andWhere(quotaColumn, '>=', amount).decrement(quotaColumn, amount);
   }
 
   async credit(trx: Knex.Transaction, userId: string, amount: number): Promise<void> {

@@ -59,6 +59,23 @@ const TASK_COLUMN_SET: Record<keyof RelayTask, true> = {
 };
 const TASK_COLUMNS = Object.keys(TASK_COLUMN_SET) as (keyof RelayTask)[];
 
+function taskRow(task: NewRelayTask): Record<string, unknown> {
+  const row: Record<string, unknown> = {};
+  for (const column of TASK_COLUMNS) if (column !== 'id') row[column] = task[column];
+  return row;
+}
+
+function ledgerRow(entry: NewLedgerRow): Record<string, unknown> {
+  return {
+    task_id: entry.task_id,
+    user_id: String(entry.user_id),
+    kind: entry.kind,
+    amount: entry.amount,
+    terminal: entry.kind === 'hold' ? null : 1,
+    created_at: entry.created_at ?? Date.now(),
+  };
+}
+
 /** The states a reconciler works on; listed rather than `NOT IN (final)` so the (state, next_check_at) index serves. */
 const ACTIVE_STATES = ['pending', 'submitted', 'processing'] as const satisfies readonly Exclude<TaskState, 'succeed' | 'failed'>[];
 
@@ -164,9 +181,12 @@ export class RelayStore {
   // ---- tasks ----
 
   async insertTask(trx: Db, task: NewRelayTask): Promise<number> {
-    const row: Record<string, unknown> = {};
-    for (const column of TASK_COLUMNS) if (column !== 'id') row[column] = task[column];
-    return Number(await insertReturningId(trx, this.tables.tasks, 'id', row));
+    return Number(await insertReturningId(trx, this.tables.tasks, 'id', taskRow(task)));
+  }
+
+  /** The insert of a task, built but not run (for SQLite's direct transactions). */
+  insertTaskQuery(db: Db, task: NewRelayTask): Knex.QueryBuilder {
+    return db(this.tables.tasks).insert(taskRow(task));
   }
 
   async getTask(db: Db, id: number): Promise<RelayTask | undefined> {
@@ -216,6 +236,12 @@ export class RelayStore {
    */
   async updateTask(trx: Db, id: number, patch: Partial<NewRelayTask>, expectedStates?: readonly TaskState[]): Promise<boolean> {
     if (expectedStates !== undefined && expectedStates.length === 0) return false;
+    return affectedRows(await this.updateTaskQuery(trx, id, patch, expectedStates)) > 0;
+  }
+
+  /** `updateTask`'s statement, built but not run (for SQLite's direct transactions); `expectedStates` must not be empty. */
+  updateTaskQuery(db: Db, id: number, patch: Partial<NewRelayTask>, expectedStates?: readonly TaskState[]): Knex.QueryBuilder {
+    if (expectedStates !== undefined && expectedStates.length === 0) throw new Error('updateTaskQuery: expectedStates is empty, so nothing may change');
     const values: Record<string, unknown> = {};
     for (const [column, value] of Object.entries(patch)) {
       if (column === 'id' || value === undefined) continue;
@@ -223,9 +249,9 @@ export class RelayStore {
       values[column] = value;
     }
     values.updated_at ??= Date.now();
-    const query = trx(this.tables.tasks).where('id', id);
-    if (expectedStates !== undefined) query.whereIn('state', expectedStates);
-    return affectedRows(await query.update(values)) > 0;
+    const query = db(this.tables.tasks).where('id', id);
+    if (expectedStates !== undefined) void query.whereIn('state', expectedStates);
+    return query.update(values);
   }
 
   // ---- ledger ----
@@ -235,15 +261,12 @@ export class RelayStore {
    * refund, refund after settle), is refused by the database: the error satisfies `isUniqueViolation`.
    */
   async addLedger(trx: Db, entry: NewLedgerRow): Promise<number> {
-    const row = {
-      task_id: entry.task_id,
-      user_id: String(entry.user_id),
-      kind: entry.kind,
-      amount: entry.amount,
-      terminal: entry.kind === 'hold' ? null : 1,
-      created_at: entry.created_at ?? Date.now(),
-    };
-    return Number(await insertReturningId(trx, this.tables.ledger, 'id', row));
+    return Number(await insertReturningId(trx, this.tables.ledger, 'id', ledgerRow(entry)));
+  }
+
+  /** The insert of a balance movement, built but not run (for SQLite's direct transactions). */
+  addLedgerQuery(db: Db, entry: NewLedgerRow): Knex.QueryBuilder {
+    return db(this.tables.ledger).insert(ledgerRow(entry));
   }
 
   async ledgerFor(db: Db, taskId: number): Promise<LedgerRow[]> {

@@ -1,4 +1,5 @@
 import { HostTable } from '../adapters/host-table.js';
+import { DirectSqlite } from '../adapters/sqlite-direct.js';
 import { assertQuotaStore, KnexQuotaStore } from '../adapters/quota-store.js';
 import { RelayStore } from '../adapters/relay-store.js';
 import type { QuotaStore } from '../adapters/types.js';
@@ -92,6 +93,8 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
     // A committed notice goes out at once while the relay runs; the reconciler's passes retry the rest.
     notices: new ClientNotices(store.outbox, registry, () => delivery.kick()),
   };
+  const direct = DirectSqlite.for(config.db);
+  if (direct) ctx.direct = direct;
   const reconciler = new Reconciler(ctx, delivery);
   return {
     router: createRouter(ctx),

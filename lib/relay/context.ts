@@ -1,5 +1,6 @@
 import type { HostTable } from '../../adapters/host-table.js';
 import type { RelayStore } from '../../adapters/relay-store.js';
+import type { DirectSqlite } from '../../adapters/sqlite-direct.js';
 import type { QuotaStore, TableKind } from '../../adapters/types.js';
 import type { TransitionDeps } from '../completion/transition.js';
 import type { Configuration } from '../options.js';
@@ -21,4 +22,6 @@ export interface RelayContext extends TransitionDeps {
   accounts: AccountPool;
   client: KlingClient;
   logger: Logger;
+  /** Set on better-sqlite3: the submit's writes run without knex's runner (adapters/sqlite-direct.ts). */
+  direct?: DirectSqlite;
 }

@@ -1,0 +1,132 @@
+import { expect } from 'chai';
+import type { Knex } from 'knex';
+import { isUniqueViolation } from '../../adapters/relay-store.js';
+import { DirectSqlite } from '../../adapters/sqlite-direct.js';
+import { testDatabases } from '../support/databases.js';
+
+const databases = testDatabases();
+const sqlite = databases.find((d) => d.name === 'sqlite');
+if (!sqlite) throw new Error('SQLite is always in the list of test databases');
+
+describe("adapters/sqlite-direct: short write transactions on better-sqlite3 without knex's runner", () => {
+  let db: Knex;
+  let direct: DirectSqlite;
+  beforeEach(async () => {
+    db = sqlite.connect();
+    await db.schema.createTable('things', (t) => {
+      t.increments('id');
+      t.string('name').notNullable().unique();
+      t.bigInteger('size').notNullable().defaultTo(0);
+      t.boolean('flag').nullable();
+      t.bigInteger('seen_at').nullable();
+    });
+    const made = DirectSqlite.for(db);
+    if (!made) throw new Error('DirectSqlite.for should serve a better-sqlite3 knex');
+    direct = made;
+  });
+  afterEach(() => db.destroy());
+
+  it('commits every statement together and answers what the work returned', async () => {
+    const ids = await direct.transaction((run) => {
+      const a = Number(run(db('things').insert({ name: 'a', size: 1 })).lastInsertRowid);
+      const b = Number(run(db('things').insert({ name: 'b', size: 2 })).lastInsertRowid);
+      const changed = run(db('things').where('id', a).increment('size', 10)).changes;
+      return { a, b, changed };
+    });
+    expect(ids).to.deep.equal({ a: 1, b: 2, changed: 1 });
+    expect(await db('things').select('name', 'size').orderBy('id')).to.deep.equal([{ name: 'a', size: 11 }, { name: 'b', size: 2 }]);
+  });
+
+  it('reports 0 changes for an update whose condition holds for no row', async () => {
+    await db('things').insert({ name: 'a', size: 5 });
+    const changes = await direct.transaction((run) => run(db('things').where('name', 'a').andWhere('size', '>=', 6).decrement('size', 6)).changes);
+    expect(changes).to.equal(0);
+    expect(await db('things').pluck('size')).to.deep.equal([5]);
+  });
+
+  it('rolls everything back when the work throws, passes the error on, and frees the connection', async () => {
+    const failure = await direct
+      .transaction((run) => {
+        run(db('things').insert({ name: 'a' }));
+        throw new Error('changed my mind');
+      })
+      .then(() => undefined, (error: unknown) => error as Error);
+    expect(failure?.message).to.equal('changed my mind');
+    expect(await db('things').count({ n: '*' })).to.deep.equal([{ n: 0 }]);
+    // The pool has one connection on SQLite: a query answering proves it was given back.
+    await db('things').insert({ name: 'after' });
+    expect(await db('things').pluck('name')).to.deep.equal(['after']);
+  });
+
+  it("rolls back on the database's own refusal, which stays recognisable as a unique violation", async () => {
+    await db('things').insert({ name: 'taken' });
+    const failure = await direct
+      .transaction((run) => {
+        run(db('things').insert({ name: 'fresh' }));
+        run(db('things').insert({ name: 'taken' }));
+      })
+      .then(() => undefined, (error: unknown) => error);
+    expect(isUniqueViolation(failure), String(failure)).to.equal(true);
+    expect(await db('things').pluck('name')).to.deep.equal(['taken']);
+  });
+
+  it('refuses work that returns a promise (the connection must not be held across an await), and rolls it back', async () => {
+    const failure = await direct
+      .transaction((run) => {
+        run(db('things').insert({ name: 'a' }));
+        return Promise.resolve(1);
+      })
+      .then(() => undefined, (error: unknown) => error as Error);
+    expect(failure).to.be.instanceOf(TypeError);
+    expect(failure?.message).to.match(/must be synchronous/);
+    expect(await db('things').count({ n: '*' })).to.deep.equal([{ n: 0 }]);
+  });
+
+  it('refuses a read, and formats dates and booleans as knex does on better-sqlite3', async () => {
+    const read = await direct.transaction((run) => run(db('things').select('*'))).then(() => undefined, (error: unknown) => error as Error);
+    expect(read?.message).to.match(/writes only/);
+    const at = new Date('2026-12-01T10:00:00Z');
+    await direct.transaction((run) => run(db('things').insert({ name: 'dated', flag: true, seen_at: at })));
+    await db('things').insert({ name: 'through knex', flag: true, seen_at: at });
+    expect(await db('things').select('name', 'flag', 'seen_at').orderBy('id')).to.deep.equal([
+      { name: 'dated', flag: 1, seen_at: at.valueOf() },
+      { name: 'through knex', flag: 1, seen_at: at.valueOf() },
+    ]);
+  });
+
+  it('waits for a knex transaction that holds the connection, and runs after it', async () => {
+    const order: string[] = [];
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const trx = db.transaction(async (t) => {
+      await t('things').insert({ name: 'first' });
+      order.push('knex transaction wrote');
+      await held;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const second = direct.transaction((run) => {
+      order.push('direct transaction ran');
+      run(db('things').insert({ name: 'second' }));
+    });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(order).to.deep.equal(['knex transaction wrote']);
+    release();
+    await Promise.all([trx, second]);
+    expect(order).to.deep.equal(['knex transaction wrote', 'direct transaction ran']);
+    expect(await db('things').orderBy('id').pluck('name')).to.deep.equal(['first', 'second']);
+  });
+
+  it('serves only a better-sqlite3 knex instance, not a transaction of one nor another database', async () => {
+    await db.transaction(async (trx) => {
+      expect(DirectSqlite.for(trx as unknown as Knex)).to.equal(undefined);
+    });
+    for (const other of databases.filter((d) => d.name !== 'sqlite')) {
+      const k = other.connect();
+      try {
+        expect(DirectSqlite.for(k), other.name).to.equal(undefined);
+      } finally {
+        await k.destroy();
+      }
+    }
+  });
+});
