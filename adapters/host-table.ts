@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import { KlingRelayConfigError } from '../lib/errors.js';
 import { assertIdentifier } from './identifiers.js';
 import { insertReturningId, toNumber } from './dialect.js';
+import type { DirectSqlite, Template } from './sqlite-direct.js';
 import { HOST_COLUMNS, REQUIRED_HOST_COLUMNS } from './types.js';
 import type { HostColumn, HostRow, HostTableOptions, NewHostRow, TableKind } from './types.js';
 
@@ -95,16 +96,39 @@ export class HostTable {
     return changed > 0;
   }
 
-  /** The insert of one row, built but not run (for SQLite's direct transactions). */
-  insertQuery(db: Knex | Knex.Transaction, row: NewHostRow): Knex.QueryBuilder {
-    return db(this.name).insert(this.toPhysical(row));
-  }
-
   /** The update of one row, built but not run; undefined when the host has none of the patched columns. */
-  updateQuery(db: Knex | Knex.Transaction, id: string | number, patch: Partial<NewHostRow>): Knex.QueryBuilder | undefined {
+  private updateQuery(db: Knex | Knex.Transaction, id: string | number, patch: Partial<NewHostRow>): Knex.QueryBuilder | undefined {
     const values = this.toPhysical(patch);
     if (Object.keys(values).length === 0) return undefined;
     return db(this.name).where(this.column('id'), id).update(values);
+  }
+
+  /** The insert of a row as a template of SQLite's direct transactions; run it with `directValues(row)`. */
+  insertTemplate(direct: DirectSqlite): Template {
+    return direct.template(`host:${this.name}:insert`, (param) => {
+      const values: Record<string, string> = {};
+      for (const [logical, physical] of this.columns) if (logical !== 'id') values[physical] = param(logical);
+      return direct.db(this.name).insert(values);
+    });
+  }
+
+  /**
+   * The update of one row's given columns (those the host has) as a template of SQLite's direct
+   * transactions, or undefined when the host has none of them; run it with `directValues({...patch, id})`.
+   */
+  updateTemplate(direct: DirectSqlite, columns: readonly HostColumn[]): Template | undefined {
+    const present = columns.filter((logical) => logical !== 'id' && this.columns.has(logical));
+    if (present.length === 0) return undefined;
+    return direct.template(`host:${this.name}:update:${present.join(',')}`, (param) => {
+      const values: Record<string, string> = {};
+      for (const logical of present) values[this.columns.get(logical) as string] = param(logical);
+      return direct.db(this.name).where(this.column('id'), param('id')).update(values);
+    });
+  }
+
+  /** A row's values as the templates bind them: by logical name, as `insert` and `update` would write them. */
+  directValues(row: Partial<HostRow>): Record<string, unknown> {
+    return typeof row.duration === 'number' ? { ...row, duration: Math.round(row.duration) } : row;
   }
 
   async get(db: Knex | Knex.Transaction, id: string | number): Promise<HostRow | undefined> {

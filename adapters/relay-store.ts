@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { KlingRelayConfigError } from '../lib/errors.js';
 import { assertIdentifier } from './identifiers.js';
+import type { DirectSqlite, Template } from './sqlite-direct.js';
 import { OUTBOX_INDEX_SUFFIXES, OutboxStore } from './outbox-store.js';
 import { affectedRows, createTableIfAbsent, insertReturningId, toNumber, toNumberOrNull, toStringOrNull } from './dialect.js';
 import type { LedgerKind, LedgerRow, NewRelayTask, RelayTask, TaskState } from './types.js';
@@ -63,6 +64,17 @@ function taskRow(task: NewRelayTask): Record<string, unknown> {
   const row: Record<string, unknown> = {};
   for (const column of TASK_COLUMNS) if (column !== 'id') row[column] = task[column];
   return row;
+}
+
+function taskPatch(patch: Partial<NewRelayTask>): Record<string, unknown> {
+  const values: Record<string, unknown> = {};
+  for (const [column, value] of Object.entries(patch)) {
+    if (column === 'id' || value === undefined) continue;
+    if (!(TASK_COLUMNS as readonly string[]).includes(column)) throw new Error(`kling_relay_tasks has no column ${column}`);
+    values[column] = value;
+  }
+  values.updated_at ??= Date.now();
+  return values;
 }
 
 function ledgerRow(entry: NewLedgerRow): Record<string, unknown> {
@@ -184,9 +196,9 @@ export class RelayStore {
     return Number(await insertReturningId(trx, this.tables.tasks, 'id', taskRow(task)));
   }
 
-  /** The insert of a task, built but not run (for SQLite's direct transactions). */
-  insertTaskQuery(db: Db, task: NewRelayTask): Knex.QueryBuilder {
-    return db(this.tables.tasks).insert(taskRow(task));
+  /** The insert of a task as a template of SQLite's direct transactions; run it with the task. */
+  insertTaskTemplate(direct: DirectSqlite): Template {
+    return direct.template(`${this.tables.tasks}:insert`, (param) => direct.db(this.tables.tasks).insert(Object.fromEntries(TASK_COLUMNS.filter((c) => c !== 'id').map((c) => [c, param(c)]))));
   }
 
   async getTask(db: Db, id: number): Promise<RelayTask | undefined> {
@@ -239,19 +251,38 @@ export class RelayStore {
     return affectedRows(await this.updateTaskQuery(trx, id, patch, expectedStates)) > 0;
   }
 
-  /** `updateTask`'s statement, built but not run (for SQLite's direct transactions); `expectedStates` must not be empty. */
-  updateTaskQuery(db: Db, id: number, patch: Partial<NewRelayTask>, expectedStates?: readonly TaskState[]): Knex.QueryBuilder {
+  /** `updateTask`'s statement, built but not run; `expectedStates` must not be empty. */
+  private updateTaskQuery(db: Db, id: number, patch: Partial<NewRelayTask>, expectedStates?: readonly TaskState[]): Knex.QueryBuilder {
     if (expectedStates !== undefined && expectedStates.length === 0) throw new Error('updateTaskQuery: expectedStates is empty, so nothing may change');
-    const values: Record<string, unknown> = {};
-    for (const [column, value] of Object.entries(patch)) {
-      if (column === 'id' || value === undefined) continue;
-      if (!(TASK_COLUMNS as readonly string[]).includes(column)) throw new Error(`kling_relay_tasks has no column ${column}`);
-      values[column] = value;
-    }
-    values.updated_at ??= Date.now();
+    const values = taskPatch(patch);
     const query = db(this.tables.tasks).where('id', id);
     if (expectedStates !== undefined) void query.whereIn('state', expectedStates);
     return query.update(values);
+  }
+
+  /**
+   * `updateTask` as a template of SQLite's direct transactions, for a patch of these columns (plus
+   * `updated_at`) and, when `expectedStates` is given, only from those states. Run it with
+   * `updateTaskValues`.
+   */
+  updateTaskTemplate(direct: DirectSqlite, columns: readonly (keyof NewRelayTask)[], expectedStates?: readonly TaskState[]): Template {
+    if (expectedStates !== undefined && expectedStates.length === 0) throw new Error('updateTaskTemplate: expectedStates is empty, so nothing may change');
+    const set = [...new Set([...columns, 'updated_at' as const])];
+    for (const column of set) if (!(TASK_COLUMNS as readonly string[]).includes(column) || (column as string) === 'id') throw new Error(`kling_relay_tasks has no column ${column} to update`);
+    const key = `${this.tables.tasks}:update:${set.join(',')}:${expectedStates?.join(',') ?? '*'}`;
+    return direct.template(key, (param) => {
+      const query = direct.db(this.tables.tasks).where('id', param('id'));
+      if (expectedStates !== undefined) void query.whereIn('state', expectedStates.map((_, i) => param(`expected_state_${i}`)));
+      return query.update(Object.fromEntries(set.map((c) => [c, param(c)])));
+    });
+  }
+
+  /** The values `updateTaskTemplate`'s template binds. */
+  updateTaskValues(id: number, patch: Partial<NewRelayTask>, expectedStates?: readonly TaskState[]): Record<string, unknown> {
+    const values: Record<string, unknown> = { ...patch, id };
+    values.updated_at ??= Date.now();
+    expectedStates?.forEach((state, i) => (values[`expected_state_${i}`] = state));
+    return values;
   }
 
   // ---- ledger ----
@@ -264,9 +295,16 @@ export class RelayStore {
     return Number(await insertReturningId(trx, this.tables.ledger, 'id', ledgerRow(entry)));
   }
 
-  /** The insert of a balance movement, built but not run (for SQLite's direct transactions). */
-  addLedgerQuery(db: Db, entry: NewLedgerRow): Knex.QueryBuilder {
-    return db(this.tables.ledger).insert(ledgerRow(entry));
+  /** The insert of a balance movement as a template of SQLite's direct transactions; run it with `ledgerValues(entry)`. */
+  addLedgerTemplate(direct: DirectSqlite): Template {
+    return direct.template(`${this.tables.ledger}:insert`, (param) =>
+      direct.db(this.tables.ledger).insert(Object.fromEntries(['task_id', 'user_id', 'kind', 'amount', 'terminal', 'created_at'].map((c) => [c, param(c)]))),
+    );
+  }
+
+  /** The values `addLedgerTemplate`'s template binds. */
+  ledgerValues(entry: NewLedgerRow): Record<string, unknown> {
+    return ledgerRow(entry);
   }
 
   async ledgerFor(db: Db, taskId: number): Promise<LedgerRow[]> {

@@ -6,8 +6,23 @@ export interface RunResult {
   lastInsertRowid: number | bigint;
 }
 
-/** Runs one statement built with knex's query builder, in the transaction, and answers at once. */
-export type RunStatement = (query: Knex.QueryBuilder) => RunResult;
+/**
+ * A write statement knex compiled once, its bindings named: `run(template, values)` binds
+ * `values[name]` for each name, in order. Made by `DirectSqlite.template`.
+ */
+export interface Template {
+  readonly sql: string;
+  readonly names: readonly string[];
+}
+
+/**
+ * Runs one statement in the transaction and answers at once: a query built with knex's query builder,
+ * or a template with its values.
+ */
+export type RunStatement = (statement: Knex.QueryBuilder | Template, values?: Readonly<Record<string, unknown>>) => RunResult;
+
+/** Stands for a named value while knex compiles a template; never reaches the database. */
+const PARAMETER = '\u0000kling-relay-parameter:';
 
 /** The parts of a better-sqlite3 connection and statement used here. */
 interface Statement {
@@ -38,6 +53,7 @@ interface PoolClient {
  */
 export class DirectSqlite {
   readonly #client: PoolClient;
+  readonly #templates = new Map<string, Template>();
 
   private constructor(readonly db: Knex) {
     this.#client = db.client as PoolClient;
@@ -51,6 +67,28 @@ export class DirectSqlite {
   }
 
   /**
+   * The statement `build` makes, compiled by knex once per `key` (which must name everything the
+   * statement's shape depends on: table, columns, the number of values in a list). `build` gets
+   * `param(name)` for every value; compiling a statement is most of what knex costs per statement,
+   * and the relay's writes come in a few shapes.
+   */
+  template(key: string, build: (param: (name: string) => string) => Knex.QueryBuilder): Template {
+    let template = this.#templates.get(key);
+    if (template === undefined) {
+      const { sql, bindings } = build((name) => PARAMETER + name).toSQL().toNative();
+      const names = bindings.map((binding: unknown) => {
+        if (typeof binding !== 'string' || !binding.startsWith(PARAMETER)) {
+          throw new TypeError(`DirectSqlite.template("${key}"): every value must be a param(), found ${String(binding)} in ${sql}`);
+        }
+        return binding.slice(PARAMETER.length);
+      });
+      template = { sql, names };
+      this.#templates.set(key, template);
+    }
+    return template;
+  }
+
+  /**
    * Runs `work` in one transaction: committed when it returns, rolled back when it throws (the error
    * goes on to the caller). `work` gets the statement runner; builders for it come from `this.db` and
    * must not be awaited.
@@ -61,7 +99,7 @@ export class DirectSqlite {
       connection.prepare('BEGIN').run([]);
       let result: T;
       try {
-        result = work((query) => runOn(connection, query));
+        result = work((statement, values) => runOn(connection, statement, values));
         if (isThenable(result)) throw new TypeError('DirectSqlite.transaction: the work must be synchronous; it returned a promise');
       } catch (error) {
         if (connection.inTransaction) connection.prepare('ROLLBACK').run([]);
@@ -75,12 +113,28 @@ export class DirectSqlite {
   }
 }
 
-function runOn(connection: Connection, query: Knex.QueryBuilder): RunResult {
-  const { sql, bindings } = query.toSQL().toNative();
-  const statement = connection.prepare(sql);
-  if (statement.reader) throw new TypeError(`DirectSqlite runs writes only, not: ${sql}`);
+function runOn(connection: Connection, statement: Knex.QueryBuilder | Template, values: Readonly<Record<string, unknown>> = {}): RunResult {
+  let sql: string;
+  let bindings: unknown[];
+  if (isTemplate(statement)) {
+    sql = statement.sql;
+    bindings = statement.names.map((name) => {
+      if (!(name in values)) throw new TypeError(`DirectSqlite: no value for "${name}" in ${sql}`);
+      return values[name] ?? null;
+    });
+  } else {
+    const native = statement.toSQL().toNative();
+    sql = native.sql;
+    bindings = [...native.bindings];
+  }
+  const prepared = connection.prepare(sql);
+  if (prepared.reader) throw new TypeError(`DirectSqlite runs writes only, not: ${sql}`);
   // As knex's better-sqlite3 client formats them: dates as epoch milliseconds, booleans as 0/1.
-  return statement.run(bindings.map((value: unknown) => (value instanceof Date ? value.valueOf() : typeof value === 'boolean' ? Number(value) : value)));
+  return prepared.run(bindings.map((value: unknown) => (value instanceof Date ? value.valueOf() : typeof value === 'boolean' ? Number(value) : value)));
+}
+
+function isTemplate(statement: Knex.QueryBuilder | Template): statement is Template {
+  return Array.isArray((statement as Partial<Template>).names) && typeof (statement as Partial<Template>).sql === 'string';
 }
 
 function isThenable(value: unknown): boolean {

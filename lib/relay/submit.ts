@@ -114,6 +114,9 @@ function newTask(ctx: RelayContext, entry: RegistryEntry, caller: Caller, accoun
   };
 }
 
+/** The columns the post-answer write patches (the `patch` in `submit`). */
+const PATCHED = ['kling_task_id', 'state', 'kling_created_at', 'kling_updated_at', 'next_check_at'] as const;
+
 const SHORT = (price: PriceQuote): RelayHttpError => new RelayHttpError(402, 1102, `not enough quota: this request needs ${price.quota}`);
 
 /** One transaction: the conditional hold, the host row, the relay's task row and the ledger hold. */
@@ -127,10 +130,10 @@ async function holdAndRecord(ctx: RelayContext, entry: RegistryEntry, caller: Ca
   if (direct && ctx.config.billing === 'hold' && quota instanceof KnexQuotaStore) {
     return direct.transaction((run) => {
       if (run(quota.holdQuery(direct.db, userId, price.quota)).changes === 0) throw SHORT(price);
-      const hostRowId = String(run(host.insertQuery(direct.db, row)).lastInsertRowid);
+      const hostRowId = String(run(host.insertTemplate(direct), host.directValues(row)).lastInsertRowid);
       const task = newTask(ctx, entry, caller, account, price, client, hostRowId, now);
-      const id = Number(run(ctx.store.insertTaskQuery(direct.db, task)).lastInsertRowid);
-      run(ctx.store.addLedgerQuery(direct.db, { task_id: id, user_id: userId, kind: 'hold', amount: -price.quota, created_at: now }));
+      const id = Number(run(ctx.store.insertTaskTemplate(direct), task).lastInsertRowid);
+      run(ctx.store.addLedgerTemplate(direct), ctx.store.ledgerValues({ task_id: id, user_id: userId, kind: 'hold', amount: -price.quota, created_at: now }));
       return { ...task, id };
     });
   }
@@ -242,7 +245,7 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
   try {
     const state = status === 'processing' ? 'processing' : 'submitted';
     const now = Date.now();
-    const patch = { kling_task_id: klingTaskId, state, kling_created_at: Number(data.created_at) || now, kling_updated_at: Number(data.updated_at) || now, next_check_at: now + ctx.config.reconciler.intervalMs } as const;
+    const patch = { kling_task_id: klingTaskId, state, kling_created_at: Number(data.created_at) || now, kling_updated_at: Number(data.updated_at) || now, next_check_at: now + ctx.config.reconciler.intervalMs } as const satisfies Record<(typeof PATCHED)[number], unknown>;
     // Not moved: a callback moved the task on before this answer arrived, and the host row already
     // carries the newer status (a final one with its result); only the id is news.
     const hostPatch = (moved: boolean): Partial<NewHostRow> => (moved ? { task_id: klingTaskId ?? '', status: state, updated_at: Math.floor(now / 1000) } : { task_id: klingTaskId ?? '' });
@@ -251,10 +254,12 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
     if (direct && task.client_callback_url === null) {
       // No notice to write: both updates in one direct transaction, one commit.
       await direct.transaction((run) => {
-        const moved = run(ctx.store.updateTaskQuery(direct.db, task.id, patch, ['pending'])).changes > 0;
-        if (!moved) run(ctx.store.updateTaskQuery(direct.db, task.id, { kling_task_id: klingTaskId }));
-        const update = host.updateQuery(direct.db, task.host_row_id, hostPatch(moved));
-        if (update) run(update);
+        const { store } = ctx;
+        const moved = run(store.updateTaskTemplate(direct, PATCHED, ['pending']), store.updateTaskValues(task.id, patch, ['pending'])).changes > 0;
+        if (!moved) run(store.updateTaskTemplate(direct, ['kling_task_id']), store.updateTaskValues(task.id, { kling_task_id: klingTaskId }));
+        const change = hostPatch(moved);
+        const update = host.updateTemplate(direct, Object.keys(change) as (keyof NewHostRow)[]);
+        if (update) run(update, host.directValues({ ...change, id: task.host_row_id }));
       });
     } else {
       const write = async (db: Knex | Knex.Transaction): Promise<void> => {

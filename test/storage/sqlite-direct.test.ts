@@ -116,6 +116,39 @@ describe("adapters/sqlite-direct: short write transactions on better-sqlite3 wit
     expect(await db('things').orderBy('id').pluck('name')).to.deep.equal(['first', 'second']);
   });
 
+  it('compiles a template once per key and binds its values by name, whatever order knex puts the columns in', async () => {
+    const insert = () => direct.template('things:insert', (param) => db('things').insert({ size: param('size'), name: param('name'), flag: param('flag') }));
+    const first = insert();
+    expect(insert(), 'the same template for the same key').to.equal(first);
+    expect(first.names).to.have.members(['size', 'name', 'flag']);
+    const update = direct.template('things:grow', (param) => db('things').where('name', param('name')).whereIn('size', [param('small'), param('tiny')]).update({ size: param('size') }));
+    const result = await direct.transaction((run) => {
+      run(first, { name: 'a', size: 1, flag: false });
+      run(first, { flag: true, size: 2, name: 'b' });
+      run(first, { name: 'c', size: 3, flag: null });
+      return run(update, { name: 'b', small: 2, tiny: 0, size: 20 }).changes;
+    });
+    expect(result).to.equal(1);
+    expect(await db('things').select('name', 'size', 'flag').orderBy('id')).to.deep.equal([
+      { name: 'a', size: 1, flag: 0 },
+      { name: 'b', size: 20, flag: 1 },
+      { name: 'c', size: 3, flag: null },
+    ]);
+  });
+
+  it('refuses a template value that is missing (rolling back) and a template built with a literal value', async () => {
+    const insert = direct.template('things:insert-name', (param) => db('things').insert({ name: param('name'), size: param('size') }));
+    const missing = await direct
+      .transaction((run) => {
+        run(insert, { name: 'a', size: 1 });
+        run(insert, { name: 'b' });
+      })
+      .then(() => undefined, (error: unknown) => error as Error);
+    expect(missing?.message).to.match(/no value for "size"/);
+    expect(await db('things').count({ n: '*' })).to.deep.equal([{ n: 0 }]);
+    expect(() => direct.template('things:literal', (param) => db('things').insert({ name: param('name'), size: 7 }))).to.throw(TypeError, /every value must be a param\(\), found 7/);
+  });
+
   it('serves only a better-sqlite3 knex instance, not a transaction of one nor another database', async () => {
     await db.transaction(async (trx) => {
       expect(DirectSqlite.for(trx as unknown as Knex)).to.equal(undefined);
