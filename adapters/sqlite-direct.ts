@@ -41,15 +41,16 @@ interface PoolClient {
 
 /**
  * Short write transactions on a better-sqlite3 host, run on the pooled connection without knex's
- * runner. better-sqlite3 answers every statement synchronously, and knex wraps each one in a runner,
- * a promise chain and, for a transaction, a new knex object: on a submit that was 45 % of the CPU the
- * database work cost (docs/performance.md). Here the statements are still built and compiled by knex
- * (so identifiers are quoted and `wrapIdentifier` applies as everywhere else), then run by
- * better-sqlite3 between one BEGIN and one COMMIT.
+ * runner, and committed in groups. better-sqlite3 answers every statement synchronously, and knex
+ * wraps each one in a runner, a promise chain and, for a transaction, a new knex object: on a submit
+ * that cost about as much CPU as SQLite itself (docs/performance.md). Here the statements are still
+ * built and compiled by knex (so identifiers are quoted and `wrapIdentifier` applies as everywhere
+ * else), once per shape (`template`), then run by better-sqlite3; the transactions of concurrent
+ * requests share one BEGIN and one COMMIT (`transaction`).
  *
  * The work is synchronous by type and checked at run time: nothing else can run on the connection
- * between BEGIN and COMMIT, and the connection, taken from knex's pool for the duration, is never held
- * across an await. knex's `query` events do not fire for these statements.
+ * while it runs, and the connection, taken from knex's pool for a batch, is never held across an
+ * await. knex's `query` events do not fire for these statements.
  */
 export class DirectSqlite {
   readonly #client: PoolClient;
@@ -89,28 +90,89 @@ export class DirectSqlite {
   }
 
   /**
-   * Runs `work` in one transaction: committed when it returns, rolled back when it throws (the error
-   * goes on to the caller). `work` gets the statement runner; builders for it come from `this.db` and
-   * must not be awaited.
+   * Runs `work` atomically: its writes are committed when it returns and undone when it throws (the
+   * error goes on to the caller), and the promise settles once that is durable in SQLite's sense.
+   * `work` gets the statement runner; builders for it come from `this.db` and must not be awaited.
+   *
+   * Group commit: the work of every call made before the connection is free again (at the least, of
+   * one turn of the event loop) runs in one SQLite transaction, each in a savepoint of its own, so
+   * one call's failure undoes only its own writes. A commit is most of what a short transaction
+   * costs (its pages written to the log, locks taken and dropped, the pool's round trip), and under
+   * load a dozen submits share one. Work runs in the order of the calls and sees the writes of the
+   * work before it, as it would one transaction after another. Should the COMMIT itself fail, every
+   * call of that batch fails and nothing of it remains.
    */
-  async transaction<T>(work: (run: RunStatement) => T): Promise<T> {
+  transaction<T>(work: (run: RunStatement) => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.#queue.push({ work, resolve: resolve as (value: unknown) => void, reject });
+      this.#schedule();
+    });
+  }
+
+  readonly #queue: Pending[] = [];
+  #flushing = false;
+
+  #schedule(): void {
+    if (this.#flushing) return;
+    this.#flushing = true;
+    // After this turn's I/O callbacks, so that the requests read in one turn share a commit.
+    setImmediate(() => {
+      this.#flush().then(
+        () => {
+          this.#flushing = false;
+          if (this.#queue.length > 0) this.#schedule();
+        },
+        (error: unknown) => {
+          // Only acquiring or releasing the connection gets here; the waiting calls learn of it.
+          for (const pending of this.#queue.splice(0)) pending.reject(error);
+          this.#flushing = false;
+        },
+      );
+    });
+  }
+
+  async #flush(): Promise<void> {
     const connection = await this.#client.acquireConnection();
     try {
-      connection.prepare('BEGIN').run([]);
-      let result: T;
+      // Calls made while the pool was busy join this batch too.
+      const batch = this.#queue.splice(0);
+      const run: RunStatement = (statement, values) => runOn(connection, statement, values);
+      const done: { pending: Pending; value: unknown }[] = [];
+      if (batch.length === 0) return;
       try {
-        result = work((statement, values) => runOn(connection, statement, values));
-        if (isThenable(result)) throw new TypeError('DirectSqlite.transaction: the work must be synchronous; it returned a promise');
+        connection.prepare('BEGIN').run([]);
+        for (const pending of batch) {
+          connection.prepare('SAVEPOINT kling_relay_work').run([]);
+          try {
+            const value = pending.work(run);
+            if (isThenable(value)) throw new TypeError('DirectSqlite.transaction: the work must be synchronous; it returned a promise');
+            connection.prepare('RELEASE kling_relay_work').run([]);
+            done.push({ pending, value });
+          } catch (error) {
+            connection.prepare('ROLLBACK TO kling_relay_work').run([]);
+            connection.prepare('RELEASE kling_relay_work').run([]);
+            pending.reject(error);
+          }
+        }
+        connection.prepare('COMMIT').run([]);
       } catch (error) {
+        // BEGIN, a savepoint or COMMIT failed: nothing of this batch stays, and every call hears of it
+        // (a call already refused keeps its own error: a promise settles once).
         if (connection.inTransaction) connection.prepare('ROLLBACK').run([]);
-        throw error;
+        for (const pending of batch) pending.reject(error);
+        return;
       }
-      connection.prepare('COMMIT').run([]);
-      return result;
+      for (const { pending, value } of done) pending.resolve(value);
     } finally {
       await this.#client.releaseConnection(connection);
     }
   }
+}
+
+interface Pending {
+  work: (run: RunStatement) => unknown;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
 }
 
 function runOn(connection: Connection, statement: Knex.QueryBuilder | Template, values: Readonly<Record<string, unknown>> = {}): RunResult {

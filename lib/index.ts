@@ -140,6 +140,7 @@ export type { OpenApiOptions } from './openapi.js';
 export type { PricingRule } from './pricing/rules.js';
 export type { QuotaStore, HostTableOptions, HostColumn } from '../adapters/types.js';
 export { createDefaultHostTables } from '../adapters/host-schema.js';
+export { sqliteAfterCreate, type SqliteTuning } from '../adapters/sqlite-tuning.js';
 export { startKlingSandbox, signKlingToken } from './sandbox/index.js';
 export type { KlingSandbox, SandboxOptions } from './sandbox/index.js';
 export type * from './generated/index.js';

@@ -149,6 +149,48 @@ describe("adapters/sqlite-direct: short write transactions on better-sqlite3 wit
     expect(() => direct.template('things:literal', (param) => db('things').insert({ name: param('name'), size: 7 }))).to.throw(TypeError, /every value must be a param\(\), found 7/);
   });
 
+  it('commits calls made together in one transaction, each in a savepoint: a failing one undoes only its own writes', async () => {
+    const calls = Array.from({ length: 20 }, (_, i) =>
+      direct.transaction((run) => {
+        run(db('things').insert({ name: `thing-${i}`, size: i }));
+        if (i === 7) {
+          run(db('things').insert({ name: 'seven-extra' }));
+          throw new Error('call 7 changed its mind');
+        }
+        return i * 10;
+      }),
+    );
+    const outcomes = await Promise.allSettled(calls);
+    expect(outcomes.filter((o) => o.status === 'rejected').map((o) => (o as PromiseRejectedResult).reason.message)).to.deep.equal(['call 7 changed its mind']);
+    expect(outcomes.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []))).to.deep.equal(Array.from({ length: 20 }, (_, i) => i * 10).filter((v) => v !== 70));
+    const names = await db('things').orderBy('id').pluck('name');
+    expect(names).to.deep.equal(Array.from({ length: 20 }, (_, i) => `thing-${i}`).filter((n) => n !== 'thing-7'));
+  });
+
+  it('runs calls made together in their order, each seeing the writes before it', async () => {
+    await db('things').insert({ name: 'balance', size: 5 });
+    const take = () => direct.transaction((run) => run(db('things').where('name', 'balance').andWhere('size', '>=', 3).decrement('size', 3)).changes);
+    expect(await Promise.all([take(), take(), take()])).to.deep.equal([1, 0, 0]);
+    expect(await db('things').where('name', 'balance').pluck('size')).to.deep.equal([2]);
+  });
+
+  it('fails every call of a batch whose COMMIT fails, and leaves nothing of it', async () => {
+    await db.raw('PRAGMA foreign_keys = ON');
+    await db.raw('CREATE TABLE parents (id INTEGER PRIMARY KEY)');
+    await db.raw('CREATE TABLE children (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parents(id) DEFERRABLE INITIALLY DEFERRED)');
+    // SQLite checks a deferred foreign key at COMMIT: the second call's orphan fails the whole batch.
+    const calls = [
+      direct.transaction((run) => run(db('things').insert({ name: 'innocent' })).changes),
+      direct.transaction((run) => run(db('children').insert({ parent_id: 42 })).changes),
+    ];
+    const outcomes = await Promise.allSettled(calls);
+    expect(outcomes.map((o) => o.status)).to.deep.equal(['rejected', 'rejected']);
+    expect(String((outcomes[0] as PromiseRejectedResult).reason)).to.match(/FOREIGN KEY/);
+    expect(await db('things').count({ n: '*' })).to.deep.equal([{ n: 0 }]);
+    expect(await db('children').count({ n: '*' })).to.deep.equal([{ n: 0 }]);
+    expect(await direct.transaction((run) => run(db('things').insert({ name: 'after' })).changes), 'the next batch').to.equal(1);
+  });
+
   it('serves only a better-sqlite3 knex instance, not a transaction of one nor another database', async () => {
     await db.transaction(async (trx) => {
       expect(DirectSqlite.for(trx as unknown as Knex)).to.equal(undefined);
