@@ -140,25 +140,25 @@ export class DirectSqlite {
       const done: { pending: Pending; value: unknown }[] = [];
       if (batch.length === 0) return;
       try {
-        connection.prepare('BEGIN').run([]);
+        prepare(connection, 'BEGIN').run([]);
         for (const pending of batch) {
-          connection.prepare('SAVEPOINT kling_relay_work').run([]);
+          prepare(connection, 'SAVEPOINT kling_relay_work').run([]);
           try {
             const value = pending.work(run);
             if (isThenable(value)) throw new TypeError('DirectSqlite.transaction: the work must be synchronous; it returned a promise');
-            connection.prepare('RELEASE kling_relay_work').run([]);
+            prepare(connection, 'RELEASE kling_relay_work').run([]);
             done.push({ pending, value });
           } catch (error) {
-            connection.prepare('ROLLBACK TO kling_relay_work').run([]);
-            connection.prepare('RELEASE kling_relay_work').run([]);
+            prepare(connection, 'ROLLBACK TO kling_relay_work').run([]);
+            prepare(connection, 'RELEASE kling_relay_work').run([]);
             pending.reject(error);
           }
         }
-        connection.prepare('COMMIT').run([]);
+        prepare(connection, 'COMMIT').run([]);
       } catch (error) {
         // BEGIN, a savepoint or COMMIT failed: nothing of this batch stays, and every call hears of it
         // (a call already refused keeps its own error: a promise settles once).
-        if (connection.inTransaction) connection.prepare('ROLLBACK').run([]);
+        if (connection.inTransaction) prepare(connection, 'ROLLBACK').run([]);
         for (const pending of batch) pending.reject(error);
         return;
       }
@@ -189,10 +189,33 @@ function runOn(connection: Connection, statement: Knex.QueryBuilder | Template, 
     sql = native.sql;
     bindings = [...native.bindings];
   }
-  const prepared = connection.prepare(sql);
+  const prepared = prepare(connection, sql);
   if (prepared.reader) throw new TypeError(`DirectSqlite runs writes only, not: ${sql}`);
   // As knex's better-sqlite3 client formats them: dates as epoch milliseconds, booleans as 0/1.
   return prepared.run(bindings.map((value: unknown) => (value instanceof Date ? value.valueOf() : typeof value === 'boolean' ? Number(value) : value)));
+}
+
+/**
+ * Statements prepared once per connection and SQL text, whether or not the host's pool keeps them
+ * (sqliteAfterCreate does): the direct statements come in a few shapes. better-sqlite3 runs one
+ * statement to the end before the next, and SQLite re-prepares a statement after a schema change.
+ */
+const prepared = new WeakMap<Connection, Map<string, Statement>>();
+
+function prepare(connection: Connection, sql: string): Statement {
+  let statements = prepared.get(connection);
+  if (statements === undefined) {
+    statements = new Map();
+    prepared.set(connection, statements);
+  }
+  let statement = statements.get(sql);
+  if (statement === undefined) {
+    statement = connection.prepare(sql);
+    // A host's own statements could be anything; the relay's shapes are few.
+    if (statements.size >= 256) statements.delete(statements.keys().next().value as string);
+    statements.set(sql, statement);
+  }
+  return statement;
 }
 
 function isTemplate(statement: Knex.QueryBuilder | Template): statement is Template {
