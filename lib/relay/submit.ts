@@ -117,7 +117,7 @@ function newTask(ctx: RelayContext, entry: RegistryEntry, caller: Caller, accoun
 /** The columns the post-answer write patches (the `patch` in `submit`). */
 const PATCHED = ['kling_task_id', 'state', 'kling_created_at', 'kling_updated_at', 'next_check_at'] as const;
 
-const SHORT = (price: PriceQuote): RelayHttpError => new RelayHttpError(402, 1102, `not enough quota: this request needs ${price.quota}`);
+const notEnoughQuota = (price: PriceQuote): RelayHttpError => new RelayHttpError(402, 1102, `not enough quota: this request needs ${price.quota}`);
 
 /** One transaction: the conditional hold, the host row, the relay's task row and the ledger hold. */
 async function holdAndRecord(ctx: RelayContext, entry: RegistryEntry, caller: Caller, account: KlingAccount, price: PriceQuote, client: ClientIds): Promise<RelayTask> {
@@ -129,7 +129,7 @@ async function holdAndRecord(ctx: RelayContext, entry: RegistryEntry, caller: Ca
   // On better-sqlite3 with the built-in quota store, the same four statements without knex's runner.
   if (direct && ctx.config.billing === 'hold' && quota instanceof KnexQuotaStore) {
     return direct.transaction((run) => {
-      if (run(quota.holdQuery(direct.db, userId, price.quota)).changes === 0) throw SHORT(price);
+      if (run(quota.holdQuery(direct.db, userId, price.quota)).changes === 0) throw notEnoughQuota(price);
       const hostRowId = String(run(host.insertTemplate(direct), host.directValues(row)).lastInsertRowid);
       const task = newTask(ctx, entry, caller, account, price, client, hostRowId, now);
       const id = Number(run(ctx.store.insertTaskTemplate(direct), task).lastInsertRowid);
@@ -139,10 +139,10 @@ async function holdAndRecord(ctx: RelayContext, entry: RegistryEntry, caller: Ca
   }
   return ctx.db.transaction(async (trx) => {
     if (ctx.config.billing === 'hold') {
-      if (!(await ctx.quota.hold(trx, userId, price.quota))) throw SHORT(price);
+      if (!(await ctx.quota.hold(trx, userId, price.quota))) throw notEnoughQuota(price);
     } else {
       const balance = await ctx.quota.balance(trx, userId);
-      if (balance === null || balance < price.quota) throw SHORT(price);
+      if (balance === null || balance < price.quota) throw notEnoughQuota(price);
     }
     const hostRowId = await host.insert(trx, row);
     const task = newTask(ctx, entry, caller, account, price, client, hostRowId, now);
