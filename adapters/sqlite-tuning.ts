@@ -69,6 +69,9 @@ const checkpointers = new Map<string, Checkpointer>();
  * Here the connection's own checkpoint is pushed out to a backstop of 10000 pages, and one worker thread
  * per database file checkpoints every 100 ms on its own connection, so the sync waits there. The worker
  * is unref'd (it never keeps the process alive) and stops when the last connection to its file closes.
+ * Under writes that never pause, a passive checkpoint does not reach the log's end before the next
+ * commit, so SQLite does not start the log over: it grows to the backstop, whose checkpoint then runs
+ * on the writer with most pages already copied (docs/performance.md has the figures).
  */
 export function checkpointInBackground(conn: SqliteConnection): void {
   const filename = conn.name;
