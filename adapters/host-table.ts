@@ -6,6 +6,12 @@ import type { DirectSqlite, Template } from './sqlite-direct.js';
 import { HOST_COLUMNS, REQUIRED_HOST_COLUMNS } from './types.js';
 import type { HostColumn, HostRow, HostTableOptions, NewHostRow, TableKind } from './types.js';
 
+/** A logical column's value as the relay writes it. */
+function written(logical: HostColumn, value: unknown): unknown {
+  // The seed's duration is whole seconds; Kling reports "5.1", which an integer column on PostgreSQL refuses.
+  return logical === 'duration' && typeof value === 'number' ? Math.round(value) : value;
+}
+
 const NUMERIC_COLUMNS: ReadonlySet<HostColumn> = new Set<HostColumn>(['quota', 'duration', 'created_at', 'updated_at']);
 
 /**
@@ -90,17 +96,10 @@ export class HostTable {
 
   /** Writes the given logical columns of one row; absent columns are skipped. Returns whether a row matched. */
   async update(trx: Knex | Knex.Transaction, id: string | number, patch: Partial<NewHostRow>): Promise<boolean> {
-    const query = this.updateQuery(trx, id, patch);
-    if (query === undefined) return false;
-    const changed = (await query) as unknown as number;
-    return changed > 0;
-  }
-
-  /** The update of one row, built but not run; undefined when the host has none of the patched columns. */
-  private updateQuery(db: Knex | Knex.Transaction, id: string | number, patch: Partial<NewHostRow>): Knex.QueryBuilder | undefined {
     const values = this.toPhysical(patch);
-    if (Object.keys(values).length === 0) return undefined;
-    return db(this.name).where(this.column('id'), id).update(values);
+    if (Object.keys(values).length === 0) return false;
+    const changed = await trx(this.name).where(this.column('id'), id).update(values);
+    return changed > 0;
   }
 
   /** The insert of a row as a template of SQLite's direct transactions; run it with `directValues(row)`. */
@@ -128,7 +127,7 @@ export class HostTable {
 
   /** A row's values as the templates bind them: by logical name, as `insert` and `update` would write them. */
   directValues(row: Partial<HostRow>): Record<string, unknown> {
-    return typeof row.duration === 'number' ? { ...row, duration: Math.round(row.duration) } : row;
+    return row.duration === undefined ? row : { ...row, duration: written('duration', row.duration) };
   }
 
   async get(db: Knex | Knex.Transaction, id: string | number): Promise<HostRow | undefined> {
@@ -158,8 +157,7 @@ export class HostTable {
       if (logical === 'id' || value === undefined) continue;
       const physical = this.columns.get(logical);
       if (physical === undefined) continue;
-      // The seed's duration is whole seconds; Kling reports "5.1", which an integer column on PostgreSQL refuses.
-      values[physical] = logical === 'duration' && typeof value === 'number' ? Math.round(value) : value;
+      values[physical] = written(logical, value);
     }
     return values;
   }

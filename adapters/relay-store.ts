@@ -60,22 +60,8 @@ const TASK_COLUMN_SET: Record<keyof RelayTask, true> = {
 };
 const TASK_COLUMNS = Object.keys(TASK_COLUMN_SET) as (keyof RelayTask)[];
 
-function taskRow(task: NewRelayTask): Record<string, unknown> {
-  const row: Record<string, unknown> = {};
-  for (const column of TASK_COLUMNS) if (column !== 'id') row[column] = task[column];
-  return row;
-}
-
-function taskPatch(patch: Partial<NewRelayTask>): Record<string, unknown> {
-  const values: Record<string, unknown> = {};
-  for (const [column, value] of Object.entries(patch)) {
-    if (column === 'id' || value === undefined) continue;
-    if (!(TASK_COLUMNS as readonly string[]).includes(column)) throw new Error(`kling_relay_tasks has no column ${column}`);
-    values[column] = value;
-  }
-  values.updated_at ??= Date.now();
-  return values;
-}
+/** The columns a new task row is written with: all but the id the database assigns. */
+const NEW_TASK_COLUMNS = TASK_COLUMNS.filter((column): column is keyof NewRelayTask => column !== 'id');
 
 function ledgerRow(entry: NewLedgerRow): Record<string, unknown> {
   return {
@@ -103,7 +89,7 @@ const INDEX_SUFFIXES = ['tasks_due', 'tasks_user_list', 'tasks_kling_id', 'tasks
  * The relay's own tables: tasks (what the host tables cannot hold), the ledger (one row per balance
  * movement, its unique keys the last guard against a double settle), and resources (which Kling
  * account created a video, session, audio or element id), with the outbox of callers' callback notices
-beside them (`outbox`, migrated with them). Every method takes the knex instance or the
+ * beside them (`outbox`, migrated with them). Every method takes the knex instance or the
  * transaction to run in. Times are unix milliseconds.
  */
 export class RelayStore {
@@ -193,12 +179,14 @@ export class RelayStore {
   // ---- tasks ----
 
   async insertTask(trx: Db, task: NewRelayTask): Promise<number> {
-    return Number(await insertReturningId(trx, this.tables.tasks, 'id', taskRow(task)));
+    const row: Record<string, unknown> = {};
+    for (const column of NEW_TASK_COLUMNS) row[column] = task[column];
+    return Number(await insertReturningId(trx, this.tables.tasks, 'id', row));
   }
 
   /** The insert of a task as a template of SQLite's direct transactions; run it with the task. */
   insertTaskTemplate(direct: DirectSqlite): Template {
-    return direct.template(`${this.tables.tasks}:insert`, (param) => direct.db(this.tables.tasks).insert(Object.fromEntries(TASK_COLUMNS.filter((c) => c !== 'id').map((c) => [c, param(c)]))));
+    return direct.template(`${this.tables.tasks}:insert`, (param) => direct.db(this.tables.tasks).insert(Object.fromEntries(NEW_TASK_COLUMNS.map((c) => [c, param(c)]))));
   }
 
   async getTask(db: Db, id: number): Promise<RelayTask | undefined> {
@@ -248,16 +236,16 @@ export class RelayStore {
    */
   async updateTask(trx: Db, id: number, patch: Partial<NewRelayTask>, expectedStates?: readonly TaskState[]): Promise<boolean> {
     if (expectedStates !== undefined && expectedStates.length === 0) return false;
-    return affectedRows(await this.updateTaskQuery(trx, id, patch, expectedStates)) > 0;
-  }
-
-  /** `updateTask`'s statement, built but not run; `expectedStates` must not be empty. */
-  private updateTaskQuery(db: Db, id: number, patch: Partial<NewRelayTask>, expectedStates?: readonly TaskState[]): Knex.QueryBuilder {
-    if (expectedStates !== undefined && expectedStates.length === 0) throw new Error('updateTaskQuery: expectedStates is empty, so nothing may change');
-    const values = taskPatch(patch);
-    const query = db(this.tables.tasks).where('id', id);
-    if (expectedStates !== undefined) void query.whereIn('state', expectedStates);
-    return query.update(values);
+    const values: Record<string, unknown> = {};
+    for (const [column, value] of Object.entries(patch)) {
+      if (column === 'id' || value === undefined) continue;
+      if (!(TASK_COLUMNS as readonly string[]).includes(column)) throw new Error(`kling_relay_tasks has no column ${column}`);
+      values[column] = value;
+    }
+    values.updated_at ??= Date.now();
+    const query = trx(this.tables.tasks).where('id', id);
+    if (expectedStates !== undefined) query.whereIn('state', expectedStates);
+    return affectedRows(await query.update(values)) > 0;
   }
 
   /**
@@ -268,9 +256,9 @@ export class RelayStore {
   updateTaskTemplate(direct: DirectSqlite, columns: readonly (keyof NewRelayTask)[], expectedStates?: readonly TaskState[]): Template {
     if (expectedStates !== undefined && expectedStates.length === 0) throw new Error('updateTaskTemplate: expectedStates is empty, so nothing may change');
     const set = [...new Set([...columns, 'updated_at' as const])];
-    for (const column of set) if (!(TASK_COLUMNS as readonly string[]).includes(column) || (column as string) === 'id') throw new Error(`kling_relay_tasks has no column ${column} to update`);
     const key = `${this.tables.tasks}:update:${set.join(',')}:${expectedStates?.join(',') ?? '*'}`;
     return direct.template(key, (param) => {
+      for (const column of set) if (!(NEW_TASK_COLUMNS as readonly string[]).includes(column)) throw new Error(`kling_relay_tasks has no column ${column} to update`);
       const query = direct.db(this.tables.tasks).where('id', param('id'));
       if (expectedStates !== undefined) void query.whereIn('state', expectedStates.map((_, i) => param(`expected_state_${i}`)));
       return query.update(Object.fromEntries(set.map((c) => [c, param(c)])));
@@ -298,7 +286,7 @@ export class RelayStore {
   /** The insert of a balance movement as a template of SQLite's direct transactions; run it with `ledgerValues(entry)`. */
   addLedgerTemplate(direct: DirectSqlite): Template {
     return direct.template(`${this.tables.ledger}:insert`, (param) =>
-      direct.db(this.tables.ledger).insert(Object.fromEntries(['task_id', 'user_id', 'kind', 'amount', 'terminal', 'created_at'].map((c) => [c, param(c)]))),
+      direct.db(this.tables.ledger).insert(Object.fromEntries(Object.keys(ledgerRow({ task_id: 0, user_id: '', kind: 'hold', amount: 0 })).map((c) => [c, param(c)]))),
     );
   }
 

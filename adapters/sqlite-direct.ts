@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { keepPrepared } from './sqlite-tuning.js';
 
 /** What better-sqlite3 answers for a statement that writes. */
 export interface RunResult {
@@ -138,7 +139,6 @@ export class DirectSqlite {
       const batch = this.#queue.splice(0);
       const run: RunStatement = (statement, values) => runOn(connection, statement, values);
       const done: { pending: Pending; value: unknown }[] = [];
-      if (batch.length === 0) return;
       try {
         prepare(connection, 'BEGIN').run([]);
         for (const pending of batch) {
@@ -177,7 +177,7 @@ interface Pending {
 
 function runOn(connection: Connection, statement: Knex.QueryBuilder | Template, values: Readonly<Record<string, unknown>> = {}): RunResult {
   let sql: string;
-  let bindings: unknown[];
+  let bindings: readonly unknown[];
   if (isTemplate(statement)) {
     sql = statement.sql;
     bindings = statement.names.map((name) => {
@@ -185,9 +185,7 @@ function runOn(connection: Connection, statement: Knex.QueryBuilder | Template, 
       return values[name] ?? null;
     });
   } else {
-    const native = statement.toSQL().toNative();
-    sql = native.sql;
-    bindings = [...native.bindings];
+    ({ sql, bindings } = statement.toSQL().toNative());
   }
   const prepared = prepare(connection, sql);
   if (prepared.reader) throw new TypeError(`DirectSqlite runs writes only, not: ${sql}`);
@@ -200,22 +198,15 @@ function runOn(connection: Connection, statement: Knex.QueryBuilder | Template, 
  * (sqliteAfterCreate does): the direct statements come in a few shapes. better-sqlite3 runs one
  * statement to the end before the next, and SQLite re-prepares a statement after a schema change.
  */
-const prepared = new WeakMap<Connection, Map<string, Statement>>();
+const prepared = new WeakMap<Connection, (sql: string) => Statement>();
 
 function prepare(connection: Connection, sql: string): Statement {
-  let statements = prepared.get(connection);
-  if (statements === undefined) {
-    statements = new Map();
-    prepared.set(connection, statements);
+  let kept = prepared.get(connection);
+  if (kept === undefined) {
+    kept = keepPrepared((text) => connection.prepare(text));
+    prepared.set(connection, kept);
   }
-  let statement = statements.get(sql);
-  if (statement === undefined) {
-    statement = connection.prepare(sql);
-    // A host's own statements could be anything; the relay's shapes are few.
-    if (statements.size >= 256) statements.delete(statements.keys().next().value as string);
-    statements.set(sql, statement);
-  }
-  return statement;
+  return kept(sql);
 }
 
 function isTemplate(statement: Knex.QueryBuilder | Template): statement is Template {

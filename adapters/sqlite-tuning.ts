@@ -27,9 +27,13 @@ const STATEMENT_CACHE = 256;
  * it changes the statement, and the change would stick to the cached one.
  */
 export function cachePreparedStatements(conn: SqliteConnection): void {
-  const prepare = conn.prepare.bind(conn);
-  const cache = new Map<string, unknown>();
-  conn.prepare = (sql: string) => {
+  conn.prepare = keepPrepared(conn.prepare.bind(conn));
+}
+
+/** `prepare`, keeping what it answers by SQL text (the oldest dropped past 256). */
+export function keepPrepared<S>(prepare: (sql: string) => S): (sql: string) => S {
+  const cache = new Map<string, S>();
+  return (sql) => {
     let statement = cache.get(sql);
     if (statement === undefined) {
       statement = prepare(sql);
