@@ -112,3 +112,16 @@ async function mysqlIndexExists(db: Knex, table: string, index: string): Promise
   const rows = (await db('information_schema.statistics').where({ table_schema: db.raw('DATABASE()'), table_name: table, index_name: index }).count({ n: '*' })) as { n: number | string }[];
   return toNumber(rows[0]?.n) > 0;
 }
+
+/**
+ * Adds a column to a table that an earlier version of the relay created without it. Safe to run on
+ * every migrate and from two instances at once: the loser of a race finds the column there.
+ */
+export async function addColumnIfAbsent(db: Knex, table: string, column: string, build: (t: Knex.AlterTableBuilder) => void): Promise<void> {
+  if (await db.schema.hasColumn(table, column)) return;
+  try {
+    await db.schema.alterTable(table, build);
+  } catch (err) {
+    if (!(await db.schema.hasColumn(table, column))) throw err;
+  }
+}
