@@ -34,11 +34,14 @@ export function noticeBody(task: RelayTask, now: number): Record<string, unknown
 }
 
 /**
- * Runs the writes of a status change: in one transaction when the task has a callback URL (its notice
- * must commit with the change it announces), directly otherwise (no notice, no transaction needed).
+ * Runs the writes of a status change in one transaction, whose first write must be the compare-and-set
+ * on the relay's task row. That row lock (on SQLite, the one writer) orders the change against
+ * finishTask's: a final transition that commits first makes the compare-and-set match nothing, one
+ * that comes later waits for this commit, so the host row can never be left behind at an older status.
+ * The notice of a task with a callback URL commits with the change it announces, too.
  */
-export function writeStatusChange<T>(db: Knex, task: Pick<RelayTask, 'client_callback_url'>, write: (db: Knex | Knex.Transaction) => Promise<T>): Promise<T> {
-  return task.client_callback_url === null ? write(db) : db.transaction(write);
+export function writeStatusChange<T>(db: Knex, write: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
+  return db.transaction(write);
 }
 
 /**

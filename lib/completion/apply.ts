@@ -57,12 +57,13 @@ export async function applyKlingTask(ctx: RelayContext, task: RelayTask, kling: 
   if (status !== 'submitted' && status !== 'processing') return 'invalid';
   const now = Date.now();
   const patch: Partial<RelayTask> & { state: TaskState } = { state: status, ...(klingTaskId ? { kling_task_id: klingTaskId } : {}), ...(klingUpdatedAt ? { kling_updated_at: klingUpdatedAt } : {}) };
-  const write = async (db: Knex | Knex.Transaction): Promise<boolean> => {
+  const write = async (db: Knex.Transaction): Promise<boolean> => {
     if (!(await ctx.store.updateTask(db, task.id, patch, earlierThan(status)))) return false;
-    await ctx.hosts[task.table_kind].update(db, task.host_row_id, { status, ...(klingTaskId ? { task_id: klingTaskId } : {}), updated_at: Math.floor(now / 1000) });
+    // In finishTask's order: the task row, its notice, the host row; a failure anywhere undoes all three.
     await ctx.notices?.enqueue(db, { ...task, ...patch }, now);
+    await ctx.hosts[task.table_kind].update(db, task.host_row_id, { status, ...(klingTaskId ? { task_id: klingTaskId } : {}), updated_at: Math.floor(now / 1000) });
     return true;
   };
-  const moved = await writeStatusChange(ctx.db, task, write);
+  const moved = await writeStatusChange(ctx.db, write);
   return moved ? 'progressed' : 'unchanged';
 }

@@ -15,7 +15,10 @@ export interface ReconcileReport {
   progressed: number;
   /** Tasks Kling had although the create's answer was lost, now known by their Kling id. */
   adopted: number;
-  /** Tasks failed and refunded because Kling never got them or they outlived taskTimeoutMs. */
+  /**
+   * Tasks failed and refunded because Kling never got them, or they outlived taskTimeoutMs (also when
+   * their last check failed: the account gone, Kling not knowing the task, an answer the relay cannot read).
+   */
   expired: number;
   /** Kling could not be asked; tried again later. */
   errors: number;
@@ -34,6 +37,13 @@ function emptyReport(): ReconcileReport {
 
 function notFound(error: unknown): boolean {
   return error instanceof UpstreamError && error.kind === 'kling' && (error.klingCode === 1203 || error.httpStatus === 404);
+}
+
+/** The account that created a task is no longer in the relay's configuration. */
+class AccountGone extends Error {
+  constructor(accountId: string) {
+    super(`account ${accountId} is no longer configured`);
+  }
 }
 
 export class Reconciler {
@@ -102,9 +112,10 @@ export class Reconciler {
   private async check(task: RelayTask, report: ReconcileReport): Promise<void> {
     const { ctx } = this;
     const account = ctx.accounts.get(task.account_id);
-    const expired = Date.now() - task.created_at > ctx.config.reconciler.taskTimeoutMs;
+    const timeoutMs = ctx.config.reconciler.taskTimeoutMs;
+    const expired = Date.now() - task.created_at > timeoutMs;
     try {
-      if (!account) throw new Error(`account ${task.account_id} is no longer configured`);
+      if (!account) throw new AccountGone(task.account_id);
       // A task without a Kling id lost its create answer: Kling knows it by our external_task_id.
       const id = task.kling_task_id ?? task.external_task_id;
       let data: KlingTaskObject | undefined;
@@ -128,14 +139,41 @@ export class Reconciler {
       }
       if (applied === 'progressed') report.progressed++;
       if (expired) {
-        if (await finishTask(ctx, task.id, { status: 'failed', reason: `no final status from Kling within ${ctx.config.reconciler.taskTimeoutMs} ms` })) report.expired++;
+        await this.expire(task, `no final status from Kling within ${timeoutMs} ms`, report);
         return;
       }
     } catch (error) {
+      // Past the timeout, a check that cannot learn the task's status is the last one: a hold must not
+      // wait for an account that is gone or an answer Kling keeps failing to give. A database error is
+      // not Kling's answer; the next pass tries again.
+      if (expired && (error instanceof AccountGone || error instanceof UpstreamError)) {
+        await this.expire(task, `no final status from Kling within ${timeoutMs} ms; the last check failed: ${(error as Error).message}`, report);
+        return;
+      }
       report.errors++;
       ctx.logger.warn('reconcile check failed', { taskId: task.id, accountId: task.account_id, error: (error as Error).message });
     }
     await this.reschedule(task);
+  }
+
+  /** Gives a task past taskTimeoutMs up: failed and refunded through the one transition. */
+  private async expire(task: RelayTask, reason: string, report: ReconcileReport): Promise<void> {
+    const { ctx } = this;
+    const meta = { taskId: task.id, externalTaskId: task.external_task_id, klingTaskId: task.kling_task_id, userId: task.user_id, accountId: task.account_id, reason };
+    let ended: boolean;
+    try {
+      ended = await finishTask(ctx, task.id, { status: 'failed', reason });
+    } catch (error) {
+      report.errors++;
+      ctx.logger.warn('reconcile check failed', { ...meta, error: (error as Error).message });
+      await this.reschedule(task);
+      return;
+    }
+    // A hold given up is worth an operator's look whatever the cause: Kling may still bill the task.
+    if (ended) {
+      report.expired++;
+      ctx.logger.error('task expired: failed and refunded', meta);
+    }
   }
 
   private async reschedule(task: RelayTask): Promise<void> {

@@ -266,7 +266,7 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
         if (update) run(update, host.directValues({ ...change, id: task.host_row_id }));
       });
     } else {
-      const write = async (db: Knex | Knex.Transaction): Promise<void> => {
+      const write = async (db: Knex.Transaction): Promise<void> => {
         const moved = await ctx.store.updateTask(db, task.id, patch, ['pending']);
         // The Kling id is ours to keep whatever the status.
         if (!moved) await ctx.store.updateTask(db, task.id, { kling_task_id: klingTaskId });
@@ -275,7 +275,7 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
         const current = moved ? { ...task, ...patch } : task.client_callback_url === null ? undefined : await ctx.store.getTask(db, task.id);
         if (current && (moved || !isFinal(current))) await ctx.notices?.enqueue(db, current, now);
       };
-      await writeStatusChange(ctx.db, task, write);
+      await writeStatusChange(ctx.db, write);
     }
   } catch (error) {
     // Kling has the task; the reconciler adopts it by external_task_id if this write was lost.

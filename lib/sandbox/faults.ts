@@ -4,12 +4,16 @@ import type { KlingFault, QueryFault } from './types.js';
 /** How the next successful create is answered, when not normally. */
 export type CreateDelivery = { kind: 'hang'; ms: number | undefined } | { kind: 'reset' };
 
-/** One-shot fault switches: each is used by the next request it applies to, then forgotten. */
+/**
+ * Fault switches. Most are one-shot: used by the next request they apply to, then forgotten. Lost
+ * tasks stay lost until reset().
+ */
 export class FaultSwitches {
   private createError: KlingError | undefined;
   private createDelivery: CreateDelivery | undefined;
   private query: QueryFault | undefined;
   private queryHangs = 0;
+  private lost: Set<string> | 'all' = new Set();
 
   failNextCreate(fault: KlingFault): void {
     this.createError = KlingError.from(fault);
@@ -30,6 +34,18 @@ export class FaultSwitches {
   /** The next `count` single-task GETs are read and never answered. */
   hangNextQueries(count: number): void {
     this.queryHangs = count;
+  }
+
+  /** Single-task GETs of this task (by Kling's id or its external_task_id; every task if none) answer 404/1203. */
+  loseTask(id?: string): void {
+    if (id === undefined) this.lost = 'all';
+    else if (this.lost !== 'all') this.lost.add(id);
+  }
+
+  /** Whether a GET of a task, named by any of these ids, answers not found. */
+  isLost(...ids: (string | undefined)[]): boolean {
+    const lost = this.lost;
+    return lost === 'all' || ids.some((id) => id !== undefined && lost.has(id));
   }
 
   takeQueryHang(): boolean {
@@ -61,5 +77,6 @@ export class FaultSwitches {
     this.createDelivery = undefined;
     this.query = undefined;
     this.queryHangs = 0;
+    this.lost = new Set();
   }
 }

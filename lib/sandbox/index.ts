@@ -76,6 +76,12 @@ export interface KlingSandbox {
   failNextQuery(kind: QueryFault): void;
   /** The next `count` (default 1) single-task GETs are read and never answered, until close(). */
   hangNextQueries(count?: number): void;
+  /**
+   * From now until reset(), a single-task GET of this task (named by Kling's task id or its
+   * external_task_id), or of every task when none is given, answers Kling's not-found (HTTP 404,
+   * code 1203) although the task goes on in the sandbox: Kling losing track of a task it accepted.
+   */
+  loseTask(taskId?: string): void;
   /** How callbacks are delivered from now on; reset() restores normal delivery. */
   callbackMode(mode: CallbackMode): void;
   /** Resolves once no callback delivery is queued or in flight. */
@@ -155,6 +161,7 @@ export async function startKlingSandbox(options: SandboxOptions = {}): Promise<K
     resetNextCreate: () => faults.resetNextCreate(),
     failNextQuery: (kind) => faults.failNextQuery(kind),
     hangNextQueries: (count = 1) => faults.hangNextQueries(count),
+    loseTask: (taskId) => faults.loseTask(taskId),
     callbackMode: (mode) => dispatcher.setMode(mode),
     callbacksIdle: () => dispatcher.idle(),
     reset() {

@@ -169,7 +169,7 @@ function single(ctx: SandboxContext, res: ServerResponse, accessKey: string, pat
     sendRaw(res, 200, JSON.stringify({ code: 0, message: 'SUCCEED', request_id: requestId(), data: { ...data, padding: 'x'.repeat(HUGE_BYTES) } }));
     return;
   }
-  if (!task) throw new KlingError(1203, 'task not found');
+  if (!task || ctx.faults.isLost(id, task.taskId, task.externalTaskId)) throw new KlingError(1203, 'task not found');
   const data = taskObject(task);
   if (fault === 'unknown-status') data.task_status = 'weird';
   sendData(res, data);

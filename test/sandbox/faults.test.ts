@@ -137,6 +137,44 @@ describe('kling sandbox: query faults', () => {
   });
 });
 
+describe('kling sandbox: lost tasks', () => {
+  let sandbox: KlingSandbox;
+  before(async () => {
+    sandbox = await startKlingSandbox({ schedule: 'manual' });
+  });
+  afterEach(() => sandbox.reset());
+  after(() => sandbox.close());
+
+  const create = async (external: string): Promise<string> => (await call(sandbox, 'POST', '/v1/videos/text2video', { body: { prompt: 'p', external_task_id: external } })).json.data.task_id as string;
+  const query = (id: string) => call(sandbox, 'GET', `/v1/videos/text2video/${id}`);
+
+  it('loseTask(id) answers 404/1203 to every GET of that task, by either id, while it goes on; others answer', async () => {
+    const lost = await create('lost');
+    const kept = await create('kept');
+    sandbox.loseTask(lost);
+    for (const id of [lost, 'lost', lost]) {
+      const answer = await query(id);
+      expect(answer.status, id).to.equal(404);
+      expect(answer.json).to.include({ code: 1203 });
+      expect(answer.json).to.not.have.property('data');
+    }
+    expect(sandbox.complete(lost, { status: 'succeed' }).status).to.equal('succeed');
+    expect((await query(lost)).status).to.equal(404);
+    expect((await query(kept)).json.data.task_status).to.equal('submitted');
+  });
+
+  it('loseTask() loses every task; reset() finds them again', async () => {
+    const a = await create('a');
+    sandbox.loseTask();
+    expect((await query(a)).status).to.equal(404);
+    const b = await create('b');
+    expect((await query(b)).json.code).to.equal(1203);
+    sandbox.reset();
+    const c = await create('c');
+    expect((await query(c)).status).to.equal(200);
+  });
+});
+
 describe('kling sandbox: callback modes', () => {
   let sandbox: KlingSandbox;
   let receiver: Receiver;

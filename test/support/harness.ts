@@ -43,9 +43,9 @@ export interface Harness {
   keys: Record<string, SandboxAccount>;
   /**
    * A second relay instance on the same database, accounts and settings, as another host process
-   * would run one; the caller closes it.
+   * would run one (`overrides` replace options, e.g. its own knex or fewer accounts); the caller closes it.
    */
-  anotherRelay(): KlingRelay;
+  anotherRelay(overrides?: Partial<KlingRelayOptions>): KlingRelay;
   /** Issues a Kling-style access/secret key pair to a user: its JWTs are accepted as that user at /kling. */
   klingKeys(userId: number): SandboxAccount;
   close(): Promise<void>;
@@ -166,7 +166,7 @@ export async function startHarness(database: TestDatabase, options: HarnessOptio
     tasks: () => db('kling_relay_tasks').select('*').orderBy('id'),
     ledger: () => db('kling_relay_ledger').select('*').orderBy('id'),
     creates: () => sandbox.requests.filter((r) => r.method === 'POST'),
-    anotherRelay: () => createKlingRelay(relayOptions),
+    anotherRelay: (overrides = {}) => createKlingRelay({ ...relayOptions, ...overrides }),
     keys,
     klingKeys(userId) {
       const pair = { accessKey: `ak-user${userId}-${userKeys.size}`, secretKey: `sk-user${userId}-${randomBytes(16).toString('hex')}` };

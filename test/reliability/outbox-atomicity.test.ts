@@ -1,0 +1,93 @@
+import { expect } from 'chai';
+import request from 'supertest';
+import type { TestDatabase } from '../support/databases.js';
+import { testDatabases } from '../support/databases.js';
+import { checkAndClose, startHarness, type Harness } from '../support/harness.js';
+
+const QPU = 500_000;
+const TRIGGER = 'kling_test_refuse_status';
+
+/**
+ * A trigger on the host's videos table that makes any update setting `status` to `status` fail, as
+ * a host's own trigger or constraint would: the database itself refuses, in the relay's transaction.
+ * The table is dropped (with its trigger) by the next harness.
+ */
+async function refuseHostStatus(database: TestDatabase, h: Harness, status: 'processing' | 'succeed'): Promise<void> {
+  const message = `host row refuses ${status}`;
+  if (database.name === 'sqlite') {
+    await h.db.raw(`CREATE TRIGGER ${TRIGGER} BEFORE UPDATE OF status ON videos WHEN NEW.status = '${status}' BEGIN SELECT RAISE(ABORT, '${message}'); END`);
+  } else if (database.name === 'mysql') {
+    await h.db.raw(`CREATE TRIGGER ${TRIGGER} BEFORE UPDATE ON videos FOR EACH ROW BEGIN IF NEW.status = '${status}' THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '${message}'; END IF; END`);
+  } else {
+    await h.db.raw(`CREATE OR REPLACE FUNCTION ${TRIGGER}() RETURNS trigger AS $$ BEGIN IF NEW.status = '${status}' THEN RAISE EXCEPTION '${message}'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql`);
+    await h.db.raw(`CREATE TRIGGER ${TRIGGER} BEFORE UPDATE ON videos FOR EACH ROW EXECUTE FUNCTION ${TRIGGER}()`);
+  }
+}
+
+async function allowHostStatus(database: TestDatabase, h: Harness): Promise<void> {
+  await h.db.raw(database.name === 'pg' ? `DROP TRIGGER ${TRIGGER} ON videos` : `DROP TRIGGER ${TRIGGER}`);
+}
+
+for (const database of testDatabases()) {
+  describe(`a status change the host row refuses, with a client callback_url, on ${database.name}`, function () {
+    let h: Harness;
+    let user: number;
+    const start = 1_000_000;
+    const hold = Math.round(0.01 * 5 * QPU);
+
+    beforeEach(async () => {
+      h = await startHarness(database);
+      user = await h.user(start);
+    });
+    afterEach(async () => checkAndClose(h));
+
+    async function submit(): Promise<string> {
+      // Loopback: the delivery refuses to connect, so the notices stay in the outbox to be read.
+      const res = await request(h.url).post('/kling/v1/videos/text2video').set('X-User-Id', String(user)).send({ prompt: 'a kite', callback_url: 'http://127.0.0.1:9/hook' });
+      expect(res.status).to.equal(200);
+      return res.body.data.task_id as string;
+    }
+    const makeDue = () => h.db('kling_relay_tasks').update({ next_check_at: 0 });
+    const notices = async () => ((await h.db('kling_relay_outbox').select('status').orderBy('id')) as { status: string }[]).map((n) => n.status);
+
+    /** Nothing of the refused change is left: its notice, the task's state, the ledger and the balance are as before. */
+    async function expectUnchanged(): Promise<void> {
+      expect(await notices(), 'outbox').to.deep.equal(['submitted']);
+      const [task] = await h.tasks();
+      const [row] = await h.rows('videos');
+      expect(task?.state).to.equal('submitted');
+      expect(row?.status).to.equal('submitted');
+      expect((await h.ledger()).map((l) => l.kind)).to.deep.equal(['hold']);
+      expect(await h.balance(user)).to.equal(start - hold);
+    }
+
+    it('a final transition whose host-row update fails after its notice was written leaves no notice, no state change, no money moved', async () => {
+      const klingTaskId = await submit();
+      await refuseHostStatus(database, h, 'succeed');
+      h.sandbox.complete(klingTaskId, { status: 'succeed' });
+      await makeDue();
+      expect(await h.relay.reconcile()).to.include({ claimed: 1, finished: 0, errors: 1 });
+      await expectUnchanged();
+      // Once the host row takes it, the same change goes through, with its notice.
+      await allowHostStatus(database, h);
+      await makeDue();
+      expect(await h.relay.reconcile()).to.include({ finished: 1, errors: 0 });
+      expect(await notices()).to.deep.equal(['submitted', 'succeed']);
+      expect(await h.balance(user)).to.equal(start - hold);
+    });
+
+    it('a non-final change whose host-row update fails leaves no notice and no state change', async () => {
+      const klingTaskId = await submit();
+      await refuseHostStatus(database, h, 'processing');
+      h.sandbox.setStatus(klingTaskId, 'processing');
+      await makeDue();
+      expect(await h.relay.reconcile()).to.include({ claimed: 1, progressed: 0, errors: 1 });
+      await expectUnchanged();
+      await allowHostStatus(database, h);
+      await makeDue();
+      expect(await h.relay.reconcile()).to.include({ progressed: 1, errors: 0 });
+      expect(await notices()).to.deep.equal(['submitted', 'processing']);
+      expect((await h.tasks())[0]?.state).to.equal('processing');
+    });
+  });
+}
