@@ -4,6 +4,7 @@ import type { RelayContext } from '../relay/context.js';
 import { sendJson } from '../relay/respond.js';
 import { UpstreamError } from '../upstream/client.js';
 import { readJsonBody } from '../relay/body.js';
+import { loggableError } from '../loggable-error.js';
 import { RelayHttpError } from '../errors.js';
 import { applyKlingTask, fetchKlingTask, isFinal, type Applied, type KlingTaskObject } from './apply.js';
 import { tokenMatches } from './token.js';
@@ -116,7 +117,7 @@ export function createCallbackHandler(ctx: RelayContext): CallbackHandler {
       }
       return reply(res, 200, 0, 'SUCCEED');
     })().catch((error: unknown) => {
-      ctx.logger.error('callback failed', { error: (error as Error).message });
+      ctx.logger.error('callback failed', { error: loggableError(error) });
       if (!res.headersSent) reply(res, 503, 5001, 'service temporarily unavailable');
     });
   };
