@@ -75,9 +75,8 @@ function checkedTaskId(ctx: RelayContext, credentials: { token: string; task: st
 
 /**
  * `relay.callback`: Kling's notices. The per-task token is checked before the database is touched,
- * and before the body is read when the URL names the task;
- * a final status is confirmed with Kling before any money moves; duplicates and late or reordered
- * notices answer 200 and change nothing.
+ * and before the body is read when the URL names the task; a final status is confirmed with Kling
+ * before any money moves; duplicates and late or reordered notices answer 200 and change nothing.
  */
 export function createCallbackHandler(ctx: RelayContext): CallbackHandler {
   return (req, res) => {

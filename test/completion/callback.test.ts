@@ -124,7 +124,7 @@ for (const database of testDatabases()) {
       await expectUnsettled('submitted');
     });
 
-    it('answers a notice naming no task it can check the same for known and unknown task ids, without reading the database', async () => {
+    it('answers known and unknown task ids alike without a valid token, whether the URL, the body or nothing names the task, and reads no database', async () => {
       const a = await submit();
       h.sandbox.complete(a.taskId, { status: 'succeed' });
       const bare = (taskId: string) => ({ task_id: taskId, task_status: 'succeed', task_status_msg: '', created_at: 1, updated_at: 1 });
@@ -140,6 +140,18 @@ for (const database of testDatabases()) {
       expect(statements).to.deep.equal([]);
       expect(new Set(answers.map((answer) => JSON.stringify(answer))).size, JSON.stringify(answers)).to.equal(1);
       expect(answers[0]).to.deep.include({ status: 401 });
+      // A wrong token for a task the URL or the body names: one answer whether that task exists or not.
+      const unknown = 'kr-video-999-000000000000';
+      const named: unknown[] = [];
+      const { statements: namedStatements } = await statementsDuring(async () => {
+        for (const externalTaskId of [a.externalTaskId, unknown]) {
+          const byUrl = await request(callbackApp).post(`/kling/callback?task=${externalTaskId}&token=${'f'.repeat(64)}`).send(bare(a.taskId));
+          const byBody = await send(notice(a.taskId, externalTaskId, 'succeed'), 'f'.repeat(64));
+          named.push(JSON.stringify([byUrl.status, byUrl.body, byBody.status, byBody.body]));
+        }
+      });
+      expect(namedStatements).to.deep.equal([]);
+      expect(named[0]).to.equal(named[1]);
       expect(klingQueries()).to.equal(0);
       await expectUnsettled('submitted');
     });
