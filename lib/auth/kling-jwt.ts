@@ -61,8 +61,8 @@ function unauthorized(code: 1001 | 1002 | 1003 | 1004, message: string, cause?: 
 }
 
 /**
- * What an unknown access key is verified against: a random secret of this process, as long as a
- * Kling secret key, that no token is signed with.
+ * What an unknown access key is verified against: a random secret of this process, which no token is
+ * signed with. 64 bytes, HMAC-SHA256's block: a longer secret would cost one hash more.
  */
 const UNKNOWN_KEY: KlingKey = { secretKey: randomBytes(32).toString('hex'), user: { id: '' } };
 
