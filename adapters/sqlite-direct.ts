@@ -187,10 +187,17 @@ function runOn(connection: Connection, statement: Knex.QueryBuilder | Template, 
   } else {
     ({ sql, bindings } = statement.toSQL().toNative());
   }
-  const prepared = prepare(connection, sql);
-  if (prepared.reader) throw new TypeError(`DirectSqlite runs writes only, not: ${sql}`);
-  // As knex's better-sqlite3 client formats them: dates as epoch milliseconds, booleans as 0/1.
-  return prepared.run(bindings.map((value: unknown) => (value instanceof Date ? value.valueOf() : typeof value === 'boolean' ? Number(value) : value)));
+  try {
+    const prepared = prepare(connection, sql);
+    if (prepared.reader) throw new TypeError(`DirectSqlite runs writes only, not: ${sql}`);
+    // As knex's better-sqlite3 client formats them: dates as epoch milliseconds, booleans as 0/1.
+    return prepared.run(bindings.map((value: unknown) => (value instanceof Date ? value.valueOf() : typeof value === 'boolean' ? Number(value) : value)));
+  } catch (error) {
+    // The statement's text (placeholders, no values) goes with SQLite's error, as mysql2's errors carry
+    // theirs, so that a log line can say which statement failed.
+    if (typeof error === 'object' && error !== null && !('sql' in error)) Object.defineProperty(error, 'sql', { value: sql, enumerable: false });
+    throw error;
+  }
 }
 
 /**

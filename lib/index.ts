@@ -17,6 +17,7 @@ import { loadRegistry } from './registry/load.js';
 import type { RelayContext } from './relay/context.js';
 import { createRouter, type RelayRouter } from './relay/router.js';
 import { AccountPool } from './upstream/accounts.js';
+import { loggableError } from './loggable-error.js';
 import { KlingClient } from './upstream/client.js';
 import { createValidator } from './validation/validator.js';
 
@@ -75,7 +76,7 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
   }
   const store = new RelayStore();
   const delivery = new CallbackDelivery(config.db, store.outbox, config.clientCallbacks, logger);
-  const events = new RelayEvents((event, error) => logger.error('relay event listener failed', { event, error: (error as Error).message }));
+  const events = new RelayEvents((event, error) => logger.error('relay event listener failed', { event, error: loggableError(error) }));
   const ctx: RelayContext = {
     events,
     config,
@@ -108,7 +109,7 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
           const names = absent.filter((t): t is string => t !== undefined);
           if (names.length > 0) logger.error('the relay tables are not all there: run relay.migrate() (or kling-relay migrate) before serving', { missing: names });
         },
-        (error: unknown) => logger.error('could not check the relay tables', { error: (error as Error).message }),
+        (error: unknown) => logger.error('could not check the relay tables', { error: loggableError(error) }),
       );
     },
     stop: async () => {

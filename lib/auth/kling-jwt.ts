@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { decodeJwt, decodeProtectedHeader, errors, jwtVerify } from 'jose';
@@ -55,9 +56,15 @@ const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 const encoder = new TextEncoder();
 
 /** Kling's 401 answers (kling-api.md section 2.2). */
-function unauthorized(code: 1001 | 1002 | 1003 | 1004, message: string): RelayHttpError {
-  return new RelayHttpError(401, code, message);
+function unauthorized(code: 1001 | 1002 | 1003 | 1004, message: string, cause?: unknown): RelayHttpError {
+  return new RelayHttpError(401, code, message, cause === undefined ? {} : { cause });
 }
+
+/**
+ * What an unknown access key is verified against: a random secret of this process, which no token is
+ * signed with. 64 bytes, HMAC-SHA256's block: a longer secret would cost one hash more.
+ */
+const UNKNOWN_KEY: KlingKey = { secretKey: randomBytes(32).toString('hex'), user: { id: '' } };
 
 function fail(option: string, message: string): never {
   throw new KlingRelayConfigError(`ERR_KLING_RELAY_JWT_${option.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}` as `ERR_KLING_RELAY_${string}`, `klingJwtAuth option '${option}': ${message}`);
@@ -120,12 +127,15 @@ async function verify(token: string, config: Settings): Promise<Caller> {
     throw unauthorized(1002, 'Authorization is invalid: the token is not a well-formed JWT');
   }
   if (typeof issuer !== 'string' || issuer === '') throw unauthorized(1002, 'Authorization is invalid: the token has no iss (your access key)');
-  const key = await config.lookup(issuer);
-  if (key === null || key === undefined) throw unauthorized(1002, 'Authorization is invalid: unknown access key');
-  if (typeof key.secretKey !== 'string' || key.secretKey === '' || typeof key.user !== 'object' || key.user === null) {
+  const found = await config.lookup(issuer);
+  if (found !== null && found !== undefined && (typeof found.secretKey !== 'string' || found.secretKey === '' || typeof found.user !== 'object' || found.user === null)) {
     // The host's lookup is broken; that is not the caller's fault, so it is not a 401.
     throw new Error('klingJwtAuth lookup must answer { secretKey: string, user: { id, username? } } or null');
   }
+  // An unknown access key is checked against a secret no caller has, and so fails where a wrong
+  // signature fails, with its answer and after the same work: neither the answer nor the time
+  // taken tells a caller which access keys exist.
+  const key = found ?? UNKNOWN_KEY;
   let exp: number | undefined;
   try {
     ({ payload: { exp } } = await jwtVerify(token, encoder.encode(key.secretKey), {
@@ -142,8 +152,9 @@ async function verify(token: string, config: Settings): Promise<Caller> {
     if (error instanceof errors.JWTClaimValidationFailed && error.reason === 'missing') {
       throw unauthorized(1002, `Authorization is invalid: the token has no ${error.claim} claim`);
     }
-    throw unauthorized(1002, 'Authorization is invalid');
+    throw unauthorized(1002, 'Authorization is invalid', error);
   }
+  if (key === UNKNOWN_KEY) throw unauthorized(1002, 'Authorization is invalid');
   // Checked only once the signature holds, so that it says nothing about tokens it cannot trust.
   if (config.maxLifetime !== undefined && exp !== undefined && exp - Date.now() / 1000 > config.maxLifetime + config.clockTolerance) {
     throw unauthorized(1002, `Authorization is invalid: the token is valid for longer than ${config.maxLifetime} s; sign it with a nearer exp`);

@@ -3,6 +3,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { Knex } from 'knex';
 import type { OutboxNotice, OutboxStore } from '../../adapters/outbox-store.js';
+import { loggableError } from '../loggable-error.js';
 import { loggable, type Logger } from '../upstream/client.js';
 import { AddressGuard, RefusedAddressError } from './address-guard.js';
 import { signatureHeaders } from './signing.js';
@@ -109,7 +110,7 @@ export class CallbackDelivery {
       return;
     }
     this.kicked = this.deliverDue(this.kickBudgetMs)
-      .catch((error: unknown) => this.logger.error('client callback delivery pass failed', { error: (error as Error).message }))
+      .catch((error: unknown) => this.logger.error('client callback delivery pass failed', { error: loggableError(error) }))
       .finally(() => {
         this.kicked = undefined;
         if (this.again) {

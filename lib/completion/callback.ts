@@ -4,11 +4,18 @@ import type { RelayContext } from '../relay/context.js';
 import { sendJson } from '../relay/respond.js';
 import { UpstreamError } from '../upstream/client.js';
 import { readJsonBody } from '../relay/body.js';
+import { loggableError } from '../loggable-error.js';
+import { RelayHttpError } from '../errors.js';
 import { applyKlingTask, fetchKlingTask, isFinal, type Applied, type KlingTaskObject } from './apply.js';
 import { tokenMatches } from './token.js';
 
-/** A Kling notice is a small JSON document; anything larger is not one. */
-const CALLBACK_LIMIT = 1024 * 1024;
+/**
+ * A Kling notice is its task object: a few ids, times and messages, and a task_result of at most 9
+ * images (or a few videos or audios), each a CDN URL whose signed query runs to a few hundred bytes,
+ * twice with the watermarked copy: about 20 KB at the very most. 64 KiB holds that three times over,
+ * and is all a stranger can make the handler read before a token is checked (on a URL naming no task).
+ */
+const CALLBACK_LIMIT = 64 * 1024;
 
 export type CallbackHandler = (req: IncomingMessage, res: ServerResponse, next?: (error?: unknown) => void) => void;
 
@@ -16,9 +23,18 @@ function reply(res: ServerResponse, status: number, code: number, message: strin
   sendJson(res, status, { code, message });
 }
 
-function tokenOf(url: string | undefined): string | null {
+/** What the callback URL carries: the token, and the task it is for (URLs given out by taskCallbackUrl). */
+interface Credentials {
+  token: string | null;
+  task: string | null;
+}
+
+function credentialsOf(url: string | undefined): Credentials {
   const query = (url ?? '').split('?')[1];
-  return query === undefined ? null : new URLSearchParams(query).get('token');
+  if (query === undefined) return { token: null, task: null };
+  const search = new URLSearchParams(query);
+  const task = search.get('task');
+  return { token: search.get('token'), task: task === '' ? null : task };
 }
 
 /**
@@ -42,56 +58,47 @@ async function confirm(ctx: RelayContext, task: RelayTask, noticeTaskId: string 
   return applied;
 }
 
-const TOKEN_SHAPE = /^[0-9a-f]{64}$/;
-
 /**
- * The task a notice is about. Normally by our external_task_id, which names table and row: the token
- * is checked against it before the database is read. A notice without it (Kling leaves task_info out
- * on some endpoints) falls back to the seed's lookup by Kling's task_id, video table first, then image
- * table; the token must then be the found task's, so a guessed task_id alone gets nothing.
+ * The external_task_id whose token a notice carries, once the token is checked: the URL's `task`
+ * (checked before the body is read), else the body's task_info.external_task_id. Decided from the
+ * request alone, before any database read, so that an answer never depends on which tasks exist. A
+ * notice that names neither cannot be checked and is refused: it comes to a URL given out before
+ * callback URLs named their task, and the reconciler settles those tasks by asking Kling.
  */
-async function findTask(ctx: RelayContext, body: KlingTaskObject, token: string): Promise<RelayTask | 'unidentified' | 'forbidden' | 'unknown'> {
-  const externalTaskId = body.task_info?.external_task_id;
-  if (typeof externalTaskId === 'string' && externalTaskId !== '') {
-    if (!tokenMatches(ctx.config.callbackSecret, externalTaskId, token)) return 'forbidden';
-    return (await ctx.store.getByExternalId(ctx.db, externalTaskId)) ?? 'unknown';
-  }
-  const klingTaskId = body.task_id;
-  if (typeof klingTaskId !== 'string' || klingTaskId === '') return 'unidentified';
-  // A token that cannot be one of ours is refused before any read.
-  if (!TOKEN_SHAPE.test(token)) return 'forbidden';
-  let seen = false;
-  for (const kind of ['video', 'image'] as const) {
-    const task = await ctx.store.getByKlingTaskId(ctx.db, klingTaskId, kind);
-    if (task && tokenMatches(ctx.config.callbackSecret, task.external_task_id, token)) return task;
-    seen ||= task !== undefined;
-  }
-  return seen ? 'forbidden' : 'unknown';
+function checkedTaskId(ctx: RelayContext, credentials: { token: string; task: string | null }, body: KlingTaskObject): string | 'forbidden' | 'unnamed' | 'mismatch' {
+  const named = body.task_info?.external_task_id;
+  const fromBody = typeof named === 'string' && named !== '' ? named : null;
+  if (credentials.task !== null) return fromBody === null || fromBody === credentials.task ? credentials.task : 'mismatch';
+  if (fromBody === null) return 'unnamed';
+  return tokenMatches(ctx.config.callbackSecret, fromBody, credentials.token) ? fromBody : 'forbidden';
 }
 
 /**
- * `relay.callback`: Kling's notices. The per-task token is checked before the database is touched;
- * a final status is confirmed with Kling before any money moves; duplicates and late or reordered
- * notices answer 200 and change nothing.
+ * `relay.callback`: Kling's notices. The per-task token is checked before the database is touched,
+ * and before the body is read when the URL names the task; a final status is confirmed with Kling
+ * before any money moves; duplicates and late or reordered notices answer 200 and change nothing.
  */
 export function createCallbackHandler(ctx: RelayContext): CallbackHandler {
   return (req, res) => {
     void (async () => {
-      const token = tokenOf(req.url);
+      const { token, task: urlTaskId } = credentialsOf(req.url);
       if (!token) return reply(res, 401, 1001, 'missing callback token');
+      if (urlTaskId !== null && !tokenMatches(ctx.config.callbackSecret, urlTaskId, token)) return reply(res, 401, 1002, 'invalid callback token');
       let notice: unknown;
       try {
         notice = await readJsonBody(req, CALLBACK_LIMIT);
-      } catch {
+      } catch (error) {
+        if (error instanceof RelayHttpError && error.status === 413) return reply(res, 413, 1200, `callback body is larger than ${CALLBACK_LIMIT} bytes`);
         return reply(res, 400, 1200, 'malformed callback body');
       }
       if (typeof notice !== 'object' || notice === null || Array.isArray(notice)) return reply(res, 400, 1200, 'malformed callback body');
       const body = notice as KlingTaskObject;
-      const found = await findTask(ctx, body, token);
-      if (found === 'unidentified') return reply(res, 400, 1200, 'callback body names no task: neither task_info.external_task_id nor task_id');
-      if (found === 'forbidden') return reply(res, 401, 1002, 'invalid callback token');
-      if (found === 'unknown') return reply(res, 404, 1203, 'task not found');
-      const task = found;
+      const checked = checkedTaskId(ctx, { token, task: urlTaskId }, body);
+      if (checked === 'forbidden') return reply(res, 401, 1002, 'invalid callback token');
+      if (checked === 'unnamed') return reply(res, 401, 1002, 'invalid callback token: neither the callback URL nor the body names the task it is for');
+      if (checked === 'mismatch') return reply(res, 400, 1200, 'callback body names another task than its URL');
+      const task = await ctx.store.getByExternalId(ctx.db, checked);
+      if (!task) return reply(res, 404, 1203, 'task not found');
       const externalTaskId = task.external_task_id;
       const noticeTaskId = typeof body.task_id === 'string' ? body.task_id : undefined;
       const log = { taskId: task.id, externalTaskId, klingTaskId: task.kling_task_id ?? noticeTaskId, status: body.task_status, delayMs: typeof body.updated_at === 'number' ? Date.now() - body.updated_at : undefined };
@@ -109,7 +116,7 @@ export function createCallbackHandler(ctx: RelayContext): CallbackHandler {
       }
       return reply(res, 200, 0, 'SUCCEED');
     })().catch((error: unknown) => {
-      ctx.logger.error('callback failed', { error: (error as Error).message });
+      ctx.logger.error('callback failed', { error: loggableError(error) });
       if (!res.headersSent) reply(res, 503, 5001, 'service temporarily unavailable');
     });
   };

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { RelayTask } from '../../adapters/types.js';
 import type { CallbackDelivery, CallbackReport } from '../callbacks/delivery.js';
 import type { RelayContext } from '../relay/context.js';
+import { loggableError } from '../loggable-error.js';
 import { UpstreamError } from '../upstream/client.js';
 import { applyKlingTask, fetchKlingTask, type KlingTaskObject } from './apply.js';
 import { finishTask } from './transition.js';
@@ -68,7 +69,7 @@ export class Reconciler {
   start(): void {
     if (this.timer) return;
     this.timer = setInterval(() => {
-      this.reconcile().catch((error: unknown) => this.ctx.logger.error('reconcile pass failed', { error: (error as Error).message }));
+      this.reconcile().catch((error: unknown) => this.ctx.logger.error('reconcile pass failed', { error: loggableError(error) }));
     }, this.ctx.config.reconciler.intervalMs);
     this.timer.unref();
   }
@@ -99,7 +100,7 @@ export class Reconciler {
       try {
         report.callbacks = await this.delivery.deliverDue(ctx.config.reconciler.intervalMs);
       } catch (error) {
-        ctx.logger.error('client callback delivery pass failed', { error: (error as Error).message });
+        ctx.logger.error('client callback delivery pass failed', { error: loggableError(error) });
       }
     }
     // An idle pass every intervalMs is no news for an operator reading the logs at info.
@@ -151,7 +152,7 @@ export class Reconciler {
         return;
       }
       report.errors++;
-      ctx.logger.warn('reconcile check failed', { taskId: task.id, accountId: task.account_id, error: (error as Error).message });
+      ctx.logger.warn('reconcile check failed', { taskId: task.id, accountId: task.account_id, error: loggableError(error) });
     }
     await this.reschedule(task);
   }

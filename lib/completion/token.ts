@@ -5,10 +5,14 @@ export function callbackToken(secret: string, externalTaskId: string): string {
   return createHmac('sha256', secret).update(externalTaskId).digest('hex');
 }
 
-/** The callback URL Kling gets for one task: ours, with the task's token. */
+/**
+ * The callback URL Kling gets for one task: ours, naming the task (`task=<external_task_id>`) and
+ * carrying its token, so that the callback handler can check the token before it reads the body or
+ * the database.
+ */
 export function taskCallbackUrl(callbackUrl: string, secret: string, externalTaskId: string): string {
   const separator = callbackUrl.includes('?') ? '&' : '?';
-  return `${callbackUrl}${separator}token=${callbackToken(secret, externalTaskId)}`;
+  return `${callbackUrl}${separator}task=${encodeURIComponent(externalTaskId)}&token=${callbackToken(secret, externalTaskId)}`;
 }
 
 /** Constant-time comparison of a presented token with the expected one. */

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { newRequestId, RelayHttpError } from '../errors.js';
 import type { RelayContext } from './context.js';
+import { loggableError } from '../loggable-error.js';
 import { openApiDocument } from '../openapi.js';
 import { sendError, sendJson } from './respond.js';
 import { queryList, queryOne } from './query.js';
@@ -54,7 +55,7 @@ export function createRouter(ctx: RelayContext): RelayRouter {
     const work = dispatch(ctx, path, req, res, requestId);
     work.catch((error: unknown) => {
       if (res.headersSent) {
-        ctx.logger.error('error after the answer was sent', { path, error: (error as Error).message });
+        ctx.logger.error('error after the answer was sent', { path, error: loggableError(error) });
         return;
       }
       if (error instanceof RelayHttpError) {
@@ -63,7 +64,7 @@ export function createRouter(ctx: RelayContext): RelayRouter {
       }
       // Anything else is the database or the host's identify failing: nothing was held for the caller
       // (the hold transaction rolled back), so the request can be retried.
-      ctx.logger.error('request failed', { path, error: (error as Error).message });
+      ctx.logger.error('request failed', { path, error: loggableError(error) });
       sendError(res, new RelayHttpError(503, 5001, 'service temporarily unavailable'), requestId);
     });
   };

@@ -16,6 +16,7 @@ import type { KlingAccount } from '../upstream/accounts.js';
 import { UpstreamError, type KlingReply } from '../upstream/client.js';
 import { isAccountProblem, toRelayError } from '../upstream/errors.js';
 import { isJsonRequest, readJsonBody } from './body.js';
+import { loggableError } from '../loggable-error.js';
 import type { RelayContext } from './context.js';
 import { withinDeadline } from './deadline.js';
 import { sendJson, sendSuccess } from './respond.js';
@@ -198,7 +199,7 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
   // (or by the reconciler, which finds that Kling never got the task).
   const task = await withinDeadline(holdAndRecord(ctx, entry, caller, account, priced.quote, { taskId: clientTaskId, callbackUrl: clientCallbackUrl }), ctx.config.dbTimeoutMs, (late) => {
     finishTask(ctx, late.id, { status: 'failed', reason: 'the hold committed after the database deadline; Kling was not called' }, ['pending'])
-      .catch((error: unknown) => ctx.logger.error('could not refund a late hold', { taskId: late.id, error: (error as Error).message }));
+      .catch((error: unknown) => ctx.logger.error('could not refund a late hold', { taskId: late.id, error: loggableError(error) }));
   });
   const log = { taskId: task.id, externalTaskId: task.external_task_id, userId: task.user_id, accountId: account.id, type: entry.type, hold: task.hold_quota };
   // The caller's own id too: it is what a caller names when asking an operator about a task.
@@ -279,7 +280,7 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
     }
   } catch (error) {
     // Kling has the task; the reconciler adopts it by external_task_id if this write was lost.
-    ctx.logger.error('could not record Kling task id', { ...log, klingTaskId, error: (error as Error).message });
+    ctx.logger.error('could not record Kling task id', { ...log, klingTaskId, error: loggableError(error) });
   }
   answer(ctx, res, klingTaskId, shownTaskInfo(data, clientTaskId), reply.envelope.request_id || requestId);
 }

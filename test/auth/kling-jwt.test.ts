@@ -1,11 +1,12 @@
 import { expect } from 'chai';
 import express from 'express';
 import express4 from 'express4';
-import { generateKeyPair, SignJWT } from 'jose';
+import { errors as joseErrors, generateKeyPair, SignJWT } from 'jose';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import request from 'supertest';
 import { klingJwtAuth, klingJwtIdentify, KlingRelayConfigError, type KlingKey } from '../../lib/index.js';
+import { RelayHttpError } from '../../lib/errors.js';
 import { testDatabases } from '../support/databases.js';
 import { checkAndClose, startHarness, type Harness } from '../support/harness.js';
 
@@ -138,6 +139,14 @@ for (const version of [5, 4] as const) {
       expect(res.body).to.deep.equal({ hostError: 'database is down' });
     });
 
+    it('answers an unknown access key exactly as a bad signature: same status, code and message', async () => {
+      const unknown = await request(url).get('/whoami').set('Authorization', `Bearer ${await sign(ALICE.secretKey, { iss: 'ak-nobody' })}`);
+      const forged = await request(url).get('/whoami').set('Authorization', `Bearer ${await sign('sk-guessed-0123456789abcdef0123456789')}`);
+      const seen = (res: request.Response) => ({ status: res.status, code: res.body.code as unknown, message: res.body.message as unknown });
+      expect(seen(unknown)).to.deep.equal(seen(forged));
+      expect(seen(forged)).to.deep.equal({ status: 401, code: 1002, message: 'Authorization is invalid' });
+    });
+
     it('does not look up keys for tokens that fail before the signature can be checked', async () => {
       lookups.length = 0;
       const now = nowSeconds();
@@ -147,6 +156,26 @@ for (const version of [5, 4] as const) {
     });
   });
 }
+
+describe('klingJwtIdentify on an unknown access key', () => {
+  /** What the identify threw for this Authorization header: the 401 and what caused it. */
+  async function refusal(authorization: string): Promise<RelayHttpError> {
+    const identify = klingJwtIdentify({ lookup: (accessKey) => KEYS.get(accessKey) ?? null });
+    const thrown: unknown = await identify({ headers: { authorization } } as express.Request, {} as express.Response).then(() => null, (error: unknown) => error);
+    if (!(thrown instanceof RelayHttpError)) throw new Error(`expected a RelayHttpError, got ${String(thrown)}`);
+    return thrown;
+  }
+
+  it('is refused by a failed signature check, as a forged signature is, not before it', async () => {
+    const unknown = await refusal(`Bearer ${await sign(ALICE.secretKey, { iss: 'ak-nobody' })}`);
+    const forged = await refusal(`Bearer ${await sign('sk-guessed-0123456789abcdef0123456789')}`);
+    // The cause is the signature check's own failure: the unknown key's token was verified (against a
+    // secret no caller has) just as a known key's is, so both refusals cost the same work.
+    for (const refused of [unknown, forged]) expect(refused.cause).to.be.an.instanceOf(joseErrors.JWSSignatureVerificationFailed);
+    const seen = (e: RelayHttpError) => ({ status: e.status, code: e.klingCode, message: e.message, cause: (e.cause as Error).constructor });
+    expect(seen(unknown)).to.deep.equal(seen(forged));
+  });
+});
 
 describe('klingJwtAuth with a fallback to the host\'s own token check', () => {
   let url: string;

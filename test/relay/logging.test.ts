@@ -181,6 +181,27 @@ for (const database of testDatabases()) {
       await expectNothingSecret();
     });
 
+    it("a database error during a submit: the log names the driver's code and the statement, never the SQL's values", async () => {
+      await start();
+      const secret = 's3cr3t-7d1e9a4b2c';
+      const hook = `https://caller.example/hook?secret=${secret}`;
+      // The task insert writes this column: without it every database refuses the insert.
+      await h.db.schema.alterTable('kling_relay_tasks', (t) => t.renameColumn('client_callback_url', 'client_callback_url_gone'));
+      const res = await post('/v1/videos/text2video', { prompt: 'a kite', callback_url: hook });
+      expect([res.status, res.body.code]).to.deep.equal([503, 5001]);
+      for (const line of log.lines) {
+        const text = written(line);
+        for (const leak of [secret, 'caller.example', 'a kite']) expect(text.includes(leak), `${leak} in "${line.message}": ${text}`).to.equal(false);
+        expect(text).to.not.match(/values\s*\(/i);
+      }
+      const codes: Record<string, RegExp> = { sqlite: /^SQLITE_ERROR$/, mysql: /^ER_BAD_FIELD_ERROR$/, pg: /^42703$/ };
+      const failed = log.lines.filter((l) => l.level === 'error');
+      expect(failed.map((l) => l.message)).to.deep.equal(['request failed']);
+      const error = failed[0]?.meta.error as Record<string, unknown> | undefined;
+      expect(String(error?.code)).to.match(codes[database.name] ?? /^$/);
+      expect(error?.statement).to.equal('insert kling_relay_tasks');
+    });
+
     it('an idle reconcile pass logs at debug, a pass with work at info', async () => {
       await start();
       await h.relay.reconcile();
