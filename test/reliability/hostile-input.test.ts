@@ -108,7 +108,7 @@ for (const database of testDatabases()) {
       const broke = await h.user(0);
       const host = express()
         .use(express.json({ limit: '10mb' }))
-        .use((req, res, next) => {
+        .use((_req, res, next) => {
           res.locals.user = { id: broke };
           next();
         })
