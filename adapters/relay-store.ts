@@ -97,14 +97,16 @@ const ID_COLUMNS: Record<string, readonly string[]> = {
 };
 
 /**
- * A binary NO PAD collation of utf8mb4: MySQL 8's utf8mb4_0900_bin or MariaDB's utf8mb4_nopad_bin
- * (utf8mb4_bin is PAD SPACE: 'alice ' = 'alice' there). Versions with neither get utf8mb4_bin, exact
- * but for trailing spaces.
+ * A binary NO PAD collation of utf8mb4: MariaDB's utf8mb4_nopad_bin or MySQL 8's utf8mb4_0900_bin
+ * (utf8mb4_bin is PAD SPACE: 'alice ' = 'alice' there). MariaDB's own name first: migrate compares
+ * the name a column reports with this one, and a MariaDB that also knows the MySQL name may know it as
+ * an alias, reported under another name. Versions with neither get utf8mb4_bin, exact but for trailing
+ * spaces.
  */
 async function exactCollation(db: Knex): Promise<string> {
   const rows = (await db('information_schema.collations').select('collation_name as name').whereIn('collation_name', ['utf8mb4_0900_bin', 'utf8mb4_nopad_bin'])) as { name: string }[];
   const names = rows.map((row) => row.name);
-  return names.find((name) => name === 'utf8mb4_0900_bin') ?? names[0] ?? 'utf8mb4_bin';
+  return names.find((name) => name === 'utf8mb4_nopad_bin') ?? names[0] ?? 'utf8mb4_bin';
 }
 
 /**
