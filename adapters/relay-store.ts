@@ -3,7 +3,7 @@ import { KlingRelayConfigError } from '../lib/errors.js';
 import { assertIdentifier } from './identifiers.js';
 import type { DirectSqlite, Template } from './sqlite-direct.js';
 import { OUTBOX_INDEX_SUFFIXES, OutboxStore } from './outbox-store.js';
-import { affectedRows, createTableIfAbsent, insertReturningId, toNumber, toNumberOrNull, toStringOrNull } from './dialect.js';
+import { addColumnIfAbsent, affectedRows, createTableIfAbsent, dialectOf, insertReturningId, toNumber, toNumberOrNull, toStringOrNull } from './dialect.js';
 import type { LedgerKind, LedgerRow, NewRelayTask, RelayTask, TaskState } from './types.js';
 
 export { isUniqueViolation } from './dialect.js';
@@ -83,7 +83,47 @@ const STRING_COLUMNS = new Set<string>(['host_row_id', 'user_id']);
 
 /** Longest suffix the store appends to the prefix, for table and index names alike. */
 const LONGEST_SUFFIX = 'resources';
-const INDEX_SUFFIXES = ['tasks_due', 'tasks_user_list', 'tasks_kling_id', 'tasks_user_client', 'ledger_user', 'ledger_task_kind', 'ledger_task_terminal', ...OUTBOX_INDEX_SUFFIXES];
+const INDEX_SUFFIXES = ['tasks_due', 'tasks_user_list', 'tasks_kling_id', 'tasks_user_client', 'tasks_user_kling', 'ledger_user', 'ledger_task_kind', 'ledger_task_terminal', ...OUTBOX_INDEX_SUFFIXES];
+
+/**
+ * The columns holding ids (callers', Kling's, accounts', resources'), by table suffix. They must compare
+ * byte for byte: MariaDB's and MySQL's default collations fold case and accents and ignore trailing
+ * spaces, so `ALICE`, `alíce` and `alice ` would all read `alice`'s rows.
+ */
+const ID_COLUMNS: Record<string, readonly string[]> = {
+  tasks: ['external_task_id', 'client_task_id', 'kling_task_id', 'account_id', 'host_row_id', 'user_id', 'lease_owner'],
+  ledger: ['user_id'],
+  resources: ['resource_id', 'account_id', 'user_id'],
+};
+
+/**
+ * A binary NO PAD collation of utf8mb4: MariaDB's utf8mb4_nopad_bin or MySQL 8's utf8mb4_0900_bin
+ * (utf8mb4_bin is PAD SPACE: 'alice ' = 'alice' there). MariaDB's own name first: migrate compares
+ * the name a column reports with this one, and a MariaDB that also knows the MySQL name may know it as
+ * an alias, reported under another name. Versions with neither get utf8mb4_bin, exact but for trailing
+ * spaces.
+ */
+async function exactCollation(db: Knex): Promise<string> {
+  const rows = (await db('information_schema.collations').select('collation_name as name').whereIn('collation_name', ['utf8mb4_0900_bin', 'utf8mb4_nopad_bin'])) as { name: string }[];
+  const names = rows.map((row) => row.name);
+  return names.find((name) => name === 'utf8mb4_nopad_bin') ?? names[0] ?? 'utf8mb4_bin';
+}
+
+/**
+ * Gives the id columns of a MySQL table the exact collation where they have another one (tables an
+ * earlier version created with the database's default): one ALTER per table, keeping each column's
+ * type and nullability; MySQL rebuilds the indexes over them.
+ */
+async function exactIdCollations(db: Knex, table: string, columns: readonly string[], collation: string): Promise<void> {
+  const found = (await db('information_schema.columns')
+    .select('column_name as name', 'column_type as type', 'is_nullable as nullable', 'collation_name as collation')
+    .where({ table_schema: db.raw('DATABASE()'), table_name: table })
+    .whereIn('column_name', [...columns])) as { name: string; type: string; nullable: string; collation: string | null }[];
+  const wrong = found.filter((column) => column.collation !== collation);
+  if (wrong.length === 0) return;
+  const changes = wrong.map((column) => `MODIFY ?? ${column.type} CHARACTER SET utf8mb4 COLLATE ${collation} ${column.nullable === 'YES' ? 'NULL' : 'NOT NULL'}`);
+  await db.raw(`ALTER TABLE ?? ${changes.join(', ')}`, [table, ...wrong.map((column) => column.name)]);
+}
 
 /**
  * The relay's own tables: tasks (what the host tables cannot hold), the ledger (one row per balance
@@ -118,17 +158,20 @@ export class RelayStore {
   /** Creates the relay's tables when absent. Safe to run on every start; never touches host tables. */
   async migrate(db: Knex): Promise<void> {
     const p = this.prefix;
+    const collation = dialectOf(db) === 'mysql' ? await exactCollation(db) : undefined;
+    // Ids compare byte for byte; SQLite's and PostgreSQL's default comparisons already do.
+    const exact = (column: Knex.ColumnBuilder): Knex.ColumnBuilder => (collation === undefined ? column : column.collate(collation));
     await createTableIfAbsent(db, this.tables.tasks, (t) => {
       t.increments('id').primary();
-      t.string('external_task_id', 191).notNullable().unique({ indexName: `${p}tasks_external_id` });
-      t.string('client_task_id', 191).nullable();
-      t.string('kling_task_id', 191).nullable();
-      t.string('account_id', 191).notNullable();
+      exact(t.string('external_task_id', 191)).notNullable().unique({ indexName: `${p}tasks_external_id` });
+      exact(t.string('client_task_id', 191)).nullable();
+      exact(t.string('kling_task_id', 191)).nullable();
+      exact(t.string('account_id', 191)).notNullable();
       t.string('endpoint', 191).notNullable();
       t.string('request_type', 64).notNullable();
       t.string('table_kind', 16).notNullable();
-      t.string('host_row_id', 64).notNullable();
-      t.string('user_id', 64).notNullable();
+      exact(t.string('host_row_id', 64)).notNullable();
+      exact(t.string('user_id', 64)).notNullable();
       t.string('state', 16).notNullable();
       t.string('billing', 32).notNullable();
       t.bigInteger('hold_quota').notNullable().defaultTo(0);
@@ -141,7 +184,7 @@ export class RelayStore {
       t.bigInteger('kling_created_at').nullable();
       t.bigInteger('kling_updated_at').nullable();
       t.text('client_callback_url').nullable();
-      t.string('lease_owner', 191).nullable();
+      exact(t.string('lease_owner', 191)).nullable();
       t.bigInteger('lease_until').nullable();
       t.bigInteger('next_check_at').nullable();
       t.integer('check_count').notNullable().defaultTo(0);
@@ -152,11 +195,12 @@ export class RelayStore {
       t.index(['user_id', 'endpoint', 'created_at'], `${p}tasks_user_list`);
       t.index(['kling_task_id'], `${p}tasks_kling_id`);
       t.index(['user_id', 'client_task_id'], `${p}tasks_user_client`);
+      t.index(['user_id', 'kling_task_id'], `${p}tasks_user_kling`);
     });
     await createTableIfAbsent(db, this.tables.ledger, (t) => {
       t.increments('id').primary();
       t.integer('task_id').notNullable();
-      t.string('user_id', 64).notNullable();
+      exact(t.string('user_id', 64)).notNullable();
       t.string('kind', 16).notNullable();
       t.bigInteger('amount').notNullable();
       // 1 for settle and refund, NULL for hold: UNIQUE(task_id, terminal) then allows one final movement
@@ -168,12 +212,20 @@ export class RelayStore {
       t.index(['user_id'], `${p}ledger_user`);
     });
     await createTableIfAbsent(db, this.tables.resources, (t) => {
-      t.string('resource_id', 191).primary();
+      exact(t.string('resource_id', 191)).primary();
       t.string('kind', 32).notNullable();
-      t.string('account_id', 191).notNullable();
+      exact(t.string('account_id', 191)).notNullable();
+      // Who created the resource: only that caller may name it. NULL in rows recorded before the column.
+      exact(t.string('user_id', 64)).nullable();
       t.bigInteger('created_at').notNullable();
     });
     await this.outbox.migrate(db);
+    await addColumnIfAbsent(db, this.tables.resources, 'user_id', (t) => void exact(t.string('user_id', 64)).nullable());
+    // MySQL's createTableIfAbsent adds the indexes an existing table lacks; here the same for the others.
+    if (collation === undefined) await db.raw('CREATE INDEX IF NOT EXISTS ?? ON ?? (??, ??)', [`${p}tasks_user_kling`, this.tables.tasks, 'user_id', 'kling_task_id']);
+    if (collation !== undefined) {
+      for (const [suffix, columns] of Object.entries(ID_COLUMNS)) await exactIdCollations(db, `${p}${suffix}`, columns, collation);
+    }
   }
 
   // ---- tasks ----
@@ -206,14 +258,19 @@ export class RelayStore {
 
   /**
    * One task of this user, by Kling's task id or the caller's own external_task_id, newest first. Never
-   * another user's: the user filter is part of the query, not a check afterwards.
+   * another user's: the user filter is part of the query, not a check afterwards. Two lookups, each
+   * served by an index that names the task ((user_id, kling_task_id), (user_id, client_task_id)): an OR
+   * across both columns, an ORDER BY or an endpoint filter in the query would let SQLite pick
+   * (user_id, endpoint, created_at) instead and walk every task of the caller. An id names one task
+   * (or a few), so the endpoint and the order are applied to the matches here.
    */
   async findForUser(db: Db, userId: string, idOrClientId: string, endpoint?: string): Promise<RelayTask | undefined> {
-    const query = db(this.tables.tasks)
-      .where('user_id', String(userId))
-      .andWhere((q) => q.where('kling_task_id', idOrClientId).orWhere('client_task_id', idOrClientId));
-    if (endpoint !== undefined) query.andWhere('endpoint', endpoint);
-    return this.one(query.orderBy([{ column: 'created_at', order: 'desc' }, { column: 'id', order: 'desc' }]));
+    const matches = async (column: 'kling_task_id' | 'client_task_id'): Promise<RelayTask[]> => {
+      const rows: unknown[] = await db(this.tables.tasks).select(TASK_COLUMNS).where('user_id', String(userId)).andWhere(column, idOrClientId);
+      return rows.map((row) => toTask(row as Record<string, unknown>));
+    };
+    const found = [...(await matches('kling_task_id')), ...(await matches('client_task_id'))].filter((task) => endpoint === undefined || task.endpoint === endpoint);
+    return found.reduce<RelayTask | undefined>((newest, task) => (newest === undefined || task.created_at > newest.created_at || (task.created_at === newest.created_at && task.id > newest.id) ? task : newest), undefined);
   }
 
   /** A page of this user's tasks of one endpoint, newest first. `pageNum` starts at 1. */
@@ -363,25 +420,30 @@ export class RelayStore {
 
   // ---- resources ----
 
-  /** Remembers which account created a Kling resource id. The first record wins; duplicates are ignored. */
-  async recordResource(db: Db, resourceId: string, kind: ResourceKind, accountId: string): Promise<void> {
+  /**
+   * Remembers which account created a Kling resource id, and for which caller. The first record wins;
+   * duplicates are ignored.
+   */
+  async recordResource(db: Db, resourceId: string, kind: ResourceKind, accountId: string, userId: string): Promise<void> {
     await db(this.tables.resources)
-      .insert({ resource_id: resourceId, kind, account_id: accountId, created_at: Date.now() })
+      .insert({ resource_id: resourceId, kind, account_id: accountId, user_id: String(userId), created_at: Date.now() })
       .onConflict('resource_id')
       .ignore();
   }
 
-  /** The account that created the first of these ids the relay knows, or undefined. */
-  async accountForResources(db: Db, ids: readonly string[]): Promise<string | undefined> {
+  /**
+   * For ids a request names: the account that created the first of them the relay knows (undefined
+   * when it knows none), and the first of them another caller created (undefined when none). Rows
+   * recorded before the owner column existed belong to no one and serve every caller.
+   */
+  async accountForResources(db: Db, ids: readonly string[], userId: string): Promise<{ account: string | undefined; foreign: string | undefined }> {
     const wanted = [...new Set(ids.filter((id) => typeof id === 'string' && id !== ''))];
-    if (wanted.length === 0) return undefined;
-    const rows: unknown[] = await db(this.tables.resources).select('resource_id', 'account_id').whereIn('resource_id', wanted);
-    const byId = new Map(rows.map((raw) => [String((raw as Record<string, unknown>).resource_id), String((raw as Record<string, unknown>).account_id)]));
-    for (const id of wanted) {
-      const account = byId.get(id);
-      if (account !== undefined) return account;
-    }
-    return undefined;
+    if (wanted.length === 0) return { account: undefined, foreign: undefined };
+    const rows = (await db(this.tables.resources).select('resource_id', 'account_id', 'user_id').whereIn('resource_id', wanted)) as Record<string, unknown>[];
+    const byId = new Map(rows.map((row) => [String(row.resource_id), { account: String(row.account_id), user: toStringOrNull(row.user_id) }]));
+    const known = wanted.map((id) => [id, byId.get(id)] as const).filter((pair): pair is readonly [string, { account: string; user: string | null }] => pair[1] !== undefined);
+    const foreign = known.find(([, owner]) => owner.user !== null && owner.user !== String(userId))?.[0];
+    return { account: known[0]?.[1].account, foreign };
   }
 
   private async one(query: Knex.QueryBuilder): Promise<RelayTask | undefined> {

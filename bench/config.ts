@@ -32,3 +32,11 @@ export function largeBody(bytes: number): string {
   const image = Buffer.concat([header, Buffer.alloc(raw - header.length, 7)]).toString('base64');
   return JSON.stringify({ model_name: 'kling-v1', image, prompt: 'the paper boat turns', duration: '5' });
 }
+
+/**
+ * A text2video body of at least `bytes`: a valid prompt and an array of zeros beside it, the cheapest body
+ * to send per JSON value (two bytes each), for the relay's bound on the work one body can cost.
+ */
+export function junkBody(bytes: number): string {
+  return `{"prompt":"x","junk":[${'0,'.repeat(Math.max(0, Math.ceil((bytes - 25) / 2)))}0]}`;
+}

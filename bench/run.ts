@@ -8,8 +8,9 @@
  * 1000,100000,1000000), BENCH_MYSQL_URL / BENCH_PG_URL (also measure on that database: its bench
  * tables are dropped and recreated), BENCH_OUT (results path), BENCH_PROFILE=dir (the servers run
  * with --cpu-prof and write their profiles there), BENCH_SCENARIOS (a subset of
- * submit,rate,query,large,tables, e.g. to profile one path), BENCH_RATE (requests/s offered to both
- * servers in the equal-rate run; default 40% of the relay's saturated submit rate at 16 connections).
+ * submit,rate,query,large,junk,tables,lookup, e.g. to profile one path), BENCH_RATE (requests/s offered to both
+ * servers in the equal-rate run; default 40% of the relay's saturated submit rate at 16 connections),
+ * BENCH_LOOKUP_ROWS (tasks of the one caller in the lookup run, default 1000,1000000).
  */
 import autocannon from 'autocannon';
 import { fork, type ChildProcess } from 'node:child_process';
@@ -18,7 +19,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BENCH_TOKEN, SMALL_BODY, largeBody } from './config.js';
+import { BENCH_TOKEN, SMALL_BODY, junkBody, largeBody } from './config.js';
 import { connect } from './database.js';
 import { seed } from './seed.js';
 import type { ChildMessage } from './servers.js';
@@ -35,7 +36,11 @@ const LARGE_IN_FLIGHT = 4;
 const largeRequests = quick ? 4 : 24;
 const outFile = resolve(process.env.BENCH_OUT ?? join(here, 'results.json'));
 const profileDir = process.env.BENCH_PROFILE ? resolve(process.env.BENCH_PROFILE) : undefined;
-const scenarios = new Set((process.env.BENCH_SCENARIOS ?? 'submit,rate,query,large,tables').split(','));
+const scenarios = new Set((process.env.BENCH_SCENARIOS ?? 'submit,rate,query,large,junk,tables,lookup').split(','));
+/** Requests of the burst of junk bodies (LARGE_IN_FLIGHT at a time). */
+const JUNK_REQUESTS = quick ? 4 : 16;
+/** How many tasks the one caller of the lookup run has. */
+const lookupSizes = (process.env.BENCH_LOOKUP_ROWS ?? (quick ? '100,1000' : '1000,1000000')).split(',').map(Number);
 /** Connections of the equal-rate run (the targets' 16). */
 const RATE_CONNECTIONS = 16;
 const SUBMIT_PATH = '/kling/v1/videos/text2video';
@@ -299,6 +304,61 @@ async function largeRun(server: Server, body: string): Promise<LargeFigures> {
   return { latency, peakGrowthBytes: growth, perRequestFactor: round(growth / (LARGE_IN_FLIGHT * body.length), 2) };
 }
 
+interface JunkFigures {
+  /** Peak RSS during the burst over the RSS right before it (after a GC). */
+  peakGrowthBytes: number;
+  /** peakGrowthBytes / (LARGE_IN_FLIGHT x body size), as for the valid body. */
+  perRequestFactor: number;
+  /** Answers of the burst that were not 2xx (all of them: each body is refused). */
+  refused: number;
+  /** A small submit right after the burst answered 200. */
+  answeringAfter: boolean;
+}
+
+/**
+ * A burst of `{"prompt":"x","junk":[0,0,...]}` bodies as large as the valid one, LARGE_IN_FLIGHT at a
+ * time, on a relay process of its own (warmed with small submits only), so that its peak RSS compares
+ * with the valid body's first burst.
+ */
+async function junkRun(sandbox: Server, database: string, bytes: number): Promise<JunkFigures & { bodyBytes: number }> {
+  const relay = await startServer('relay', [sandbox.url, database]);
+  try {
+    await warm(relay.url, { path: SUBMIT_PATH, body: SMALL_BODY, connections: 4 });
+    const body = junkBody(bytes);
+    const before = await relay.ask('peak-reset');
+    const burst = await drive(relay.url, { path: SUBMIT_PATH, body, connections: LARGE_IN_FLIGHT, amount: JUNK_REQUESTS });
+    const after = await relay.ask('peak');
+    const growth = Math.max(0, after.peak - before.rss);
+    const answeringAfter = await json(relay.url + SUBMIT_PATH, { method: 'POST', body: SMALL_BODY }).then(() => true, () => false);
+    return { bodyBytes: body.length, peakGrowthBytes: growth, perRequestFactor: round(growth / (LARGE_IN_FLIGHT * body.length), 2), refused: burst.non2xx, answeringAfter };
+  } finally {
+    await relay.stop();
+  }
+}
+
+/**
+ * GET of one finished task by Kling's id, for a caller who owns every seeded task: the lookup must
+ * not walk the caller's tasks. One connection, so the latency is the relay's and the database's alone.
+ */
+async function lookupRun(sandbox: Server, dir: string): Promise<{ tasks: number; seedMs: number; relay: Figures }[]> {
+  const out = [];
+  for (const rows of lookupSizes) {
+    const file = join(dir, `lookup-${rows}.sqlite`);
+    const db = connect(file);
+    const seeded = await seed(db, rows, 1);
+    await db.destroy();
+    const relay = await startServer('relay', [sandbox.url, file]);
+    const load = { path: `${SUBMIT_PATH}/seed-${Math.ceil(rows / 2)}`, method: 'GET' as const, connections: 1 };
+    await warm(relay.url, load);
+    const figures = await measure(relay, load);
+    await relay.stop();
+    if (figures.ok === 0 || figures.non2xx > 0) throw new Error(`lookup of a seeded task failed: ${JSON.stringify(figures)}`);
+    out.push({ tasks: rows, seedMs: seeded.ms, relay: figures });
+    console.error(`  a caller with ${rows} tasks done (seeded in ${seeded.ms} ms)`);
+  }
+  return out;
+}
+
 async function tableSizeRun(sandbox: Server, dir: string): Promise<{ rows: number; seedMs: number; relay: Figures }[]> {
   const out = [];
   for (const rows of tableSizes) {
@@ -355,6 +415,7 @@ async function main(): Promise<void> {
     const rate: RatePair[] = [];
     const query: (Pair & { database: string; connections: number })[] = [];
     let large: { bodyBytes: number; inFlight: number; relay: LargeFigures; bare: LargeFigures; addedMs: number } | undefined;
+    let junk: (JunkFigures & { bodyBytes: number; requests: number; inFlight: number }) | undefined;
     for (const [name, database] of databases) {
       console.error(`${name}: submits and queries`);
       const result = await databaseRun(name, database, sandbox, bare);
@@ -369,9 +430,15 @@ async function main(): Promise<void> {
         large = { bodyBytes: body.length, inFlight: LARGE_IN_FLIGHT, relay: r, bare: b, addedMs: round(r.latency.mean - b.latency.mean, 2) };
       }
       await result.relay.stop();
+      if (name === 'sqlite' && scenarios.has('junk')) {
+        console.error('sqlite: a burst of junk bodies');
+        junk = { ...(await junkRun(sandbox, database, LARGE_BYTES)), requests: JUNK_REQUESTS, inFlight: LARGE_IN_FLIGHT };
+      }
     }
     console.error('sqlite: table sizes');
     const tables = scenarios.has('tables') ? await tableSizeRun(sandbox, dir) : [];
+    console.error('sqlite: lookups for one caller with many tasks');
+    const lookups = scenarios.has('lookup') ? await lookupRun(sandbox, dir) : [];
 
     const at16 = (list: typeof submit): (typeof submit)[number] | undefined => list.find((r) => r.database === 'sqlite' && r.connections === 16);
     const s16 = at16(submit);
@@ -389,6 +456,17 @@ async function main(): Promise<void> {
     if (large) {
       targets.push({ name: '10 MB image2video submit, mean latency added over bare', target: '<= 50 ms', value: `${large.addedMs} ms`, met: large.addedMs <= 50 });
       targets.push({ name: '10 MB body, relay peak RSS growth per request in flight', target: '< 4x the body', value: `${large.relay.perRequestFactor}x (bare ${large.bare.perRequestFactor}x)`, met: large.relay.perRequestFactor < 4 });
+    }
+    if (junk) {
+      const valid = large ? ` (valid body ${large.relay.perRequestFactor}x)` : '';
+      const bounded = junk.answeringAfter && junk.refused === junk.requests && junk.perRequestFactor <= (large?.relay.perRequestFactor ?? 4);
+      targets.push({ name: '10 MB junk body ({"junk":[0,0,...]}), relay peak RSS growth per request in flight, no more than a valid body of that size', target: '<= valid', value: `${junk.perRequestFactor}x${valid}`, met: bounded });
+    }
+    const fewest = lookups[0]?.relay;
+    const most = lookups[lookups.length - 1]?.relay;
+    if (fewest && most) {
+      const flat = most.mean <= fewest.mean * 1.5 + 1;
+      targets.push({ name: `task query latency for a caller with ${lookupSizes[0]} to ${lookupSizes[lookupSizes.length - 1]} tasks (flat: within 1.5x + 1 ms)`, target: 'flat', value: `${fewest.mean} -> ${most.mean} ms`, met: flat });
     }
     if (smallest && largest) {
       // Flat: the p50 at the largest table within 1.5x (+1 ms of timer noise) of the p50 at the smallest.
@@ -415,7 +493,9 @@ async function main(): Promise<void> {
       submitAtRate: rate,
       query,
       largeBody: large,
+      junkBody: junk,
       tableSizes: tables,
+      lookups,
       targets,
     };
     mkdirSync(dirname(outFile), { recursive: true });
@@ -432,8 +512,13 @@ async function main(): Promise<void> {
       console.log(`\n10 MB image2video (${large.bodyBytes} bytes of JSON): mean latency relay ${large.relay.latency.mean} ms, bare ${large.bare.latency.mean} ms, added ${large.addedMs} ms`);
       console.log(`  peak RSS growth with ${LARGE_IN_FLIGHT} in flight: relay ${(large.relay.peakGrowthBytes / 2 ** 20).toFixed(0)} MB (${large.relay.perRequestFactor}x the body each), bare ${(large.bare.peakGrowthBytes / 2 ** 20).toFixed(0)} MB (${large.bare.perRequestFactor}x)`);
     }
+    if (junk) {
+      console.log(`\n${junk.requests} junk bodies of ${junk.bodyBytes} bytes, ${junk.inFlight} in flight: ${junk.refused} refused, peak RSS growth ${(junk.peakGrowthBytes / 2 ** 20).toFixed(0)} MB (${junk.perRequestFactor}x the body each), ${junk.answeringAfter ? 'answering after' : 'NOT answering after'}`);
+    }
     console.log('\nsubmit with rows already in the tables (SQLite, 16 connections)');
     for (const t of tables) console.log(`  ${String(t.rows).padStart(8)} rows: ${t.relay.rps} r/s, p50 ${t.relay.p50} ms, p99 ${t.relay.p99} ms`);
+    if (lookups.length > 0) console.log('\nquery of a finished task by a caller who owns every task (SQLite, 1 connection)');
+    for (const l of lookups) console.log(`  ${String(l.tasks).padStart(8)} tasks: ${l.relay.rps} r/s, mean ${l.relay.mean} ms, p99 ${l.relay.p99} ms`);
     console.log('\ntargets');
     for (const t of targets) console.log(`  ${t.met ? 'met   ' : 'MISSED'} ${t.name}: ${t.value} (target ${t.target})`);
     console.log(`\nwritten to ${outFile}`);

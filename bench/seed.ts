@@ -10,7 +10,7 @@ import { BENCH_START_QUOTA, BENCH_USERNAME } from './config.js';
 
 /** Every table the bench writes, dropped before a run so that each starts from the same state. */
 const TABLES = ['kling_relay_ledger', 'kling_relay_tasks', 'kling_relay_resources', 'videos', 'images', 'users'];
-/** Users owning the seeded rows; the bench user is one of them, as a busy host's heavy user would be. */
+/** Users owning the seeded rows by default; the bench user is one of them, as a busy host's heavy user would be. */
 const OWNERS = 1000;
 /** Rows per INSERT: under SQLite's 32766 bound variables with the task table's 27 columns. */
 const CHUNK = 1000;
@@ -33,7 +33,8 @@ export interface SeedResult {
   ms: number;
 }
 
-export async function seed(db: Knex, rows: number): Promise<SeedResult> {
+/** `owners`: how many users the rows are spread over (1: every row is the bench user's). */
+export async function seed(db: Knex, rows: number, owners = OWNERS): Promise<SeedResult> {
   const started = Date.now();
   for (const table of TABLES) await db.schema.dropTableIfExists(table);
   await createDefaultHostTables(db);
@@ -49,7 +50,7 @@ export async function seed(db: Knex, rows: number): Promise<SeedResult> {
     for (let start = 1; start <= rows; start += CHUNK) {
       const ids = Array.from({ length: Math.min(CHUNK, rows - start + 1) }, (_, i) => start + i);
       // Ids are given, not generated, so that the three tables line up without reading anything back.
-      const owner = (id: number): number => (id % OWNERS === 0 ? userId : userId + (id % OWNERS));
+      const owner = (id: number): number => (id % owners === 0 ? userId : userId + (id % owners));
       await bulkInsert(trx, 'videos', ids.map((id) => ({
         id, task_id: `seed-${id}`, user_id: owner(id), username: 'seeded', channel_id: 'bench', model: 'kling-v1', provider: 'kling',
         type: 'text2video', status: 'succeed', quota: 25000, mode: 'std', duration: 5, result: '{"videos":[]}', fail_reason: '',

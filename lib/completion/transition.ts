@@ -124,8 +124,9 @@ export async function finishTask(deps: TransitionDeps, taskId: number, outcome: 
   });
   if (!applied) return false;
   if (outcome.status === 'succeed') {
-    // Later requests naming these ids (video-extend, lip-sync, ...) must reach the account that made them.
-    for (const [id, kind] of resultResources(outcome.result)) await deps.store.recordResource(deps.db, id, kind, applied.task.account_id);
+    // Later requests naming these ids (video-extend, lip-sync, ...) must reach the account that made
+    // them, and come from the caller whose task made them.
+    for (const [id, kind] of resultResources(outcome.result)) await deps.store.recordResource(deps.db, id, kind, applied.task.account_id, applied.task.user_id);
   }
   const meta = { taskId: applied.task.id, externalTaskId: applied.task.external_task_id, klingTaskId: outcome.klingTaskId ?? applied.task.kling_task_id, userId: applied.task.user_id, accountId: applied.task.account_id };
   if (outcome.status === 'succeed') deps.logger.info('task settled', { ...meta, hold: applied.task.hold_quota, charge: applied.charge });

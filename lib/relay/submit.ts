@@ -41,10 +41,30 @@ export async function identifyCaller(ctx: RelayContext, req: IncomingMessage, re
   return caller;
 }
 
-async function chooseAccount(ctx: RelayContext, entry: RegistryEntry, body: Record<string, unknown>): Promise<KlingAccount> {
-  const ids = entry.refersTo.flatMap((path) => valuesAt(body, path));
-  if (ids.length > 0) {
-    const owner = await ctx.store.accountForResources(ctx.db, ids);
+/** The ids at a refers_to path (`a.b`, `a[].b`), each with its JSON pointer in the body. */
+function idsAt(value: unknown, path: string, pointer = ''): [string, string][] {
+  const [head = '', ...rest] = path.split('.');
+  const isArray = head.endsWith('[]');
+  const key = isArray ? head.slice(0, -2) : head;
+  if (typeof value !== 'object' || value === null) return [];
+  const next = (value as Record<string, unknown>)[key];
+  const here = `${pointer}/${key}`;
+  const items: [unknown, string][] = isArray ? (Array.isArray(next) ? next.map((item, i) => [item, `${here}/${i}`]) : []) : [[next, here]];
+  if (rest.length === 0) return items.filter(([v]) => typeof v === 'string' || typeof v === 'number').map(([v, at]) => [String(v), at]);
+  return items.flatMap(([item, at]) => idsAt(item, rest.join('.'), at));
+}
+
+/**
+ * The account for a request: the one that created the resources it names (a video to extend, a
+ * session), else any. A resource another caller created is refused as if the relay did not know it,
+ * before anything is held.
+ */
+async function chooseAccount(ctx: RelayContext, entry: RegistryEntry, body: Record<string, unknown>, caller: Caller): Promise<KlingAccount> {
+  const named = entry.refersTo.flatMap((path) => idsAt(body, path));
+  if (named.length > 0) {
+    const { account: owner, foreign } = await ctx.store.accountForResources(ctx.db, named.map(([id]) => id), String(caller.id));
+    const at = named.find(([id]) => id === foreign)?.[1];
+    if (at !== undefined) throw new RelayHttpError(400, 1201, `invalid request: ${at} is not a resource of yours`, { errors: [{ path: at, message: 'is not a resource of yours' }] });
     const account = owner === undefined ? undefined : ctx.accounts.get(owner);
     if (account) return account;
   }
@@ -158,8 +178,8 @@ async function holdAndRecord(ctx: RelayContext, entry: RegistryEntry, caller: Ca
 }
 
 /** A sync answer's session id (results are recorded by the transition), so follow-ups reach the same account. */
-async function recordSession(ctx: RelayContext, account: KlingAccount, data: Record<string, unknown>): Promise<void> {
-  if (typeof data.session_id === 'string') await ctx.store.recordResource(ctx.db, data.session_id, 'session', account.id);
+async function recordSession(ctx: RelayContext, account: KlingAccount, caller: Caller, data: Record<string, unknown>): Promise<void> {
+  if (typeof data.session_id === 'string') await ctx.store.recordResource(ctx.db, data.session_id, 'session', account.id, String(caller.id));
 }
 
 function shownTaskInfo(data: Record<string, unknown>, clientTaskId: string | null): Record<string, unknown> {
@@ -194,7 +214,7 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
   if (clientTaskId !== null && (await ctx.store.findForUser(ctx.db, String(caller.id), clientTaskId))) {
     throw new RelayHttpError(400, 1201, `external_task_id '${clientTaskId}' is already used by another of your tasks`, { errors: [{ path: '/external_task_id', message: 'must be unique among your tasks' }] });
   }
-  const account = await chooseAccount(ctx, entry, kling);
+  const account = await chooseAccount(ctx, entry, kling, caller);
   // A hold that commits after the client got its 503 is never sent to Kling: it is refunded at once
   // (or by the reconciler, which finds that Kling never got the task).
   const task = await withinDeadline(holdAndRecord(ctx, entry, caller, account, priced.quote, { taskId: clientTaskId, callbackUrl: clientCallbackUrl }), ctx.config.dbTimeoutMs, (late) => {
@@ -238,7 +258,7 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
   const answeredId = typeof data.task_id === 'string' ? data.task_id : typeof data.session_id === 'string' ? data.session_id : undefined;
   ctx.logger.info('Kling accepted the request', { ...log, klingTaskId: answeredId, klingRequestId: reply.envelope.request_id });
   if (entry.kind === 'sync') {
-    await recordSession(ctx, account, data);
+    await recordSession(ctx, account, caller, data);
     await finishTask(ctx, task.id, { status: 'succeed', klingTaskId: typeof data.task_id === 'string' ? data.task_id : undefined, result: data.task_result ?? data }, ['pending']);
     const syncId = typeof data.task_id === 'string' ? data.task_id : typeof data.session_id === 'string' ? data.session_id : null;
     answer(ctx, res, syncId, data, reply.envelope.request_id || requestId);

@@ -16,20 +16,41 @@ function escapePointer(key: string): string {
   return key.replace(/~/g, '~0').replace(/\//g, '~1');
 }
 
-/** Walks objects and arrays (never string contents) for keys that must not appear anywhere. */
+/** A container the forbidden-key walk has still to look into, and the way back to the body's root. */
+interface Visit {
+  node: object;
+  key: string;
+  parent: Visit | undefined;
+}
+
+function pointerOf(visit: Visit | undefined, key: string): string {
+  const keys = [key];
+  for (let v = visit; v?.parent !== undefined; v = v.parent) keys.push(v.key);
+  return keys.reverse().map((k) => `/${escapePointer(k)}`).join('');
+}
+
+/**
+ * Walks objects and arrays (never string contents) for keys that must not appear anywhere. Only
+ * containers are remembered, each with a link to its parent, so that the one path reported is built
+ * when a key is found and a body of a million scalars costs a loop, not a million strings.
+ */
 function forbiddenKey(value: unknown): FieldError | undefined {
-  const stack: [unknown, string][] = [[value, '']];
-  while (stack.length > 0) {
-    const [node, path] = stack.pop() as [unknown, string];
-    if (typeof node !== 'object' || node === null) continue;
+  if (typeof value !== 'object' || value === null) return undefined;
+  const stack: Visit[] = [{ node: value, key: '', parent: undefined }];
+  for (let visit = stack.pop(); visit !== undefined; visit = stack.pop()) {
+    const { node } = visit;
     if (Array.isArray(node)) {
-      node.forEach((item, i) => stack.push([item, `${path}/${i}`]));
+      const items = node as unknown[];
+      for (let i = 0; i < items.length; i++) {
+        const item = items[i];
+        if (typeof item === 'object' && item !== null) stack.push({ node: item, key: String(i), parent: visit });
+      }
       continue;
     }
     for (const key of Object.keys(node)) {
-      const child = `${path}/${escapePointer(key)}`;
-      if (FORBIDDEN_KEYS.has(key)) return { path: child, message: `the key '${key}' is not allowed` };
-      stack.push([(node as Record<string, unknown>)[key], child]);
+      if (FORBIDDEN_KEYS.has(key)) return { path: pointerOf(visit, key), message: `the key '${key}' is not allowed` };
+      const child = (node as Record<string, unknown>)[key];
+      if (typeof child === 'object' && child !== null) stack.push({ node: child, key, parent: visit });
     }
   }
   return undefined;

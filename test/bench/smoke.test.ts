@@ -55,7 +55,9 @@ describe('npm run bench (smoke run, BENCH_QUICK=1)', function () {
       submitAtRate: { database: string; connections: number; offeredRps: number; relay: Figures; bare: Figures; addedP99Ms: number }[];
       query: { database: string; connections: number; relay: Figures; bare: Figures; ratio: number }[];
       largeBody: { bodyBytes: number; inFlight: number; relay: { latency: Figures; peakGrowthBytes: number; perRequestFactor: number }; bare: { latency: Figures; peakGrowthBytes: number }; addedMs: number };
+      junkBody: { bodyBytes: number; requests: number; refused: number; answeringAfter: boolean; peakGrowthBytes: number };
       tableSizes: { rows: number; relay: Figures }[];
+      lookups: { tasks: number; relay: Figures }[];
       targets: { name: string; target: string; value: string; met: boolean }[];
     };
     expect(results.quick).to.equal(true);
@@ -81,7 +83,12 @@ describe('npm run bench (smoke run, BENCH_QUICK=1)', function () {
     expect(results.largeBody.relay.peakGrowthBytes).to.be.a('number').and.at.least(0);
     expect(results.tableSizes.map((t) => t.rows)).to.deep.equal([100, 1000]);
     for (const t of results.tableSizes) answered(t.relay, `relay with ${t.rows} rows`);
-    expect(results.targets.map((t) => t.target)).to.deep.equal(['>= 50%', '<= 10 ms', '<= 10 ms', '>= 70%', '<= 50 ms', '< 4x the body', 'flat']);
+    expect(results.junkBody.bodyBytes).to.be.greaterThan(10 * 1024 * 1024);
+    expect([results.junkBody.refused, results.junkBody.answeringAfter]).to.deep.equal([results.junkBody.requests, true]);
+    expect(results.junkBody.peakGrowthBytes).to.be.a('number').and.at.least(0);
+    expect(results.lookups.map((l) => l.tasks)).to.deep.equal([100, 1000]);
+    for (const l of results.lookups) answered(l.relay, `relay, a caller with ${l.tasks} tasks`);
+    expect(results.targets.map((t) => t.target)).to.deep.equal(['>= 50%', '<= 10 ms', '<= 10 ms', '>= 70%', '<= 50 ms', '< 4x the body', '<= valid', 'flat', 'flat']);
     for (const t of results.targets) expect(t.met, t.name).to.be.a('boolean');
   });
 });

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import express from 'express';
 import request from 'supertest';
 import { testDatabases } from '../support/databases.js';
 import { startHarness, checkAndClose, type Harness } from '../support/harness.js';
@@ -48,6 +49,37 @@ for (const database of testDatabases()) {
       }
       const wrongEndpoint = await as(alice).get(`/v1/images/generations/${taskId}`);
       expect([wrongEndpoint.status, wrongEndpoint.body.code]).to.deep.equal([404, 1203]);
+    });
+
+    it('compares caller ids byte for byte: ALICE, Alice, "alice " and alíce get 404 by id and by external_task_id, and an empty list', async () => {
+      const taskId = await submit(alice, { prompt: 'a kite', external_task_id: 'Mine-1' });
+      // A host whose callers have string ids (the harness's own users are numbers); checked_at ahead
+      // keeps the query from refreshing (and settling) the task.
+      await h.db('kling_relay_tasks').update({ user_id: 'alice', checked_at: Date.now() + 3_600_000 });
+      const host = express()
+        .use((req, res, next) => {
+          // Encoded: a header value loses its trailing space on the way.
+          res.locals.user = { id: decodeURIComponent(req.get('x-caller') ?? '') };
+          next();
+        })
+        .use('/kling', h.relay.router);
+      const get = (caller: string, path: string) => request(host).get(`/kling${path}`).set('X-Caller', encodeURIComponent(caller));
+      const list = (caller: string, query = '') => get(caller, `/v1/videos/text2video${query}`);
+      expect((await get('alice', `/v1/videos/text2video/${taskId}`)).body.data?.task_id).to.equal(taskId);
+      expect((await list('alice')).body.data).to.have.length(1);
+      for (const caller of ['ALICE', 'Alice', 'alice ', 'alíce']) {
+        for (const path of [`/v1/videos/text2video/${taskId}`, '/v1/videos/text2video/Mine-1', `/v1/tasks/${taskId}`]) {
+          const res = await get(caller, path);
+          expect([res.status, res.body.code], `${caller} ${path}`).to.deep.equal([404, 1203]);
+        }
+        expect((await list(caller)).body.data, caller).to.deep.equal([]);
+        expect((await list(caller, '?external_task_id=Mine-1')).body.data, caller).to.deep.equal([]);
+      }
+      // The caller's own look-alike ids are told apart too.
+      for (const id of ['MINE-1', 'mine-1', 'Mine-1 ', 'Míne-1']) {
+        const res = await get('alice', `/v1/videos/text2video/${encodeURIComponent(id)}`);
+        expect([res.status, res.body.code], id).to.deep.equal([404, 1203]);
+      }
     });
 
     it('refreshes a task that is not final from Kling and settles it through the one transition', async () => {

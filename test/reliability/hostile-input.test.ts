@@ -74,6 +74,57 @@ for (const database of testDatabases()) {
       expect(h.creates()).to.deep.equal([]);
     });
 
+    /** `{"prompt":"x","junk":[0,0,...]}`: a small valid body with a long array of numbers beside it. */
+    const junkBody = (bytes: number) => `{"prompt":"x","junk":[${'0,'.repeat(Math.floor(bytes / 2))}0]}`;
+    const deepBody = (depth: number) => `{"prompt":"x","junk":${'['.repeat(depth)}${']'.repeat(depth)}}`;
+
+    it('a body of many JSON values or deep nesting from a caller without quota: 400/1200 naming the limit, no rows, no hold, Kling not called', async () => {
+      const broke = await h.user(0);
+      const send = (raw: string) => request(h.url).post('/kling/v1/videos/text2video').set('X-User-Id', String(broke)).set('Content-Type', 'application/json').send(raw);
+      const many = await send(junkBody(1_000_000));
+      expect([many.status, many.body.code, many.body.message]).to.deep.equal([400, 1200, 'request body has more than 10000 JSON values; no Kling request needs that many']);
+      const deep = await send(deepBody(1_000));
+      expect([deep.status, deep.body.code, deep.body.message]).to.deep.equal([400, 1200, 'request body nests JSON deeper than 32 levels; no Kling request needs that']);
+      // A burst of them at once, then the host still answers, and a body within the limits is judged as before.
+      const burst = await Promise.all(Array.from({ length: 6 }, () => send(junkBody(2_000_000))));
+      expect(burst.map((r) => r.status)).to.deep.equal(Array(6).fill(400));
+      const fine = await send('{"prompt":"x","junk":[0,0,0]}');
+      expect([fine.status, fine.body.code]).to.deep.equal([402, 1102]);
+      // Commas, brackets and escaped quotes inside strings are not values.
+      const quoted = await send(`{"prompt":"x","note":"${',[{\\\\\\"'.repeat(20_000)}"}`);
+      expect([quoted.status, quoted.body.code]).to.deep.equal([402, 1102]);
+      expect(await h.tasks()).to.deep.equal([]);
+      expect(await h.ledger()).to.deep.equal([]);
+      expect(await h.rows('videos')).to.deep.equal([]);
+      expect(await h.balance(broke)).to.equal(0);
+      expect(h.creates()).to.deep.equal([]);
+      // Kling's callback is read by the same reader.
+      const callbackApp = express().post('/kling/callback', h.relay.callback);
+      const cb = await request(callbackApp).post(`/kling/callback?token=${'a'.repeat(64)}`).set('Content-Type', 'application/json').send(`{"task_id":"x","junk":[${'0,'.repeat(20_000)}0]}`);
+      expect([cb.status, cb.body.code]).to.deep.equal([400, 1200]);
+    });
+
+    it('the same bounds hold for a body the host parsed already (express.json() before the relay)', async () => {
+      const broke = await h.user(0);
+      const host = express()
+        .use(express.json({ limit: '10mb' }))
+        .use((_req, res, next) => {
+          res.locals.user = { id: broke };
+          next();
+        })
+        .use('/kling', h.relay.router);
+      const send = (raw: string) => request(host).post('/kling/v1/videos/text2video').set('Content-Type', 'application/json').send(raw);
+      const many = await send(junkBody(1_000_000));
+      expect([many.status, many.body.code, many.body.message]).to.deep.equal([400, 1200, 'request body has more than 10000 JSON values; no Kling request needs that many']);
+      const deep = await send(deepBody(1_000));
+      expect([deep.status, deep.body.code]).to.deep.equal([400, 1200]);
+      const fine = await send('{"prompt":"x","junk":[0,0,0]}');
+      expect([fine.status, fine.body.code]).to.deep.equal([402, 1102]);
+      expect(await h.tasks()).to.deep.equal([]);
+      expect(await h.ledger()).to.deep.equal([]);
+      expect(h.creates()).to.deep.equal([]);
+    });
+
     it('CRLF in external_task_id and callback_url: never in a header or a raw log line, never sent to Kling', async () => {
       const crlf = 'mine-1\r\nSet-Cookie: session=stolen\r\nX-Injected: 1';
       const res = await request(h.url).post('/kling/v1/videos/text2video').set('X-User-Id', String(user)).send({ prompt: 'a kite', external_task_id: crlf });

@@ -542,14 +542,20 @@ for (const database of testDatabases()) {
     });
 
     describe('resources', function () {
-      it('remembers the account that created a resource, first record wins', async function () {
-        await store.recordResource(db, 'video-1', 'video', 'acct-a');
-        await store.recordResource(db, 'video-1', 'video', 'acct-b');
-        await store.recordResource(db, 'session-9', 'session', 'acct-c');
-        expect(await store.accountForResources(db, ['unknown', 'video-1'])).to.equal('acct-a');
-        expect(await store.accountForResources(db, ['session-9', 'video-1'])).to.equal('acct-c');
-        expect(await store.accountForResources(db, ['unknown'])).to.equal(undefined);
-        expect(await store.accountForResources(db, [])).to.equal(undefined);
+      it('remembers the account and the caller that created a resource, first record wins', async function () {
+        await store.recordResource(db, 'video-1', 'video', 'acct-a', 'u1');
+        await store.recordResource(db, 'video-1', 'video', 'acct-b', 'u2');
+        await store.recordResource(db, 'session-9', 'session', 'acct-c', 'u1');
+        expect(await store.accountForResources(db, ['unknown', 'video-1'], 'u1')).to.deep.equal({ account: 'acct-a', foreign: undefined });
+        expect(await store.accountForResources(db, ['session-9', 'video-1'], 'u1')).to.deep.equal({ account: 'acct-c', foreign: undefined });
+        expect(await store.accountForResources(db, ['unknown'], 'u1')).to.deep.equal({ account: undefined, foreign: undefined });
+        expect(await store.accountForResources(db, [], 'u1')).to.deep.equal({ account: undefined, foreign: undefined });
+        // Another caller's ids, also ones that differ only in case or a trailing space.
+        expect(await store.accountForResources(db, ['unknown', 'video-1'], 'u2')).to.deep.equal({ account: 'acct-a', foreign: 'video-1' });
+        for (const lookalike of ['U1', 'u1 ', 'ú1']) expect((await store.accountForResources(db, ['video-1'], lookalike)).foreign, lookalike).to.equal('video-1');
+        // A row recorded before the owner column existed serves every caller.
+        await db(store.tables.resources).insert({ resource_id: 'old-1', kind: 'video', account_id: 'acct-d', user_id: null, created_at: 1 });
+        expect(await store.accountForResources(db, ['old-1'], 'u2')).to.deep.equal({ account: 'acct-d', foreign: undefined });
       });
     });
   });
