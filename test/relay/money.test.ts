@@ -1,0 +1,52 @@
+import { expect } from 'chai';
+import request from 'supertest';
+import { testDatabases } from '../support/databases.js';
+import { startHarness, checkAndClose, type Harness } from '../support/harness.js';
+
+const QPU = 500_000;
+const START = 1_000_000;
+
+for (const database of testDatabases()) {
+  describe(`money paths on ${database.name}`, function () {
+    let h: Harness;
+    let user: number;
+
+    beforeEach(async () => {
+      h = await startHarness(database);
+      user = await h.user(START);
+    });
+    afterEach(async () => checkAndClose(h));
+
+    const post = (path: string, body: unknown, as: number = user) => request(h.url).post(`/kling${path}`).set('X-User-Id', String(as)).send(body as object);
+    const money = async () => (await h.ledger()).map((l) => [l.kind, Number(l.amount)]);
+
+    it('charges the seconds a shorter video delivered and refunds the rest, end to end', async () => {
+      const res = await post('/v1/videos/text2video', { prompt: 'a kite', duration: '10' });
+      expect(res.status).to.equal(200);
+      const taskId = res.body.data.task_id as string;
+      const hold = Math.round(0.01 * 10 * QPU);
+      expect(await h.balance(user)).to.equal(START - hold);
+      h.sandbox.complete(taskId, { status: 'succeed', duration: '7.3' });
+      const done = await request(h.url).get(`/kling/v1/videos/text2video/${taskId}`).set('X-User-Id', String(user));
+      expect(done.body.data.task_status).to.equal('succeed');
+      // 7.3 s at 0.01 USD/s, every tenth of a second of it.
+      const charge = 36_500;
+      expect(await h.balance(user)).to.equal(START - charge);
+      expect(await money()).to.deep.equal([['hold', -hold], ['settle', hold - charge]]);
+      const [row] = await h.rows('videos');
+      expect([Number(row?.quota), Number(row?.duration), row?.status]).to.deep.equal([charge, 7, 'succeed']);
+      const [task] = await h.tasks();
+      expect(Number(task?.charge_quota)).to.equal(charge);
+    });
+
+    it('leaves the host row of a refused create with quota 0 and the fail_reason', async () => {
+      h.sandbox.failNextCreate({ httpStatus: 400, code: 1301, message: 'content security policy triggered' });
+      const res = await post('/v1/videos/text2video', { prompt: 'x' });
+      expect([res.status, res.body.code]).to.deep.equal([400, 1301]);
+      const [row] = await h.rows('videos');
+      expect([row?.status, Number(row?.quota), row?.fail_reason]).to.deep.equal(['failed', 0, 'submit failed: content security policy triggered']);
+      expect(await h.balance(user)).to.equal(START);
+      expect(await money()).to.deep.equal([['hold', -Math.round(0.01 * 5 * QPU)], ['refund', Math.round(0.01 * 5 * QPU)]]);
+    });
+  });
+}
