@@ -11,7 +11,7 @@ import { RelayHttpError } from '../errors.js';
 import type { Caller } from '../options.js';
 import { quote, type PriceQuote } from '../pricing/estimate.js';
 import type { RegistryEntry } from '../registry/types.js';
-import { KnexQuotaStore } from '../../adapters/quota-store.js';
+import { isBuiltInQuotaStore } from '../../adapters/quota-store.js';
 import type { KlingAccount } from '../upstream/accounts.js';
 import { UpstreamError, type KlingReply } from '../upstream/client.js';
 import { isAccountProblem, toRelayError } from '../upstream/errors.js';
@@ -127,7 +127,8 @@ async function holdAndRecord(ctx: RelayContext, entry: RegistryEntry, caller: Ca
   const host = ctx.hosts[entry.table];
   const { direct, quota } = ctx;
   // On better-sqlite3 with the built-in quota store, the same four statements without knex's runner.
-  if (direct && ctx.config.billing === 'hold' && quota instanceof KnexQuotaStore) {
+  // A store that overrides any method (a subclass's own hold) is called through the knex path.
+  if (direct && ctx.config.billing === 'hold' && isBuiltInQuotaStore(quota)) {
     return direct.transaction((run) => {
       if (run(quota.holdQuery(direct.db, userId, price.quota)).changes === 0) throw notEnoughQuota(price);
       const hostRowId = String(run(host.insertTemplate(direct), host.directValues(row)).lastInsertRowid);

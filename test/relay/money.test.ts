@@ -1,5 +1,7 @@
 import { expect } from 'chai';
+import type { Knex } from 'knex';
 import request from 'supertest';
+import { KnexQuotaStore } from '../../adapters/quota-store.js';
 import { testDatabases } from '../support/databases.js';
 import { startHarness, checkAndClose, type Harness } from '../support/harness.js';
 
@@ -47,6 +49,41 @@ for (const database of testDatabases()) {
       expect([row?.status, Number(row?.quota), row?.fail_reason]).to.deep.equal(['failed', 0, 'submit failed: content security policy triggered']);
       expect(await h.balance(user)).to.equal(START);
       expect(await money()).to.deep.equal([['hold', -Math.round(0.01 * 5 * QPU)], ['refund', Math.round(0.01 * 5 * QPU)]]);
+    });
+  });
+}
+
+/** A host's store that refuses to hold for frozen users, as a host with account freezes would write one. */
+class FreezingQuotaStore extends KnexQuotaStore {
+  readonly frozen = new Set<string>();
+
+  override async hold(trx: Knex.Transaction, userId: string, amount: number): Promise<boolean> {
+    if (this.frozen.has(userId)) return false;
+    return super.hold(trx, userId, amount);
+  }
+}
+
+for (const database of testDatabases()) {
+  describe(`a host's own quota store on ${database.name}`, function () {
+    let h: Harness;
+    const store = new FreezingQuotaStore();
+
+    beforeEach(async () => {
+      h = await startHarness(database, { relay: { quota: store } });
+    });
+    afterEach(async () => checkAndClose(h));
+
+    it("holds through the host store's hold(): a frozen user is refused 402/1102 and nothing is left", async () => {
+      const user = await h.user(START);
+      store.frozen.add(String(user));
+      const res = await request(h.url).post('/kling/v1/videos/text2video').set('X-User-Id', String(user)).send({ prompt: 'x' });
+      expect([res.status, res.body.code]).to.deep.equal([402, 1102]);
+      expect(await h.balance(user)).to.equal(START);
+      expect([await h.rows('videos'), await h.tasks(), await h.ledger(), h.creates()]).to.deep.equal([[], [], [], []]);
+      store.frozen.delete(String(user));
+      const thawed = await request(h.url).post('/kling/v1/videos/text2video').set('X-User-Id', String(user)).send({ prompt: 'x' });
+      expect(thawed.status).to.equal(200);
+      expect(await h.balance(user)).to.equal(START - Math.round(0.01 * 5 * QPU));
     });
   });
 }
