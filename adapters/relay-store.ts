@@ -216,6 +216,20 @@ export class RelayStore {
     return this.one(query.orderBy([{ column: 'created_at', order: 'desc' }, { column: 'id', order: 'desc' }]));
   }
 
+  /**
+   * The sum of the estimates (`hold_quota`) of this user's charge-on-success tasks not yet final:
+   * quota the user will be charged at most once they succeed, which no balance movement shows yet.
+   */
+  async inFlightEstimate(db: Db, userId: string): Promise<number> {
+    const row: unknown = await db(this.tables.tasks)
+      .sum({ total: 'hold_quota' })
+      .where('user_id', String(userId))
+      .whereIn('state', ACTIVE_STATES)
+      .andWhere('billing', 'charge-on-success')
+      .first();
+    return toNumber((row as { total?: unknown } | undefined)?.total);
+  }
+
   /** A page of this user's tasks of one endpoint, newest first. `pageNum` starts at 1. */
   async listForUser(db: Db, userId: string, endpoint: string, pageNum: number, pageSize: number): Promise<RelayTask[]> {
     const size = Math.max(1, Math.floor(pageSize));

@@ -119,6 +119,21 @@ const PATCHED = ['kling_task_id', 'state', 'kling_created_at', 'kling_updated_at
 
 const notEnoughQuota = (price: PriceQuote): RelayHttpError => new RelayHttpError(402, 1102, `not enough quota: this request needs ${price.quota}`);
 
+/**
+ * charge-on-success moves no quota at submit, so the check must count what the caller's running tasks
+ * will be charged: balance >= this estimate + the estimates in flight. The store's hold and an equal
+ * credit net to zero but take the caller's balance row lock until COMMIT, so the caller's submits
+ * pass this check one at a time, each seeing the tasks the one before committed. The hold comes first:
+ * on MySQL the reads after it then see what the previous lock holder committed.
+ */
+async function checkChargeable(ctx: RelayContext, trx: Knex.Transaction, userId: string, price: PriceQuote): Promise<void> {
+  if (!(await ctx.quota.hold(trx, userId, price.quota))) throw notEnoughQuota(price);
+  await ctx.quota.credit(trx, userId, price.quota);
+  const inFlight = await ctx.store.inFlightEstimate(trx, userId);
+  const balance = await ctx.quota.balance(trx, userId);
+  if (balance === null || balance < price.quota + inFlight) throw notEnoughQuota(price);
+}
+
 /** One transaction: the conditional hold, the host row, the relay's task row and the ledger hold. */
 async function holdAndRecord(ctx: RelayContext, entry: RegistryEntry, caller: Caller, account: KlingAccount, price: PriceQuote, client: ClientIds): Promise<RelayTask> {
   const userId = String(caller.id);
@@ -139,10 +154,7 @@ async function holdAndRecord(ctx: RelayContext, entry: RegistryEntry, caller: Ca
     });
   }
   return ctx.db.transaction(async (trx) => {
-    if (ctx.config.billing !== 'hold') {
-      const balance = await ctx.quota.balance(trx, userId);
-      if (balance === null || balance < price.quota) throw notEnoughQuota(price);
-    }
+    if (ctx.config.billing !== 'hold') await checkChargeable(ctx, trx, userId, price);
     const hostRowId = await host.insert(trx, row);
     const task = newTask(ctx, entry, caller, account, price, client, hostRowId, now);
     const id = await ctx.store.insertTask(trx, task);
