@@ -4,7 +4,7 @@ import type { Request, Response } from 'express';
 import type { Knex } from 'knex';
 import type { NewHostRow, NewRelayTask, RelayTask } from '../../adapters/types.js';
 import { writeStatusChange } from '../callbacks/notice.js';
-import { isFinal } from '../completion/apply.js';
+import { fetchKlingTask, isFinal, type KlingTaskObject } from '../completion/apply.js';
 import { finishTask } from '../completion/transition.js';
 import { taskCallbackUrl } from '../completion/token.js';
 import { RelayHttpError } from '../errors.js';
@@ -14,7 +14,7 @@ import type { RegistryEntry } from '../registry/types.js';
 import { isBuiltInQuotaStore } from '../../adapters/quota-store.js';
 import type { KlingAccount } from '../upstream/accounts.js';
 import { UpstreamError, type KlingReply } from '../upstream/client.js';
-import { isAccountProblem, toRelayError } from '../upstream/errors.js';
+import { isAccountProblem, isTaskNotFound, toRelayError } from '../upstream/errors.js';
 import { isJsonRequest, readJsonBody } from './body.js';
 import type { RelayContext } from './context.js';
 import { withinDeadline } from './deadline.js';
@@ -188,6 +188,57 @@ function answer(ctx: RelayContext, res: ServerResponse, taskId: string | null, d
   else sendSuccess(res, data, requestId);
 }
 
+/**
+ * A failed Kling post: refunds what certainly never became a task and throws the caller's error, or
+ * answers the task Kling made after all. A create Kling answered 5000/5002 to is over but may have
+ * made the task: it is looked up by external_task_id at once, adopted if Kling has it, refunded if
+ * Kling has not; if Kling cannot tell now, it waits for the reconciler like a create whose answer
+ * never came (posted once, looked up by external_task_id, never posted again).
+ */
+async function afterFailedPost(ctx: RelayContext, entry: RegistryEntry, account: KlingAccount, task: RelayTask, error: UpstreamError, log: Record<string, unknown>): Promise<KlingReply> {
+  const upstream = { ...log, kind: error.kind, httpStatus: error.httpStatus, klingCode: error.klingCode, klingRequestId: error.requestId };
+  if (isAccountProblem(error)) ctx.logger.error('Kling refused the account', upstream);
+  // A refusal of the request itself (content policy, a bad parameter) is the caller's business;
+  // anything else (rate limits, Kling failing, an unreachable host) is worth an operator's look.
+  else if (error.kind === 'kling' && error.httpStatus === 400) ctx.logger.info('Kling refused the request', upstream);
+  else if (!error.ambiguous || entry.kind === 'sync') ctx.logger.warn('Kling call failed', upstream);
+  // A sync call has nothing to look up, so its hold goes back.
+  if (!error.ambiguous || entry.kind === 'sync') {
+    await refundUnsent(ctx, task, error);
+    throw toRelayError(error);
+  }
+  if (error.kind === 'kling') {
+    const found = await lookUpCreate(ctx, account, task, upstream);
+    if (found === 'absent') {
+      await refundUnsent(ctx, task, error);
+      throw toRelayError(error);
+    }
+    if (found !== undefined) {
+      ctx.logger.warn('Kling answered an error to a create it carried out; task adopted', { ...upstream, klingTaskId: found.task_id });
+      return { httpStatus: 200, envelope: { code: 0, message: 'SUCCEED', request_id: error.requestId ?? '', data: found } };
+    }
+  }
+  ctx.logger.warn('Kling create outcome unknown; left for the reconciler', upstream);
+  await ctx.store.updateTask(ctx.db, task.id, { next_check_at: Date.now() + 5_000 }, ['pending']).catch(() => false);
+  throw toRelayError(error);
+}
+
+async function refundUnsent(ctx: RelayContext, task: RelayTask, error: UpstreamError): Promise<void> {
+  await finishTask(ctx, task.id, { status: 'failed', reason: `submit failed: ${error.klingMessage ?? error.message}` }, ['pending']);
+}
+
+/** Kling's task for our external_task_id; 'absent' when Kling says it has none, undefined when it cannot tell. */
+async function lookUpCreate(ctx: RelayContext, account: KlingAccount, task: RelayTask, log: Record<string, unknown>): Promise<KlingTaskObject | 'absent' | undefined> {
+  try {
+    const found = await fetchKlingTask(ctx, account, task, task.external_task_id);
+    return typeof found?.task_id === 'string' && found.task_id !== '' ? found : undefined;
+  } catch (error) {
+    if (isTaskNotFound(error)) return 'absent';
+    ctx.logger.warn('could not look up a create of unknown outcome', { ...log, error: (error as Error).message });
+    return undefined;
+  }
+}
+
 /** The relay's POST handler for one registry entry. */
 export async function submit(ctx: RelayContext, entry: RegistryEntry, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
   if (!isJsonRequest(req)) throw new RelayHttpError(415, 1200, "the request body must be JSON (Content-Type: application/json)");
@@ -228,21 +279,7 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
     reply = await ctx.client.post(account, entry.path, kling);
   } catch (error) {
     if (!(error instanceof UpstreamError)) throw error;
-    const upstream = { ...log, kind: error.kind, httpStatus: error.httpStatus, klingCode: error.klingCode, klingRequestId: error.requestId };
-    if (isAccountProblem(error)) ctx.logger.error('Kling refused the account', upstream);
-    // A refusal of the request itself (content policy, a bad parameter) is the caller's business;
-    // anything else (rate limits, Kling failing, an unreachable host) is worth an operator's look.
-    else if (error.kind === 'kling' && error.httpStatus === 400) ctx.logger.info('Kling refused the request', upstream);
-    else if (!error.ambiguous || entry.kind === 'sync') ctx.logger.warn('Kling call failed', upstream);
-    // A create that may have reached Kling is never posted again: the reconciler looks it up by
-    // external_task_id. A sync call has nothing to look up, so its hold goes back.
-    if (!error.ambiguous || entry.kind === 'sync') {
-      await finishTask(ctx, task.id, { status: 'failed', reason: `submit failed: ${error.klingMessage ?? error.message}` }, ['pending']);
-    } else {
-      ctx.logger.warn('Kling create outcome unknown; left for the reconciler', upstream);
-      await ctx.store.updateTask(ctx.db, task.id, { next_check_at: Date.now() + 5_000 }, ['pending']).catch(() => false);
-    }
-    throw toRelayError(error);
+    reply = await afterFailedPost(ctx, entry, account, task, error, log);
   }
 
   const data = (reply.envelope.data ?? {}) as Record<string, unknown>;

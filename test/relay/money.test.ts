@@ -41,6 +41,50 @@ for (const database of testDatabases()) {
       expect(Number(task?.charge_quota)).to.equal(charge);
     });
 
+    const gets = () => h.sandbox.requests.filter((r) => r.method === 'GET');
+    const hold = Math.round(0.01 * 5 * QPU);
+
+    it('adopts a task Kling created although its create answered 5000, looking it up by external_task_id', async () => {
+      h.sandbox.failNextCreateAfterCreating({ httpStatus: 500, code: 5000 });
+      const res = await post('/v1/videos/text2video', { prompt: 'x', external_task_id: 'mine-5000' });
+      expect(res.status).to.equal(200);
+      const [made] = h.sandbox.tasks.all();
+      expect(res.body.data).to.include({ task_id: made?.taskId, task_status: 'submitted' });
+      expect(res.body.data.task_info).to.deep.equal({ external_task_id: 'mine-5000' });
+      expect([h.creates().length, gets().length]).to.deep.equal([1, 1]);
+      const [task] = await h.tasks();
+      expect([task?.state, task?.kling_task_id]).to.deep.equal(['submitted', made?.taskId]);
+      expect(await h.balance(user)).to.equal(START - hold);
+      expect(await money()).to.deep.equal([['hold', -hold]]);
+    });
+
+    it('refunds a 5000 create at once when Kling does not have the task, after asking', async () => {
+      h.sandbox.failNextCreate({ httpStatus: 500, code: 5000 });
+      const res = await post('/v1/videos/text2video', { prompt: 'x' });
+      expect([res.status, res.body.code]).to.deep.equal([502, 5000]);
+      const [task] = await h.tasks();
+      expect([h.creates().length, gets().map((g) => g.path)]).to.deep.equal([1, [`/v1/videos/text2video/${String(task?.external_task_id)}`]]);
+      expect(task?.state).to.equal('failed');
+      expect(await h.balance(user)).to.equal(START);
+      expect(await money()).to.deep.equal([['hold', -hold], ['refund', hold]]);
+    });
+
+    it('leaves a 5002 create the lookup could not settle to the reconciler, which adopts it', async () => {
+      h.sandbox.failNextCreateAfterCreating({ httpStatus: 504, code: 5002 });
+      h.sandbox.failNextQuery('http-500');
+      const res = await post('/v1/videos/text2video', { prompt: 'x' });
+      expect([res.status, res.body.code]).to.deep.equal([502, 5000]);
+      const [pending] = await h.tasks();
+      expect([pending?.state, pending?.kling_task_id]).to.deep.equal(['pending', null]);
+      expect(await h.balance(user)).to.equal(START - hold);
+      await h.db('kling_relay_tasks').update({ next_check_at: 0 });
+      expect(await h.relay.reconcile()).to.include({ claimed: 1, adopted: 1 });
+      const [task] = await h.tasks();
+      expect([task?.state, task?.kling_task_id]).to.deep.equal(['submitted', h.sandbox.tasks.all()[0]?.taskId]);
+      expect(h.creates()).to.have.length(1);
+      expect(await money()).to.deep.equal([['hold', -hold]]);
+    });
+
     it('leaves the host row of a refused create with quota 0 and the fail_reason', async () => {
       h.sandbox.failNextCreate({ httpStatus: 400, code: 1301, message: 'content security policy triggered' });
       const res = await post('/v1/videos/text2video', { prompt: 'x' });
