@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Request, Response } from 'express';
 import type { Knex } from 'knex';
@@ -7,6 +7,7 @@ import { writeStatusChange } from '../callbacks/notice.js';
 import { fetchKlingTask, isFinal, type KlingTaskObject } from '../completion/apply.js';
 import { finishTask } from '../completion/transition.js';
 import { taskCallbackUrl } from '../completion/token.js';
+import { isUniqueViolation } from '../../adapters/dialect.js';
 import { RelayHttpError } from '../errors.js';
 import type { Caller } from '../options.js';
 import { quote, type PriceQuote } from '../pricing/estimate.js';
@@ -18,6 +19,7 @@ import { isAccountProblem, isTaskNotFound, toRelayError } from '../upstream/erro
 import { isJsonRequest, readJsonBody } from './body.js';
 import type { RelayContext } from './context.js';
 import { withinDeadline } from './deadline.js';
+import { taskObject } from './query.js';
 import { sendJson, sendSuccess } from './respond.js';
 
 /** Values at `a.b`, `a[].b` paths of a body (the registry's refers_to). */
@@ -59,6 +61,8 @@ function externalId(table: string, rowId: string): string {
 interface ClientIds {
   taskId: string | null;
   callbackUrl: string | null;
+  /** requestHash of the submit, kept with the caller's task id. */
+  requestHash: string | null;
 }
 
 function newHostRow(entry: RegistryEntry, caller: Caller, account: KlingAccount, price: PriceQuote, seconds: number): NewHostRow {
@@ -85,6 +89,7 @@ function newTask(ctx: RelayContext, entry: RegistryEntry, caller: Caller, accoun
   return {
     external_task_id: externalId(entry.table, hostRowId),
     client_task_id: client.taskId,
+    request_hash: client.requestHash,
     kling_task_id: null,
     account_id: account.id,
     endpoint: entry.path,
@@ -239,6 +244,50 @@ async function lookUpCreate(ctx: RelayContext, account: KlingAccount, task: Rela
   }
 }
 
+/** JSON with every object's keys sorted: one text for bodies that differ only in key order. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (typeof value === 'object' && value !== null) {
+    const entries = Object.keys(value).sort().map((key) => `${JSON.stringify(key)}:${canonicalJson((value as Record<string, unknown>)[key])}`);
+    return `{${entries.join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
+
+/** sha-256 of the endpoint and the caller's validated body: what tells a resent submit from another one. */
+export function requestHash(path: string, body: Record<string, unknown>): string {
+  return createHash('sha256').update(canonicalJson({ path, body })).digest('hex');
+}
+
+const usedTaskId = (clientTaskId: string, why: string): RelayHttpError =>
+  new RelayHttpError(400, 1201, `external_task_id '${clientTaskId}' is already used by another of your tasks${why}`, { errors: [{ path: '/external_task_id', message: 'must be unique among your tasks' }] });
+
+/** How long a resent submit waits for the first one's Kling answer: the Kling call's deadline, and a little. */
+const pendingWaitMs = (ctx: RelayContext): number => ctx.config.upstreamTimeoutMs + 1_000;
+const PENDING_POLL_MS = 25;
+
+/**
+ * The answer to a submit whose external_task_id this caller used before: the same body gets the
+ * first task as Kling would show it (waiting a bounded time for Kling's task id when the first
+ * submit is still waiting for Kling), another body a 400 naming the field. Nothing is held or sent.
+ */
+async function answerResent(ctx: RelayContext, res: ServerResponse, first: RelayTask, hash: string, requestId: string): Promise<void> {
+  const clientTaskId = first.client_task_id ?? '';
+  if (first.request_hash !== hash) throw usedTaskId(clientTaskId, ' with a different request');
+  let task: RelayTask = first;
+  const until = Date.now() + pendingWaitMs(ctx);
+  while (task.state === 'pending' && task.kling_task_id === null && Date.now() < until) {
+    await new Promise((resolve) => setTimeout(resolve, PENDING_POLL_MS));
+    task = (await ctx.store.getTask(ctx.db, task.id)) ?? task;
+  }
+  if (task.kling_task_id === null) {
+    if (task.state === 'failed') throw usedTaskId(clientTaskId, `; that submit failed (${task.status_msg ?? 'no reason'}), so send a new external_task_id`);
+    throw new RelayHttpError(504, 5002, `the submit with external_task_id '${clientTaskId}' is still waiting for Kling; query it by that id later`);
+  }
+  ctx.logger.info('resent submit answered with its first task', { taskId: task.id, userId: task.user_id, clientTaskId, klingTaskId: task.kling_task_id });
+  answer(ctx, res, task.kling_task_id, taskObject(task), requestId);
+}
+
 /** The relay's POST handler for one registry entry. */
 export async function submit(ctx: RelayContext, entry: RegistryEntry, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
   if (!isJsonRequest(req)) throw new RelayHttpError(415, 1200, "the request body must be JSON (Content-Type: application/json)");
@@ -248,22 +297,33 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
   if (!checked.ok) throw new RelayHttpError(400, 1201, `invalid request: ${checked.errors[0]?.path || '/'} ${checked.errors[0]?.message ?? ''}`.trim(), { errors: checked.errors });
   const kling = checked.body;
   const clientTaskId = typeof kling.external_task_id === 'string' ? kling.external_task_id : null;
+  const hash = clientTaskId === null ? null : requestHash(entry.path, kling);
   const clientCallbackUrl = typeof kling.callback_url === 'string' ? kling.callback_url : null;
   delete kling.external_task_id;
   delete kling.callback_url;
 
   const priced = quote(entry, kling, ctx.prices, ctx.config.quotaPerUnit);
   if (!priced.ok) throw new RelayHttpError(503, 5001, `this request cannot be priced: ${priced.reason}`);
-  if (clientTaskId !== null && (await ctx.store.findForUser(ctx.db, String(caller.id), clientTaskId))) {
-    throw new RelayHttpError(400, 1201, `external_task_id '${clientTaskId}' is already used by another of your tasks`, { errors: [{ path: '/external_task_id', message: 'must be unique among your tasks' }] });
+  if (clientTaskId !== null && hash !== null) {
+    const first = await ctx.store.findByClientId(ctx.db, String(caller.id), clientTaskId);
+    if (first) return answerResent(ctx, res, first, hash, requestId);
   }
   const account = await chooseAccount(ctx, entry, kling);
   // A hold that commits after the client got its 503 is never sent to Kling: it is refunded at once
   // (or by the reconciler, which finds that Kling never got the task).
-  const task = await withinDeadline(holdAndRecord(ctx, entry, caller, account, priced.quote, { taskId: clientTaskId, callbackUrl: clientCallbackUrl }), ctx.config.dbTimeoutMs, (late) => {
-    finishTask(ctx, late.id, { status: 'failed', reason: 'the hold committed after the database deadline; Kling was not called' }, ['pending'])
-      .catch((error: unknown) => ctx.logger.error('could not refund a late hold', { taskId: late.id, error: (error as Error).message }));
-  });
+  let task: RelayTask;
+  try {
+    task = await withinDeadline(holdAndRecord(ctx, entry, caller, account, priced.quote, { taskId: clientTaskId, callbackUrl: clientCallbackUrl, requestHash: hash }), ctx.config.dbTimeoutMs, (late) => {
+      finishTask(ctx, late.id, { status: 'failed', reason: 'the hold committed after the database deadline; Kling was not called' }, ['pending'])
+        .catch((error: unknown) => ctx.logger.error('could not refund a late hold', { taskId: late.id, error: (error as Error).message }));
+    });
+  } catch (error) {
+    // A concurrent submit with this external_task_id committed first: UNIQUE(user_id, client_task_id)
+    // rolled this one back, hold and rows; it is answered as a resend of that one.
+    const first = clientTaskId !== null && hash !== null && isUniqueViolation(error) ? await ctx.store.findByClientId(ctx.db, String(caller.id), clientTaskId) : undefined;
+    if (!first || hash === null) throw error;
+    return answerResent(ctx, res, first, hash, requestId);
+  }
   const log = { taskId: task.id, externalTaskId: task.external_task_id, userId: task.user_id, accountId: account.id, type: entry.type, hold: task.hold_quota };
   // The caller's own id too: it is what a caller names when asking an operator about a task.
   ctx.logger.info('task submitted', { ...log, ...(task.client_task_id !== null ? { clientTaskId: task.client_task_id } : {}) });

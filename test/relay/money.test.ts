@@ -85,6 +85,46 @@ for (const database of testDatabases()) {
       expect(await money()).to.deep.equal([['hold', -hold]]);
     });
 
+    it('answers a resent submit with the first task: same body, same external_task_id, one hold, one Kling create', async () => {
+      const body = { prompt: 'a kite', duration: '5', external_task_id: 'resend-1' };
+      const first = await post('/v1/videos/text2video', body);
+      expect(first.status).to.equal(200);
+      const again = await post('/v1/videos/text2video', { external_task_id: 'resend-1', duration: '5', prompt: 'a kite' });
+      expect(again.status).to.equal(200);
+      expect(again.body.code).to.equal(0);
+      expect(again.body.data).to.include({ task_id: first.body.data.task_id, task_status: 'submitted' });
+      expect(again.body.data.task_info).to.deep.equal({ external_task_id: 'resend-1' });
+      expect([h.creates().length, (await h.tasks()).length, (await h.rows('videos')).length]).to.deep.equal([1, 1, 1]);
+      expect(await money()).to.deep.equal([['hold', -hold]]);
+      expect(await h.balance(user)).to.equal(START - hold);
+    });
+
+    it('answers 5 concurrent identical submits with one task: one hold, one Kling create, five answers with its task_id', async () => {
+      const body = { prompt: 'a kite', external_task_id: 'burst-1' };
+      const answers = await Promise.all(Array.from({ length: 5 }, () => post('/v1/videos/text2video', body)));
+      expect(answers.map((a) => a.status)).to.deep.equal([200, 200, 200, 200, 200]);
+      const [made] = h.sandbox.tasks.all();
+      expect(answers.map((a) => a.body.data.task_id)).to.deep.equal(Array(5).fill(made?.taskId));
+      expect(answers.map((a) => a.body.data.task_info.external_task_id)).to.deep.equal(Array(5).fill('burst-1'));
+      expect([h.creates().length, (await h.tasks()).length, (await h.rows('videos')).length]).to.deep.equal([1, 1, 1]);
+      expect(await money()).to.deep.equal([['hold', -hold]]);
+      expect(await h.balance(user)).to.equal(START - hold);
+    });
+
+    it('refuses a different body with a used external_task_id: 400/1201 naming the field, nothing left behind', async () => {
+      expect((await post('/v1/videos/text2video', { prompt: 'a kite', external_task_id: 'used-1' })).status).to.equal(200);
+      const other = await post('/v1/videos/text2video', { prompt: 'a boat', external_task_id: 'used-1' });
+      expect([other.status, other.body.code]).to.deep.equal([400, 1201]);
+      expect(other.body.errors.map((e: { path: string }) => e.path)).to.deep.equal(['/external_task_id']);
+      const elsewhere = await post('/v1/images/generations', { prompt: 'a kite', external_task_id: 'used-1' });
+      expect([elsewhere.status, elsewhere.body.code]).to.deep.equal([400, 1201]);
+      expect([h.creates().length, (await h.tasks()).length, (await h.rows('videos')).length, (await h.rows('images')).length]).to.deep.equal([1, 1, 1, 0]);
+      expect(await money()).to.deep.equal([['hold', -hold]]);
+      // Another caller's ids are its own.
+      const bob = await h.user(START);
+      expect((await post('/v1/videos/text2video', { prompt: 'a boat', external_task_id: 'used-1' }, bob)).status).to.equal(200);
+    });
+
     it('leaves the host row of a refused create with quota 0 and the fail_reason', async () => {
       h.sandbox.failNextCreate({ httpStatus: 400, code: 1301, message: 'content security policy triggered' });
       const res = await post('/v1/videos/text2video', { prompt: 'x' });
