@@ -171,3 +171,33 @@ for (const database of testDatabases()) {
     });
   });
 }
+
+for (const database of testDatabases()) {
+  describe(`a hold that commits after the database deadline on ${database.name}`, function () {
+    let h: Harness;
+
+    beforeEach(async () => {
+      h = await startHarness(database, { relay: { dbTimeoutMs: 300 } });
+    });
+    afterEach(async () => checkAndClose(h));
+
+    it('is refunded without a POST, and its host row has quota 0 and the fail_reason', async () => {
+      const user = await h.user(START);
+      // Another writer holds the caller's row (on SQLite: the one connection) past the deadline.
+      const blocker = await h.db.transaction();
+      await blocker('users').where({ id: user }).update({ username: 'busy' });
+      const res = await request(h.url).post('/kling/v1/videos/text2video').set('X-User-Id', String(user)).send({ prompt: 'x' });
+      expect([res.status, res.body.code]).to.deep.equal([503, 5001]);
+      await blocker.commit();
+      let row: Record<string, unknown> | undefined;
+      for (const until = Date.now() + 5_000; Date.now() < until; await new Promise((r) => setTimeout(r, 20))) {
+        [row] = await h.rows('videos');
+        if (row?.status === 'failed') break;
+      }
+      expect([row?.status, Number(row?.quota)]).to.deep.equal(['failed', 0]);
+      expect(String(row?.fail_reason)).to.match(/after the database deadline/);
+      expect(h.creates()).to.deep.equal([]);
+      expect(await h.balance(user)).to.equal(START);
+    });
+  });
+}
