@@ -255,7 +255,7 @@ function canonicalJson(value: unknown): string {
 }
 
 /** sha-256 of the endpoint and the caller's validated body: what tells a resent submit from another one. */
-export function requestHash(path: string, body: Record<string, unknown>): string {
+function requestHash(path: string, body: Record<string, unknown>): string {
   return createHash('sha256').update(canonicalJson({ path, body })).digest('hex');
 }
 
