@@ -105,6 +105,20 @@ export class KnexQuotaStore implements QuotaStore {
   }
 }
 
+/** The methods whose SQL the SQLite direct path runs in place of the store's own (`holdQuery` included). */
+const DIRECT_METHODS = ['hold', 'holdQuery', 'credit', 'debit', 'addUsed', 'balance'] as const;
+
+/**
+ * True when `store` is a KnexQuotaStore whose methods are all KnexQuotaStore's own: only then may a
+ * caller run `holdQuery` in place of `hold()` (the SQLite direct path does). A subclass or an
+ * instance that overrides any of them (a frozen-user check in `hold`, say) must be called.
+ */
+export function isBuiltInQuotaStore(store: unknown): store is KnexQuotaStore {
+  if (!(store instanceof KnexQuotaStore)) return false;
+  const own = KnexQuotaStore.prototype as unknown as Record<string, unknown>;
+  return DIRECT_METHODS.every((method) => (store as unknown as Record<string, unknown>)[method] === own[method]);
+}
+
 function checkAmount(amount: number): void {
   // Quota is integral in one-api hosts; a fraction or a negative here is a bug upstream of the store.
   if (!Number.isSafeInteger(amount) || amount < 0) {

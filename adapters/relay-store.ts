@@ -3,10 +3,15 @@ import { KlingRelayConfigError } from '../lib/errors.js';
 import { assertIdentifier } from './identifiers.js';
 import type { DirectSqlite, Template } from './sqlite-direct.js';
 import { OUTBOX_INDEX_SUFFIXES, OutboxStore } from './outbox-store.js';
-import { addColumnIfAbsent, affectedRows, createTableIfAbsent, dialectOf, insertReturningId, toNumber, toNumberOrNull, toStringOrNull } from './dialect.js';
+import { addColumnIfAbsent, affectedRows, createTableIfAbsent, dialectOf, insertReturningId, isUniqueViolation, toNumber, toNumberOrNull, toStringOrNull } from './dialect.js';
 import type { LedgerKind, LedgerRow, NewRelayTask, RelayTask, TaskState } from './types.js';
 
 export { isUniqueViolation } from './dialect.js';
+
+/** Where migrate reports what it could not do and what it did instead. */
+export interface MigrateLogger {
+  warn(message: string, fields?: Record<string, unknown>): void;
+}
 
 export interface RelayStoreOptions {
   /** Prefix of the relay's own tables. Default `kling_relay_`. */
@@ -32,6 +37,7 @@ const TASK_COLUMN_SET: Record<keyof RelayTask, true> = {
   id: true,
   external_task_id: true,
   client_task_id: true,
+  request_hash: true,
   kling_task_id: true,
   account_id: true,
   endpoint: true,
@@ -83,7 +89,7 @@ const STRING_COLUMNS = new Set<string>(['host_row_id', 'user_id']);
 
 /** Longest suffix the store appends to the prefix, for table and index names alike. */
 const LONGEST_SUFFIX = 'resources';
-const INDEX_SUFFIXES = ['tasks_due', 'tasks_user_list', 'tasks_kling_id', 'tasks_user_client', 'tasks_user_kling', 'ledger_user', 'ledger_task_kind', 'ledger_task_terminal', ...OUTBOX_INDEX_SUFFIXES];
+const INDEX_SUFFIXES = ['tasks_due', 'tasks_user_list', 'tasks_kling_id', 'tasks_user_client', 'tasks_client_once', 'tasks_user_kling', 'ledger_user', 'ledger_task_kind', 'ledger_task_terminal', ...OUTBOX_INDEX_SUFFIXES];
 
 /**
  * The columns holding ids (callers', Kling's, accounts', resources'), by table suffix. They must compare
@@ -155,8 +161,11 @@ export class RelayStore {
     this.tables = { tasks: `${prefix}tasks`, ledger: `${prefix}ledger`, resources: `${prefix}resources`, outbox: this.outbox.table };
   }
 
-  /** Creates the relay's tables when absent. Safe to run on every start; never touches host tables. */
-  async migrate(db: Knex): Promise<void> {
+  /**
+   * Creates the relay's tables when absent, and brings tables an earlier version created up to date.
+   * Safe to run on every start; never touches host tables. `logger` hears what could not be migrated.
+   */
+  async migrate(db: Knex, logger?: MigrateLogger): Promise<void> {
     const p = this.prefix;
     const collation = dialectOf(db) === 'mysql' ? await exactCollation(db) : undefined;
     // Ids compare byte for byte; SQLite's and PostgreSQL's default comparisons already do.
@@ -165,6 +174,7 @@ export class RelayStore {
       t.increments('id').primary();
       exact(t.string('external_task_id', 191)).notNullable().unique({ indexName: `${p}tasks_external_id` });
       exact(t.string('client_task_id', 191)).nullable();
+      t.string('request_hash', 64).nullable();
       exact(t.string('kling_task_id', 191)).nullable();
       exact(t.string('account_id', 191)).notNullable();
       t.string('endpoint', 191).notNullable();
@@ -194,9 +204,9 @@ export class RelayStore {
       t.index(['state', 'next_check_at'], `${p}tasks_due`);
       t.index(['user_id', 'endpoint', 'created_at'], `${p}tasks_user_list`);
       t.index(['kling_task_id'], `${p}tasks_kling_id`);
-      t.index(['user_id', 'client_task_id'], `${p}tasks_user_client`);
       t.index(['user_id', 'kling_task_id'], `${p}tasks_user_kling`);
     });
+    await addColumnIfAbsent(db, this.tables.tasks, 'request_hash', (t) => void t.string('request_hash', 64).nullable());
     await createTableIfAbsent(db, this.tables.ledger, (t) => {
       t.increments('id').primary();
       t.integer('task_id').notNullable();
@@ -226,9 +236,51 @@ export class RelayStore {
     if (collation !== undefined) {
       for (const [suffix, columns] of Object.entries(ID_COLUMNS)) await exactIdCollations(db, `${p}${suffix}`, columns, collation);
     }
+    // After the collations: ids that differ only in case or accents are distinct once compared exactly.
+    await this.migrateClientIdIndex(db, logger);
+  }
+
+  /**
+   * UNIQUE(user_id, client_task_id), so that two submits of one caller with one external_task_id
+   * cannot both create a task; NULLs never collide on SQLite, MySQL and PostgreSQL, so tasks without
+   * the caller's id are not limited. It replaces the plain index of earlier versions. Should a table
+   * hold duplicates from before, the unique index cannot be built: the plain index stays, the
+   * logger hears of it, and concurrent duplicates are then not refused by the database.
+   */
+  private async migrateClientIdIndex(db: Knex, logger: MigrateLogger | undefined): Promise<void> {
+    const table = this.tables.tasks;
+    const unique = `${this.prefix}tasks_client_once`;
+    const plain = `${this.prefix}tasks_user_client`;
+    if (!(await indexExists(db, table, unique))) {
+      try {
+        await db.schema.alterTable(table, (t) => void t.unique(['user_id', 'client_task_id'], { indexName: unique }));
+      } catch (error) {
+        if (await indexExists(db, table, unique)) {
+          // Another instance built it at the same moment.
+        } else if (isUniqueViolation(error)) {
+          logger?.warn('kling_relay_tasks has tasks of one user sharing an external_task_id; the index that makes resent submits safe under concurrency was not built', { table, index: unique });
+          if (!(await indexExists(db, table, plain))) await db.schema.alterTable(table, (t) => void t.index(['user_id', 'client_task_id'], plain));
+          return;
+        } else {
+          throw error;
+        }
+      }
+    }
+    if (await indexExists(db, table, plain)) {
+      try {
+        await db.schema.alterTable(table, (t) => void t.dropIndex(['user_id', 'client_task_id'], plain));
+      } catch (error) {
+        if (await indexExists(db, table, plain)) throw error;
+      }
+    }
   }
 
   // ---- tasks ----
+
+  /** This user's task submitted with this external_task_id of its own, if any. */
+  async findByClientId(db: Db, userId: string, clientTaskId: string): Promise<RelayTask | undefined> {
+    return this.one(db(this.tables.tasks).where({ user_id: String(userId), client_task_id: clientTaskId }).orderBy('id', 'asc'));
+  }
 
   async insertTask(trx: Db, task: NewRelayTask): Promise<number> {
     const row: Record<string, unknown> = {};
@@ -271,6 +323,20 @@ export class RelayStore {
     };
     const found = [...(await matches('kling_task_id')), ...(await matches('client_task_id'))].filter((task) => endpoint === undefined || task.endpoint === endpoint);
     return found.reduce<RelayTask | undefined>((newest, task) => (newest === undefined || task.created_at > newest.created_at || (task.created_at === newest.created_at && task.id > newest.id) ? task : newest), undefined);
+  }
+
+  /**
+   * The sum of the estimates (`hold_quota`) of this user's charge-on-success tasks not yet final:
+   * quota the user will be charged at most once they succeed, which no balance movement shows yet.
+   */
+  async inFlightEstimate(db: Db, userId: string): Promise<number> {
+    const row: unknown = await db(this.tables.tasks)
+      .sum({ total: 'hold_quota' })
+      .where('user_id', String(userId))
+      .whereIn('state', ACTIVE_STATES)
+      .andWhere('billing', 'charge-on-success')
+      .first();
+    return toNumber((row as { total?: unknown } | undefined)?.total);
   }
 
   /** A page of this user's tasks of one endpoint, newest first. `pageNum` starts at 1. */
@@ -450,6 +516,20 @@ export class RelayStore {
     const row: unknown = await query.select(TASK_COLUMNS).first();
     return row === undefined ? undefined : toTask(row as Record<string, unknown>);
   }
+}
+
+/** Whether an index of this name exists on the table. */
+async function indexExists(db: Knex, table: string, index: string): Promise<boolean> {
+  const dialect = dialectOf(db);
+  let rows: unknown[];
+  if (dialect === 'mysql') {
+    rows = await db('information_schema.statistics').select('index_name').where({ table_schema: db.raw('DATABASE()'), table_name: table, index_name: index }).limit(1);
+  } else if (dialect === 'pg') {
+    rows = await db('pg_indexes').select('indexname').where({ schemaname: db.raw('current_schema()'), tablename: table, indexname: index }).limit(1);
+  } else {
+    rows = await db('sqlite_master').select('name').where({ type: 'index', tbl_name: table, name: index }).limit(1);
+  }
+  return rows.length > 0;
 }
 
 function toTask(raw: Record<string, unknown>): RelayTask {

@@ -69,8 +69,13 @@ export interface RelayTask {
   id: number;
   /** Ours, sent to Kling, unique: `<prefix>-<table>-<host row id>-<random>`. */
   external_task_id: string;
-  /** The caller's own external_task_id, shown back to it; never sent to Kling. */
+  /** The caller's own external_task_id, shown back to it; never sent to Kling. Unique per user. */
   client_task_id: string | null;
+  /**
+   * sha-256 (hex) of the submit's endpoint and body in a canonical form, set with client_task_id: a
+   * resent submit with the same hash is answered with this task, another body with the id is refused.
+   */
+  request_hash: string | null;
   kling_task_id: string | null;
   account_id: string;
   /** Registry path, e.g. `/v1/videos/text2video`. */

@@ -117,7 +117,7 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
       await reconciler.stop();
     },
     callback: createCallbackHandler(ctx),
-    migrate: () => store.migrate(config.db),
+    migrate: () => store.migrate(config.db, logger),
     close: () => {
       client.close();
       delivery.close();

@@ -50,7 +50,7 @@ export async function migrateDatabase(url: string, hostTables: boolean): Promise
   const db = await openDatabase(url);
   try {
     if (hostTables) await createDefaultHostTables(db);
-    await new RelayStore().migrate(db);
+    await new RelayStore().migrate(db, { warn: (message) => process.stderr.write(`kling-relay: ${message}\n`) });
   } finally {
     await db.destroy();
   }

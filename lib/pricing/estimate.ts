@@ -53,8 +53,13 @@ function units(pricingType: PricingType, seconds: number, count: number): number
   return 1;
 }
 
+/**
+ * USD to whole quota units, half up. The product is first cut to 12 significant digits: prices and
+ * durations are short decimals, and binary floating point turns 0.001001 x 500000 (500.5) into
+ * 500.49999999999994, which would round down at the hold and at the settle alike.
+ */
 export function usdToQuota(usd: number, quotaPerUnit: number): number {
-  return Math.round(usd * quotaPerUnit);
+  return Math.round(Number((usd * quotaPerUnit).toPrecision(12)));
 }
 
 /** Prices a validated request. A request no rule prices is refused, never free by accident. */
@@ -78,12 +83,15 @@ export function quote(entry: RegistryEntry, body: Record<string, unknown>, book:
   };
 }
 
-/** Seconds from Kling's duration strings, as seed 004's parseDuration: "5.0", "5.1s" -> 5. */
+/**
+ * Seconds from Kling's duration strings at the precision Kling reports them: "5.0" -> 5, "5.1s" -> 5.1.
+ * Never floored: the fraction was delivered, and a per-second price charges it.
+ */
 export function parseDuration(value: unknown): number | undefined {
-  if (typeof value === 'number') return Number.isFinite(value) && value >= 0 ? Math.floor(value) : undefined;
+  if (typeof value === 'number') return Number.isFinite(value) && value >= 0 ? value : undefined;
   if (typeof value !== 'string') return undefined;
   const seconds = Number.parseFloat(value.trim().replace(/s$/i, ''));
-  return Number.isFinite(seconds) && seconds >= 0 ? Math.floor(seconds) : undefined;
+  return Number.isFinite(seconds) && seconds >= 0 ? seconds : undefined;
 }
 
 interface ResultShape {
@@ -112,8 +120,9 @@ export function deliveredUnits(pricingType: PricingType, result: unknown): numbe
 }
 
 /**
- * The charge for a finished task: recomputed from what Kling delivered, never more than the hold
- * (the rest is refunded). When the result does not say, the hold stands.
+ * The charge for a finished task: recomputed from what Kling delivered (fractions of a second
+ * included), rounded as the hold was, never more than the hold (the rest is refunded). When the
+ * result does not say, the hold stands.
  */
 export function actualCharge(hold: number, unitPrice: number, pricingType: PricingType, result: unknown, quotaPerUnit: number): { charge: number; units: number | undefined } {
   const delivered = deliveredUnits(pricingType, result);

@@ -1,24 +1,26 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Request, Response } from 'express';
 import type { Knex } from 'knex';
 import type { NewHostRow, NewRelayTask, RelayTask } from '../../adapters/types.js';
 import { writeStatusChange } from '../callbacks/notice.js';
-import { isFinal } from '../completion/apply.js';
+import { fetchKlingTask, isFinal, type KlingTaskObject } from '../completion/apply.js';
 import { finishTask } from '../completion/transition.js';
 import { taskCallbackUrl } from '../completion/token.js';
+import { isUniqueViolation } from '../../adapters/dialect.js';
 import { RelayHttpError } from '../errors.js';
 import type { Caller } from '../options.js';
 import { quote, type PriceQuote } from '../pricing/estimate.js';
 import type { RegistryEntry } from '../registry/types.js';
-import { KnexQuotaStore } from '../../adapters/quota-store.js';
+import { isBuiltInQuotaStore } from '../../adapters/quota-store.js';
 import type { KlingAccount } from '../upstream/accounts.js';
 import { UpstreamError, type KlingReply } from '../upstream/client.js';
-import { isAccountProblem, toRelayError } from '../upstream/errors.js';
+import { isAccountProblem, isTaskNotFound, toRelayError } from '../upstream/errors.js';
 import { isJsonRequest, readJsonBody } from './body.js';
 import { loggableError } from '../loggable-error.js';
 import type { RelayContext } from './context.js';
 import { withinDeadline } from './deadline.js';
+import { taskObject } from './query.js';
 import { sendJson, sendSuccess } from './respond.js';
 
 /** Values at `a.b`, `a[].b` paths of a body (the registry's refers_to). */
@@ -80,6 +82,8 @@ function externalId(table: string, rowId: string): string {
 interface ClientIds {
   taskId: string | null;
   callbackUrl: string | null;
+  /** requestHash of the submit, kept with the caller's task id. */
+  requestHash: string | null;
 }
 
 function newHostRow(entry: RegistryEntry, caller: Caller, account: KlingAccount, price: PriceQuote, seconds: number): NewHostRow {
@@ -106,6 +110,7 @@ function newTask(ctx: RelayContext, entry: RegistryEntry, caller: Caller, accoun
   return {
     external_task_id: externalId(entry.table, hostRowId),
     client_task_id: client.taskId,
+    request_hash: client.requestHash,
     kling_task_id: null,
     account_id: account.id,
     endpoint: entry.path,
@@ -140,6 +145,21 @@ const PATCHED = ['kling_task_id', 'state', 'kling_created_at', 'kling_updated_at
 
 const notEnoughQuota = (price: PriceQuote): RelayHttpError => new RelayHttpError(402, 1102, `not enough quota: this request needs ${price.quota}`);
 
+/**
+ * charge-on-success moves no quota at submit, so the check must count what the caller's running tasks
+ * will be charged: balance >= this estimate + the estimates in flight. The store's hold and an equal
+ * credit net to zero but take the caller's balance row lock until COMMIT, so the caller's submits
+ * pass this check one at a time, each seeing the tasks the one before committed. The hold comes first:
+ * on MySQL the reads after it then see what the previous lock holder committed.
+ */
+async function checkChargeable(ctx: RelayContext, trx: Knex.Transaction, userId: string, price: PriceQuote): Promise<void> {
+  if (!(await ctx.quota.hold(trx, userId, price.quota))) throw notEnoughQuota(price);
+  await ctx.quota.credit(trx, userId, price.quota);
+  const inFlight = await ctx.store.inFlightEstimate(trx, userId);
+  const balance = await ctx.quota.balance(trx, userId);
+  if (balance === null || balance < price.quota + inFlight) throw notEnoughQuota(price);
+}
+
 /** One transaction: the conditional hold, the host row, the relay's task row and the ledger hold. */
 async function holdAndRecord(ctx: RelayContext, entry: RegistryEntry, caller: Caller, account: KlingAccount, price: PriceQuote, client: ClientIds): Promise<RelayTask> {
   const userId = String(caller.id);
@@ -148,7 +168,8 @@ async function holdAndRecord(ctx: RelayContext, entry: RegistryEntry, caller: Ca
   const host = ctx.hosts[entry.table];
   const { direct, quota } = ctx;
   // On better-sqlite3 with the built-in quota store, the same four statements without knex's runner.
-  if (direct && ctx.config.billing === 'hold' && quota instanceof KnexQuotaStore) {
+  // A store that overrides any method (a subclass's own hold) is called through the knex path.
+  if (direct && ctx.config.billing === 'hold' && isBuiltInQuotaStore(quota)) {
     return direct.transaction((run) => {
       if (run(quota.holdQuery(direct.db, userId, price.quota)).changes === 0) throw notEnoughQuota(price);
       const hostRowId = String(run(host.insertTemplate(direct), host.directValues(row)).lastInsertRowid);
@@ -159,10 +180,7 @@ async function holdAndRecord(ctx: RelayContext, entry: RegistryEntry, caller: Ca
     });
   }
   return ctx.db.transaction(async (trx) => {
-    if (ctx.config.billing !== 'hold') {
-      const balance = await ctx.quota.balance(trx, userId);
-      if (balance === null || balance < price.quota) throw notEnoughQuota(price);
-    }
+    if (ctx.config.billing !== 'hold') await checkChargeable(ctx, trx, userId, price);
     const hostRowId = await host.insert(trx, row);
     const task = newTask(ctx, entry, caller, account, price, client, hostRowId, now);
     const id = await ctx.store.insertTask(trx, task);
@@ -196,6 +214,101 @@ function answer(ctx: RelayContext, res: ServerResponse, taskId: string | null, d
   else sendSuccess(res, data, requestId);
 }
 
+/**
+ * A failed Kling post: refunds what certainly never became a task and throws the caller's error, or
+ * answers the task Kling made after all. A create Kling answered 5000/5002 to is over but may have
+ * made the task: it is looked up by external_task_id at once, adopted if Kling has it, refunded if
+ * Kling has not; if Kling cannot tell now, it waits for the reconciler like a create whose answer
+ * never came (posted once, looked up by external_task_id, never posted again).
+ */
+async function afterFailedPost(ctx: RelayContext, entry: RegistryEntry, account: KlingAccount, task: RelayTask, error: UpstreamError, log: Record<string, unknown>): Promise<KlingReply> {
+  const upstream = { ...log, kind: error.kind, httpStatus: error.httpStatus, klingCode: error.klingCode, klingRequestId: error.requestId };
+  if (isAccountProblem(error)) ctx.logger.error('Kling refused the account', upstream);
+  // A refusal of the request itself (content policy, a bad parameter) is the caller's business;
+  // anything else (rate limits, Kling failing, an unreachable host) is worth an operator's look.
+  else if (error.kind === 'kling' && error.httpStatus === 400) ctx.logger.info('Kling refused the request', upstream);
+  else if (!error.ambiguous || entry.kind === 'sync') ctx.logger.warn('Kling call failed', upstream);
+  // A sync call has nothing to look up, so its hold goes back.
+  if (!error.ambiguous || entry.kind === 'sync') {
+    await refundUnsent(ctx, task, error);
+    throw toRelayError(error);
+  }
+  if (error.kind === 'kling') {
+    const found = await lookUpCreate(ctx, account, task, upstream);
+    if (found === 'absent') {
+      await refundUnsent(ctx, task, error);
+      throw toRelayError(error);
+    }
+    if (found !== undefined) {
+      ctx.logger.warn('Kling answered an error to a create it carried out; task adopted', { ...upstream, klingTaskId: found.task_id });
+      return { httpStatus: 200, envelope: { code: 0, message: 'SUCCEED', request_id: error.requestId ?? '', data: found } };
+    }
+  }
+  ctx.logger.warn('Kling create outcome unknown; left for the reconciler', upstream);
+  await ctx.store.updateTask(ctx.db, task.id, { next_check_at: Date.now() + 5_000 }, ['pending']).catch(() => false);
+  throw toRelayError(error);
+}
+
+async function refundUnsent(ctx: RelayContext, task: RelayTask, error: UpstreamError): Promise<void> {
+  await finishTask(ctx, task.id, { status: 'failed', reason: `submit failed: ${error.klingMessage ?? error.message}` }, ['pending']);
+}
+
+/** Kling's task for our external_task_id; 'absent' when Kling says it has none, undefined when it cannot tell. */
+async function lookUpCreate(ctx: RelayContext, account: KlingAccount, task: RelayTask, log: Record<string, unknown>): Promise<KlingTaskObject | 'absent' | undefined> {
+  try {
+    const found = await fetchKlingTask(ctx, account, task, task.external_task_id);
+    return typeof found?.task_id === 'string' && found.task_id !== '' ? found : undefined;
+  } catch (error) {
+    if (isTaskNotFound(error)) return 'absent';
+    ctx.logger.warn('could not look up a create of unknown outcome', { ...log, error: loggableError(error) });
+    return undefined;
+  }
+}
+
+/** JSON with every object's keys sorted: one text for bodies that differ only in key order. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (typeof value === 'object' && value !== null) {
+    const entries = Object.keys(value).sort().map((key) => `${JSON.stringify(key)}:${canonicalJson((value as Record<string, unknown>)[key])}`);
+    return `{${entries.join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
+
+/** sha-256 of the endpoint and the caller's validated body: what tells a resent submit from another one. */
+function requestHash(path: string, body: Record<string, unknown>): string {
+  return createHash('sha256').update(canonicalJson({ path, body })).digest('hex');
+}
+
+const usedTaskId = (clientTaskId: string, why: string): RelayHttpError =>
+  new RelayHttpError(400, 1201, `external_task_id '${clientTaskId}' is already used by another of your tasks${why}`, { errors: [{ path: '/external_task_id', message: 'must be unique among your tasks' }] });
+
+/** How long a resent submit waits for the first one's Kling answer: the Kling call's deadline, and a little. */
+const pendingWaitMs = (ctx: RelayContext): number => ctx.config.upstreamTimeoutMs + 1_000;
+const PENDING_POLL_MS = 25;
+
+/**
+ * The answer to a submit whose external_task_id this caller used before: the same body gets the
+ * first task as Kling would show it (waiting a bounded time for Kling's task id when the first
+ * submit is still waiting for Kling), another body a 400 naming the field. Nothing is held or sent.
+ */
+async function answerResent(ctx: RelayContext, res: ServerResponse, first: RelayTask, hash: string, requestId: string): Promise<void> {
+  const clientTaskId = first.client_task_id ?? '';
+  if (first.request_hash !== hash) throw usedTaskId(clientTaskId, ' with a different request');
+  let task: RelayTask = first;
+  const until = Date.now() + pendingWaitMs(ctx);
+  while (task.state === 'pending' && task.kling_task_id === null && Date.now() < until) {
+    await new Promise((resolve) => setTimeout(resolve, PENDING_POLL_MS));
+    task = (await ctx.store.getTask(ctx.db, task.id)) ?? task;
+  }
+  if (task.kling_task_id === null) {
+    if (task.state === 'failed') throw usedTaskId(clientTaskId, `; that submit failed (${task.status_msg ?? 'no reason'}), so send a new external_task_id`);
+    throw new RelayHttpError(504, 5002, `the submit with external_task_id '${clientTaskId}' is still waiting for Kling; query it by that id later`);
+  }
+  ctx.logger.info('resent submit answered with its first task', { taskId: task.id, userId: task.user_id, clientTaskId, klingTaskId: task.kling_task_id });
+  answer(ctx, res, task.kling_task_id, taskObject(task), requestId);
+}
+
 /** The relay's POST handler for one registry entry. */
 export async function submit(ctx: RelayContext, entry: RegistryEntry, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
   if (!isJsonRequest(req)) throw new RelayHttpError(415, 1200, "the request body must be JSON (Content-Type: application/json)");
@@ -205,22 +318,33 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
   if (!checked.ok) throw new RelayHttpError(400, 1201, `invalid request: ${checked.errors[0]?.path || '/'} ${checked.errors[0]?.message ?? ''}`.trim(), { errors: checked.errors });
   const kling = checked.body;
   const clientTaskId = typeof kling.external_task_id === 'string' ? kling.external_task_id : null;
+  const hash = clientTaskId === null ? null : requestHash(entry.path, kling);
   const clientCallbackUrl = typeof kling.callback_url === 'string' ? kling.callback_url : null;
   delete kling.external_task_id;
   delete kling.callback_url;
 
   const priced = quote(entry, kling, ctx.prices, ctx.config.quotaPerUnit);
   if (!priced.ok) throw new RelayHttpError(503, 5001, `this request cannot be priced: ${priced.reason}`);
-  if (clientTaskId !== null && (await ctx.store.findForUser(ctx.db, String(caller.id), clientTaskId))) {
-    throw new RelayHttpError(400, 1201, `external_task_id '${clientTaskId}' is already used by another of your tasks`, { errors: [{ path: '/external_task_id', message: 'must be unique among your tasks' }] });
+  if (clientTaskId !== null && hash !== null) {
+    const first = await ctx.store.findByClientId(ctx.db, String(caller.id), clientTaskId);
+    if (first) return answerResent(ctx, res, first, hash, requestId);
   }
   const account = await chooseAccount(ctx, entry, kling, caller);
   // A hold that commits after the client got its 503 is never sent to Kling: it is refunded at once
   // (or by the reconciler, which finds that Kling never got the task).
-  const task = await withinDeadline(holdAndRecord(ctx, entry, caller, account, priced.quote, { taskId: clientTaskId, callbackUrl: clientCallbackUrl }), ctx.config.dbTimeoutMs, (late) => {
-    finishTask(ctx, late.id, { status: 'failed', reason: 'the hold committed after the database deadline; Kling was not called' }, ['pending'])
-      .catch((error: unknown) => ctx.logger.error('could not refund a late hold', { taskId: late.id, error: loggableError(error) }));
-  });
+  let task: RelayTask;
+  try {
+    task = await withinDeadline(holdAndRecord(ctx, entry, caller, account, priced.quote, { taskId: clientTaskId, callbackUrl: clientCallbackUrl, requestHash: hash }), ctx.config.dbTimeoutMs, (late) => {
+      finishTask(ctx, late.id, { status: 'failed', reason: 'the hold committed after the database deadline; Kling was not called' }, ['pending'])
+        .catch((error: unknown) => ctx.logger.error('could not refund a late hold', { taskId: late.id, error: loggableError(error) }));
+    });
+  } catch (error) {
+    // A concurrent submit with this external_task_id committed first: UNIQUE(user_id, client_task_id)
+    // rolled this one back, hold and rows; it is answered as a resend of that one.
+    const first = clientTaskId !== null && hash !== null && isUniqueViolation(error) ? await ctx.store.findByClientId(ctx.db, String(caller.id), clientTaskId) : undefined;
+    if (!first || hash === null) throw error;
+    return answerResent(ctx, res, first, hash, requestId);
+  }
   const log = { taskId: task.id, externalTaskId: task.external_task_id, userId: task.user_id, accountId: account.id, type: entry.type, hold: task.hold_quota };
   // The caller's own id too: it is what a caller names when asking an operator about a task.
   ctx.logger.info('task submitted', { ...log, ...(task.client_task_id !== null ? { clientTaskId: task.client_task_id } : {}) });
@@ -236,21 +360,7 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
     reply = await ctx.client.post(account, entry.path, kling);
   } catch (error) {
     if (!(error instanceof UpstreamError)) throw error;
-    const upstream = { ...log, kind: error.kind, httpStatus: error.httpStatus, klingCode: error.klingCode, klingRequestId: error.requestId };
-    if (isAccountProblem(error)) ctx.logger.error('Kling refused the account', upstream);
-    // A refusal of the request itself (content policy, a bad parameter) is the caller's business;
-    // anything else (rate limits, Kling failing, an unreachable host) is worth an operator's look.
-    else if (error.kind === 'kling' && error.httpStatus === 400) ctx.logger.info('Kling refused the request', upstream);
-    else if (!error.ambiguous || entry.kind === 'sync') ctx.logger.warn('Kling call failed', upstream);
-    // A create that may have reached Kling is never posted again: the reconciler looks it up by
-    // external_task_id. A sync call has nothing to look up, so its hold goes back.
-    if (!error.ambiguous || entry.kind === 'sync') {
-      await finishTask(ctx, task.id, { status: 'failed', reason: `submit failed: ${error.klingMessage ?? error.message}` }, ['pending']);
-    } else {
-      ctx.logger.warn('Kling create outcome unknown; left for the reconciler', upstream);
-      await ctx.store.updateTask(ctx.db, task.id, { next_check_at: Date.now() + 5_000 }, ['pending']).catch(() => false);
-    }
-    throw toRelayError(error);
+    reply = await afterFailedPost(ctx, entry, account, task, error, log);
   }
 
   const data = (reply.envelope.data ?? {}) as Record<string, unknown>;

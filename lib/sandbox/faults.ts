@@ -2,7 +2,7 @@ import { KlingError } from './codes.js';
 import type { KlingFault, QueryFault } from './types.js';
 
 /** How the next successful create is answered, when not normally. */
-export type CreateDelivery = { kind: 'hang'; ms: number | undefined } | { kind: 'reset' };
+export type CreateDelivery = { kind: 'hang'; ms: number | undefined } | { kind: 'reset' } | { kind: 'error'; error: KlingError };
 
 /**
  * Fault switches. Most are one-shot: used by the next request they apply to, then forgotten. Lost
@@ -21,6 +21,11 @@ export class FaultSwitches {
 
   hangNextCreate(ms?: number): void {
     this.createDelivery = { kind: 'hang', ms };
+  }
+
+  /** The next successful create makes its task, then answers this Kling error instead of it. */
+  failNextCreateAfterCreating(fault: KlingFault): void {
+    this.createDelivery = { kind: 'error', error: KlingError.from(fault) };
   }
 
   resetNextCreate(): void {

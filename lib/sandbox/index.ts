@@ -72,6 +72,8 @@ export interface KlingSandbox {
   hangNextCreate(ms?: number): void;
   /** The next successful create makes its task, then drops the connection without answering. */
   resetNextCreate(): void;
+  /** The next successful create makes its task, then answers this Kling error (an ambiguous 5000). */
+  failNextCreateAfterCreating(fault: KlingFault): void;
   /** The next single-task GET answers this broken response. */
   failNextQuery(kind: QueryFault): void;
   /** The next `count` (default 1) single-task GETs are read and never answered, until close(). */
@@ -159,6 +161,7 @@ export async function startKlingSandbox(options: SandboxOptions = {}): Promise<K
     failNextCreate: (fault) => faults.failNextCreate(fault),
     hangNextCreate: (ms) => faults.hangNextCreate(ms),
     resetNextCreate: () => faults.resetNextCreate(),
+    failNextCreateAfterCreating: (fault) => faults.failNextCreateAfterCreating(fault),
     failNextQuery: (kind) => faults.failNextQuery(kind),
     hangNextQueries: (count = 1) => faults.hangNextQueries(count),
     loseTask: (taskId) => faults.loseTask(taskId),

@@ -38,13 +38,13 @@ function watermarked(body: Record<string, unknown>): boolean {
   return record(body.watermark_info).enabled === true;
 }
 
-function video(task: SandboxTask): Record<string, unknown> {
+function video(task: SandboxTask, duration: string | undefined): Record<string, unknown> {
   const id = randomUUID();
   // Real outputs run a little over the requested length, which billing must cope with.
   const out: Record<string, unknown> = {
     id,
     url: media('videos', id, 'mp4'),
-    duration: (requestedSeconds(task.body) + 0.1).toFixed(1),
+    duration: duration ?? (requestedSeconds(task.body) + 0.1).toFixed(1),
   };
   if (watermarked(task.body)) out.watermark_url = media('videos', `${id}-wm`, 'mp4');
   if (task.path === '/v1/videos/multi-elements' && typeof task.body.session_id === 'string') {
@@ -53,9 +53,9 @@ function video(task: SandboxTask): Record<string, unknown> {
   return out;
 }
 
-function soundtrack(task: SandboxTask): Record<string, unknown> {
+function soundtrack(task: SandboxTask, duration: string | undefined): Record<string, unknown> {
   const id = randomUUID();
-  const seconds = requestedSeconds(task.body).toFixed(1);
+  const seconds = duration ?? requestedSeconds(task.body).toFixed(1);
   return {
     id,
     url_mp3: media('audios', id, 'mp3'),
@@ -74,12 +74,15 @@ function images(task: SandboxTask, n: number): Record<string, unknown>[] {
   });
 }
 
-/** A plausible `task_result` and `final_unit_deduction` for a task that succeeded. */
-export function succeededResult(task: SandboxTask): { result: Record<string, unknown>; units: string } {
+/**
+ * A plausible `task_result` and `final_unit_deduction` for a task that succeeded; `duration`, when
+ * given, is the length its video or audio reports.
+ */
+export function succeededResult(task: SandboxTask, duration?: string): { result: Record<string, unknown>; units: string } {
   const { path, body } = task;
-  if (path === '/v1/audio/text-to-audio') return { result: { audios: [soundtrack(task)] }, units: '1' };
+  if (path === '/v1/audio/text-to-audio') return { result: { audios: [soundtrack(task, duration)] }, units: '1' };
   if (path === '/v1/audio/video-to-audio') {
-    return { result: { videos: [video(task)], audios: [soundtrack(task)] }, units: '1' };
+    return { result: { videos: [video(task, duration)], audios: [soundtrack(task, duration)] }, units: '1' };
   }
   if (path.includes('custom-voices')) {
     const voice_id = randomUUID();
@@ -110,7 +113,7 @@ export function succeededResult(task: SandboxTask): { result: Record<string, unk
     if (path === '/v1/images/omni-image') result.result_type = 'single';
     return { result, units: String(n) };
   }
-  return { result: { videos: [video(task)] }, units: String(Math.ceil(requestedSeconds(body) / 5)) };
+  return { result: { videos: [video(task, duration)] }, units: String(Math.ceil(requestedSeconds(body) / 5)) };
 }
 
 const CONTINUATIONS = new Set(['/v1/videos/video-extend', '/v1/videos/advanced-lip-sync', '/v1/audio/video-to-audio']);

@@ -107,6 +107,7 @@ function create(
     res.socket?.destroy();
     return;
   }
+  if (delivery?.kind === 'error') throw delivery.error;
   if (delivery?.kind === 'hang') {
     ctx.hung.add(res);
     res.once('close', () => ctx.hung.delete(res));

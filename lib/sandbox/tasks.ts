@@ -191,7 +191,7 @@ export class TaskStore {
     for (const timer of this.timers.get(task.taskId) ?? []) clearTimeout(timer);
     this.timers.delete(task.taskId);
     if (outcome.status === 'succeed') {
-      const { result, units } = succeededResult(task);
+      const { result, units } = succeededResult(task, outcome.duration);
       task.result = result;
       task.finalUnitDeduction = units;
       task.statusMsg = '';

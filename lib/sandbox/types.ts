@@ -14,7 +14,11 @@ export interface SandboxEndpoint {
 
 export type TaskStatus = 'submitted' | 'processing' | 'succeed' | 'failed';
 
-export type TaskOutcome = { status: 'succeed' } | { status: 'failed'; message: string };
+/**
+ * How a task ends. A success may name the `duration` Kling reports for its video or audio (a string
+ * like "3.2"); by default a video runs 0.1 s over the requested seconds and an audio matches them.
+ */
+export type TaskOutcome = { status: 'succeed'; duration?: string } | { status: 'failed'; message: string };
 
 export type Schedule = 'manual' | 'instant' | { processingAfterMs: number; finalAfterMs: number };
 

@@ -81,7 +81,9 @@ export interface UpstreamErrorInit {
  * `ambiguous` says whether the request may have reached Kling and taken effect. When it is true a
  * create call must not be posted again nor refunded blindly: the task is looked up by its
  * `external_task_id` first. It is false only when the request provably never left (the connection
- * was refused, the host did not resolve) or when Kling itself answered with an error envelope.
+ * was refused, the host did not resolve) or when Kling answered with an error envelope that refuses
+ * the request; Kling's 5000 (internal error) and 5002 (internal timeout) do not say whether the task
+ * was made, and are ambiguous.
  */
 export class UpstreamError extends Error {
   readonly kind: UpstreamErrorKind;
@@ -131,6 +133,13 @@ export interface KlingClientOptions {
  * happened at Kling. Anything else (resets, hang-ups, premature closes, unknown errors) may have
  * followed a fully sent request and counts as ambiguous.
  */
+/**
+ * Kling's codes that say Kling failed while handling the request, not that it refused it: 5000
+ * (internal error) and 5002 (internal timeout, a backlog) may come after the task was made. 5001
+ * (maintenance) turns requests away.
+ */
+const OUTCOME_UNKNOWN_CODES = new Set([5000, 5002]);
+
 const NEVER_SENT_CODES = new Set([
   'ECONNREFUSED',
   'ENOTFOUND',
@@ -393,7 +402,7 @@ export class KlingClient {
       if (envelope.code !== 0) {
         const retryAfter = response.headers.get('retry-after') ?? undefined;
         throw fail(`Kling answered HTTP ${httpStatus} code ${envelope.code}: ${envelope.message}`, {
-          kind: 'kling', ambiguous: false, httpStatus,
+          kind: 'kling', ambiguous: OUTCOME_UNKNOWN_CODES.has(envelope.code), httpStatus,
           klingCode: envelope.code, klingMessage: envelope.message, requestId: envelope.request_id,
           ...(retryAfter !== undefined ? { retryAfter } : {}),
         });

@@ -32,6 +32,11 @@ export function isAccountProblem(err: unknown): boolean {
   return isUnknownCode(err.klingCode) && (err.httpStatus === 401 || err.httpStatus === 403);
 }
 
+/** True when Kling answered that it has no such task (1203, or HTTP 404). */
+export function isTaskNotFound(err: unknown): boolean {
+  return err instanceof UpstreamError && err.kind === 'kling' && (err.klingCode === 1203 || err.httpStatus === 404);
+}
+
 /** `Sun, 06 Nov 1994 08:49:37 GMT`; Date.parse alone accepts far too much. */
 const IMF_FIXDATE = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT$/;
 

@@ -19,7 +19,7 @@ for (const database of testDatabases()) {
     afterEach(async () => checkAndClose(h));
 
     const submit = (as = user) => request(h.url).post('/kling/v1/videos/text2video').set('X-User-Id', String(as)).send({ prompt: 'a kite' });
-    const query = (taskId: string) => request(h.url).get(`/kling/v1/videos/text2video/${taskId}`).set('X-User-Id', String(user));
+    const query = (taskId: string, as = user) => request(h.url).get(`/kling/v1/videos/text2video/${taskId}`).set('X-User-Id', String(as));
 
     it('checks the balance at submit and charges only on success, as seed 004 does', async () => {
       const res = await submit();
@@ -40,6 +40,32 @@ for (const database of testDatabases()) {
       expect((await query(res.body.data.task_id as string)).body.data.task_status).to.equal('failed');
       expect(await h.balance(user)).to.equal(start);
       expect((await h.ledger()).map((l) => [l.kind, Number(l.amount)])).to.deep.equal([['refund', 0]]);
+    });
+
+    it('counts the tasks still in flight: of 5 concurrent submits against a balance for one, one is accepted and the balance never goes negative', async () => {
+      const poor = await h.user(price);
+      const results = await Promise.all(Array.from({ length: 5 }, () => submit(poor)));
+      expect(results.map((r) => r.status).sort()).to.deep.equal([200, 402, 402, 402, 402]);
+      expect(results.filter((r) => r.status === 402).map((r) => r.body.code)).to.deep.equal([1102, 1102, 1102, 1102]);
+      expect(h.creates()).to.have.length(1);
+      expect(await h.tasks()).to.have.length(1);
+      // While it runs, another submit is refused too: its estimate is spoken for.
+      expect((await submit(poor)).status).to.equal(402);
+      const accepted = results.find((r) => r.status === 200);
+      h.sandbox.complete(accepted?.body.data.task_id as string, { status: 'succeed' });
+      expect((await query(accepted?.body.data.task_id as string, poor)).body.data.task_status).to.equal('succeed');
+      expect(await h.balance(poor)).to.equal(0);
+    });
+
+    it("frees a task's estimate once it is final", async () => {
+      const two = await h.user(2 * price);
+      const first = await submit(two);
+      expect((await submit(two)).status).to.equal(200);
+      expect((await submit(two)).status).to.equal(402);
+      h.sandbox.complete(first.body.data.task_id as string, { status: 'failed', message: 'moderation' });
+      expect((await query(first.body.data.task_id as string, two)).body.data.task_status).to.equal('failed');
+      expect((await submit(two)).status).to.equal(200);
+      expect(await h.balance(two)).to.equal(2 * price);
     });
 
     it('refuses a caller whose balance does not cover the estimate with 402/1102', async () => {

@@ -132,11 +132,11 @@ for (const database of testDatabases()) {
         }
 
         // A sync answer is the result: the task settles in the same request, charged from the
-        // result where it says how much was delivered (tts: its audio's whole seconds), capped at
+        // result where it says how much was delivered (tts: its audio's seconds, fractions too), capped at
         // the hold, the rest credited back by the settle row.
         let charge = hold;
         if (entry.path === '/v1/audio/tts') {
-          const seconds = Math.floor(Number.parseFloat(String(res.body.data.task_result.audios[0].duration)));
+          const seconds = Number.parseFloat(String(res.body.data.task_result.audios[0].duration));
           charge = Math.min(hold, Math.round((prices.get(entry.type) ?? 0) * seconds * QPU));
           expect(charge).to.be.lessThan(hold);
         }

@@ -90,7 +90,7 @@ for (const database of testDatabases()) {
       const res = await as(alice).get(`/v1/videos/text2video/${taskId}`);
       expect(res.body.data.task_status).to.equal('succeed');
       expect(res.body.data.task_result.videos[0].duration).to.equal('10.1');
-      // 10.1 s is charged as 10 s (seed 004's parseDuration), which is the hold: nothing comes back.
+      // 10.1 s is more than the 10 s held: the charge stops at the hold and nothing comes back.
       expect(await h.balance(alice)).to.equal(1_000_000 - hold);
       expect((await h.ledger()).map((l) => [l.kind, Number(l.amount)])).to.deep.equal([['hold', -hold], ['settle', 0]]);
       const [row] = await h.rows('videos');

@@ -35,6 +35,15 @@ describe('kling sandbox: create faults', () => {
     expect(answer.json.code).to.equal(5000);
   });
 
+  it('failNextCreateAfterCreating makes the task, then answers the Kling error', async () => {
+    sandbox.failNextCreateAfterCreating({ httpStatus: 500, code: 5000 });
+    const answer = await call(sandbox, 'POST', '/v1/videos/text2video', { body: { prompt: 'p', external_task_id: 'made' } });
+    expect([answer.status, answer.json.code]).to.deep.equal([500, 5000]);
+    const found = await call(sandbox, 'GET', '/v1/videos/text2video/made');
+    expect(found.json.data.task_status).to.equal('submitted');
+    expect((await call(sandbox, 'POST', '/v1/videos/text2video', { body: { prompt: 'p' } })).status).to.equal(200);
+  });
+
   it('hangNextCreate creates the task but never answers; the client gives up', async () => {
     sandbox.hangNextCreate();
     let error: unknown;

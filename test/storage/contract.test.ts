@@ -50,6 +50,7 @@ function newTask(overrides: Partial<NewRelayTask> = {}): NewRelayTask {
   return {
     external_task_id: `kr-video-${externalSeq}-${Math.random().toString(36).slice(2, 10)}`,
     client_task_id: null,
+    request_hash: null,
     kling_task_id: null,
     account_id: 'main',
     endpoint: '/v1/videos/text2video',
@@ -150,6 +151,43 @@ for (const database of testDatabases()) {
           expect(await db.schema.hasTable('krs_other_ledger')).to.equal(true);
         } finally {
           for (const table of Object.values(other.tables)) await db.schema.dropTableIfExists(table);
+        }
+      });
+
+      it("makes a user's external_task_id unique on an earlier version's tasks table, or keeps its plain index while old duplicates forbid it", async function () {
+        const old = new RelayStore({ prefix: 'krs_old_' });
+        const table = old.tables.tasks;
+        const oldTask = (clientTaskId: string | null): Record<string, unknown> => {
+          const { request_hash: _hash, ...row } = newTask({ user_id: 'u', client_task_id: clientTaskId });
+          return row;
+        };
+        try {
+          await old.migrate(db);
+          // As an earlier version left it: no request_hash, a plain (user_id, client_task_id) index.
+          await db.schema.alterTable(table, (t) => void t.dropUnique(['user_id', 'client_task_id'], 'krs_old_tasks_client_once'));
+          await db.schema.alterTable(table, (t) => void t.index(['user_id', 'client_task_id'], 'krs_old_tasks_user_client'));
+          await db.schema.alterTable(table, (t) => void t.dropColumn('request_hash'));
+          await db(table).insert([oldTask('dup'), oldTask('dup')]);
+
+          const warnings: string[] = [];
+          const logger = { warn: (message: string) => void warnings.push(message) };
+          await old.migrate(db, logger);
+          expect(warnings).to.have.length(1);
+          expect(warnings[0]).to.contain('external_task_id');
+          expect(await db.schema.hasColumn(table, 'request_hash')).to.equal(true);
+          await db(table).insert(oldTask('dup'));
+
+          await db(table).where({ client_task_id: 'dup' }).del();
+          await old.migrate(db, logger);
+          await old.migrate(db, logger);
+          expect(warnings).to.have.length(1);
+          await old.insertTask(db, newTask({ user_id: 'u', client_task_id: 'once' }));
+          expect(isUniqueViolation(await refused(old.insertTask(db, newTask({ user_id: 'u', client_task_id: 'once' }))))).to.equal(true);
+          await old.insertTask(db, newTask({ user_id: 'v', client_task_id: 'once' }));
+          await old.insertTask(db, newTask({ user_id: 'u', client_task_id: null }));
+          await old.insertTask(db, newTask({ user_id: 'u', client_task_id: null }));
+        } finally {
+          for (const t of Object.values(old.tables)) await db.schema.dropTableIfExists(t);
         }
       });
 
@@ -402,12 +440,13 @@ for (const database of testDatabases()) {
       it('finds a task only for its own user', async function () {
         await store.insertTask(db, newTask({ user_id: 'a', kling_task_id: 'k-a', client_task_id: 'shared', created_at: 1000 }));
         await store.insertTask(db, newTask({ user_id: 'b', kling_task_id: 'k-b', client_task_id: 'shared', created_at: 2000 }));
-        await store.insertTask(db, newTask({ user_id: 'a', kling_task_id: 'k-a2', client_task_id: 'shared', created_at: 1500 }));
+        await store.insertTask(db, newTask({ user_id: 'a', kling_task_id: 'k-a2', client_task_id: 'own', created_at: 1500 }));
 
         expect(await store.findForUser(db, 'a', 'k-b')).to.equal(undefined);
         expect(await store.findForUser(db, 'b', 'k-a')).to.equal(undefined);
         expect((await store.findForUser(db, 'a', 'k-a'))?.kling_task_id).to.equal('k-a');
-        expect((await store.findForUser(db, 'a', 'shared'))?.kling_task_id).to.equal('k-a2');
+        expect((await store.findForUser(db, 'a', 'shared'))?.kling_task_id).to.equal('k-a');
+        expect((await store.findForUser(db, 'a', 'own'))?.kling_task_id).to.equal('k-a2');
         expect((await store.findForUser(db, 'b', 'shared'))?.kling_task_id).to.equal('k-b');
         expect((await store.findForUser(db, 'a', 'k-a', '/v1/videos/text2video'))?.kling_task_id).to.equal('k-a');
         expect(await store.findForUser(db, 'a', 'k-a', '/v1/images/omni-image')).to.equal(undefined);

@@ -8,6 +8,7 @@ function task(n: number, overrides: Partial<NewRelayTask> = {}): NewRelayTask {
   return {
     external_task_id: `kr-video-${n}-lookup`,
     client_task_id: `client-${n}`,
+    request_hash: null,
     kling_task_id: `kling-${n}`,
     account_id: 'main',
     endpoint: '/v1/videos/text2video',

@@ -291,25 +291,27 @@ for (const flavour of flavours) {
       expect(err.message).to.include(`${16 * 1024 * 1024}-byte limit`);
     });
 
-    it('turns Kling error envelopes into kling errors that are not ambiguous', async () => {
-      const cases: Array<[number, number, string]> = [
-        [400, 1201, 'model_name is invalid'],
-        [401, 1004, 'Authorization has expired'],
-        [429, 1102, 'Resource pack depleted'],
-        [429, 1303, 'parallel task over resource pack limit'],
-        [404, 1203, 'resource does not exist'],
-        [500, 5000, 'Server internal error'],
-        [200, 1301, 'content security policy'],
+    it('turns Kling error envelopes into kling errors, ambiguous only for 5000 and 5002 (the task may exist)', async () => {
+      const cases: Array<[number, number, string, boolean]> = [
+        [400, 1201, 'model_name is invalid', false],
+        [401, 1004, 'Authorization has expired', false],
+        [429, 1102, 'Resource pack depleted', false],
+        [429, 1303, 'parallel task over resource pack limit', false],
+        [404, 1203, 'resource does not exist', false],
+        [500, 5000, 'Server internal error', true],
+        [503, 5001, 'Service temporarily unavailable', false],
+        [504, 5002, 'Server internal timeout', true],
+        [200, 1301, 'content security policy', false],
       ];
       server = await startServer((req, res) => {
         const [status, code, message] = cases[Number(req.url?.split('/').pop())] ?? [];
         sendJson(res, status ?? 500, { code, message, request_id: `req-${code}` }, { 'Retry-After': '7' });
       });
       const { client, account } = makeClient(server.url);
-      for (const [index, [status, code, message]] of cases.entries()) {
+      for (const [index, [status, code, message, ambiguous]] of cases.entries()) {
         const err = await rejection(client.get(account, `/v1/videos/text2video/${index}`));
         expect(err).to.include({
-          kind: 'kling', ambiguous: false, httpStatus: status, klingCode: code, klingMessage: message,
+          kind: 'kling', ambiguous, httpStatus: status, klingCode: code, klingMessage: message,
           requestId: `req-${code}`, retryAfter: '7',
         });
       }
