@@ -1,27 +1,14 @@
 import { expect } from 'chai';
 import request from 'supertest';
 import type { KlingRelay } from '../../lib/index.js';
-import type { Logger } from '../../lib/logger.js';
 import { testDatabases } from '../support/databases.js';
 import { checkAndClose, startHarness, type Harness } from '../support/harness.js';
+import { recordingLogger } from '../support/logger.js';
 
 const QPU = 500_000;
 /** The default reconciler.taskTimeoutMs. */
 const TIMEOUT_MS = 86_400_000;
 
-interface Line {
-  level: 'error' | 'warn' | 'info' | 'debug';
-  message: string;
-  meta: Record<string, unknown>;
-}
-
-function recordingLogger(): Logger & { lines: Line[] } {
-  const lines: Line[] = [];
-  const at = (level: Line['level']) => (message: string, meta?: object) => {
-    lines.push({ level, message, meta: { ...(meta ?? {}) } as Record<string, unknown> });
-  };
-  return { lines, error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') };
-}
 
 for (const database of testDatabases()) {
   describe(`no hold lives forever on ${database.name}`, function () {

@@ -1,25 +1,11 @@
 import { expect } from 'chai';
 import request from 'supertest';
 import { callbackToken } from '../../lib/completion/token.js';
-import type { Logger } from '../../lib/logger.js';
 import { PNG_400x300, VIDEO_URL, dataUrl } from '../fixtures/media.js';
 import { testDatabases } from '../support/databases.js';
 import { CALLBACK_SECRET, startHarness, type Harness, type HarnessOptions } from '../support/harness.js';
+import { recordingLogger, type Line } from '../support/logger.js';
 
-interface Line {
-  level: 'error' | 'warn' | 'info' | 'debug';
-  message: string;
-  meta: Record<string, unknown>;
-}
-
-/** Records every call, as a host's winston logger would receive it. */
-function recordingLogger(): Logger & { lines: Line[] } {
-  const lines: Line[] = [];
-  const at = (level: Line['level']) => (message: string, meta?: object) => {
-    lines.push({ level, message, meta: { ...(meta ?? {}) } as Record<string, unknown> });
-  };
-  return { lines, error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') };
-}
 
 /** A client's own callback URL may carry the client's own secret; it is the client's, not ours to log. */
 const CLIENT_HOOK = 'https://client.example.com/hook?token=client-own-secret-4f1c2e';
