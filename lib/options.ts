@@ -173,8 +173,11 @@ function defaultIdentify(req: Request, res: Response): Caller | null {
   return user ?? null;
 }
 
-/** One account `default` from KLING_API_KEY, or from KLING_ACCESS_KEY with KLING_SECRET_KEY; never both. */
-function accountsFromEnv(env: NodeJS.ProcessEnv): KlingAccountInit[] | undefined {
+/**
+ * The account `default` from KLING_API_KEY, or from KLING_ACCESS_KEY with KLING_SECRET_KEY (and
+ * KLING_BASE_URL); undefined when neither is set. Throws `ERR_KLING_RELAY_OPTION_ACCOUNTS` when both are.
+ */
+export function accountsFromEnv(env: NodeJS.ProcessEnv): KlingAccountInit[] | undefined {
   const { KLING_API_KEY: apiKey, KLING_ACCESS_KEY: accessKey, KLING_SECRET_KEY: secretKey } = env;
   const baseUrl = env.KLING_BASE_URL ? { baseUrl: env.KLING_BASE_URL } : {};
   if (apiKey && (accessKey || secretKey)) {
