@@ -8,7 +8,7 @@
  * Environment:
  *   PORT (3000; 0 picks a free port), HOST (127.0.0.1)
  *   KLING_DEMO_DIR           where the SQLite file and the callback secret live (default: .demo/ in the package)
- *   KLING_ACCESS_KEY, KLING_SECRET_KEY, KLING_BASE_URL   real Kling instead of the sandbox
+ *   KLING_API_KEY (or KLING_ACCESS_KEY with KLING_SECRET_KEY), KLING_BASE_URL   real Kling instead of the sandbox
  *   KLING_CALLBACK_URL       a public URL that reaches this host's /kling/callback (real Kling cannot call 127.0.0.1)
  *   KLING_CALLBACK_SECRET    HMAC key for callback tokens (default: generated once into the demo dir)
  *   KLING_RELAY_LOG_LEVEL    the relay's log level (its JSON log lines go to stderr)

@@ -8,7 +8,7 @@
  * Environment:
  *   DATABASE_URL        mysql://..., postgres://... or a SQLite file (default .demo/host.sqlite)
  *   PORT (3000), HOST (127.0.0.1)
- *   KLING_ACCESS_KEY, KLING_SECRET_KEY   real Kling; without them the bundled sandbox answers
+ *   KLING_API_KEY, or KLING_ACCESS_KEY and KLING_SECRET_KEY   real Kling; without them the bundled sandbox answers
  *   KLING_CALLBACK_URL  the public URL of /kling/callback (default http://HOST:PORT/kling/callback)
  *   KLING_CALLBACK_SECRET  at least 32 characters (default: a fixed development value)
  */
@@ -94,10 +94,11 @@ const server = app.listen(port, host);
 await new Promise((resolve) => server.once('listening', resolve));
 const base = `http://${host}:${(server.address() as AddressInfo).port}`;
 
-const sandbox = process.env.KLING_ACCESS_KEY ? undefined : await startKlingSandbox({ schedule: { processingAfterMs: 2_000, finalAfterMs: 6_000 } });
+const realKling = Boolean(process.env.KLING_API_KEY || process.env.KLING_ACCESS_KEY);
+const sandbox = realKling ? undefined : await startKlingSandbox({ schedule: { processingAfterMs: 2_000, finalAfterMs: 6_000 } });
 const accounts: KlingRelayOptions['accounts'] = sandbox
-  ? [{ id: 'sandbox', ...(sandbox.accounts[0] as { accessKey: string; secretKey: string }), baseUrl: sandbox.url }]
-  : undefined; // from KLING_ACCESS_KEY / KLING_SECRET_KEY
+  ? [{ id: 'sandbox', apiKey: sandbox.accounts[0]?.apiKeys?.[0] as string, baseUrl: sandbox.url }]
+  : undefined; // from KLING_API_KEY, or KLING_ACCESS_KEY / KLING_SECRET_KEY
 
 const relay = createKlingRelay({
   db,

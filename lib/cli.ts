@@ -91,8 +91,8 @@ mode, duration and count fields. Exits 1 with the coded error when the registry 
   --dir <dir>       the SQLite file and callback secret (default ./.kling-relay-demo)
   --pricing <file>  pricing rules (default: the package's examples/pricing.json)
 
-Needs better-sqlite3 installed next to kling-relay. Uses real Kling when KLING_ACCESS_KEY and
-KLING_SECRET_KEY are set (then set KLING_CALLBACK_URL to a public URL of /kling/callback).
+Needs better-sqlite3 installed next to kling-relay. Uses real Kling when KLING_API_KEY is set, or
+KLING_ACCESS_KEY and KLING_SECRET_KEY (then set KLING_CALLBACK_URL to a public URL of /kling/callback).
 Ctrl+C stops it.`,
     options: { port: { type: 'string' }, host: { type: 'string' }, dir: { type: 'string' }, pricing: { type: 'string' } },
     async run(values) {
@@ -113,13 +113,13 @@ Ctrl+C stops it.`,
   --host <addr>     default 127.0.0.1
   --schedule <s>    'manual', 'instant' or <processingMs>:<finalMs> (default 1000:5000)
 
-Prints the base URL and the access and secret key it accepts. Ctrl+C stops it.`,
+Prints the base URL, the access and secret key and the API key it accepts. Ctrl+C stops it.`,
     options: { port: { type: 'string' }, host: { type: 'string' }, schedule: { type: 'string' } },
     async run(values) {
       const sandbox = await startKlingSandbox({ port: portOf(values.port, 0), host: (values.host as string | undefined) ?? '127.0.0.1', schedule: scheduleOf(values.schedule) });
       const account = sandbox.accounts[0];
       process.stdout.write(
-        [`Kling sandbox listening on ${sandbox.url}`, `  KLING_BASE_URL=${sandbox.url}`, `  KLING_ACCESS_KEY=${account?.accessKey ?? ''}`, `  KLING_SECRET_KEY=${account?.secretKey ?? ''}`, 'Ctrl+C stops it.', ''].join('\n'),
+        [`Kling sandbox listening on ${sandbox.url}`, `  KLING_BASE_URL=${sandbox.url}`, `  KLING_ACCESS_KEY=${account?.accessKey ?? ''}`, `  KLING_SECRET_KEY=${account?.secretKey ?? ''}`, `  KLING_API_KEY=${account?.apiKeys?.[0] ?? ''}`, 'Ctrl+C stops it.', ''].join('\n'),
       );
       await waitForSignal();
       await sandbox.close();

@@ -19,8 +19,10 @@ import { createDefaultHostTables } from '../adapters/host-schema.js';
 import { sqliteAfterCreate } from '../adapters/sqlite-tuning.js';
 import { klingJwtAuth, type KlingKey } from './auth/kling-jwt.js';
 import { createKlingRelay, type KlingRelay } from './index.js';
+import { accountsFromEnv } from './options.js';
 import { packageRoot } from './paths.js';
 import { startKlingSandbox, type KlingSandbox } from './sandbox/index.js';
+import type { KlingAccountInit } from './upstream/accounts.js';
 
 const DEMO_USERNAME = 'demo';
 /** 10 USD at the relay's default 500000 quota per USD: enough for dozens of 5-second videos. */
@@ -208,7 +210,8 @@ export interface DemoHostOptions {
 
 /**
  * Runs the demo host until SIGINT/SIGTERM: `npm start` (examples/demo.ts) and `kling-relay serve`.
- * Environment: KLING_ACCESS_KEY, KLING_SECRET_KEY, KLING_BASE_URL (real Kling instead of the sandbox),
+ * Environment: KLING_API_KEY, or KLING_ACCESS_KEY with KLING_SECRET_KEY, and KLING_BASE_URL (real
+ * Kling instead of the sandbox),
  * KLING_CALLBACK_URL, KLING_CALLBACK_SECRET, KLING_SANDBOX_PORT.
  */
 export async function runDemoHost(options: DemoHostOptions): Promise<void> {
@@ -276,17 +279,14 @@ export async function runDemoHost(options: DemoHostOptions): Promise<void> {
     const shownHost = ['0.0.0.0', '::', ''].includes(address.address) ? '127.0.0.1' : address.family === 'IPv6' ? `[${address.address}]` : address.address;
     const baseUrl = `http://${shownHost}:${address.port}`;
 
-    // Real Kling when keys are set; otherwise the bundled sandbox, which behaves like Kling (JWT check,
-    // task progress, callbacks) and answers every endpoint.
-    const realKling = Boolean(process.env.KLING_ACCESS_KEY && process.env.KLING_SECRET_KEY);
-    let account: { id: string; accessKey: string; secretKey: string; baseUrl?: string };
-    if (realKling) {
-      account = {
-        id: 'kling',
-        accessKey: process.env.KLING_ACCESS_KEY as string,
-        secretKey: process.env.KLING_SECRET_KEY as string,
-        ...(process.env.KLING_BASE_URL ? { baseUrl: process.env.KLING_BASE_URL } : {}),
-      };
+    // Real Kling when a key is set, read as createKlingRelay reads it; otherwise the bundled sandbox,
+    // which behaves like Kling (key checks, task progress, callbacks) and answers every endpoint.
+    const fromEnv = accountsFromEnv(process.env)?.[0];
+    const realKling = fromEnv !== undefined;
+    let account: KlingAccountInit;
+    if (fromEnv) {
+      // Tasks record their account id, so it stays what earlier runs of the demo stored.
+      account = { ...fromEnv, id: 'kling' };
     } else {
       sandbox = await startKlingSandbox({ port: Number(process.env.KLING_SANDBOX_PORT ?? 0), schedule: SANDBOX_SCHEDULE });
       const keys = sandbox.accounts[0];

@@ -21,7 +21,11 @@ export interface Caller {
 export interface KlingRelayOptions {
   /** The host's knex instance (mysql2, pg or better-sqlite3). Required. */
   db: Knex;
-  /** Kling accounts. Default: one account `default` from KLING_ACCESS_KEY / KLING_SECRET_KEY / KLING_BASE_URL. */
+  /**
+   * Kling accounts, each with an API key `{ id, apiKey }` or an access/secret key pair
+   * `{ id, accessKey, secretKey }`. Default: one account `default` from KLING_API_KEY, or from
+   * KLING_ACCESS_KEY / KLING_SECRET_KEY, with KLING_BASE_URL.
+   */
   accounts?: KlingAccountInit[];
   /** Absolute URL where the host routes `relay.callback`. Default: KLING_CALLBACK_URL, or KLING_CALLBACK_DOMAIN + '/kling/callback'. */
   callbackUrl?: string;
@@ -169,11 +173,20 @@ function defaultIdentify(req: Request, res: Response): Caller | null {
   return user ?? null;
 }
 
-function accountsFromEnv(env: NodeJS.ProcessEnv): KlingAccountInit[] | undefined {
-  const accessKey = env.KLING_ACCESS_KEY;
-  const secretKey = env.KLING_SECRET_KEY;
+/**
+ * The account `default` from KLING_API_KEY, or from KLING_ACCESS_KEY with KLING_SECRET_KEY (and
+ * KLING_BASE_URL); undefined when neither is set. Throws `ERR_KLING_RELAY_OPTION_ACCOUNTS` when both are.
+ */
+export function accountsFromEnv(env: NodeJS.ProcessEnv): KlingAccountInit[] | undefined {
+  const { KLING_API_KEY: apiKey, KLING_ACCESS_KEY: accessKey, KLING_SECRET_KEY: secretKey } = env;
+  const baseUrl = env.KLING_BASE_URL ? { baseUrl: env.KLING_BASE_URL } : {};
+  if (apiKey && (accessKey || secretKey)) {
+    // Which one the operator means cannot be guessed, and the two may belong to different Kling accounts.
+    fail('accounts', 'set KLING_API_KEY, or KLING_ACCESS_KEY with KLING_SECRET_KEY, not both: unset the one you do not use.');
+  }
+  if (apiKey) return [{ id: 'default', apiKey, ...baseUrl }];
   if (!accessKey || !secretKey) return undefined;
-  return [{ id: 'default', accessKey, secretKey, ...(env.KLING_BASE_URL ? { baseUrl: env.KLING_BASE_URL } : {}) }];
+  return [{ id: 'default', accessKey, secretKey, ...baseUrl }];
 }
 
 function callbackUrlFromEnv(env: NodeJS.ProcessEnv): string | undefined {
@@ -238,8 +251,10 @@ export function normalizeOptions(options: unknown, env: NodeJS.ProcessEnv = proc
   if (!isKnex(o.db)) fail('db', "must be the host's knex instance, e.g. knex({ client: 'mysql2', connection: process.env.DATABASE_URL }).");
 
   const accounts = o.accounts ?? accountsFromEnv(env);
-  if (accounts === undefined) fail('accounts', 'no Kling account: pass accounts: [{ id, accessKey, secretKey }] or set KLING_ACCESS_KEY and KLING_SECRET_KEY.');
-  if (!Array.isArray(accounts) || accounts.length === 0) fail('accounts', 'must be a non-empty array of { id, accessKey, secretKey, baseUrl?, weight? }.');
+  if (accounts === undefined) {
+    fail('accounts', 'no Kling account: pass accounts: [{ id, apiKey }] or [{ id, accessKey, secretKey }], or set KLING_API_KEY (or KLING_ACCESS_KEY and KLING_SECRET_KEY).');
+  }
+  if (!Array.isArray(accounts) || accounts.length === 0) fail('accounts', 'must be a non-empty array of { id, apiKey, baseUrl?, weight? } or { id, accessKey, secretKey, baseUrl?, weight? }.');
 
   const callbackUrl = o.callbackUrl ?? callbackUrlFromEnv(env);
   if (typeof callbackUrl !== 'string') fail('callbackUrl', 'missing: pass the absolute URL where you route relay.callback, or set KLING_CALLBACK_URL (or KLING_CALLBACK_DOMAIN).');

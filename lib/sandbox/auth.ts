@@ -26,8 +26,9 @@ export async function signKlingToken(account: SandboxAccount, options: SignOptio
 }
 
 /**
- * Checks `Authorization: Bearer <jwt>` and answers the access key, or throws Kling's 401 codes:
- * 1001 empty, 1002 invalid, 1003 not yet valid, 1004 expired.
+ * Checks `Authorization: Bearer <credential>`, an API key of an account or a JWT signed with its
+ * keys, and answers the account's access key, or throws Kling's 401 codes: 1001 empty, 1002 invalid
+ * (an unknown API key too), 1003 not yet valid, 1004 expired.
  */
 export async function authenticate(
   authorization: string | undefined,
@@ -38,6 +39,9 @@ export async function authenticate(
   const match = /^Bearer\s+(\S+)$/i.exec(header);
   if (!match?.[1]) throw new KlingError(1002);
   const token = match[1];
+
+  const keyOwner = accounts.find((a) => a.apiKeys?.includes(token));
+  if (keyOwner) return keyOwner.accessKey;
 
   // The issuer picks the secret, so it must be read before the signature can be checked.
   let issuer: string | undefined;

@@ -42,6 +42,7 @@ export type {
 export const DEFAULT_SANDBOX_ACCOUNT: Readonly<SandboxAccount> = Object.freeze({
   accessKey: 'sandbox-access-key',
   secretKey: 'sandbox-secret-key-0123456789abcdef',
+  apiKeys: Object.freeze(['sandbox-api-key-0123456789abcdef']) as string[],
 });
 
 export interface SandboxTasks {
@@ -95,10 +96,29 @@ export interface KlingSandbox {
 
 const DEFAULT_SCHEDULE = { processingAfterMs: 100, finalAfterMs: 300 };
 
+/** Each API key a non-empty string without spaces, and no key shared by two accounts (it names one account). */
+function checkApiKeys(accounts: readonly SandboxAccount[]): void {
+  const owners = new Map<string, string>();
+  for (const account of accounts) {
+    const keys: unknown = account.apiKeys ?? [];
+    if (!Array.isArray(keys) || !keys.every((k) => typeof k === 'string' && /^\S+$/.test(k))) {
+      throw new TypeError(`kling sandbox: apiKeys of account "${account.accessKey}" must be an array of non-empty strings without spaces`);
+    }
+    for (const key of keys as string[]) {
+      const owner = owners.get(key);
+      if (owner !== undefined && owner !== account.accessKey) {
+        throw new TypeError(`kling sandbox: API key "${key}" is given to two accounts ("${owner}" and "${account.accessKey}"); a key acts as one account`);
+      }
+      owners.set(key, account.accessKey);
+    }
+  }
+}
+
 function checkOptions(options: SandboxOptions): void {
   if (options.accounts !== undefined && options.accounts.length === 0) {
     throw new TypeError('kling sandbox: `accounts` must hold at least one account, or be left out');
   }
+  if (options.accounts !== undefined) checkApiKeys(options.accounts);
   const { schedule } = options;
   if (typeof schedule === 'object') {
     for (const key of ['processingAfterMs', 'finalAfterMs'] as const) {
@@ -117,7 +137,7 @@ function checkOptions(options: SandboxOptions): void {
 /** Starts a local stand-in for Kling's API (see kling-api.md) on an ephemeral port by default. */
 export async function startKlingSandbox(options: SandboxOptions = {}): Promise<KlingSandbox> {
   checkOptions(options);
-  const accounts = (options.accounts ?? [DEFAULT_SANDBOX_ACCOUNT]).map((a) => ({ ...a }));
+  const accounts = (options.accounts ?? [DEFAULT_SANDBOX_ACCOUNT]).map((a) => ({ ...a, ...(a.apiKeys ? { apiKeys: [...a.apiKeys] } : {}) }));
   const endpoints = new Map<string, EndpointKind>();
   for (const e of [...builtInEndpoints(), ...(options.endpoints ?? [])]) endpoints.set(e.path, e.kind);
 

@@ -1,8 +1,14 @@
 /** Public types of the Kling sandbox. */
 
+/** A Kling account as the sandbox knows it; the access key names the account and owns its tasks. */
 export interface SandboxAccount {
   accessKey: string;
   secretKey: string;
+  /**
+   * API keys of this account, each accepted as `Authorization: Bearer <key>` in place of a JWT and
+   * acting as this account (its tasks, its external_task_ids). Unique across accounts.
+   */
+  apiKeys?: string[];
 }
 
 export type EndpointKind = 'task' | 'sync';
@@ -23,7 +29,7 @@ export type TaskOutcome = { status: 'succeed'; duration?: string } | { status: '
 export type Schedule = 'manual' | 'instant' | { processingAfterMs: number; finalAfterMs: number };
 
 export interface SandboxOptions {
-  /** Accounts whose JWTs are accepted. Default: one account, see `DEFAULT_SANDBOX_ACCOUNT`. */
+  /** Accounts whose JWTs and API keys are accepted. Default: one account, see `DEFAULT_SANDBOX_ACCOUNT`. */
   accounts?: SandboxAccount[];
   /** Default '127.0.0.1'. */
   host?: string;
@@ -87,7 +93,7 @@ export interface RecordedRequest {
   headers: Record<string, string | string[] | undefined>;
   /** Parsed JSON, or undefined when there was no body or it was not JSON. */
   body: unknown;
-  /** The JWT `iss` when the token verified, else undefined. */
+  /** The access key of the account the credential verified as (a JWT's `iss`, or an API key's account), else undefined. */
   accessKey: string | undefined;
   /** Unix milliseconds. */
   at: number;

@@ -4,12 +4,9 @@ import { KlingRelayConfigError } from '../errors.js';
 /** Kling's endpoint for servers outside mainland China (kling-api.md section 1). */
 export const DEFAULT_KLING_BASE_URL = 'https://api-singapore.klingai.com';
 
-/** One Kling account the relay submits tasks with. */
-export interface KlingAccount {
+interface KlingAccountBase {
   /** Stable id; stored with every task (the host row's `channel_id`) so follow-ups reach the same account. */
   readonly id: string;
-  readonly accessKey: string;
-  readonly secretKey: string;
   /** Origin without a trailing slash, e.g. `https://api-singapore.klingai.com`. */
   readonly baseUrl: string;
   /**
@@ -19,16 +16,40 @@ export interface KlingAccount {
   readonly weight: number;
 }
 
-/** An account as configured: `baseUrl` and `weight` may be left out. */
-export interface KlingAccountInit {
+/** An account that authenticates with a static API key, sent as is as the Bearer credential. */
+export interface KlingApiKeyAccount extends KlingAccountBase {
+  readonly apiKey: string;
+  readonly accessKey?: undefined;
+  readonly secretKey?: undefined;
+}
+
+/** An account that authenticates with a JWT signed per access/secret key pair. */
+export interface KlingKeyPairAccount extends KlingAccountBase {
+  readonly accessKey: string;
+  readonly secretKey: string;
+  readonly apiKey?: undefined;
+}
+
+/**
+ * One Kling account the relay submits tasks with. Kling takes either credential on its `/v1` API;
+ * an account carries exactly one of them.
+ */
+export type KlingAccount = KlingApiKeyAccount | KlingKeyPairAccount;
+
+interface KlingAccountInitBase {
   id: string;
-  accessKey: string;
-  secretKey: string;
   /** Default `https://api-singapore.klingai.com`. */
   baseUrl?: string;
   /** A finite number >= 0; default 1. */
   weight?: number;
 }
+
+/** An account as configured: either `apiKey` or `accessKey` with `secretKey`; `baseUrl` and `weight` may be left out. */
+export type KlingAccountInit =
+  | (KlingAccountInitBase & { apiKey: string; accessKey?: never; secretKey?: never })
+  | (KlingAccountInitBase & { accessKey: string; secretKey: string; apiKey?: never });
+
+const ACCOUNT_SHAPES = '{id, apiKey, baseUrl?, weight?} or {id, accessKey, secretKey, baseUrl?, weight?}';
 
 function configError(message: string): KlingRelayConfigError {
   return new KlingRelayConfigError('ERR_KLING_RELAY_ACCOUNTS', message);
@@ -38,10 +59,10 @@ function nonEmptyString(value: unknown): value is string {
   return typeof value === 'string' && value.trim() !== '';
 }
 
-function normaliseBaseUrl(raw: string, where: string): string {
+function normaliseBaseUrl(raw: unknown, where: string): string {
   let url: URL;
   try {
-    url = new URL(raw);
+    url = new URL(String(raw));
   } catch {
     throw configError(`${where}.baseUrl must be an absolute http(s) URL such as "${DEFAULT_KLING_BASE_URL}".`);
   }
@@ -56,29 +77,50 @@ function normaliseBaseUrl(raw: string, where: string): string {
 }
 
 function redacted(account: KlingAccount): Record<string, unknown> {
-  return { id: account.id, baseUrl: account.baseUrl, weight: account.weight, accessKey: '[redacted]', secretKey: '[redacted]' };
+  const credentials = account.apiKey !== undefined ? { apiKey: '[redacted]' } : { accessKey: '[redacted]', secretKey: '[redacted]' };
+  return { id: account.id, baseUrl: account.baseUrl, weight: account.weight, ...credentials };
 }
 
-function freezeAccount(init: KlingAccountInit, index: number): KlingAccount {
+/** The one credential form an account gives; the messages name fields, never their values. */
+function credentials(init: Record<string, unknown>, where: string, id: string): { apiKey: string } | { accessKey: string; secretKey: string } {
+  const hasApiKey = init.apiKey !== undefined;
+  if (hasApiKey && (init.accessKey !== undefined || init.secretKey !== undefined)) {
+    throw configError(`${where} (account "${id}") has both an apiKey and an accessKey/secretKey pair; give one of them.`);
+  }
+  if (hasApiKey) {
+    if (!nonEmptyString(init.apiKey)) throw configError(`${where}.apiKey (account "${id}") must be a non-empty string.`);
+    // It goes into the Authorization header verbatim after "Bearer ".
+    if (/\s/.test(init.apiKey)) throw configError(`${where}.apiKey (account "${id}") must be the key alone, without "Bearer " or spaces.`);
+    return { apiKey: init.apiKey };
+  }
+  if (init.accessKey === undefined && init.secretKey === undefined) {
+    throw configError(`${where} (account "${id}") has no credentials: give apiKey, or accessKey and secretKey.`);
+  }
+  if (!nonEmptyString(init.accessKey)) throw configError(`${where}.accessKey (account "${id}") must be a non-empty string.`);
+  if (!nonEmptyString(init.secretKey)) throw configError(`${where}.secretKey (account "${id}") must be a non-empty string.`);
+  return { accessKey: init.accessKey, secretKey: init.secretKey };
+}
+
+// `unknown`: the accounts come from the host's configuration, typed or not.
+function freezeAccount(raw: unknown, index: number): KlingAccount {
   const where = `accounts[${index}]`;
-  if (typeof init !== 'object' || init === null) throw configError(`${where} must be an object {id, accessKey, secretKey, baseUrl?, weight?}.`);
+  if (typeof raw !== 'object' || raw === null) throw configError(`${where} must be an object ${ACCOUNT_SHAPES}.`);
+  const init = raw as Record<string, unknown>;
   if (!nonEmptyString(init.id)) throw configError(`${where}.id must be a non-empty string.`);
-  if (!nonEmptyString(init.accessKey)) throw configError(`${where}.accessKey (account "${init.id}") must be a non-empty string.`);
-  if (!nonEmptyString(init.secretKey)) throw configError(`${where}.secretKey (account "${init.id}") must be a non-empty string.`);
+  const credential = credentials(init, where, init.id);
   const weight = init.weight ?? 1;
   if (typeof weight !== 'number' || !Number.isFinite(weight) || weight < 0) {
     throw configError(`${where}.weight (account "${init.id}") must be a finite number >= 0 (0 = take no new tasks).`);
   }
   const account: KlingAccount = {
     id: init.id,
-    accessKey: init.accessKey,
-    secretKey: init.secretKey,
+    ...credential,
     baseUrl: normaliseBaseUrl(init.baseUrl ?? DEFAULT_KLING_BASE_URL, where),
     weight,
   };
   // An account object that ends up in a log line or an error dump must not carry its keys with it;
   // winston serialises through toJSON and console/util through inspect.custom. Non-enumerable, so
-  // spreading or Object.keys still sees just the five fields.
+  // spreading or Object.keys still sees just the account's own fields.
   Object.defineProperty(account, 'toJSON', { value: () => redacted(account), enumerable: false });
   Object.defineProperty(account, inspect.custom, { value: () => redacted(account), enumerable: false });
   return Object.freeze(account);
@@ -103,7 +145,7 @@ export class AccountPool {
    */
   constructor(accounts: readonly KlingAccountInit[], random: () => number = Math.random) {
     if (!Array.isArray(accounts) || accounts.length === 0) {
-      throw configError('accounts must list at least one Kling account {id, accessKey, secretKey}.');
+      throw configError('accounts must list at least one Kling account {id, apiKey} or {id, accessKey, secretKey}.');
     }
     const frozen = accounts.map(freezeAccount);
     const byId = new Map<string, KlingAccount>();

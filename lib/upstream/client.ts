@@ -353,9 +353,10 @@ export class KlingClient {
 
     let httpStatus: number | undefined;
     try {
-      const token = this.#tokens.peek(account) ?? (await this.#tokens.token(account));
+      // An API key is the Bearer credential itself; an access/secret key pair signs a JWT.
+      const credential = account.apiKey ?? this.#tokens.peek(account) ?? (await this.#tokens.token(account));
       const url = account.baseUrl + path;
-      const headers: Record<string, string> = { Authorization: `Bearer ${token}`, Accept: 'application/json' };
+      const headers: Record<string, string> = { Authorization: `Bearer ${credential}`, Accept: 'application/json' };
       if (body !== undefined) headers['Content-Type'] = 'application/json';
       const init: FetchRequestInit = { method, headers, signal: controller.signal, redirect: 'manual' };
       if (body !== undefined) init.body = body;

@@ -1,5 +1,5 @@
 export { AccountPool, DEFAULT_KLING_BASE_URL } from './accounts.js';
-export type { KlingAccount, KlingAccountInit } from './accounts.js';
+export type { KlingAccount, KlingAccountInit, KlingApiKeyAccount, KlingKeyPairAccount } from './accounts.js';
 export {
   TokenCache,
   TOKEN_LIFETIME_SECONDS,

@@ -1,5 +1,5 @@
 import { SignJWT } from 'jose';
-import type { KlingAccount } from './accounts.js';
+import type { KlingKeyPairAccount } from './accounts.js';
 
 /** Kling's documented lifetime (kling-api.md section 1): exp = now + 1800 s. */
 export const TOKEN_LIFETIME_SECONDS = 1800;
@@ -24,7 +24,8 @@ interface CachedToken {
 }
 
 /**
- * Kling Bearer tokens, one per account, signed once and reused until they are close to expiry.
+ * Kling Bearer tokens of access/secret key accounts, one per account, signed once and reused until
+ * they are close to expiry. (An API-key account sends its key itself and needs none.)
  * Signing per request would cost an HMAC and an allocation on every call for nothing.
  */
 export class TokenCache {
@@ -38,7 +39,7 @@ export class TokenCache {
   }
 
   /** The cached token when it is still fresh enough, without waiting; undefined when a signing is needed. */
-  peek(account: KlingAccount): string | undefined {
+  peek(account: KlingKeyPairAccount): string | undefined {
     const cached = this.#cache.get(account.id);
     if (!cached || cached.accessKey !== account.accessKey || cached.secretKey !== account.secretKey) return undefined;
     const nowSeconds = Math.floor(this.#now() / 1000);
@@ -46,7 +47,7 @@ export class TokenCache {
   }
 
   /** A valid token for the account; concurrent callers that miss the cache share one signing. */
-  token(account: KlingAccount): Promise<string> {
+  token(account: KlingKeyPairAccount): Promise<string> {
     const fresh = this.peek(account);
     if (fresh !== undefined) return Promise.resolve(fresh);
     const key = account.id;
@@ -65,7 +66,7 @@ export class TokenCache {
     else this.#cache.delete(accountId);
   }
 
-  async #sign(account: KlingAccount): Promise<string> {
+  async #sign(account: KlingKeyPairAccount): Promise<string> {
     const { accessKey, secretKey } = account;
     const nowSeconds = Math.floor(this.#now() / 1000);
     const exp = nowSeconds + TOKEN_LIFETIME_SECONDS;

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import knex from 'knex';
-import { signKlingToken } from '../../lib/sandbox/index.js';
+import { signKlingToken, startKlingSandbox } from '../../lib/sandbox/index.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const READY_TIMEOUT_MS = 10_000;
@@ -27,13 +27,13 @@ function cli(args: string[], cwd = ROOT): Promise<Run> {
 
 function cleanEnv(): NodeJS.ProcessEnv {
   const env = { ...process.env };
-  for (const name of ['KLING_ACCESS_KEY', 'KLING_SECRET_KEY', 'KLING_BASE_URL', 'KLING_CALLBACK_URL', 'KLING_CALLBACK_DOMAIN', 'KLING_CALLBACK_SECRET']) delete env[name];
+  for (const name of ['KLING_API_KEY', 'KLING_ACCESS_KEY', 'KLING_SECRET_KEY', 'KLING_BASE_URL', 'KLING_CALLBACK_URL', 'KLING_CALLBACK_DOMAIN', 'KLING_CALLBACK_SECRET']) delete env[name];
   return env;
 }
 
 /** Starts a long-running command and resolves once its stdout matches `ready`. */
-function startCli(args: string[], ready: RegExp): Promise<{ child: ChildProcess; stdout: () => string; exited: Promise<number | null> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'lib/cli.ts'), ...args], { cwd: ROOT, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+function startCli(args: string[], ready: RegExp, env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; stdout: () => string; exited: Promise<number | null> }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'lib/cli.ts'), ...args], { cwd: ROOT, env: { ...cleanEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
@@ -223,6 +223,10 @@ describe('kling-relay CLI', () => {
     expect(body.code).to.equal(0);
     const wrong = await fetch(`${url}/v1/videos/text2video/${body.data.task_id}`, { headers: { Authorization: 'Bearer nope' } });
     expect(wrong.status).to.equal(401);
+    const apiKey = /KLING_API_KEY=(\S+)/.exec(out)?.[1];
+    expect(apiKey, 'the printed API key').to.be.a('string');
+    const byKey = await fetch(`${url}/v1/videos/text2video/${body.data.task_id}`, { headers: { Authorization: `Bearer ${String(apiKey)}` } });
+    expect(byKey.status, 'the API key reaches the same account').to.equal(200);
     run.child.kill('SIGINT');
     expect(await run.exited).to.equal(0);
   });
@@ -239,6 +243,24 @@ describe('kling-relay CLI', () => {
     expect(((await doc.json()) as { servers: { url: string }[] }).servers[0]?.url).to.equal('/kling');
     run.child.kill('SIGINT');
     expect(await run.exited).to.equal(0);
+  });
+
+  it('serve: with KLING_API_KEY and KLING_BASE_URL, submits to that Kling with the API key as the Bearer credential', async () => {
+    const apiKey = 'serve-api-key-0123456789abcdef';
+    const kling = await startKlingSandbox({ schedule: 'manual', accounts: [{ accessKey: 'ak-serve', secretKey: 'sk-serve-0123456789abcdef', apiKeys: [apiKey] }] });
+    try {
+      const run = await startCli(['serve', '--port', '0', '--dir', tempDir()], /Ctrl\+C stops the demo/, { KLING_API_KEY: apiKey, KLING_BASE_URL: kling.url });
+      const base = /kling-relay demo ready on (\S+)/.exec(run.stdout())?.[1] as string;
+      const token = /^\s+token\s+(\S+)$/m.exec(run.stdout())?.[1] as string;
+      const res = await fetch(`${base}/kling/v1/videos/text2video`, { method: 'POST', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ prompt: 'a kite', duration: '5' }) });
+      expect(res.status).to.equal(200);
+      expect(kling.requests.map((r) => [r.method, r.path, r.headers.authorization, r.accessKey])).to.deep.equal([['POST', '/v1/videos/text2video', `Bearer ${apiKey}`, 'ak-serve']]);
+      expect(run.stdout()).to.not.include(apiKey);
+      run.child.kill('SIGINT');
+      expect(await run.exited).to.equal(0);
+    } finally {
+      await kling.close();
+    }
   });
 
   it("gen-types: writes request types for an integrator's entries, the shared defs included, without fetching", async () => {

@@ -62,7 +62,7 @@ function parse(out: string): Printed {
 function startDemo(dir: string): Promise<RunningDemo> {
   const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0', HOST: '127.0.0.1', KLING_DEMO_DIR: dir };
   // The machine's own Kling settings must not turn the demo towards real Kling.
-  for (const name of ['KLING_ACCESS_KEY', 'KLING_SECRET_KEY', 'KLING_BASE_URL', 'KLING_CALLBACK_URL', 'KLING_CALLBACK_DOMAIN', 'KLING_CALLBACK_SECRET', 'KLING_RELAY_LOG_LEVEL']) {
+  for (const name of ['KLING_API_KEY', 'KLING_ACCESS_KEY', 'KLING_SECRET_KEY', 'KLING_BASE_URL', 'KLING_CALLBACK_URL', 'KLING_CALLBACK_DOMAIN', 'KLING_CALLBACK_SECRET', 'KLING_RELAY_LOG_LEVEL']) {
     delete env[name];
   }
   const child = spawn(process.execPath, ['--import', 'tsx', 'examples/demo.ts'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });

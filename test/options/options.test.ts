@@ -55,6 +55,25 @@ describe('createKlingRelay options', () => {
     expect(config.callbackSecret).to.equal('e'.repeat(40));
   });
 
+  it('takes an API-key account from KLING_API_KEY, and refuses it beside an access/secret key pair', () => {
+    const { accounts: _a, ...rest } = base();
+    const config = normalizeOptions(rest, { KLING_API_KEY: 'key-env', KLING_BASE_URL: 'http://127.0.0.1:1' });
+    expect(config.accounts).to.deep.equal([{ id: 'default', apiKey: 'key-env', baseUrl: 'http://127.0.0.1:1' }]);
+    expect(normalizeOptions(rest, { KLING_API_KEY: 'key-env' }).accounts).to.deep.equal([{ id: 'default', apiKey: 'key-env' }]);
+    let caught: unknown;
+    try {
+      normalizeOptions(rest, { KLING_API_KEY: 'key-env', KLING_ACCESS_KEY: 'ak-env', KLING_SECRET_KEY: 'sk-env' });
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).to.be.instanceOf(KlingRelayConfigError);
+    expect((caught as KlingRelayConfigError).code).to.equal('ERR_KLING_RELAY_OPTION_ACCOUNTS');
+    expect((caught as Error).message).to.include('set KLING_API_KEY, or KLING_ACCESS_KEY with KLING_SECRET_KEY, not both');
+    expect((caught as Error).message).to.not.include('key-env');
+    // Passed accounts win over the environment, as for the other options.
+    expect(normalizeOptions(base(), { KLING_API_KEY: 'key-env', KLING_ACCESS_KEY: 'ak-env' }).accounts).to.deep.equal(base().accounts);
+  });
+
   it('refuses an unknown option, suggesting the one that was meant', () => {
     refused({ ...base(), callbackSecert: 'x' }, 'ERR_KLING_RELAY_UNKNOWN_OPTION', "'callbackSecert'", "Did you mean 'callbackSecret'?");
     refused({ ...base(), colour: 'red' }, 'ERR_KLING_RELAY_UNKNOWN_OPTION', "'colour'");
@@ -81,6 +100,8 @@ describe('createKlingRelay options', () => {
     refused({ ...base(), quota: { hold: () => true } }, 'ERR_KLING_RELAY_QUOTA_STORE');
     refused({ ...base(), accounts: [] }, 'ERR_KLING_RELAY_OPTION_ACCOUNTS', 'non-empty');
     refused({ ...base(), accounts: [{ id: 'a', accessKey: '', secretKey: 'sk' }] }, 'ERR_KLING_RELAY_ACCOUNTS');
+    refused({ ...base(), accounts: [{ id: 'a', apiKey: 'key', accessKey: 'ak', secretKey: 'sk' }] }, 'ERR_KLING_RELAY_ACCOUNTS', 'give one of them');
+    refused({ ...base(), accounts: [{ id: 'a' }] }, 'ERR_KLING_RELAY_ACCOUNTS', 'give apiKey, or accessKey and secretKey');
     refused({ ...base(), pricing: [{ type: 'tts', price: 'free' }] }, 'ERR_KLING_RELAY_PRICING_INVALID', '/0/price');
     refused({ ...base(), registry: '/no/such/registry.json' }, 'ERR_KLING_RELAY_REGISTRY_MISSING');
     const { pricing: _p, ...noPricing } = base();
@@ -90,6 +111,8 @@ describe('createKlingRelay options', () => {
   it('refuses a missing account or callback configuration, naming the environment variables', () => {
     const { accounts: _a, ...noAccounts } = base();
     expect(() => normalizeOptions(noAccounts, {})).to.throw(KlingRelayConfigError, /KLING_ACCESS_KEY/);
+    expect(() => normalizeOptions(noAccounts, {})).to.throw(KlingRelayConfigError, /set KLING_API_KEY/);
+    expect(() => normalizeOptions(noAccounts, {})).to.throw(KlingRelayConfigError, /accounts: \[\{ id, apiKey \}\]/);
     const { callbackUrl: _c, ...noCallback } = base();
     expect(() => normalizeOptions(noCallback, {})).to.throw(KlingRelayConfigError, /KLING_CALLBACK_URL/);
   });

@@ -58,6 +58,11 @@ export interface HarnessAccount {
   weight?: number;
   /** Sign with this instead of the key the sandbox knows, as with a revoked or mistyped key. */
   secretKey?: string;
+  /**
+   * Authenticate with an API key instead of access/secret key JWTs: `true` for the key the sandbox
+   * knows for this account, a string for one it may not know (a revoked or mistyped key).
+   */
+  apiKey?: true | string;
 }
 
 export interface HarnessOptions {
@@ -73,7 +78,7 @@ export interface HarnessOptions {
 
 /** Keys for a harness account: distinct per account, long enough for any key check. */
 function sandboxKeys(id: string): SandboxAccount {
-  return { accessKey: `access-${id}`, secretKey: `secret-${id}-0123456789abcdef0123456789abcdef` };
+  return { accessKey: `access-${id}`, secretKey: `secret-${id}-0123456789abcdef0123456789abcdef`, apiKeys: [`apikey-${id}-0123456789abcdef0123456789abcdef`] };
 }
 
 /**
@@ -92,7 +97,13 @@ export async function startHarness(database: TestDatabase, options: HarnessOptio
     const known = sandbox.accounts[index];
     if (!known) throw new Error(`sandbox has no account #${index}`);
     keys[a.id] = known;
-    return { id: a.id, accessKey: known.accessKey, secretKey: a.secretKey ?? known.secretKey, baseUrl: sandbox.url, ...(a.weight !== undefined ? { weight: a.weight } : {}) };
+    const weight = a.weight !== undefined ? { weight: a.weight } : {};
+    if (a.apiKey !== undefined) {
+      const apiKey = a.apiKey === true ? known.apiKeys?.[0] : a.apiKey;
+      if (apiKey === undefined) throw new Error(`sandbox account #${index} has no API key`);
+      return { id: a.id, apiKey, baseUrl: sandbox.url, ...weight };
+    }
+    return { id: a.id, accessKey: known.accessKey, secretKey: a.secretKey ?? known.secretKey, baseUrl: sandbox.url, ...weight };
   });
   const relayOptions: KlingRelayOptions = {
     db,

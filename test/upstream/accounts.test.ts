@@ -82,6 +82,54 @@ describe('upstream/AccountPool', () => {
     }
   });
 
+  it('takes an API-key account {id, apiKey} beside access/secret key accounts', () => {
+    const pool = new AccountPool([
+      { id: 'pair', ...keys },
+      { id: 'key', apiKey: 'kling-api-key-0123456789', weight: 2 },
+    ]);
+    expect({ ...pool.get('key') }).to.deep.equal({ id: 'key', apiKey: 'kling-api-key-0123456789', baseUrl: DEFAULT_KLING_BASE_URL, weight: 2 });
+    expect({ ...pool.get('pair') }).to.deep.equal({ id: 'pair', ...keys, baseUrl: DEFAULT_KLING_BASE_URL, weight: 1 });
+  });
+
+  it('refuses an account with both credentials, neither, or half a key pair, naming the fields to give', () => {
+    const bad: Array<[unknown, RegExp]> = [
+      [{ id: 'a', apiKey: 'k', ...keys }, /accounts\[0\] \(account "a"\) has both an apiKey and an accessKey\/secretKey pair; give one of them/],
+      [{ id: 'a', apiKey: 'k', secretKey: 's' }, /both an apiKey and an accessKey\/secretKey pair/],
+      [{ id: 'a' }, /accounts\[0\] \(account "a"\) has no credentials: give apiKey, or accessKey and secretKey/],
+      [{ id: 'a', weight: 1 }, /no credentials/],
+      [{ id: 'a', accessKey: 'k' }, /accounts\[0\]\.secretKey \(account "a"\) must be a non-empty string/],
+      [{ id: 'a', secretKey: 's' }, /accounts\[0\]\.accessKey \(account "a"\) must be a non-empty string/],
+      [{ id: 'a', apiKey: '' }, /accounts\[0\]\.apiKey \(account "a"\) must be a non-empty string/],
+      [{ id: 'a', apiKey: 42 }, /apiKey .*must be a non-empty string/],
+      [{ id: 'a', apiKey: 'Bearer k' }, /accounts\[0\]\.apiKey \(account "a"\) must be the key alone, without "Bearer " or spaces/],
+      ['apiKey', /accounts\[0\] must be an object \{id, apiKey, baseUrl\?, weight\?\} or \{id, accessKey, secretKey, baseUrl\?, weight\?\}/],
+    ];
+    for (const [input, message] of bad) {
+      expect(() => new AccountPool([input] as never), JSON.stringify(input))
+        .to.throw(KlingRelayConfigError, message)
+        .with.property('code', 'ERR_KLING_RELAY_ACCOUNTS');
+    }
+    expect(() => new AccountPool([]), 'empty list').to.throw(KlingRelayConfigError, /\{id, apiKey\} or \{id, accessKey, secretKey\}/);
+  });
+
+  it('keeps an API key out of JSON, util.inspect and its own error messages', () => {
+    const apiKey = 'kling-api-key-must-stay-secret-0123456789';
+    const account = new AccountPool([{ id: 'main', apiKey }]).pick();
+    for (const text of [JSON.stringify(account), inspect(account), JSON.stringify({ nested: { account } }), inspect({ nested: { account } })]) {
+      expect(text).to.include('main');
+      expect(text).to.include('[redacted]');
+      expect(text).not.to.include(apiKey);
+    }
+    expect(account.apiKey).to.equal(apiKey);
+    expect(Object.isFrozen(account)).to.equal(true);
+    for (const input of [{ id: 'x', apiKey, weight: -2 }, { id: 'x', apiKey, ...keys }, { id: 'x', apiKey: `Bearer ${apiKey}` }]) {
+      expect(() => new AccountPool([input] as never))
+        .to.throw(KlingRelayConfigError)
+        .with.property('message')
+        .that.does.not.include(apiKey);
+    }
+  });
+
   it('keeps the keys out of JSON and util.inspect, and out of its own error messages', () => {
     const account = new AccountPool([{ id: 'main', ...keys }]).pick();
     for (const text of [JSON.stringify(account), inspect(account), JSON.stringify({ nested: { account } })]) {

@@ -1,12 +1,12 @@
 import { expect } from 'chai';
 import { decodeProtectedHeader, jwtVerify } from 'jose';
-import { AccountPool, TokenCache } from '../../lib/upstream/index.js';
+import { AccountPool, TokenCache, type KlingKeyPairAccount } from '../../lib/upstream/index.js';
 
 const secretKey = 'sk-jwt-test-secret';
 const secret = new TextEncoder().encode(secretKey);
 
-function account(keys: { accessKey?: string; secretKey?: string } = {}) {
-  return new AccountPool([{ id: 'main', accessKey: keys.accessKey ?? 'ak-jwt', secretKey: keys.secretKey ?? secretKey }]).pick();
+function account(keys: { accessKey?: string; secretKey?: string } = {}): KlingKeyPairAccount {
+  return new AccountPool([{ id: 'main', accessKey: keys.accessKey ?? 'ak-jwt', secretKey: keys.secretKey ?? secretKey }]).pick() as KlingKeyPairAccount;
 }
 
 describe('upstream/TokenCache', () => {
@@ -76,7 +76,7 @@ describe('upstream/TokenCache', () => {
       { id: 'a', accessKey: 'ak-a', secretKey },
       { id: 'b', accessKey: 'ak-b', secretKey },
     ]);
-    const [a, b] = pool.all();
+    const [a, b] = pool.all() as KlingKeyPairAccount[];
     if (!a || !b) throw new Error('pool');
     const cache = new TokenCache({ now: () => t0 });
     const ta = await cache.token(a);
