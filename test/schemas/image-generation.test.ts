@@ -71,7 +71,7 @@ describe('schema: /v1/images/generations', () => {
   });
 
   it('refuses negative_prompt with an image (image-to-image) and a too long negative_prompt', () => {
-    expectError(validate(path, { prompt: 'p', image: IMAGE_URL, negative_prompt: 'blurry' }), '', /'image' and 'negative_prompt' cannot be used together/);
+    expectError(validate(path, { prompt: 'p', image: IMAGE_URL, negative_prompt: 'blurry' }), '/negative_prompt', /'image' and 'negative_prompt' cannot be used together/);
     expectError(validate(path, { prompt: 'p', negative_prompt: 'a'.repeat(2501) }), '/negative_prompt', /at most 2500/);
   });
 
