@@ -1,5 +1,7 @@
 import { expect } from 'chai';
-import type { FieldError } from '../../lib/errors.js';
+import { KlingRelayConfigError, type FieldError } from '../../lib/errors.js';
+import { toEntry } from '../../lib/registry/load.js';
+import { createValidator, type Validator } from '../../lib/validation/index.js';
 import { validate } from '../support/validate.js';
 import { IMAGE_URL, MP3, VIDEO_URL } from '../fixtures/media.js';
 
@@ -23,6 +25,21 @@ function at(paths: string[], message: string): FieldError[] {
 const images = (n: number) => Array.from({ length: n }, () => ({ image_url: IMAGE_URL }));
 const elements = (n: number) => Array.from({ length: n }, (_, i) => ({ element_id: i + 1 }));
 const AXES = ['horizontal', 'vertical', 'pan', 'tilt', 'roll', 'zoom'];
+
+/** A validator for one endpoint an integrator adds with its own schema. */
+function integratorValidator(rules: Record<string, unknown>): Validator {
+  const schema = {
+    $schema: 'https://json-schema.org/draft/2020-12/schema',
+    $id: 'https://example.com/schemas/custom-speech.json',
+    type: 'object',
+    properties: { text: { type: 'string' }, voice_id: { type: 'string' }, voice_url: { type: 'string' } },
+    additionalProperties: false,
+    ...rules,
+  };
+  const json = { path: '/v1/general/custom-speech', type: 'custom-speech', schema: 'custom-speech.json', table: 'video', pricing_type: 'fixed', kind: 'task', queryable: true } as const;
+  const entry = toEntry(json, '/integrator/custom-speech.json', schema.$id, '/integrator/registry.json');
+  return createValidator({ entries: [entry], byPath: new Map([[entry.path, entry]]), schemas: new Map([[schema.$id, schema]]) });
+}
 
 describe('validation: a rule over several fields answers one error per field it spans', () => {
   describe('fields that cannot be used together: the later field first, then the other', () => {
@@ -178,6 +195,29 @@ describe('validation: a rule over several fields answers one error per field it 
       );
       const shots = { model_name: 'kling-v3', multi_shot: true, shot_type: 'customize', duration: '5', multi_prompt: [{ index: 1, prompt: '<<<voice_2>>> hi', duration: '5' }], sound: 'on', voice_list: [{ voice_id: 'a' }] };
       expect(errorsOf(T2V, shots)).to.deep.equal(at(['/multi_prompt/0/prompt', '/voice_list'], '<<<voice_2>>> names voice 2, but voice_list has 1 item'));
+    });
+  });
+
+  describe("an integrator's schema", () => {
+    it('gets the same paths from its required lists, and from errorFields where it declares them', () => {
+      const validator = integratorValidator({
+        oneOf: [{ required: ['voice_id'] }, { required: ['voice_url'] }],
+        if: { required: ['text'] },
+        then: { not: { required: ['voice_url'] }, errorFields: ['voice_url', 'text'], errorMessage: "'voice_url' cannot be used with 'text'" },
+      });
+      const path = '/v1/general/custom-speech';
+      expect(validator.validate(path, {})).to.deep.equal({ ok: false, errors: at(['/voice_id', '/voice_url'], "exactly one of 'voice_id' or 'voice_url' is required") });
+      expect(validator.validate(path, { text: 'hi', voice_url: 'https://cdn.example.com/v.mp3' })).to.deep.equal({
+        ok: false,
+        errors: at(['/voice_url', '/text'], "'voice_url' cannot be used with 'text'"),
+      });
+      expect(validator.validate(path, { text: 'hi', voice_id: 'v' }).ok).to.equal(true);
+    });
+
+    it('is refused at start-up when errorFields is not a list of property names', () => {
+      expect(() => integratorValidator({ not: { required: ['voice_url', 'text'] }, errorFields: 'voice_url' }))
+        .to.throw(KlingRelayConfigError)
+        .with.property('code', 'ERR_KLING_RELAY_SCHEMA_INVALID');
     });
   });
 });
