@@ -112,6 +112,20 @@ describe('validation: a rule over several fields answers one error per field it 
       expect(errorsOf('/v1/videos/effects', single)).to.deep.equal(at(['/input/mode'], "'mode' is only for dual-character effects (input.images)"));
     });
 
+    it('image generation: image_reference off kling-v1-5, human_fidelity without subject, elements plus an image over 10', () => {
+      const GEN = '/v1/images/generations';
+      expect(errorsOf(GEN, { prompt: 'p', image: IMAGE_URL, image_reference: 'face' })).to.deep.equal(
+        at(['/image_reference', '/model_name'], "'image_reference' is only for model_name 'kling-v1-5' (an absent model_name is kling-v1)"),
+      );
+      expect(errorsOf(GEN, { model_name: 'kling-v1-5', prompt: 'p', image: IMAGE_URL, image_reference: 'face', human_fidelity: 0.5 })).to.deep.equal(
+        at(['/human_fidelity', '/image_reference'], "'human_fidelity' is only for image_reference 'subject'"),
+      );
+      const tenElements = Array.from({ length: 10 }, (_, i) => ({ element_id: String(1000 + i) }));
+      expect(errorsOf(GEN, { model_name: 'kling-v3', prompt: 'p', image: IMAGE_URL, element_list: tenElements })).to.deep.equal(
+        at(['/element_list', '/image'], 'image and element_list hold more than 10 images together: at most 9 elements with an image'),
+      );
+    });
+
     it('video-extend: model_name and mode are not allowed at all', () => {
       expect(errorsOf('/v1/videos/video-extend', { video_id: 'v', model_name: 'kling-v1-6' })).to.deep.equal(at(['/model_name'], "'model_name' is not allowed here"));
       expect(errorsOf('/v1/videos/video-extend', { video_id: 'v', mode: 'pro' })).to.deep.equal(at(['/mode'], "'mode' is not allowed here"));
