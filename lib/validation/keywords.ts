@@ -207,11 +207,13 @@ const klingExpansionArea: KeywordDefinition = {
       const sum = (fields: string[]) => fields.reduce((total, f) => total + numberOf(object[f]), 0);
       const area = (1 + sum(spec.vertical)) * (1 + sum(spec.horizontal));
       if (area <= spec.max + 1e-9) return true;
-      const given = [...spec.vertical, ...spec.horizontal].filter((f) => numberOf(object[f]) !== 0);
+      const all = [...spec.vertical, ...spec.horizontal];
+      const given = all.filter((f) => numberOf(object[f]) !== 0);
+      // With a max below 1 even no expansion is too much; then every ratio is named.
       return fail(
         check,
         'klingExpansionArea',
-        laterFirst(given).map((f) => pointer(cxt?.instancePath ?? '', f)),
+        laterFirst(given.length > 0 ? given : all).map((f) => pointer(cxt?.instancePath ?? '', f)),
         `the expanded image would be ${area.toFixed(2)}x the original area; at most ${spec.max}x: (1 + ${spec.vertical.join(' + ')}) x (1 + ${spec.horizontal.join(' + ')}) <= ${spec.max}`,
       );
     };

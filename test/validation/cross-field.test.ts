@@ -228,6 +228,16 @@ describe('validation: a rule over several fields answers one error per field it 
       expect(validator.validate(path, { text: 'hi', voice_id: 'v' }).ok).to.equal(true);
     });
 
+    it('names every ratio when its expansion limit is below 1 and no ratio is given', () => {
+      const ratio = { type: 'number', minimum: 0 };
+      const validator = integratorValidator({
+        properties: { up: ratio, down: ratio, left: ratio, right: ratio },
+        klingExpansionArea: { vertical: ['up', 'down'], horizontal: ['left', 'right'], max: 0.5 },
+      });
+      const message = 'the expanded image would be 1.00x the original area; at most 0.5x: (1 + up + down) x (1 + left + right) <= 0.5';
+      expect(validator.validate('/v1/general/custom-speech', {})).to.deep.equal({ ok: false, errors: at(['/right', '/up', '/down', '/left'], message) });
+    });
+
     it('is refused at start-up when errorFields is not a list of property names', () => {
       expect(() => integratorValidator({ not: { required: ['voice_url', 'text'] }, errorFields: 'voice_url' }))
         .to.throw(KlingRelayConfigError)
