@@ -14,14 +14,25 @@ export const CUSTOM_KEYWORDS = [
   'klingMinGap',
   'klingCallbackUrl',
   'errorMessage',
+  'errorFields',
 ] as const;
 
 type Checker = ((data: unknown, cxt?: DataValidationCxt) => boolean) & { errors?: Partial<ErrorObject>[] };
 type Json = Record<string, unknown>;
 
-function fail(check: Checker, keyword: string, instancePath: string, message: string): false {
-  check.errors = [{ keyword, instancePath, message, params: {} }];
+/**
+ * Fails `check` with one error per path, all with the same message. A rule over several fields
+ * passes the field to change first, then the others it spans (docs/schemas.md, "Errors of rules
+ * over several fields"), so a client can show the message next to each.
+ */
+function fail(check: Checker, keyword: string, paths: string | readonly string[], message: string): false {
+  check.errors = (typeof paths === 'string' ? [paths] : paths).map((instancePath) => ({ keyword, instancePath, message, params: {} }));
   return false;
+}
+
+/** The last of `fields` first (the one that broke the rule), then the others in their order. */
+export function laterFirst(fields: readonly string[]): string[] {
+  return fields.length < 2 ? [...fields] : [fields[fields.length - 1] as string, ...fields.slice(0, -1)];
 }
 
 function isObject(value: unknown): value is Json {
@@ -87,7 +98,9 @@ const klingExactlyOneNonZero: KeywordDefinition = {
       const nonZero = fields.filter((f) => typeof object[f] === 'number' && object[f] !== 0);
       if (nonZero.length === 1) return true;
       const found = nonZero.length === 0 ? 'none is' : `${nonZero.length} are (${nonZero.join(', ')})`;
-      return fail(check, 'klingExactlyOneNonZero', cxt?.instancePath ?? '', `exactly one of ${fields.join(', ')} must be non-zero; ${found}`);
+      const base = cxt?.instancePath ?? '';
+      const at = nonZero.length === 0 ? fields : laterFirst(nonZero);
+      return fail(check, 'klingExactlyOneNonZero', at.map((f) => pointer(base, f)), `exactly one of ${fields.join(', ')} must be non-zero; ${found}`);
     };
     return check;
   },
@@ -138,7 +151,7 @@ const klingPlaceholders: KeywordDefinition = {
             const n = Number(digits);
             if (n < 1 || n > length) {
               const has = length === 0 ? `there is no ${listName}` : `${listName} has ${length} item${length === 1 ? '' : 's'}`;
-              return fail(check, 'klingPlaceholders', path, `${token} names ${name} ${n}, but ${has}`);
+              return fail(check, 'klingPlaceholders', [path, pointer(base, listName)], `${token} names ${name} ${n}, but ${has}`);
             }
           }
         }
@@ -170,7 +183,7 @@ const klingSumEquals: KeywordDefinition = {
       return fail(
         check,
         'klingSumEquals',
-        pointer(cxt?.instancePath ?? '', spec.items),
+        [pointer(cxt?.instancePath ?? '', spec.items), pointer(cxt?.instancePath ?? '', spec.equals)],
         `the ${spec.field} values of ${spec.items} add up to ${sum}, but ${spec.equals} is ${expected}`,
       );
     };
@@ -194,10 +207,13 @@ const klingExpansionArea: KeywordDefinition = {
       const sum = (fields: string[]) => fields.reduce((total, f) => total + numberOf(object[f]), 0);
       const area = (1 + sum(spec.vertical)) * (1 + sum(spec.horizontal));
       if (area <= spec.max + 1e-9) return true;
+      const all = [...spec.vertical, ...spec.horizontal];
+      const given = all.filter((f) => numberOf(object[f]) !== 0);
+      // With a max below 1 even no expansion is too much; then every ratio is named.
       return fail(
         check,
         'klingExpansionArea',
-        cxt?.instancePath ?? '',
+        laterFirst(given.length > 0 ? given : all).map((f) => pointer(cxt?.instancePath ?? '', f)),
         `the expanded image would be ${area.toFixed(2)}x the original area; at most ${spec.max}x: (1 + ${spec.vertical.join(' + ')}) x (1 + ${spec.horizontal.join(' + ')}) <= ${spec.max}`,
       );
     };
@@ -218,9 +234,11 @@ const klingMaxTotalItems: KeywordDefinition = {
   compile(spec: { arrays: string[]; max: number }) {
     const check: Checker = (data, cxt) => {
       const object = data as Json;
-      const total = spec.arrays.reduce((n, name) => n + (Array.isArray(object[name]) ? (object[name] as unknown[]).length : 0), 0);
+      const lengthOf = (name: string) => (Array.isArray(object[name]) ? (object[name] as unknown[]).length : 0);
+      const total = spec.arrays.reduce((n, name) => n + lengthOf(name), 0);
       if (total <= spec.max) return true;
-      return fail(check, 'klingMaxTotalItems', cxt?.instancePath ?? '', `${spec.arrays.join(' and ')} hold ${total} items together; at most ${spec.max} allowed`);
+      const given = spec.arrays.filter((name) => lengthOf(name) > 0);
+      return fail(check, 'klingMaxTotalItems', laterFirst(given).map((name) => pointer(cxt?.instancePath ?? '', name)), `${spec.arrays.join(' and ')} hold ${total} items together; at most ${spec.max} allowed`);
     };
     return check;
   },
@@ -242,7 +260,8 @@ const klingMinGap: KeywordDefinition = {
       const from = object[spec.from];
       const to = object[spec.to];
       if (typeof from !== 'number' || typeof to !== 'number' || to - from >= spec.min) return true;
-      return fail(check, 'klingMinGap', pointer(cxt?.instancePath ?? '', spec.to), `${spec.to} must be at least ${spec.min} after ${spec.from} (it is ${to - from})`);
+      const base = cxt?.instancePath ?? '';
+      return fail(check, 'klingMinGap', [pointer(base, spec.to), pointer(base, spec.from)], `${spec.to} must be at least ${spec.min} after ${spec.from} (it is ${to - from})`);
     };
     return check;
   },
@@ -286,8 +305,14 @@ const klingCallbackUrl: KeywordDefinition = {
 /** `errorMessage`: the message a client sees when the subschema carrying it fails (an annotation). */
 const errorMessage: KeywordDefinition = { keyword: 'errorMessage', schemaType: 'string' };
 
+/**
+ * `errorFields`: the properties a `not` / `oneOf` / `anyOf` on the same subschema spans, the one to
+ * change first; its errors are answered at each of them (an annotation read by toFieldErrors).
+ */
+const errorFields: KeywordDefinition = { keyword: 'errorFields', schemaType: 'array', metaSchema: names };
+
 export function addKlingKeywords(ajv: Ajv2020): void {
-  for (const definition of [klingMedia, klingExactlyOneNonZero, klingPlaceholders, klingSumEquals, klingExpansionArea, klingMaxTotalItems, klingMinGap, klingCallbackUrl, errorMessage]) {
+  for (const definition of [klingMedia, klingExactlyOneNonZero, klingPlaceholders, klingSumEquals, klingExpansionArea, klingMaxTotalItems, klingMinGap, klingCallbackUrl, errorMessage, errorFields]) {
     ajv.addKeyword(definition);
   }
 }

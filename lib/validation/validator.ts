@@ -3,7 +3,7 @@ import type { ErrorObject, ValidateFunction } from 'ajv/dist/2020.js';
 import { KlingRelayConfigError, type FieldError } from '../errors.js';
 import type { Registry, RegistryEntry } from '../registry/types.js';
 import { addFormats } from './formats.js';
-import { addKlingKeywords, CUSTOM_KEYWORDS } from './keywords.js';
+import { addKlingKeywords, CUSTOM_KEYWORDS, laterFirst } from './keywords.js';
 
 export const MAX_ERRORS = 20;
 
@@ -60,25 +60,82 @@ function quoteList(values: readonly unknown[]): string {
   return values.map((v) => JSON.stringify(v)).join(', ');
 }
 
+/** The property names a subschema requires, when it requires any. */
+function requiredOf(schema: unknown): string[] {
+  const required = (schema as { required?: unknown } | undefined)?.required;
+  return Array.isArray(required) ? required.filter((f): f is string => typeof f === 'string') : [];
+}
+
+function quoteNames(fields: readonly string[], last: 'and' | 'or'): string {
+  const quoted = fields.map((f) => `'${f}'`);
+  return quoted.length < 2 ? (quoted[0] ?? '') : `${quoted.slice(0, -1).join(', ')} ${last} ${quoted[quoted.length - 1] ?? ''}`;
+}
+
+/** The branches of a failed oneOf that matched (ajv's `passingSchemas`), empty when none did. */
+function passingBranches(error: ErrorObject): number[] {
+  const passing = (error.params as { passingSchemas?: unknown }).passingSchemas;
+  return Array.isArray(passing) ? passing.filter((i): i is number => typeof i === 'number') : [];
+}
+
+/**
+ * The properties a failed `not` / `oneOf` / `anyOf` spans, the one to change first, or undefined
+ * when the schema does not say. `errorFields` on the subschema wins; otherwise they come from the
+ * `required` lists: the fields a `not` forbids together (the later first), the alternatives of a
+ * oneOf/anyOf none of which is given (the first first), or the alternatives of a oneOf given
+ * together (the later first).
+ */
+function compositeFields(error: ErrorObject): string[] | undefined {
+  const declared = (error.parentSchema as { errorFields?: unknown } | undefined)?.errorFields;
+  if (Array.isArray(declared)) return declared as string[];
+  if (error.keyword === 'not') {
+    const fields = requiredOf(error.schema);
+    return fields.length > 0 ? laterFirst(fields) : undefined;
+  }
+  const branches = Array.isArray(error.schema) ? (error.schema as unknown[]).map(requiredOf) : [];
+  if (branches.length === 0 || branches.some((b) => b.length === 0)) return undefined;
+  const passing = passingBranches(error);
+  if (passing.length > 1) return laterFirst(passing.flatMap((i) => branches[i] ?? []));
+  return [...new Set(branches.flat())];
+}
+
 /** A message for a `not` / `oneOf` / `anyOf` failure, from the subschemas when they are plain required sets. */
 function compositeMessage(error: ErrorObject): string {
   const own = (error.parentSchema as { errorMessage?: unknown } | undefined)?.errorMessage;
   if (typeof own === 'string') return own;
-  const requiredOf = (schema: unknown): string[] | undefined => {
-    const s = schema as { required?: unknown } | undefined;
-    return s && Array.isArray(s.required) && Object.keys(s).length === 1 ? (s.required as string[]) : undefined;
+  const plainRequired = (schema: unknown): string[] | undefined => {
+    const s = schema as Record<string, unknown> | undefined;
+    return s && Array.isArray(s.required) && Object.keys(s).length === 1 ? requiredOf(s) : undefined;
   };
   if (error.keyword === 'not') {
-    const fields = requiredOf(error.schema);
-    if (fields) return fields.length === 1 ? `'${fields[0]}' is not allowed here` : `${fields.map((f) => `'${f}'`).join(' and ')} cannot be used together`;
+    const fields = plainRequired(error.schema);
+    if (fields) return fields.length === 1 ? `'${fields[0]}' is not allowed here` : `${quoteNames(fields, 'and')} cannot be used together`;
     return 'this combination of fields is not allowed';
   }
-  const branches = Array.isArray(error.schema) ? (error.schema as unknown[]).map(requiredOf) : [];
+  const branches = Array.isArray(error.schema) ? (error.schema as unknown[]).map(plainRequired) : [];
   if (branches.length > 0 && branches.every((b) => b?.length === 1)) {
-    const names = branches.map((b) => `'${b?.[0]}'`).join(' or ');
-    return error.keyword === 'oneOf' ? `exactly one of ${names} is required` : `at least one of ${names} is required`;
+    const alternatives = branches.map((b) => b?.[0] ?? '');
+    const names = quoteNames(alternatives, 'or');
+    if (error.keyword === 'anyOf') return `at least one of ${names} is required`;
+    const given = passingBranches(error).map((i) => alternatives[i] ?? '');
+    return given.length > 1 ? `${quoteNames(given, 'and')} cannot be used together; exactly one of ${names} is required` : `exactly one of ${names} is required`;
   }
   return error.keyword === 'oneOf' ? 'must match exactly one of the allowed shapes' : 'must match one of the allowed shapes';
+}
+
+/** The paths an error is answered at: one per field a rule over several fields spans, else its own. */
+function errorPaths(error: ErrorObject): string[] {
+  const path = error.instancePath;
+  switch (error.keyword) {
+    case 'required':
+    case 'dependentRequired':
+      return [`${path}/${escapePointer(String((error.params as { missingProperty: string }).missingProperty))}`];
+    case 'not':
+    case 'oneOf':
+    case 'anyOf':
+      return compositeFields(error)?.map((field) => `${path}/${escapePointer(field)}`) ?? [path];
+    default:
+      return [path];
+  }
 }
 
 function messageFor(error: ErrorObject): string {
@@ -130,16 +187,14 @@ export function toFieldErrors(errors: readonly ErrorObject[]): FieldError[] {
   for (const error of errors) {
     if (error.keyword === 'if') continue; // the failing then/else branch reported its own error
     if (composites.some((prefix) => error.schemaPath.startsWith(prefix))) continue;
-    let path = error.instancePath;
-    if (error.keyword === 'required' || error.keyword === 'dependentRequired') {
-      path += `/${escapePointer(String((error.params as { missingProperty: string }).missingProperty))}`;
-    }
     const message = messageFor(error);
-    const key = `${path}\u0000${message}`;
-    if (seen.has(key)) continue;
-    seen.add(key);
-    out.push({ path, message });
-    if (out.length >= MAX_ERRORS) break;
+    for (const path of errorPaths(error)) {
+      const key = `${path}\u0000${message}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      out.push({ path, message });
+      if (out.length >= MAX_ERRORS) return out;
+    }
   }
   return out;
 }

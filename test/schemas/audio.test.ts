@@ -62,8 +62,8 @@ describe('schema: /v1/audio/video-to-audio', () => {
   });
 
   it('refuses neither or both of video_id / video_url', () => {
-    expectError(validate(path, {}), '', /exactly one of 'video_id' or 'video_url'/);
-    expectError(validate(path, { video_id: '1', video_url: VIDEO_URL }), '', /exactly one of 'video_id' or 'video_url'/);
+    expectError(validate(path, {}), '/video_id', /exactly one of 'video_id' or 'video_url'/);
+    expectError(validate(path, { video_id: '1', video_url: VIDEO_URL }), '/video_url', /'video_id' and 'video_url' cannot be used together; exactly one of 'video_id' or 'video_url'/);
   });
 
   it('refuses a video_url that is not a URL (base64 is not accepted for video)', () => {

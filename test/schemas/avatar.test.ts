@@ -32,8 +32,8 @@ describe('schema: /v1/videos/avatar/image2video', () => {
   });
 
   it('refuses both audio_id and sound_file, and neither', () => {
-    expectError(validate(path, { image: IMAGE_URL, audio_id: 'a', sound_file: MP3 }), '', /exactly one of 'audio_id' or 'sound_file'/);
-    expectError(validate(path, { image: IMAGE_URL }), '', /exactly one of 'audio_id' or 'sound_file'/);
+    expectError(validate(path, { image: IMAGE_URL, audio_id: 'a', sound_file: MP3 }), '/sound_file', /'audio_id' and 'sound_file' cannot be used together; exactly one of 'audio_id' or 'sound_file'/);
+    expectError(validate(path, { image: IMAGE_URL }), '/audio_id', /exactly one of 'audio_id' or 'sound_file'/);
   });
 
   it('refuses an empty audio_id and a sound_file that is not audio', () => {

@@ -51,11 +51,11 @@ describe('schema: /v1/videos/effects', () => {
 
   it('single-image: refuses an input with neither image nor images, and a mode', () => {
     expectError(validate(path, { ...single, input: { duration: '5' } }), '/input/image', /required/);
-    expectError(validate(path, { ...single, input: { ...single.input, mode: 'pro' } }), '/input', /'mode' is not allowed/);
+    expectError(validate(path, { ...single, input: { ...single.input, mode: 'pro' } }), '/input/mode', /'mode' is only for dual-character effects/);
   });
 
   it('dual-character: refuses image next to images, and images without exactly 2 items', () => {
-    expectError(validate(path, { ...dual, input: { ...dual.input, image: IMAGE_URL } }), '/input', /'image' is not allowed/);
+    expectError(validate(path, { ...dual, input: { ...dual.input, image: IMAGE_URL } }), '/input/image', /'image' and 'images' cannot be used together/);
     expectError(validate(path, { ...dual, input: { ...dual.input, images: [IMAGE_URL] } }), '/input/images', /at least 2 items/);
     expectError(validate(path, { ...dual, input: { ...dual.input, images: [IMAGE_URL, IMAGE_URL, IMAGE_URL] } }), '/input/images', /at most 2 items/);
   });

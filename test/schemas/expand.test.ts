@@ -55,8 +55,8 @@ describe('schema: /v1/images/editing/expand', () => {
   });
 
   it('refuses a new image larger than 3x the original area', () => {
-    expectError(validate(path, { image: IMAGE_URL, up_expansion_ratio: 1, left_expansion_ratio: 1 }), '', /4\.00x the original area; at most 3x/);
-    expectError(validate(path, { image: IMAGE_URL, up_expansion_ratio: 1, down_expansion_ratio: 1.1 }), '', /3\.10x/);
+    expectError(validate(path, { image: IMAGE_URL, up_expansion_ratio: 1, left_expansion_ratio: 1 }), '/left_expansion_ratio', /4\.00x the original area; at most 3x/);
+    expectError(validate(path, { image: IMAGE_URL, up_expansion_ratio: 1, down_expansion_ratio: 1.1 }), '/down_expansion_ratio', /3\.10x/);
   });
 
   it('refuses a too long prompt and n outside 1-9', () => {

@@ -71,7 +71,7 @@ describe('schema: /v1/images/generations', () => {
   });
 
   it('refuses negative_prompt with an image (image-to-image) and a too long negative_prompt', () => {
-    expectError(validate(path, { prompt: 'p', image: IMAGE_URL, negative_prompt: 'blurry' }), '', /'image' and 'negative_prompt' cannot be used together/);
+    expectError(validate(path, { prompt: 'p', image: IMAGE_URL, negative_prompt: 'blurry' }), '/negative_prompt', /'image' and 'negative_prompt' cannot be used together/);
     expectError(validate(path, { prompt: 'p', negative_prompt: 'a'.repeat(2501) }), '/negative_prompt', /at most 2500/);
   });
 
@@ -86,8 +86,8 @@ describe('schema: /v1/images/generations', () => {
   });
 
   it('refuses image_reference on any model but kling-v1-5 (also the default kling-v1)', () => {
-    expectError(validate(path, { model_name: 'kling-v2', prompt: 'p', image: IMAGE_URL, image_reference: 'subject' }), '/model_name', /must be "kling-v1-5"/);
-    expectError(validate(path, { prompt: 'p', image: IMAGE_URL, image_reference: 'face' }), '/model_name', /must be "kling-v1-5"/);
+    expectError(validate(path, { model_name: 'kling-v2', prompt: 'p', image: IMAGE_URL, image_reference: 'subject' }), '/image_reference', /only for model_name 'kling-v1-5'/);
+    expectError(validate(path, { prompt: 'p', image: IMAGE_URL, image_reference: 'face' }), '/image_reference', /only for model_name 'kling-v1-5' \(an absent model_name is kling-v1\)/);
   });
 
   it('refuses an unknown image_reference', () => {
@@ -100,8 +100,8 @@ describe('schema: /v1/images/generations', () => {
   });
 
   it('refuses human_fidelity without image_reference subject', () => {
-    expectError(validate(path, { model_name: 'kling-v1-5', prompt: 'p', image: IMAGE_URL, image_reference: 'face', human_fidelity: 0.5 }), '/image_reference', /must be "subject"/);
-    expectError(validate(path, { prompt: 'p', human_fidelity: 0.5 }), '/image_reference', /required/);
+    expectError(validate(path, { model_name: 'kling-v1-5', prompt: 'p', image: IMAGE_URL, image_reference: 'face', human_fidelity: 0.5 }), '/human_fidelity', /only for image_reference 'subject'/);
+    expectError(validate(path, { prompt: 'p', human_fidelity: 0.5 }), '/human_fidelity', /only for image_reference 'subject'/);
   });
 
   it('refuses fidelities outside [0, 1]', () => {
@@ -116,7 +116,7 @@ describe('schema: /v1/images/generations', () => {
 
   it('refuses more than 10 elements, or more than 9 with an image', () => {
     expectError(validate(path, { model_name: 'kling-v3', prompt: 'p', element_list: elements(11) }), '/element_list', /at most 10 items/);
-    expectError(validate(path, { model_name: 'kling-v3', prompt: 'p', image: IMAGE_URL, element_list: elements(10) }), '/element_list', /at most 9 items/);
+    expectError(validate(path, { model_name: 'kling-v3', prompt: 'p', image: IMAGE_URL, element_list: elements(10) }), '/element_list', /at most 9 elements with an image/);
   });
 
   it('refuses an element without a valid element_id', () => {

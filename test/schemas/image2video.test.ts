@@ -82,7 +82,7 @@ describe('schema: /v1/videos/image2video', () => {
 
   describe('image / image_tail', () => {
     it('requires at least one of image and image_tail', () => {
-      rejects({ prompt: 'x' }, '', /image.*image_tail/);
+      rejects({ prompt: 'x' }, '/image', /image.*image_tail/);
     });
 
     it('checks image size, type and ratio (framed_image)', () => {
@@ -99,27 +99,27 @@ describe('schema: /v1/videos/image2video', () => {
 
   describe('mutual exclusion', () => {
     it('refuses image_tail with static_mask or dynamic_masks', () => {
-      rejects({ image: IMAGE_URL, image_tail: IMAGE_URL, static_mask: IMAGE_URL, prompt: 'x' }, '', /image_tail.*static_mask.*together/);
-      rejects({ image: IMAGE_URL, image_tail: IMAGE_URL, dynamic_masks: [mask()], prompt: 'x' }, '', /image_tail.*dynamic_masks.*together/);
+      rejects({ image: IMAGE_URL, image_tail: IMAGE_URL, static_mask: IMAGE_URL, prompt: 'x' }, '/static_mask', /image_tail.*static_mask.*together/);
+      rejects({ image: IMAGE_URL, image_tail: IMAGE_URL, dynamic_masks: [mask()], prompt: 'x' }, '/dynamic_masks', /image_tail.*dynamic_masks.*together/);
     });
 
     it('refuses image_tail with camera_control', () => {
       rejects(
         { image: IMAGE_URL, image_tail: IMAGE_URL, camera_control: { type: 'simple', config: { pan: 2 } }, prompt: 'x' },
-        '',
+        '/camera_control',
         /image_tail.*camera_control.*together/,
       );
     });
 
     it('refuses the masks with camera_control', () => {
-      rejects({ image: IMAGE_URL, static_mask: IMAGE_URL, camera_control: { type: 'forward_up' }, prompt: 'x' }, '', /static_mask.*camera_control/);
-      rejects({ image: IMAGE_URL, dynamic_masks: [mask()], camera_control: { type: 'forward_up' }, prompt: 'x' }, '', /dynamic_masks.*camera_control/);
+      rejects({ image: IMAGE_URL, static_mask: IMAGE_URL, camera_control: { type: 'forward_up' }, prompt: 'x' }, '/camera_control', /static_mask.*camera_control/);
+      rejects({ image: IMAGE_URL, dynamic_masks: [mask()], camera_control: { type: 'forward_up' }, prompt: 'x' }, '/camera_control', /dynamic_masks.*camera_control/);
     });
 
     it('refuses element_list with voice_list', () => {
       rejects(
         { image: IMAGE_URL, prompt: 'x', sound: 'on', element_list: [{ element_id: 1 }], voice_list: [{ voice_id: 'v' }] },
-        '',
+        '/voice_list',
         /element_list.*voice_list.*together/,
       );
     });
@@ -176,7 +176,7 @@ describe('schema: /v1/videos/image2video', () => {
     });
 
     it('refuses an end frame', () => {
-      rejects({ ...base, image_tail: IMAGE_URL, multi_shot: true, shot_type: 'intelligence', prompt: 'x' }, '', /image_tail/);
+      rejects({ ...base, image_tail: IMAGE_URL, multi_shot: true, shot_type: 'intelligence', prompt: 'x' }, '/image_tail', /'image_tail' cannot be used with multi_shot true/);
     });
 
     it('requires multi_prompt for customize, adding up to duration', () => {
@@ -223,8 +223,8 @@ describe('schema: /v1/videos/image2video', () => {
   describe('camera_control', () => {
     it('config only with type simple, then exactly one non-zero in [-10, 10]', () => {
       rejects({ image: IMAGE_URL, prompt: 'x', camera_control: { type: 'simple' } }, '/camera_control/config', /required/);
-      rejects({ image: IMAGE_URL, prompt: 'x', camera_control: { type: 'left_turn_forward', config: { pan: 1 } } }, '/camera_control', /config/);
-      rejects({ image: IMAGE_URL, prompt: 'x', camera_control: { type: 'simple', config: { pan: 1, roll: 1 } } }, '/camera_control/config', /exactly one/);
+      rejects({ image: IMAGE_URL, prompt: 'x', camera_control: { type: 'left_turn_forward', config: { pan: 1 } } }, '/camera_control/config', /only for camera_control type 'simple'/);
+      rejects({ image: IMAGE_URL, prompt: 'x', camera_control: { type: 'simple', config: { pan: 1, roll: 1 } } }, '/camera_control/config/roll', /exactly one/);
       rejects({ image: IMAGE_URL, prompt: 'x', camera_control: { type: 'simple', config: { vertical: 20 } } }, '/camera_control/config/vertical', /<= 10/);
     });
   });

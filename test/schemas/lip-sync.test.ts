@@ -20,8 +20,8 @@ describe('schema: /v1/videos/identify-face', () => {
   });
 
   it('refuses both video_id and video_url, and neither', () => {
-    expectError(validate(path, { video_id: 'v', video_url: VIDEO_URL }), '', /exactly one of 'video_id' or 'video_url'/);
-    expectError(validate(path, {}), '', /exactly one of 'video_id' or 'video_url'/);
+    expectError(validate(path, { video_id: 'v', video_url: VIDEO_URL }), '/video_url', /'video_id' and 'video_url' cannot be used together; exactly one of 'video_id' or 'video_url'/);
+    expectError(validate(path, {}), '/video_id', /exactly one of 'video_id' or 'video_url'/);
   });
 
   it('refuses an empty video_id and a video_url that is not an http(s) URL', () => {
@@ -70,8 +70,8 @@ describe('schema: /v1/videos/advanced-lip-sync', () => {
   });
 
   it('refuses both audio_id and sound_file, and neither', () => {
-    expectError(validate(path, body({ ...face, audio_id: 'a', sound_file: MP3 })), '/face_choose/0', /exactly one of 'audio_id' or 'sound_file'/);
-    expectError(validate(path, body(face)), '/face_choose/0', /exactly one of 'audio_id' or 'sound_file'/);
+    expectError(validate(path, body({ ...face, audio_id: 'a', sound_file: MP3 })), '/face_choose/0/sound_file', /'audio_id' and 'sound_file' cannot be used together; exactly one of 'audio_id' or 'sound_file'/);
+    expectError(validate(path, body(face)), '/face_choose/0/audio_id', /exactly one of 'audio_id' or 'sound_file'/);
   });
 
   it('refuses a face item without face_id or one of the three times', () => {
@@ -145,9 +145,9 @@ describe('schema: /v1/videos/lip-sync (legacy)', () => {
   });
 
   it('refuses both input.video_id and input.video_url, and neither', () => {
-    expectError(validate(path, { input: { ...text2video, video_url: VIDEO_URL } }), '/input', /exactly one of 'video_id' or 'video_url'/);
+    expectError(validate(path, { input: { ...text2video, video_url: VIDEO_URL } }), '/input/video_url', /'video_id' and 'video_url' cannot be used together; exactly one of 'video_id' or 'video_url'/);
     const { video_id: _, ...noVideo } = text2video;
-    expectError(validate(path, { input: noVideo }), '/input', /exactly one of 'video_id' or 'video_url'/);
+    expectError(validate(path, { input: noVideo }), '/input/video_id', /exactly one of 'video_id' or 'video_url'/);
   });
 
   it('refuses text2video without text or voice_id', () => {

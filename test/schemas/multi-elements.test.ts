@@ -17,8 +17,8 @@ describe('schema: /v1/videos/multi-elements/init-selection', () => {
   });
 
   it('refuses both video_id and video_url, and neither', () => {
-    expectError(validate(path, { video_id: 'v', video_url: VIDEO_URL }), '', /exactly one of 'video_id' or 'video_url'/);
-    expectError(validate(path, {}), '', /exactly one of 'video_id' or 'video_url'/);
+    expectError(validate(path, { video_id: 'v', video_url: VIDEO_URL }), '/video_url', /'video_id' and 'video_url' cannot be used together; exactly one of 'video_id' or 'video_url'/);
+    expectError(validate(path, {}), '/video_id', /exactly one of 'video_id' or 'video_url'/);
   });
 
   it('refuses an empty video_id and a video_url that is not a URL', () => {
@@ -160,7 +160,7 @@ describe('schema: /v1/videos/multi-elements', () => {
   });
 
   it('removal: refuses an image_list', () => {
-    expectError(validate(path, { ...removal, image_list: [{ image: IMAGE_URL }] }), '', /'image_list' is not allowed/);
+    expectError(validate(path, { ...removal, image_list: [{ image: IMAGE_URL }] }), '/image_list', /'image_list' cannot be used with edit_mode 'removal'/);
   });
 
   it('refuses image_list items without image or with images that break the image rules', () => {

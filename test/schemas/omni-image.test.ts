@@ -70,7 +70,7 @@ describe('schema: /v1/images/omni-image', () => {
   });
 
   it('refuses more than 10 images and elements together', () => {
-    expectError(validate(path, { prompt: 'p', image_list: images(6), element_list: elements(5) }), '', /image_list and element_list hold 11 items together; at most 10/);
+    expectError(validate(path, { prompt: 'p', image_list: images(6), element_list: elements(5) }), '/element_list', /image_list and element_list hold 11 items together; at most 10/);
   });
 
   it('refuses more than 10 images or 10 elements on their own', () => {

@@ -171,19 +171,19 @@ describe('schema: /v1/videos/omni-video', () => {
     });
 
     it('refuses frames with more than 2 images on kling-video-o1', () => {
-      rejects({ prompt: 'x', image_list: [first, { image_url: IMAGE_URL }, { image_url: IMAGE_URL }] }, '/image_list/0', /'type' is not allowed/);
+      rejects({ prompt: 'x', image_list: [first, { image_url: IMAGE_URL }, { image_url: IMAGE_URL }] }, '/image_list/0/type', /'type' \(first or end frame\) cannot be used with 3 or more images on kling-video-o1/);
       accepts({ model_name: 'kling-v3-omni', prompt: 'x', image_list: [first, { image_url: IMAGE_URL }, { image_url: IMAGE_URL }] });
     });
   });
 
   describe('counts', () => {
     it('allows images + elements <= 7', () => {
-      rejects({ aspect_ratio: '1:1', prompt: 'x', image_list: images(4), element_list: elements(4) }, '', /8 items.*at most 7/);
+      rejects({ aspect_ratio: '1:1', prompt: 'x', image_list: images(4), element_list: elements(4) }, '/element_list', /8 items.*at most 7/);
       rejects({ aspect_ratio: '1:1', prompt: 'x', image_list: images(8) }, '/image_list', /at most 7/);
     });
 
     it('allows images + elements <= 4 with a reference video', () => {
-      rejects({ aspect_ratio: '1:1', prompt: 'x', video_list: [feature], image_list: images(3), element_list: elements(2) }, '', /5 items.*at most 4/);
+      rejects({ aspect_ratio: '1:1', prompt: 'x', video_list: [feature], image_list: images(3), element_list: elements(2) }, '/element_list', /5 items.*at most 4/);
     });
 
     it('allows at most 1 video', () => {
@@ -205,8 +205,8 @@ describe('schema: /v1/videos/omni-video', () => {
     });
 
     it('refuses first/end frames with base-video editing (refer_type base or absent)', () => {
-      rejects({ prompt: 'x', image_list: [first], video_list: [{ video_url: VIDEO_URL }] }, '/image_list/0', /'type' is not allowed/);
-      rejects({ prompt: 'x', image_list: [first], video_list: [{ video_url: VIDEO_URL, refer_type: 'base' }] }, '/image_list/0');
+      rejects({ prompt: 'x', image_list: [first], video_list: [{ video_url: VIDEO_URL }] }, '/image_list/0/type', /'type' \(first or end frame\) cannot be used with a base video/);
+      rejects({ prompt: 'x', image_list: [first], video_list: [{ video_url: VIDEO_URL, refer_type: 'base' }] }, '/image_list/0/type', /base video/);
       accepts({ prompt: 'x', image_list: [first], video_list: [feature] });
     });
 

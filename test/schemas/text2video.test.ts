@@ -290,13 +290,13 @@ describe('schema: /v1/videos/text2video', () => {
     });
 
     it('refuses config for the other types', () => {
-      rejects({ prompt: 'x', camera_control: { type: 'down_back', config: { zoom: 5 } } }, '/camera_control', /config/);
+      rejects({ prompt: 'x', camera_control: { type: 'down_back', config: { zoom: 5 } } }, '/camera_control/config', /only for camera_control type 'simple'/);
     });
 
     it('requires exactly one non-zero movement', () => {
-      rejects({ prompt: 'x', camera_control: { type: 'simple', config: { zoom: 5, pan: 1 } } }, '/camera_control/config', /exactly one/);
-      rejects({ prompt: 'x', camera_control: { type: 'simple', config: { zoom: 0 } } }, '/camera_control/config', /none/);
-      rejects({ prompt: 'x', camera_control: { type: 'simple', config: {} } }, '/camera_control/config', /exactly one/);
+      rejects({ prompt: 'x', camera_control: { type: 'simple', config: { zoom: 5, pan: 1 } } }, '/camera_control/config/zoom', /exactly one/);
+      rejects({ prompt: 'x', camera_control: { type: 'simple', config: { zoom: 0 } } }, '/camera_control/config/horizontal', /none/);
+      rejects({ prompt: 'x', camera_control: { type: 'simple', config: {} } }, '/camera_control/config/horizontal', /exactly one/);
     });
 
     it('keeps each movement in [-10, 10]', () => {

@@ -33,8 +33,8 @@ describe('schema: /v1/videos/video-extend', () => {
   });
 
   it('refuses model_name and mode: the extension inherits them from the source video', () => {
-    expectError(validate(path, { video_id: 'v', model_name: 'kling-v1-6' }), '', /'model_name' is not allowed/);
-    expectError(validate(path, { video_id: 'v', mode: 'pro' }), '', /'mode' is not allowed/);
+    expectError(validate(path, { video_id: 'v', model_name: 'kling-v1-6' }), '/model_name', /'model_name' is not allowed/);
+    expectError(validate(path, { video_id: 'v', mode: 'pro' }), '/mode', /'mode' is not allowed/);
   });
 
   it('refuses prompts over 2500 characters', () => {
