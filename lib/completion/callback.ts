@@ -88,19 +88,19 @@ function parseNotice(notice: ReadNotice): KlingTaskObject {
   return value as KlingTaskObject;
 }
 
+const nowSeconds = (): number => Math.floor(Date.now() / 1000);
+
 /**
  * Checks the Standard Webhooks signature of a notice against the account's secrets, over the raw bytes
  * received. A body a parser in front of the relay consumed cannot be checked (its bytes are gone) and is
  * refused too, with an error in the log naming the fix.
  */
-function signatureCheck(ctx: RelayContext, req: IncomingMessage, notice: ReadNotice | undefined, secrets: readonly string[], accountId: string): SignatureCheck {
-  const nowSeconds = Math.floor(Date.now() / 1000);
-  if (notice === undefined) return signatureEnvelope(req.headers, nowSeconds);
+function signatureCheck(ctx: RelayContext, req: IncomingMessage, notice: ReadNotice, secrets: readonly string[], accountId: string): SignatureCheck {
   if (!('raw' in notice)) {
     ctx.logger.error('callback signature cannot be checked: a body parser read the notice before relay.callback; mount relay.callback before express.json()', { accountId });
     return 'mismatch';
   }
-  return verifySignature(secrets, req.headers, notice.raw, nowSeconds);
+  return verifySignature(secrets, req.headers, notice.raw, nowSeconds());
 }
 
 /**
@@ -169,7 +169,8 @@ async function handleNotice(ctx: RelayContext, req: IncomingMessage, res: Server
   // The account the URL names says which secrets sign the notice, so no signature check waits for the database.
   const urlSecrets = urlAccountId === null ? [] : webhookSecretsOf(ctx, urlAccountId);
   if (urlAccountId !== null && urlSecrets.length > 0) {
-    const envelope = signatureCheck(ctx, req, undefined, urlSecrets, urlAccountId);
+    // The headers and the timestamp can be judged before the body is read.
+    const envelope = signatureEnvelope(req.headers, nowSeconds());
     if (envelope !== 'valid') return refuse(envelope, urlAccountId);
   }
   const read = await readNotice(req);
