@@ -23,8 +23,10 @@ export interface KlingRelayOptions {
   db: Knex;
   /**
    * Kling accounts, each with an API key `{ id, apiKey }` or an access/secret key pair
-   * `{ id, accessKey, secretKey }`. Default: one account `default` from KLING_API_KEY, or from
-   * KLING_ACCESS_KEY / KLING_SECRET_KEY, with KLING_BASE_URL.
+   * `{ id, accessKey, secretKey }`, and Kling's `webhookSecret` (`whsec_<base64>`; with
+   * `previousWebhookSecret` during a rotation) when Kling signs the account's callbacks. Checked by
+   * AccountPool: `ERR_KLING_RELAY_ACCOUNTS`. Default: one account `default` from KLING_API_KEY, or
+   * from KLING_ACCESS_KEY / KLING_SECRET_KEY, with KLING_BASE_URL.
    */
   accounts?: KlingAccountInit[];
   /** Absolute URL where the host routes `relay.callback`. Default: KLING_CALLBACK_URL, or KLING_CALLBACK_DOMAIN + '/kling/callback'. */

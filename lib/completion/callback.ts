@@ -3,7 +3,9 @@ import type { RelayTask } from '../../adapters/types.js';
 import type { RelayContext } from '../relay/context.js';
 import { sendJson } from '../relay/respond.js';
 import { UpstreamError } from '../upstream/client.js';
-import { readJsonBody } from '../relay/body.js';
+import getRawBody from 'raw-body';
+import { checkJsonText, checkJsonValue } from '../relay/body.js';
+import { SIGNATURE_TOLERANCE_SECONDS, signatureEnvelope, verifySignature, type SignatureCheck } from '../callbacks/signing.js';
 import { loggableError } from '../loggable-error.js';
 import { RelayHttpError } from '../errors.js';
 import { applyKlingTask, fetchKlingTask, isFinal, type Applied, type KlingTaskObject } from './apply.js';
@@ -23,18 +25,82 @@ function reply(res: ServerResponse, status: number, code: number, message: strin
   sendJson(res, status, { code, message });
 }
 
-/** What the callback URL carries: the token, and the task it is for (URLs given out by taskCallbackUrl). */
+/** What the callback URL carries: the token, the task it is for and its account (URLs given out by taskCallbackUrl). */
 interface Credentials {
   token: string | null;
   task: string | null;
+  account: string | null;
 }
 
 function credentialsOf(url: string | undefined): Credentials {
   const query = (url ?? '').split('?')[1];
-  if (query === undefined) return { token: null, task: null };
+  if (query === undefined) return { token: null, task: null, account: null };
   const search = new URLSearchParams(query);
-  const task = search.get('task');
-  return { token: search.get('token'), task: task === '' ? null : task };
+  const named = (name: string): string | null => {
+    const value = search.get(name);
+    return value === '' ? null : value;
+  };
+  return { token: search.get('token'), task: named('task'), account: named('account') };
+}
+
+/** The Webhook Secrets Kling signs this account's callbacks with (current first); none when it signs nothing. */
+function webhookSecretsOf(ctx: RelayContext, accountId: string): string[] {
+  const account = ctx.accounts.get(accountId);
+  return [account?.webhookSecret, account?.previousWebhookSecret].filter((secret): secret is string => secret !== undefined);
+}
+
+const SIGNATURE_REFUSALS: Record<Exclude<SignatureCheck, 'valid'>, string> = {
+  unsigned: 'missing callback signature: webhook-id, webhook-timestamp and webhook-signature are required',
+  stale: `callback signature timestamp is more than ${SIGNATURE_TOLERANCE_SECONDS / 60} minutes from now`,
+  mismatch: 'invalid callback signature',
+};
+
+/** A notice as read: its raw bytes, or the value a body parser in front of the relay made of them. */
+type ReadNotice = { raw: Buffer } | { parsed: unknown };
+
+/** The body, at most CALLBACK_LIMIT bytes; a value the host's body parser made is taken as it is. */
+async function readNotice(req: IncomingMessage & { body?: unknown; _body?: boolean }): Promise<ReadNotice> {
+  if (req._body === true || (req.body !== undefined && req.readableEnded)) return { parsed: req.body };
+  try {
+    return { raw: await getRawBody(req, { limit: CALLBACK_LIMIT, length: req.headers['content-length'] }) };
+  } catch (cause) {
+    const tooLarge = (cause as { type?: string }).type === 'entity.too.large';
+    throw tooLarge ? new RelayHttpError(413, 1200, `callback body is larger than ${CALLBACK_LIMIT} bytes`, { cause }) : new RelayHttpError(400, 1200, 'malformed callback body', { cause });
+  }
+}
+
+/** The notice's JSON, within the bounds every request body is held to. */
+function parseNotice(notice: ReadNotice): KlingTaskObject {
+  let value: unknown;
+  try {
+    if ('raw' in notice) {
+      const text = notice.raw.toString('utf8');
+      checkJsonText(text);
+      value = JSON.parse(text);
+    } else {
+      checkJsonValue(notice.parsed);
+      value = notice.parsed;
+    }
+  } catch (cause) {
+    throw new RelayHttpError(400, 1200, 'malformed callback body', { cause });
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new RelayHttpError(400, 1200, 'malformed callback body');
+  return value as KlingTaskObject;
+}
+
+const nowSeconds = (): number => Math.floor(Date.now() / 1000);
+
+/**
+ * Checks the Standard Webhooks signature of a notice against the account's secrets, over the raw bytes
+ * received. A body a parser in front of the relay consumed cannot be checked (its bytes are gone) and is
+ * refused too, with an error in the log naming the fix.
+ */
+function signatureCheck(ctx: RelayContext, req: IncomingMessage, notice: ReadNotice, secrets: readonly string[], accountId: string): SignatureCheck {
+  if (!('raw' in notice)) {
+    ctx.logger.error('callback signature cannot be checked: a body parser read the notice before relay.callback; mount relay.callback before express.json()', { accountId });
+    return 'mismatch';
+  }
+  return verifySignature(secrets, req.headers, notice.raw, nowSeconds());
 }
 
 /**
@@ -75,49 +141,72 @@ function checkedTaskId(ctx: RelayContext, credentials: { token: string; task: st
 
 /**
  * `relay.callback`: Kling's notices. The per-task token is checked before the database is touched,
- * and before the body is read when the URL names the task; a final status is confirmed with Kling
- * before any money moves; duplicates and late or reordered notices answer 200 and change nothing.
+ * and before the body is read when the URL names the task. For an account with a webhook secret, the
+ * notice's Standard Webhooks signature is checked too: before the body is parsed and before any
+ * database read when the URL names the account (as every URL given out now does), else against the
+ * task's account once the task is read, before anything in the body is acted on. A final status is
+ * confirmed with Kling before any money moves; duplicates and late or reordered notices answer 200
+ * and change nothing.
  */
 export function createCallbackHandler(ctx: RelayContext): CallbackHandler {
   return (req, res) => {
-    void (async () => {
-      const { token, task: urlTaskId } = credentialsOf(req.url);
-      if (!token) return reply(res, 401, 1001, 'missing callback token');
-      if (urlTaskId !== null && !tokenMatches(ctx.config.callbackSecret, urlTaskId, token)) return reply(res, 401, 1002, 'invalid callback token');
-      let notice: unknown;
-      try {
-        notice = await readJsonBody(req, CALLBACK_LIMIT);
-      } catch (error) {
-        if (error instanceof RelayHttpError && error.status === 413) return reply(res, 413, 1200, `callback body is larger than ${CALLBACK_LIMIT} bytes`);
-        return reply(res, 400, 1200, 'malformed callback body');
-      }
-      if (typeof notice !== 'object' || notice === null || Array.isArray(notice)) return reply(res, 400, 1200, 'malformed callback body');
-      const body = notice as KlingTaskObject;
-      const checked = checkedTaskId(ctx, { token, task: urlTaskId }, body);
-      if (checked === 'forbidden') return reply(res, 401, 1002, 'invalid callback token');
-      if (checked === 'unnamed') return reply(res, 401, 1002, 'invalid callback token: neither the callback URL nor the body names the task it is for');
-      if (checked === 'mismatch') return reply(res, 400, 1200, 'callback body names another task than its URL');
-      const task = await ctx.store.getByExternalId(ctx.db, checked);
-      if (!task) return reply(res, 404, 1203, 'task not found');
-      const externalTaskId = task.external_task_id;
-      const noticeTaskId = typeof body.task_id === 'string' ? body.task_id : undefined;
-      const log = { taskId: task.id, externalTaskId, klingTaskId: task.kling_task_id ?? noticeTaskId, status: body.task_status, delayMs: typeof body.updated_at === 'number' ? Date.now() - body.updated_at : undefined };
-      ctx.logger.info('callback received', log);
-      ctx.events?.emit('callback', { taskId: task.id, externalTaskId, status: typeof body.task_status === 'string' ? body.task_status : undefined, delayMs: log.delayMs });
-      if (isFinal(task)) return reply(res, 200, 0, 'SUCCEED');
-      try {
-        if (body.task_status === 'succeed' || body.task_status === 'failed') await confirm(ctx, task, noticeTaskId);
-        else await applyKlingTask(ctx, task, { task_status: body.task_status, task_id: task.kling_task_id ?? undefined });
-      } catch (error) {
-        if (!(error instanceof UpstreamError)) throw error;
-        // The reconciler will ask again; Kling may also notify again.
-        ctx.logger.warn('callback could not be confirmed with Kling', { ...log, kind: error.kind });
-        return reply(res, 502, 5000, 'could not confirm the task with Kling');
-      }
-      return reply(res, 200, 0, 'SUCCEED');
-    })().catch((error: unknown) => {
+    handleNotice(ctx, req, res).catch((error: unknown) => {
+      if (error instanceof RelayHttpError) return reply(res, error.status, error.klingCode, error.message);
       ctx.logger.error('callback failed', { error: loggableError(error) });
       if (!res.headersSent) reply(res, 503, 5001, 'service temporarily unavailable');
     });
   };
+}
+
+async function handleNotice(ctx: RelayContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const { token, task: urlTaskId, account: urlAccountId } = credentialsOf(req.url);
+  if (!token) return reply(res, 401, 1001, 'missing callback token');
+  if (urlTaskId !== null && !tokenMatches(ctx.config.callbackSecret, urlTaskId, token)) return reply(res, 401, 1002, 'invalid callback token');
+  const refuse = (check: Exclude<SignatureCheck, 'valid'>, accountId: string): void => {
+    ctx.logger.warn('callback signature refused', { accountId, externalTaskId: urlTaskId ?? undefined, reason: check });
+    reply(res, 401, 1002, SIGNATURE_REFUSALS[check]);
+  };
+  // The account the URL names says which secrets sign the notice, so no signature check waits for the database.
+  const urlSecrets = urlAccountId === null ? [] : webhookSecretsOf(ctx, urlAccountId);
+  if (urlAccountId !== null && urlSecrets.length > 0) {
+    // The headers and the timestamp can be judged before the body is read.
+    const envelope = signatureEnvelope(req.headers, nowSeconds());
+    if (envelope !== 'valid') return refuse(envelope, urlAccountId);
+  }
+  const read = await readNotice(req);
+  if (urlAccountId !== null && urlSecrets.length > 0) {
+    const check = signatureCheck(ctx, req, read, urlSecrets, urlAccountId);
+    if (check !== 'valid') return refuse(check, urlAccountId);
+  }
+  const body = parseNotice(read);
+  const checked = checkedTaskId(ctx, { token, task: urlTaskId }, body);
+  if (checked === 'forbidden') return reply(res, 401, 1002, 'invalid callback token');
+  if (checked === 'unnamed') return reply(res, 401, 1002, 'invalid callback token: neither the callback URL nor the body names the task it is for');
+  if (checked === 'mismatch') return reply(res, 400, 1200, 'callback body names another task than its URL');
+  const task = await ctx.store.getByExternalId(ctx.db, checked);
+  if (!task) return reply(res, 404, 1203, 'task not found');
+  // A URL naming an account other than the task's would let a notice pick secrets that are not its own.
+  if (urlAccountId !== null && urlAccountId !== task.account_id) return reply(res, 401, 1002, 'invalid callback token');
+  if (urlAccountId === null) {
+    // A URL given out before callback URLs named the account: the task's account decides.
+    const secrets = webhookSecretsOf(ctx, task.account_id);
+    const check = secrets.length > 0 ? signatureCheck(ctx, req, read, secrets, task.account_id) : 'valid';
+    if (check !== 'valid') return refuse(check, task.account_id);
+  }
+  const externalTaskId = task.external_task_id;
+  const noticeTaskId = typeof body.task_id === 'string' ? body.task_id : undefined;
+  const log = { taskId: task.id, externalTaskId, klingTaskId: task.kling_task_id ?? noticeTaskId, status: body.task_status, delayMs: typeof body.updated_at === 'number' ? Date.now() - body.updated_at : undefined };
+  ctx.logger.info('callback received', log);
+  ctx.events?.emit('callback', { taskId: task.id, externalTaskId, status: typeof body.task_status === 'string' ? body.task_status : undefined, delayMs: log.delayMs });
+  if (isFinal(task)) return reply(res, 200, 0, 'SUCCEED');
+  try {
+    if (body.task_status === 'succeed' || body.task_status === 'failed') await confirm(ctx, task, noticeTaskId);
+    else await applyKlingTask(ctx, task, { task_status: body.task_status, task_id: task.kling_task_id ?? undefined });
+  } catch (error) {
+    if (!(error instanceof UpstreamError)) throw error;
+    // The reconciler will ask again; Kling may also notify again.
+    ctx.logger.warn('callback could not be confirmed with Kling', { ...log, kind: error.kind });
+    return reply(res, 502, 5000, 'could not confirm the task with Kling');
+  }
+  return reply(res, 200, 0, 'SUCCEED');
 }

@@ -352,7 +352,7 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
 
   if (entry.kind === 'task') {
     kling.external_task_id = task.external_task_id;
-    kling.callback_url = taskCallbackUrl(ctx.config.callbackUrl, ctx.config.callbackSecret, task.external_task_id);
+    kling.callback_url = taskCallbackUrl(ctx.config.callbackUrl, ctx.config.callbackSecret, task.external_task_id, account.id);
   }
 
   let reply: KlingReply;

@@ -1,7 +1,10 @@
-import type { CallbackAttempt, CallbackMode, KlingTaskObject } from './types.js';
+import type { CallbackAttempt, CallbackMode, KlingTaskObject, SandboxAccount } from './types.js';
+import { callbackHeaders } from './webhooks.js';
 
 interface Notice {
   taskId: string;
+  /** The account whose task it is: its webhook secret signs the notice. */
+  accessKey: string;
   url: string;
   body: KlingTaskObject;
 }
@@ -12,7 +15,7 @@ interface Notice {
  */
 export class CallbackDispatcher {
   readonly attempts: CallbackAttempt[] = [];
-  private mode: Required<CallbackMode> = { duplicate: false, reorder: false, drop: false };
+  private mode: Required<CallbackMode> = { duplicate: false, reorder: false, drop: false, signature: 'valid' };
   private readonly held = new Map<string, Notice[]>();
   private readonly chains = new Map<string, Promise<void>>();
   private readonly inflight = new Set<Promise<void>>();
@@ -20,10 +23,13 @@ export class CallbackDispatcher {
   // Deliveries started before a reset() must not write into the emptied attempt list.
   private generation = 0;
 
-  constructor(private readonly timeoutMs = 2000) {}
+  constructor(
+    private readonly timeoutMs = 2000,
+    private readonly accounts: readonly SandboxAccount[] = [],
+  ) {}
 
   setMode(mode: CallbackMode): void {
-    this.mode = { duplicate: mode.duplicate ?? false, reorder: mode.reorder ?? false, drop: mode.drop ?? false };
+    this.mode = { duplicate: mode.duplicate ?? false, reorder: mode.reorder ?? false, drop: mode.drop ?? false, signature: mode.signature ?? 'valid' };
   }
 
   /**
@@ -97,12 +103,16 @@ export class CallbackDispatcher {
   }
 
   private async deliver(notice: Notice, generation: number): Promise<void> {
-    const attempt: CallbackAttempt = { taskId: notice.taskId, url: notice.url, body: notice.body, at: 0 };
+    // Signed over the exact bytes sent; each delivery is a new callback request with its own id.
+    const body = JSON.stringify(notice.body);
+    const account = this.accounts.find((a) => a.accessKey === notice.accessKey);
+    const headers = callbackHeaders(account, body, this.mode.signature);
+    const attempt: CallbackAttempt = { taskId: notice.taskId, url: notice.url, body: notice.body, headers, at: 0 };
     try {
       const res = await fetch(notice.url, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify(notice.body),
+        headers: { 'content-type': 'application/json; charset=utf-8', ...headers },
+        body,
         signal: AbortSignal.any([this.abort.signal, AbortSignal.timeout(this.timeoutMs)]),
       });
       attempt.status = res.status;

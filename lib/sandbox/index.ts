@@ -25,6 +25,7 @@ export type { SignOptions } from './auth.js';
 export type {
   CallbackAttempt,
   CallbackMode,
+  CallbackSignature,
   EndpointKind,
   KlingFault,
   KlingTaskObject,
@@ -114,11 +115,29 @@ function checkApiKeys(accounts: readonly SandboxAccount[]): void {
   }
 }
 
+/** Webhook secrets in Kling's form, `whsec_` and base64, so that a typo fails here rather than as a bad signature. */
+function checkWebhookSecrets(accounts: readonly SandboxAccount[]): void {
+  for (const account of accounts) {
+    for (const field of ['webhookSecret', 'previousWebhookSecret'] as const) {
+      const secret: unknown = account[field];
+      if (secret !== undefined && !(typeof secret === 'string' && /^whsec_[A-Za-z0-9+/]+={0,2}$/.test(secret))) {
+        throw new TypeError(`kling sandbox: ${field} of account "${account.accessKey}" must be whsec_ followed by base64`);
+      }
+    }
+    if (account.previousWebhookSecret !== undefined && account.webhookSecret === undefined) {
+      throw new TypeError(`kling sandbox: account "${account.accessKey}" has a previousWebhookSecret but no webhookSecret`);
+    }
+  }
+}
+
 function checkOptions(options: SandboxOptions): void {
   if (options.accounts !== undefined && options.accounts.length === 0) {
     throw new TypeError('kling sandbox: `accounts` must hold at least one account, or be left out');
   }
-  if (options.accounts !== undefined) checkApiKeys(options.accounts);
+  if (options.accounts !== undefined) {
+    checkApiKeys(options.accounts);
+    checkWebhookSecrets(options.accounts);
+  }
   const { schedule } = options;
   if (typeof schedule === 'object') {
     for (const key of ['processingAfterMs', 'finalAfterMs'] as const) {
@@ -141,7 +160,7 @@ export async function startKlingSandbox(options: SandboxOptions = {}): Promise<K
   const endpoints = new Map<string, EndpointKind>();
   for (const e of [...builtInEndpoints(), ...(options.endpoints ?? [])]) endpoints.set(e.path, e.kind);
 
-  const dispatcher = new CallbackDispatcher();
+  const dispatcher = new CallbackDispatcher(undefined, accounts);
   const store = new TaskStore(
     {
       schedule: options.schedule ?? DEFAULT_SCHEDULE,

@@ -205,7 +205,7 @@ export class TaskStore {
 
   private announce(task: SandboxTask): void {
     if (!task.callbackUrl) return;
-    this.callbacks.notify({ taskId: task.taskId, url: task.callbackUrl, body: taskObject(task) }, isFinal(task.status));
+    this.callbacks.notify({ taskId: task.taskId, accessKey: task.accessKey, url: task.callbackUrl, body: taskObject(task) }, isFinal(task.status));
   }
 
   private clearTimers(): void {

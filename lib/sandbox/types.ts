@@ -9,6 +9,13 @@ export interface SandboxAccount {
    * acting as this account (its tasks, its external_task_ids). Unique across accounts.
    */
   apiKeys?: string[];
+  /**
+   * The account's Webhook Secret (`whsec_<base64>`), as Kling's console creates one: its callbacks
+   * then carry Standard Webhooks headers signed with it. None: callbacks are unsigned.
+   */
+  webhookSecret?: string;
+  /** The secret before `webhookSecret`, during a standard rotation: callbacks carry a signature of each. */
+  previousWebhookSecret?: string;
 }
 
 export type EndpointKind = 'task' | 'sync';
@@ -103,6 +110,8 @@ export interface CallbackAttempt {
   taskId: string;
   url: string;
   body: KlingTaskObject;
+  /** The Standard Webhooks headers sent (`webhook-id`, `webhook-timestamp`, `webhook-signature`); empty when unsigned. */
+  headers: Record<string, string>;
   /** The receiver's HTTP status, when it answered. */
   status?: number;
   /** Why the delivery failed, when it did. */
@@ -118,7 +127,15 @@ export interface CallbackMode {
   reorder?: boolean;
   /** Send no callbacks at all. */
   drop?: boolean;
+  /** How callbacks of an account with a webhook secret are signed; default `valid`. */
+  signature?: CallbackSignature;
 }
+
+/**
+ * `valid`: signed with the account's secrets; `bad`: a signature no secret makes; `stale`: signed,
+ * with a timestamp 6 minutes old; `unsigned`: no signature headers.
+ */
+export type CallbackSignature = 'valid' | 'bad' | 'stale' | 'unsigned';
 
 export interface KlingFault {
   /** Default: Kling's HTTP status for `code` (kling-api.md 2.2). */

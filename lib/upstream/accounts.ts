@@ -1,5 +1,6 @@
 import { inspect } from 'node:util';
 import { KlingRelayConfigError } from '../errors.js';
+import { secretFormatProblem } from '../callbacks/signing.js';
 
 /** Kling's endpoint for servers outside mainland China (kling-api.md section 1). */
 export const DEFAULT_KLING_BASE_URL = 'https://api-singapore.klingai.com';
@@ -14,6 +15,15 @@ interface KlingAccountBase {
    * `get(id)` for tasks it already owns (their follow-ups must go to the account that created them).
    */
   readonly weight: number;
+  /**
+   * The account's Webhook Secret from Kling's console (`whsec_<base64>`): Kling then signs every
+   * callback with Standard Webhooks headers, and the relay refuses a notice for this account's tasks
+   * whose signature does not verify. Undefined: Kling's callbacks are unsigned and taken with the
+   * per-task token alone.
+   */
+  readonly webhookSecret?: string;
+  /** During Kling's standard rotation (7 days), the secret before `webhookSecret`; it verifies too. */
+  readonly previousWebhookSecret?: string;
 }
 
 /** An account that authenticates with a static API key, sent as is as the Bearer credential. */
@@ -42,6 +52,10 @@ interface KlingAccountInitBase {
   baseUrl?: string;
   /** A finite number >= 0; default 1. */
   weight?: number;
+  /** Kling's Webhook Secret of this account (`whsec_<base64>`), when its callbacks are signed. */
+  webhookSecret?: string;
+  /** The previous Webhook Secret, while a standard rotation lasts; needs `webhookSecret`. */
+  previousWebhookSecret?: string;
 }
 
 /** An account as configured: either `apiKey` or `accessKey` with `secretKey`; `baseUrl` and `weight` may be left out. */
@@ -50,6 +64,7 @@ export type KlingAccountInit =
   | (KlingAccountInitBase & { accessKey: string; secretKey: string; apiKey?: never });
 
 const ACCOUNT_SHAPES = '{id, apiKey, baseUrl?, weight?} or {id, accessKey, secretKey, baseUrl?, weight?}';
+const WEBHOOK_SECRET_FIX = "copy the Webhook Secret from Kling's console (Basic Settings, Webhook) as it is shown, whsec_ included";
 
 function configError(message: string): KlingRelayConfigError {
   return new KlingRelayConfigError('ERR_KLING_RELAY_ACCOUNTS', message);
@@ -78,7 +93,28 @@ function normaliseBaseUrl(raw: unknown, where: string): string {
 
 function redacted(account: KlingAccount): Record<string, unknown> {
   const credentials = account.apiKey !== undefined ? { apiKey: '[redacted]' } : { accessKey: '[redacted]', secretKey: '[redacted]' };
-  return { id: account.id, baseUrl: account.baseUrl, weight: account.weight, ...credentials };
+  const webhook = {
+    ...(account.webhookSecret !== undefined ? { webhookSecret: '[redacted]' } : {}),
+    ...(account.previousWebhookSecret !== undefined ? { previousWebhookSecret: '[redacted]' } : {}),
+  };
+  return { id: account.id, baseUrl: account.baseUrl, weight: account.weight, ...credentials, ...webhook };
+}
+
+/** The account's webhook secrets, checked for form; the messages name fields, never their values. */
+function webhookSecrets(init: Record<string, unknown>, where: string, id: string): { webhookSecret?: string; previousWebhookSecret?: string } {
+  const secrets: { webhookSecret?: string; previousWebhookSecret?: string } = {};
+  for (const field of ['webhookSecret', 'previousWebhookSecret'] as const) {
+    const value = init[field];
+    if (value === undefined) continue;
+    if (typeof value !== 'string') throw configError(`${where}.${field} (account "${id}") must be a string: ${WEBHOOK_SECRET_FIX}.`);
+    const problem = secretFormatProblem(value);
+    if (problem) throw configError(`${where}.${field} (account "${id}") ${problem}: ${WEBHOOK_SECRET_FIX}.`);
+    secrets[field] = value;
+  }
+  if (secrets.previousWebhookSecret !== undefined && secrets.webhookSecret === undefined) {
+    throw configError(`${where}.previousWebhookSecret (account "${id}") needs webhookSecret: give the current secret as webhookSecret, the one it replaces as previousWebhookSecret.`);
+  }
+  return secrets;
 }
 
 /** The one credential form an account gives; the messages name fields, never their values. */
@@ -115,6 +151,7 @@ function freezeAccount(raw: unknown, index: number): KlingAccount {
   const account: KlingAccount = {
     id: init.id,
     ...credential,
+    ...webhookSecrets(init, where, init.id),
     baseUrl: normaliseBaseUrl(init.baseUrl ?? DEFAULT_KLING_BASE_URL, where),
     weight,
   };

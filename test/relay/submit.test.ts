@@ -60,7 +60,7 @@ for (const database of testDatabases()) {
         expect(create?.path).to.equal('/v1/videos/text2video');
         const sent = create?.body as Record<string, unknown>;
         expect(sent.external_task_id).to.equal(task?.external_task_id);
-        expect(sent.callback_url).to.equal(`http://127.0.0.1:9/kling/callback?task=${String(task?.external_task_id)}&token=${callbackToken(CALLBACK_SECRET, String(task?.external_task_id))}`);
+        expect(sent.callback_url).to.equal(`http://127.0.0.1:9/kling/callback?task=${String(task?.external_task_id)}&account=acct-1&token=${callbackToken(CALLBACK_SECRET, String(task?.external_task_id))}`);
         expect(sent).to.include({ prompt: 'a cat surfing', duration: '10', model_name: 'kling-v1', mode: 'std' });
         expect(JSON.stringify(sent)).to.not.include('client.example.com');
       });

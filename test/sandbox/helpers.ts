@@ -39,16 +39,20 @@ export async function call(
 export interface Receiver {
   url: string;
   bodies: { task_id: string; task_status: string; [key: string]: unknown }[];
+  /** Each request's body as received and its headers, in the order of `bodies`. */
+  raw: { body: string; headers: Record<string, string | string[] | undefined> }[];
   close(): Promise<void>;
 }
 
 /** A real callback endpoint that records every JSON body POSTed to it. */
 export async function startReceiver(): Promise<Receiver> {
   const bodies: Receiver['bodies'] = [];
+  const raw: Receiver['raw'] = [];
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
+      raw.push({ body: Buffer.concat(chunks).toString('utf8'), headers: { ...req.headers } });
       bodies.push(JSON.parse(Buffer.concat(chunks).toString('utf8')) as Receiver['bodies'][number]);
       res.writeHead(200).end('ok');
     });
@@ -58,6 +62,7 @@ export async function startReceiver(): Promise<Receiver> {
   return {
     url: `http://127.0.0.1:${port}/kling/callback?token=t`,
     bodies,
+    raw,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -63,6 +63,11 @@ export interface HarnessAccount {
    * knows for this account, a string for one it may not know (a revoked or mistyped key).
    */
   apiKey?: true | string;
+  /** The relay account's Kling webhook secrets; the sandbox signs this account's callbacks with the same, unless `klingWebhookSecrets` says otherwise. */
+  webhookSecret?: string;
+  previousWebhookSecret?: string;
+  /** What the sandbox (Kling) signs with, when it differs from what the relay is given (a rotation). */
+  klingWebhookSecrets?: { webhookSecret?: string; previousWebhookSecret?: string };
 }
 
 export interface HarnessOptions {
@@ -76,9 +81,17 @@ export interface HarnessOptions {
   accounts?: HarnessAccount[];
 }
 
-/** Keys for a harness account: distinct per account, long enough for any key check. */
-function sandboxKeys(id: string): SandboxAccount {
-  return { accessKey: `access-${id}`, secretKey: `secret-${id}-0123456789abcdef0123456789abcdef`, apiKeys: [`apikey-${id}-0123456789abcdef0123456789abcdef`] };
+/** Keys for a harness account: distinct per account, long enough for any key check; its webhook secrets, if any. */
+function sandboxKeys(account: HarnessAccount): SandboxAccount {
+  const { id } = account;
+  const webhook = account.klingWebhookSecrets ?? { webhookSecret: account.webhookSecret, previousWebhookSecret: account.previousWebhookSecret };
+  return {
+    accessKey: `access-${id}`,
+    secretKey: `secret-${id}-0123456789abcdef0123456789abcdef`,
+    apiKeys: [`apikey-${id}-0123456789abcdef0123456789abcdef`],
+    ...(webhook.webhookSecret !== undefined ? { webhookSecret: webhook.webhookSecret } : {}),
+    ...(webhook.previousWebhookSecret !== undefined ? { previousWebhookSecret: webhook.previousWebhookSecret } : {}),
+  };
 }
 
 /**
@@ -91,19 +104,23 @@ export async function startHarness(database: TestDatabase, options: HarnessOptio
   for (const table of TABLES) await db.schema.dropTableIfExists(table);
   await createDefaultHostTables(db);
   const wanted = options.accounts;
-  const sandbox = await startKlingSandbox({ schedule: 'manual', ...(wanted ? { accounts: wanted.map((a) => sandboxKeys(a.id)) } : {}), ...options.sandbox });
+  const sandbox = await startKlingSandbox({ schedule: 'manual', ...(wanted ? { accounts: wanted.map(sandboxKeys) } : {}), ...options.sandbox });
   const keys: Record<string, SandboxAccount> = {};
   const accounts = (wanted ?? [{ id: 'acct-1' }]).map((a, index) => {
     const known = sandbox.accounts[index];
     if (!known) throw new Error(`sandbox has no account #${index}`);
     keys[a.id] = known;
-    const weight = a.weight !== undefined ? { weight: a.weight } : {};
+    const settings = {
+      ...(a.weight !== undefined ? { weight: a.weight } : {}),
+      ...(a.webhookSecret !== undefined ? { webhookSecret: a.webhookSecret } : {}),
+      ...(a.previousWebhookSecret !== undefined ? { previousWebhookSecret: a.previousWebhookSecret } : {}),
+    };
     if (a.apiKey !== undefined) {
       const apiKey = a.apiKey === true ? known.apiKeys?.[0] : a.apiKey;
       if (apiKey === undefined) throw new Error(`sandbox account #${index} has no API key`);
-      return { id: a.id, apiKey, baseUrl: sandbox.url, ...weight };
+      return { id: a.id, apiKey, baseUrl: sandbox.url, ...settings };
     }
-    return { id: a.id, accessKey: known.accessKey, secretKey: a.secretKey ?? known.secretKey, baseUrl: sandbox.url, ...weight };
+    return { id: a.id, accessKey: known.accessKey, secretKey: a.secretKey ?? known.secretKey, baseUrl: sandbox.url, ...settings };
   });
   const relayOptions: KlingRelayOptions = {
     db,

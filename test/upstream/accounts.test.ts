@@ -146,3 +146,42 @@ describe('upstream/AccountPool', () => {
       .that.does.not.include(keys.secretKey);
   });
 });
+
+describe('upstream/AccountPool: Kling webhook secrets', () => {
+  const secret = `whsec_${Buffer.from('kling-webhook-secret-0123456789ab').toString('base64')}`;
+  const previous = `whsec_${Buffer.from('kling-webhook-secret-previous-xyz').toString('base64')}`;
+
+  it('takes a webhook secret and, during a rotation, the previous one; refuses bad ones with the fix', () => {
+    const pool = new AccountPool([
+      { id: 'signed', ...keys, webhookSecret: secret, previousWebhookSecret: previous },
+      { id: 'plain', ...keys },
+    ]);
+    expect(pool.get('signed')).to.include({ webhookSecret: secret, previousWebhookSecret: previous });
+    expect(pool.get('plain')?.webhookSecret).to.equal(undefined);
+    const bad: Array<[unknown, RegExp]> = [
+      [{ id: 'a', ...keys, webhookSecret: 'dGVzdA==' }, /accounts\[0\]\.webhookSecret \(account "a"\) must start with 'whsec_'.*copy the Webhook Secret from Kling's console/],
+      [{ id: 'a', ...keys, webhookSecret: 'whsec_not base64!' }, /webhookSecret .*standard base64/],
+      [{ id: 'a', ...keys, webhookSecret: 42 }, /webhookSecret .*must be a string/],
+      [{ id: 'a', ...keys, webhookSecret: secret, previousWebhookSecret: 'nope' }, /accounts\[0\]\.previousWebhookSecret \(account "a"\) must start with 'whsec_'/],
+      [{ id: 'a', ...keys, previousWebhookSecret: previous }, /previousWebhookSecret \(account "a"\) needs webhookSecret/],
+    ];
+    for (const [input, message] of bad) {
+      expect(() => new AccountPool([input] as never), JSON.stringify(input))
+        .to.throw(KlingRelayConfigError, message)
+        .with.property('code', 'ERR_KLING_RELAY_ACCOUNTS');
+    }
+  });
+
+  it('keeps webhook secrets out of JSON, util.inspect and its own error messages', () => {
+    const account = new AccountPool([{ id: 'main', ...keys, webhookSecret: secret, previousWebhookSecret: previous }]).pick();
+    for (const text of [JSON.stringify(account), inspect(account), JSON.stringify({ nested: { account } })]) {
+      expect(text).to.include('[redacted]');
+      expect(text).not.to.include(secret.slice(6));
+      expect(text).not.to.include(previous.slice(6));
+    }
+    expect(() => new AccountPool([{ id: 'x', ...keys, webhookSecret: `${secret}!` }] as never))
+      .to.throw(KlingRelayConfigError)
+      .with.property('message')
+      .that.does.not.include(secret.slice(6));
+  });
+});
