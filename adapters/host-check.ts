@@ -23,8 +23,8 @@ export interface HostSchemaProblem {
 
 /** The host tables to check: the Video and Image tables, and the built-in quota store's users table when it is used. */
 export interface HostTablesToCheck {
-  video: HostTable;
-  image: HostTable;
+  video?: HostTable | undefined;
+  image?: HostTable | undefined;
   users?: ResolvedQuotaStoreOptions | undefined;
 }
 
@@ -235,7 +235,8 @@ async function checkUsersTable(db: Knex, dialect: Dialect, users: ResolvedQuotaS
  */
 export async function checkHostTables(db: Knex, tables: HostTablesToCheck): Promise<HostSchemaProblem[]> {
   const dialect = dialectOf(db);
-  const problems = [...(await checkTaskTable(db, dialect, tables.video)), ...(await checkTaskTable(db, dialect, tables.image))];
+  const problems: HostSchemaProblem[] = [];
+  for (const host of [tables.video, tables.image]) if (host) problems.push(...(await checkTaskTable(db, dialect, host)));
   if (tables.users) problems.push(...(await checkUsersTable(db, dialect, tables.users)));
   // new-api keeps video and image tasks in one table: the same problem found twice is reported once.
   const seen = new Set<string>();
