@@ -95,7 +95,7 @@ async function declaredColumns(db: Knex, dialect: Dialect, table: string): Promi
 }
 
 /**
- * The CHECK clauses calling `json_valid` on the table, lowercased. MariaDB declares a JSON column as
+ * The table's columns (lowercased) a CHECK constraint holds to `json_valid(...)`. MariaDB declares a JSON column as
  * LONGTEXT with `CHECK (json_valid(col))`, so the type alone does not tell; MySQL reports `json` itself.
  */
 async function jsonCheckedColumns(db: Knex, dialect: Dialect, table: string): Promise<string[]> {
