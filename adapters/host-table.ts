@@ -26,12 +26,16 @@ export class HostTable {
 
   readonly kind: TableKind;
 
+  /** Where the options came from (`tables.video`), for messages naming the option to change. */
+  readonly optionName: string;
+
   /**
    * @param kind the Image table has no `duration` column by default (seed 004); map it explicitly if it has one.
    * @param optionName where these options came from, for error messages.
    */
   constructor(options: HostTableOptions, kind: TableKind = 'video', optionName = `tables.${kind}`) {
     this.kind = kind;
+    this.optionName = optionName;
     if (options === null || typeof options !== 'object') {
       throw new KlingRelayConfigError('ERR_KLING_RELAY_HOST_TABLE', `${optionName} must be an object like {name: 'videos', columns: {...}}.`);
     }

@@ -6,8 +6,9 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { KlingRelayConfigError } from './errors.js';
-import { checkConfiguration, formatCheck } from './cli/check.js';
+import { checkConfiguration, checkDatabase, formatCheck } from './cli/check.js';
 import { generateTypes } from './cli/gen-types.js';
+import { hostSchemaError } from '../adapters/host-check.js';
 import { migrateDatabase } from './cli/migrate.js';
 import { runDemoHost } from './demo-host.js';
 import { startKlingSandbox, type Schedule } from './sandbox/index.js';
@@ -51,34 +52,43 @@ const COMMANDS: Record<string, Command> = {
   --db <url>        mysql://user:pass@host:3306/db, postgres://user:pass@host:5432/db,
                     or a SQLite file path (sqlite:path also works)
   --host-tables     also create default videos, images and users tables when they do not exist
-                    (for a new host; an existing host keeps its own)
+                    (for a new host; an existing host keeps its own), and check those that existed
+                    against the relay's writes: exits 1 naming each problem (ERR_KLING_RELAY_HOST_SCHEMA)
 
 Idempotent: running it again changes nothing. Host tables are never altered.`,
     options: { db: { type: 'string' }, 'host-tables': { type: 'boolean' } },
     async run(values) {
       if (typeof values.db !== 'string' || values.db === '') throw new UsageError('--db <url> is required');
-      const done = await migrateDatabase(values.db, values['host-tables'] === true);
+      const { done, problems } = await migrateDatabase(values.db, values['host-tables'] === true);
       console.log(done);
+      if (problems.length > 0) throw hostSchemaError(problems);
       return 0;
     },
   },
   check: {
-    summary: 'validate a registry and a pricing file; print the price of a typical request of every endpoint',
+    summary: "validate a registry and a pricing file, print each endpoint's typical price; check the host tables",
     usage: `kling-relay check [--registry <file>] [--pricing <file>] [--quota-per-unit <n>] [--strict]
+                  [--db <url> [--tables <file>]]
 
   --registry <file>      an integrator's registry (merged over the built-in one, as createKlingRelay does)
   --pricing <file>       pricing rules (README, "Pricing"); without it no endpoint is priced
   --quota-per-unit <n>   quota units per USD (default 500000)
   --strict               exit 1 when some endpoint has no price
+  --db <url>             also check the host tables in this database (as for migrate) against the
+                         relay's writes: exits 1 naming each problem (ERR_KLING_RELAY_HOST_SCHEMA)
+  --tables <file>        JSON {"tables": {"video": {...}, "image": {...}}, "quota": {...} or false}: the
+                         tables and quota options given to createKlingRelay (default: videos, images, users)
 
 A typical request uses the schema's defaults (else its first example or enum value) for the model,
 mode, duration and count fields. Exits 1 with the coded error when the registry or pricing is invalid.`,
-    options: { registry: { type: 'string' }, pricing: { type: 'string' }, 'quota-per-unit': { type: 'string' }, strict: { type: 'boolean' } },
+    options: { registry: { type: 'string' }, pricing: { type: 'string' }, 'quota-per-unit': { type: 'string' }, strict: { type: 'boolean' }, db: { type: 'string' }, tables: { type: 'string' } },
     async run(values) {
+      if (values.tables !== undefined && values.db === undefined) throw new UsageError('--tables needs --db <url>');
       const qpu = values['quota-per-unit'] === undefined ? 500_000 : Number(values['quota-per-unit']);
       if (!(Number.isFinite(qpu) && qpu > 0)) throw new UsageError(`--quota-per-unit must be a positive number, got ${JSON.stringify(values['quota-per-unit'])}`);
       const result = checkConfiguration({ registry: values.registry as string | undefined, pricing: values.pricing as string | undefined, quotaPerUnit: qpu });
       console.log(formatCheck(result));
+      if (typeof values.db === 'string') console.log(`\n${await checkDatabase(values.db, values.tables as string | undefined)}`);
       return values.strict === true && result.unpriced.length > 0 ? 1 : 0;
     },
   },

@@ -1,3 +1,4 @@
+import { checkHostTables, type HostSchemaProblem } from '../adapters/host-check.js';
 import { HostTable } from '../adapters/host-table.js';
 import { DirectSqlite } from '../adapters/sqlite-direct.js';
 import { assertQuotaStore, KnexQuotaStore } from '../adapters/quota-store.js';
@@ -33,8 +34,20 @@ export interface KlingRelay {
    * (several host instances may run it at once); resolves to its report.
    */
   reconcile(): Promise<ReconcileReport>;
-  /** Runs `reconcile()` every `reconciler.intervalMs` in the background. */
+  /**
+   * Runs `reconcile()` every `reconciler.intervalMs` in the background. Also checks, once, that the
+   * relay's tables exist and that the host tables fit the relay's writes, and logs an error naming
+   * what does not (the relay keeps running).
+   */
   start(): void;
+  /**
+   * Reads the host's Video and Image tables (and the users table of the built-in quota store) and
+   * resolves to every way a submit's writes would fail on them: a missing table or mapped column, a
+   * column of an incompatible type, a NOT NULL column without a default the relay does not write, a
+   * JSON column the relay writes plain text into. Empty when they fit. A host that refuses to start
+   * on a mismatch throws when the list is not empty.
+   */
+  checkHostTables(): Promise<HostSchemaProblem[]>;
   /** Stops the background reconciler and waits for a pass in progress. */
   stop(): Promise<void>;
   /** Closes the upstream connections (keep-alive sockets). */
@@ -97,6 +110,8 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
   const direct = DirectSqlite.for(config.db);
   if (direct) ctx.direct = direct;
   const reconciler = new Reconciler(ctx, delivery);
+  const hostProblems = (): Promise<HostSchemaProblem[]> =>
+    checkHostTables(config.db, { video: ctx.hosts.video, image: ctx.hosts.image, users: quota instanceof KnexQuotaStore ? quota.options : undefined });
   return {
     router: createRouter(ctx),
     reconcile: () => reconciler.reconcile(),
@@ -111,7 +126,20 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
         },
         (error: unknown) => logger.error('could not check the relay tables', { error: loggableError(error) }),
       );
+      // A host table that does not fit (a BIGINT channel_id, a JSON result) fails every submit with 503/5001.
+      hostProblems().then(
+        (problems) => {
+          if (problems.length > 0) {
+            logger.error("the host tables do not fit the relay's writes: submits fail until they are fixed (relay.checkHostTables() lists the problems)", {
+              code: 'ERR_KLING_RELAY_HOST_SCHEMA',
+              problems: problems.map((p) => p.message),
+            });
+          }
+        },
+        (error: unknown) => logger.error('could not check the host tables', { error: loggableError(error) }),
+      );
     },
+    checkHostTables: hostProblems,
     stop: async () => {
       await delivery.stop();
       await reconciler.stop();
@@ -140,6 +168,7 @@ export type { MetricsRegistry } from './metrics/prometheus.js';
 export type { OpenApiOptions } from './openapi.js';
 export type { PricingRule } from './pricing/rules.js';
 export type { QuotaStore, HostTableOptions, HostColumn } from '../adapters/types.js';
+export type { HostSchemaProblem, HostSchemaProblemKind } from '../adapters/host-check.js';
 export { createDefaultHostTables } from '../adapters/host-schema.js';
 export { sqliteAfterCreate, type SqliteTuning } from '../adapters/sqlite-tuning.js';
 export { startKlingSandbox, signKlingToken } from './sandbox/index.js';

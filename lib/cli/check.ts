@@ -1,3 +1,10 @@
+import { readFileSync } from 'node:fs';
+import { checkHostTables, hostSchemaError, type HostTablesToCheck } from '../../adapters/host-check.js';
+import { HostTable } from '../../adapters/host-table.js';
+import { resolveQuotaStoreOptions, type KnexQuotaStoreOptions } from '../../adapters/quota-store.js';
+import type { HostTableOptions } from '../../adapters/types.js';
+import { KlingRelayConfigError } from '../errors.js';
+import { openDatabase, redact } from './migrate.js';
 import { quote, type PriceQuote } from '../pricing/estimate.js';
 import { loadPricingRules, PriceBook } from '../pricing/rules.js';
 import { loadRegistry } from '../registry/load.js';
@@ -129,4 +136,59 @@ export function formatCheck(result: CheckResult): string {
     lines.push('', 'Every endpoint is priced.');
   }
   return lines.join('\n');
+}
+
+/** The `--tables` file: `{tables?: {video?, image?}, quota?}`, as createKlingRelay takes them. */
+interface TablesFile {
+  tables?: { video?: HostTableOptions; image?: HostTableOptions };
+  /** `false`: the host's own QuotaStore, so no users table to check. */
+  quota?: KnexQuotaStoreOptions | false;
+}
+
+function tablesFileError(file: string, message: string, cause?: unknown): KlingRelayConfigError {
+  return new KlingRelayConfigError('ERR_KLING_RELAY_CLI_TABLES', `${file}: ${message}. Give {"tables": {"video": {...}, "image": {...}}, "quota": {...} or false}, as createKlingRelay takes them.`, { cause });
+}
+
+/** The host tables to check: the defaults, or those a `--tables` file describes. */
+export function hostTablesOf(file: string | undefined): HostTablesToCheck {
+  let parsed: TablesFile = {};
+  if (file !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (cause) {
+      throw tablesFileError(file, `Cannot read the tables file (${(cause as Error).message})`, cause);
+    }
+    try {
+      parsed = JSON.parse(text) as TablesFile;
+    } catch (cause) {
+      throw tablesFileError(file, `Invalid JSON (${(cause as Error).message})`, cause);
+    }
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw tablesFileError(file, 'Not an object');
+    for (const key of Object.keys(parsed)) if (key !== 'tables' && key !== 'quota') throw tablesFileError(file, `${key} is not an option here`);
+    const tables = parsed.tables ?? {};
+    for (const key of Object.keys(tables)) if (key !== 'video' && key !== 'image') throw tablesFileError(file, `tables.${key} is not a table; use video and image`);
+  }
+  return {
+    video: new HostTable(parsed.tables?.video ?? { name: 'videos' }, 'video'),
+    image: new HostTable(parsed.tables?.image ?? { name: 'images' }, 'image'),
+    users: parsed.quota === false ? undefined : resolveQuotaStoreOptions(parsed.quota ?? {}, 'quota'),
+  };
+}
+
+/**
+ * `kling-relay check --db`: the host tables against the relay's writes. Resolves to a line saying they
+ * fit; rejects with ERR_KLING_RELAY_HOST_SCHEMA listing every problem otherwise.
+ */
+export async function checkDatabase(url: string, tablesFile: string | undefined): Promise<string> {
+  const tables = hostTablesOf(tablesFile);
+  const db = await openDatabase(url);
+  try {
+    const problems = await checkHostTables(db, tables);
+    if (problems.length > 0) throw hostSchemaError(problems);
+  } finally {
+    await db.destroy();
+  }
+  const names = [tables.video?.name, tables.image?.name, tables.users?.table].filter((name, i, all) => name !== undefined && all.indexOf(name) === i);
+  return `Host tables ${names.join(', ')} in ${redact(url)} fit the relay's writes.`;
 }

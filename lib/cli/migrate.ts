@@ -1,5 +1,8 @@
 import knex, { type Knex } from 'knex';
+import { checkHostTables, type HostSchemaProblem } from '../../adapters/host-check.js';
 import { createDefaultHostTables } from '../../adapters/host-schema.js';
+import { HostTable } from '../../adapters/host-table.js';
+import { resolveQuotaStoreOptions } from '../../adapters/quota-store.js';
 import { RelayStore } from '../../adapters/relay-store.js';
 import { KlingRelayConfigError } from '../errors.js';
 
@@ -28,7 +31,8 @@ export function redact(url: string): string {
   return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]+):[^@/]*@/i, '$1:***@');
 }
 
-async function openDatabase(url: string): Promise<Knex> {
+/** A knex instance on the URL, once a query went through; a coded error naming the fix otherwise. */
+export async function openDatabase(url: string): Promise<Knex> {
   const config = knexConfigFor(url);
   const db = knex(config);
   try {
@@ -45,14 +49,27 @@ async function openDatabase(url: string): Promise<Knex> {
   return db;
 }
 
-/** `kling-relay migrate`: the relay's own tables, and the default host tables when asked. */
-export async function migrateDatabase(url: string, hostTables: boolean): Promise<string> {
+/**
+ * `kling-relay migrate`: the relay's own tables, and the default host tables when asked. Host tables
+ * that existed already are checked against the relay's writes, never altered: `problems` lists what
+ * does not fit.
+ */
+export async function migrateDatabase(url: string, hostTables: boolean): Promise<{ done: string; problems: HostSchemaProblem[] }> {
   const db = await openDatabase(url);
+  let problems: HostSchemaProblem[] = [];
   try {
-    if (hostTables) await createDefaultHostTables(db);
+    if (hostTables) {
+      const [video, image, users] = await Promise.all(['videos', 'images', 'users'].map((table) => db.schema.hasTable(table)));
+      await createDefaultHostTables(db);
+      problems = await checkHostTables(db, {
+        video: video ? new HostTable({ name: 'videos' }, 'video') : undefined,
+        image: image ? new HostTable({ name: 'images' }, 'image') : undefined,
+        users: users ? resolveQuotaStoreOptions() : undefined,
+      });
+    }
     await new RelayStore().migrate(db, { warn: (message) => process.stderr.write(`kling-relay: ${message}\n`) });
   } finally {
     await db.destroy();
   }
-  return `kling-relay: ${hostTables ? 'host tables and ' : ''}kling_relay_* tables are ready in ${redact(url)}`;
+  return { done: `kling-relay: ${hostTables ? 'host tables and ' : ''}kling_relay_* tables are ready in ${redact(url)}`, problems };
 }

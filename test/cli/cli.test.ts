@@ -5,7 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import knex from 'knex';
+import { knexConfigFor } from '../../lib/cli/migrate.js';
 import { signKlingToken, startKlingSandbox } from '../../lib/sandbox/index.js';
+import { createMismatchedHostTables, dropHostTables, mismatchProblems } from '../support/host-tables.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const READY_TIMEOUT_MS = 10_000;
@@ -125,6 +127,9 @@ describe('kling-relay CLI', () => {
       } finally {
         await db.destroy();
       }
+      const check = await cli(['check', '--db', file]);
+      expect(check.code, check.stderr).to.equal(0);
+      expect(check.stdout).to.include(`Host tables videos, images, users in ${file} fit the relay's writes.`);
     });
 
     for (const [name, variable] of [['MariaDB', 'TEST_MYSQL_URL'], ['PostgreSQL', 'TEST_PG_URL']] as const) {
@@ -158,6 +163,64 @@ describe('kling-relay CLI', () => {
       expect(down.code).to.equal(1);
       expect(down.stderr).to.include('Cannot connect to postgres://someone:***@127.0.0.1:1/nowhere');
       expect(down.stderr).to.not.include('hunter2');
+    });
+  });
+
+  describe('host tables', () => {
+    const databases: ['sqlite' | 'mysql' | 'pg', () => string][] = [['sqlite', () => join(tempDir(), 'host.sqlite')]];
+    if (process.env.TEST_MYSQL_URL) databases.push(['mysql', () => process.env.TEST_MYSQL_URL as string]);
+    if (process.env.TEST_PG_URL) databases.push(['pg', () => process.env.TEST_PG_URL as string]);
+    for (const [name, urlOf] of databases) {
+      it(`check --db and migrate --host-tables name every problem of existing host tables and exit 1 (${name})`, async () => {
+        const url = urlOf();
+        const db = knex(knexConfigFor(url));
+        try {
+          await createMismatchedHostTables(db);
+          const expected = [
+            "ERR_KLING_RELAY_HOST_SCHEMA: The host tables do not fit the relay's writes (6 problems); submits fail until they are fixed:",
+            ...mismatchProblems(name).map((p) => `  - ${p[4]}`),
+          ];
+          const check = await cli(['check', '--db', url]);
+          expect(check.code).to.equal(1);
+          expect(check.stderr.trimEnd().split('\n')).to.deep.equal([`kling-relay check: ${expected[0]}`, ...expected.slice(1)]);
+
+          // migrate creates the images table it lacks, and checks only the tables it did not create.
+          await db.schema.dropTable('images');
+          const migrate = await cli(['migrate', '--db', url, '--host-tables']);
+          expect(migrate.code).to.equal(1);
+          expect(migrate.stdout).to.include('kling_relay_* tables are ready');
+          expect(migrate.stderr.trimEnd().split('\n')).to.deep.equal([`kling-relay migrate: ${expected[0]}`, ...expected.slice(1)]);
+          expect(await db.schema.hasTable('images')).to.equal(true);
+        } finally {
+          await dropHostTables(db);
+          await db.destroy();
+        }
+      });
+    }
+
+    it('check --tables takes the mapping and quota options createKlingRelay takes', async () => {
+      const dir = tempDir();
+      const file = join(dir, 'host.sqlite');
+      const db = knex(knexConfigFor(file));
+      try {
+        await createMismatchedHostTables(db);
+      } finally {
+        await db.destroy();
+      }
+      const tables = join(dir, 'tables.json');
+      writeFileSync(tables, JSON.stringify({ tables: { video: { name: 'videos', columns: { channel_id: false, result: false, fail_reason: false } } }, quota: false }));
+      const mapped = await cli(['check', '--db', file, '--tables', tables]);
+      expect(mapped.code).to.equal(1);
+      expect(mapped.stderr.trimEnd().split('\n')).to.deep.equal([
+        "kling-relay check: ERR_KLING_RELAY_HOST_SCHEMA: The host tables do not fit the relay's writes (1 problem); submits fail until they are fixed:",
+        `  - ${mismatchProblems('sqlite')[3]?.[4] ?? ''}`,
+      ]);
+      writeFileSync(tables, JSON.stringify({ tables: { vidoe: { name: 'videos' } } }));
+      const bad = await cli(['check', '--db', file, '--tables', tables]);
+      expect(bad.code).to.equal(1);
+      expect(bad.stderr).to.include(`ERR_KLING_RELAY_CLI_TABLES: ${tables}: tables.vidoe is not a table; use video and image.`);
+      const alone = await cli(['check', '--tables', tables]);
+      expect([alone.code, alone.stderr.split('\n')[0]]).to.deep.equal([2, 'kling-relay check: --tables needs --db <url>']);
     });
   });
 
