@@ -40,11 +40,15 @@ export function refreshTask(ctx: RelayContext, task: RelayTask): Promise<void> {
   const existing = running.get(task.id);
   if (existing) return existing;
   const work = (async () => {
-    const account = ctx.accounts.get(task.account_id);
-    if (!account || task.kling_task_id === null) return;
+    // A request that read the row before another refresh of this task finished would ask Kling again:
+    // the row as it is now says whether that refresh already happened.
+    const current = await ctx.store.getTask(ctx.db, task.id);
+    if (!current || !due(current)) return;
+    const account = ctx.accounts.get(current.account_id);
+    if (!account || current.kling_task_id === null) return;
     try {
-      const data = await fetchKlingTask(ctx, account, task, task.kling_task_id);
-      if (data) await applyKlingTask(ctx, task, data);
+      const data = await fetchKlingTask(ctx, account, current, current.kling_task_id);
+      if (data) await applyKlingTask(ctx, current, data);
       await ctx.store.updateTask(ctx.db, task.id, { checked_at: Date.now() });
     } catch (error) {
       // Kling's trouble must not hide the caller's task: answer from the database.
@@ -66,9 +70,14 @@ export async function queryOne(ctx: RelayContext, entry: RegistryEntry | undefin
   sendSuccess(res, taskObject(await freshTask(ctx, task)), requestId);
 }
 
+/** Whether a query should ask Kling about this task: not final, and not checked lately. */
+function due(task: RelayTask): boolean {
+  return !isFinal(task) && (task.checked_at === null || Date.now() - task.checked_at > REFRESH_AFTER_MS);
+}
+
 /** The task, refreshed from Kling first when it is not final and was not checked lately. */
 async function freshTask(ctx: RelayContext, task: RelayTask): Promise<RelayTask> {
-  if (isFinal(task) || (task.checked_at !== null && Date.now() - task.checked_at <= REFRESH_AFTER_MS)) return task;
+  if (!due(task)) return task;
   await refreshTask(ctx, task);
   return (await ctx.store.getTask(ctx.db, task.id)) ?? task;
 }
