@@ -97,7 +97,9 @@ describe('kling-relay CLI', () => {
     expect(unknown.stderr).to.include("unknown command 'migrat'");
   });
 
-  it('has --help on every command, and refuses unknown options and missing arguments with exit 2', async () => {
+  it('has --help on every command, and refuses unknown options and missing arguments with exit 2', async function () {
+    // About 15 child processes, each starting tsx: 15 s on a loaded two-core machine.
+    this.timeout(60_000);
     for (const command of ['migrate', 'check', 'serve', 'sandbox', 'gen-types']) {
       const res = await cli([command, '--help']);
       expect(res.code, command).to.equal(0);
