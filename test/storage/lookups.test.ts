@@ -3,39 +3,22 @@ import type { Knex } from 'knex';
 import { RelayStore } from '../../adapters/index.js';
 import type { NewRelayTask } from '../../adapters/index.js';
 import { testDatabases } from '../support/databases.js';
+import { newTask } from '../support/tasks.js';
 
+/** Task n of the lookups: a finished task with ids that name it. */
 function task(n: number, overrides: Partial<NewRelayTask> = {}): NewRelayTask {
-  return {
+  return newTask({
     external_task_id: `kr-video-${n}-lookup`,
     client_task_id: `client-${n}`,
-    request_hash: null,
     kling_task_id: `kling-${n}`,
-    account_id: 'main',
-    endpoint: '/v1/videos/text2video',
-    request_type: 'text2video',
-    table_kind: 'video',
     host_row_id: String(n),
     user_id: 'heavy',
     state: 'succeed',
-    billing: 'hold',
-    hold_quota: 100,
     charge_quota: 100,
-    model: 'kling-v1',
-    pricing: '',
-    status_msg: null,
-    result: null,
-    kling_created_at: null,
-    kling_updated_at: null,
-    client_callback_url: null,
-    lease_owner: null,
-    lease_until: null,
-    next_check_at: null,
-    check_count: 0,
-    checked_at: null,
     created_at: 1_700_000_000_000 + n,
     updated_at: 1_700_000_000_000 + n,
     ...overrides,
-  };
+  });
 }
 
 interface Captured {
