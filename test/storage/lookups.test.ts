@@ -24,6 +24,7 @@ function task(n: number, overrides: Partial<NewRelayTask> = {}): NewRelayTask {
     pricing: '',
     status_msg: null,
     result: null,
+    deductions: null,
     kling_created_at: null,
     kling_updated_at: null,
     client_callback_url: null,
