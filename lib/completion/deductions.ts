@@ -1,6 +1,6 @@
 import type { KlingDeductions, RelayTask } from '../../adapters/types.js';
 
-/** Bounds on what is kept of a balance deduction: Kling's has two short decimal strings. */
+/** Kling's deductions are short decimal strings; the bounds keep a malformed answer from filling the task row. */
 const MAX_BALANCE_ENTRIES = 8;
 const MAX_TEXT = 64;
 
@@ -21,8 +21,9 @@ function keptBalance(value: unknown): Record<string, string | number> | undefine
 
 /**
  * What Kling reported it deducted for a task (`final_unit_deduction`, `final_balance_deduction`, top
- * level in its task object and in a sync answer), as Kling wrote it; undefined when it reported
- * neither. Nothing is filled in: a task Kling reported no deduction for shows none.
+ * level in its task object and in a sync answer), as Kling wrote it, less any value that is not a
+ * short string or a number; undefined when it reported neither. Nothing is filled in: a task Kling
+ * reported no deduction for shows none.
  */
 export function reportedDeductions(kling: unknown): KlingDeductions | undefined {
   if (typeof kling !== 'object' || kling === null) return undefined;
