@@ -53,6 +53,7 @@ const TASK_COLUMN_SET: Record<keyof RelayTask, true> = {
   pricing: true,
   status_msg: true,
   result: true,
+  deductions: true,
   kling_created_at: true,
   kling_updated_at: true,
   client_callback_url: true,
@@ -191,6 +192,7 @@ export class RelayStore {
       t.text('status_msg').nullable();
       // MySQL's TEXT stops at 64 KB; a task_result with many URLs can pass that.
       t.text('result', 'mediumtext').nullable();
+      t.text('deductions').nullable();
       t.bigInteger('kling_created_at').nullable();
       t.bigInteger('kling_updated_at').nullable();
       t.text('client_callback_url').nullable();
@@ -207,6 +209,7 @@ export class RelayStore {
       t.index(['user_id', 'kling_task_id'], `${p}tasks_user_kling`);
     });
     await addColumnIfAbsent(db, this.tables.tasks, 'request_hash', (t) => void t.string('request_hash', 64).nullable());
+    await addColumnIfAbsent(db, this.tables.tasks, 'deductions', (t) => void t.text('deductions').nullable());
     await createTableIfAbsent(db, this.tables.ledger, (t) => {
       t.increments('id').primary();
       t.integer('task_id').notNullable();

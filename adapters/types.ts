@@ -97,6 +97,11 @@ export interface RelayTask {
   status_msg: string | null;
   /** JSON text of Kling's task_result (or a sync endpoint's data). */
   result: string | null;
+  /**
+   * JSON text of what Kling reported it deducted for the task (`KlingDeductions`), kept when the task
+   * became final; null when Kling reported nothing (and for every task refunded without Kling's word).
+   */
+  deductions: string | null;
   /** Kling's own created_at / updated_at (ms), when known. */
   kling_created_at: number | null;
   kling_updated_at: number | null;
@@ -111,6 +116,15 @@ export interface RelayTask {
   updated_at: number;
 }
 export type NewRelayTask = Omit<RelayTask, 'id'>;
+
+/**
+ * Kling's account of what a task cost it, top level in its task object: resource-pack units, and the
+ * balance taken (`{quota, list_price}`: the discounted price and the list price), as decimal strings.
+ */
+export interface KlingDeductions {
+  final_unit_deduction?: string | number;
+  final_balance_deduction?: Record<string, string | number>;
+}
 
 /** Balance movements. `hold` (negative), `settle` (the unused part of the hold, >= 0, or the charge
  * under charge-on-success, <= 0), `refund` (the whole hold back). At most one of settle/refund. */

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Knex } from 'knex';
 import type { OutboxStore } from '../../adapters/outbox-store.js';
 import type { RelayTask } from '../../adapters/types.js';
+import { shownDeductions } from '../completion/deductions.js';
 import type { Registry } from '../registry/types.js';
 
 /** The statuses Kling announces; `pending` (Kling has not answered the create yet) is the relay's own. */
@@ -19,7 +20,7 @@ function parsedResult(result: string | null): unknown {
 /**
  * Kling's callback body (kling-api.md section 4) for a task in its current state: Kling's task_id,
  * the caller's own external_task_id (never ours) or no task_info.external_task_id at all, the result
- * once it succeeded, Kling's times in ms.
+ * once it succeeded, the deductions Kling reported for a final task, Kling's times in ms.
  */
 export function noticeBody(task: RelayTask, now: number): Record<string, unknown> {
   return {
@@ -28,6 +29,7 @@ export function noticeBody(task: RelayTask, now: number): Record<string, unknown
     task_status_msg: task.status_msg ?? '',
     task_info: task.client_task_id === null ? {} : { external_task_id: task.client_task_id },
     ...(task.state === 'succeed' ? { task_result: parsedResult(task.result) } : {}),
+    ...shownDeductions(task),
     created_at: task.kling_created_at ?? task.created_at,
     updated_at: task.kling_updated_at ?? now,
   };

@@ -3,6 +3,7 @@ import { FINAL_STATES, type RelayTask, type TaskState } from '../../adapters/typ
 import type { KlingAccount } from '../upstream/accounts.js';
 import { writeStatusChange } from '../callbacks/notice.js';
 import type { RelayContext } from '../relay/context.js';
+import { reportedDeductions } from './deductions.js';
 import { finishTask } from './transition.js';
 
 /** Kling's task object (kling-api.md 3.2), as far as the relay reads it. */
@@ -14,6 +15,10 @@ export interface KlingTaskObject {
   created_at?: unknown;
   updated_at?: unknown;
   task_info?: { external_task_id?: unknown };
+  /** Resource-pack units Kling deducted, a decimal string. */
+  final_unit_deduction?: unknown;
+  /** The balance Kling deducted, `{quota, list_price}` as decimal strings. */
+  final_balance_deduction?: unknown;
 }
 
 export function isFinal(task: RelayTask): boolean {
@@ -48,11 +53,12 @@ export async function applyKlingTask(ctx: RelayContext, task: RelayTask, kling: 
   const klingTaskId = typeof kling.task_id === 'string' && kling.task_id !== '' ? kling.task_id : undefined;
   const klingUpdatedAt = typeof kling.updated_at === 'number' ? kling.updated_at : undefined;
   if (status === 'succeed') {
-    return (await finishTask(ctx, task.id, { status: 'succeed', klingTaskId, result: kling.task_result ?? null, klingUpdatedAt })) ? 'settled' : 'unchanged';
+    const outcome = { status: 'succeed', klingTaskId, result: kling.task_result ?? null, klingUpdatedAt, deductions: reportedDeductions(kling) } as const;
+    return (await finishTask(ctx, task.id, outcome)) ? 'settled' : 'unchanged';
   }
   if (status === 'failed') {
     const reason = typeof kling.task_status_msg === 'string' && kling.task_status_msg !== '' ? kling.task_status_msg : 'failed at Kling';
-    return (await finishTask(ctx, task.id, { status: 'failed', klingTaskId, reason, klingUpdatedAt })) ? 'settled' : 'unchanged';
+    return (await finishTask(ctx, task.id, { status: 'failed', klingTaskId, reason, klingUpdatedAt, deductions: reportedDeductions(kling) })) ? 'settled' : 'unchanged';
   }
   if (status !== 'submitted' && status !== 'processing') return 'invalid';
   const now = Date.now();

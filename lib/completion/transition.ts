@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import type { HostTable } from '../../adapters/host-table.js';
 import type { RelayStore } from '../../adapters/relay-store.js';
-import type { QuotaStore, RelayTask, TaskState, TableKind } from '../../adapters/types.js';
+import type { KlingDeductions, QuotaStore, RelayTask, TaskState, TableKind } from '../../adapters/types.js';
 import { actualCharge, parseDuration } from '../pricing/estimate.js';
 import type { PricingType } from '../registry/types.js';
 import { loggable, type Logger } from '../upstream/client.js';
@@ -22,9 +22,14 @@ export interface TransitionDeps {
   notices?: ClientNotices | undefined;
 }
 
-export type Outcome =
+/**
+ * How a task ended. `deductions` is what Kling reported it deducted, kept with the task as reported;
+ * absent when Kling said nothing (a refund of a task it never had, a timeout): none is made up.
+ */
+export type Outcome = (
   | { status: 'succeed'; klingTaskId?: string | undefined; result: unknown; klingUpdatedAt?: number | undefined }
-  | { status: 'failed'; klingTaskId?: string | undefined; reason: string; klingUpdatedAt?: number | undefined };
+  | { status: 'failed'; klingTaskId?: string | undefined; reason: string; klingUpdatedAt?: number | undefined }
+) & { deductions?: KlingDeductions | undefined };
 
 export const ACTIVE_STATES: readonly TaskState[] = ['pending', 'submitted', 'processing'];
 
@@ -82,13 +87,14 @@ export async function finishTask(deps: TransitionDeps, taskId: number, outcome: 
     if (!task || !from.includes(task.state)) return undefined;
     const host = deps.hosts[task.table_kind];
     const klingTaskId = outcome.klingTaskId ?? task.kling_task_id;
+    const deductions = outcome.deductions ? JSON.stringify(outcome.deductions) : null;
     if (outcome.status === 'succeed') {
       const pricing = storedPricing(task);
       const { charge, units } = pricing
         ? actualCharge(task.hold_quota, pricing.unit, pricing.type, outcome.result, deps.quotaPerUnit)
         : { charge: task.hold_quota, units: undefined };
       const result = JSON.stringify(outcome.result ?? null);
-      const patch = { state: 'succeed', charge_quota: charge, result, kling_task_id: klingTaskId, kling_updated_at: outcome.klingUpdatedAt ?? task.kling_updated_at, lease_owner: null, lease_until: null, next_check_at: null } as const;
+      const patch = { state: 'succeed', charge_quota: charge, result, deductions, kling_task_id: klingTaskId, kling_updated_at: outcome.klingUpdatedAt ?? task.kling_updated_at, lease_owner: null, lease_until: null, next_check_at: null } as const;
       const moved = await deps.store.updateTask(trx, task.id, patch, from);
       if (!moved) return undefined;
       await deps.notices?.enqueue(trx, { ...task, ...patch }, now);
@@ -112,7 +118,7 @@ export async function finishTask(deps: TransitionDeps, taskId: number, outcome: 
       await deps.quota.addUsed(trx, task.user_id, charge);
       return { task, charge };
     }
-    const patch = { state: 'failed', charge_quota: 0, status_msg: outcome.reason, kling_task_id: klingTaskId, kling_updated_at: outcome.klingUpdatedAt ?? task.kling_updated_at, lease_owner: null, lease_until: null, next_check_at: null } as const;
+    const patch = { state: 'failed', charge_quota: 0, status_msg: outcome.reason, deductions, kling_task_id: klingTaskId, kling_updated_at: outcome.klingUpdatedAt ?? task.kling_updated_at, lease_owner: null, lease_until: null, next_check_at: null } as const;
     const moved = await deps.store.updateTask(trx, task.id, patch, from);
     if (!moved) return undefined;
     await deps.notices?.enqueue(trx, { ...task, ...patch }, now);

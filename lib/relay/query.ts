@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RelayTask } from '../../adapters/types.js';
 import { applyKlingTask, fetchKlingTask, isFinal } from '../completion/apply.js';
+import { shownDeductions } from '../completion/deductions.js';
 import { RelayHttpError } from '../errors.js';
 import type { RegistryEntry } from '../registry/types.js';
 import { UpstreamError } from '../upstream/client.js';
@@ -11,7 +12,10 @@ import { identifyCaller } from './submit.js';
 /** A task not final and not checked within this long is refreshed from Kling when queried. */
 export const REFRESH_AFTER_MS = 3_000;
 
-/** Kling's task object, from the relay's own row. The caller sees its own external_task_id, never ours. */
+/**
+ * Kling's task object, from the relay's own row. The caller sees its own external_task_id, never ours,
+ * and Kling's final_unit_deduction and final_balance_deduction once a final task came with them.
+ */
 export function taskObject(task: RelayTask): Record<string, unknown> {
   const object: Record<string, unknown> = {
     task_id: task.kling_task_id ?? '',
@@ -28,7 +32,7 @@ export function taskObject(task: RelayTask): Record<string, unknown> {
       object.task_result = {};
     }
   }
-  return object;
+  return { ...object, ...shownDeductions(task) };
 }
 
 const inFlight = new WeakMap<RelayContext, Map<number, Promise<void>>>();

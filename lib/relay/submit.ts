@@ -5,6 +5,7 @@ import type { Knex } from 'knex';
 import type { NewHostRow, NewRelayTask, RelayTask } from '../../adapters/types.js';
 import { writeStatusChange } from '../callbacks/notice.js';
 import { fetchKlingTask, isFinal, type KlingTaskObject } from '../completion/apply.js';
+import { reportedDeductions } from '../completion/deductions.js';
 import { finishTask } from '../completion/transition.js';
 import { taskCallbackUrl } from '../completion/token.js';
 import { isUniqueViolation } from '../../adapters/dialect.js';
@@ -126,6 +127,7 @@ function newTask(ctx: RelayContext, entry: RegistryEntry, caller: Caller, accoun
     pricing: JSON.stringify({ type: price.pricingType, unit: price.unitPrice }),
     status_msg: null,
     result: null,
+    deductions: null,
     kling_created_at: null,
     kling_updated_at: null,
     client_callback_url: client.callbackUrl,
@@ -369,7 +371,8 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
   ctx.logger.info('Kling accepted the request', { ...log, klingTaskId: answeredId, klingRequestId: reply.envelope.request_id });
   if (entry.kind === 'sync') {
     await recordSession(ctx, account, caller, data);
-    await finishTask(ctx, task.id, { status: 'succeed', klingTaskId: typeof data.task_id === 'string' ? data.task_id : undefined, result: data.task_result ?? data }, ['pending']);
+    const klingTaskId = typeof data.task_id === 'string' ? data.task_id : undefined;
+    await finishTask(ctx, task.id, { status: 'succeed', klingTaskId, result: data.task_result ?? data, deductions: reportedDeductions(data) }, ['pending']);
     const syncId = typeof data.task_id === 'string' ? data.task_id : typeof data.session_id === 'string' ? data.session_id : null;
     answer(ctx, res, syncId, data, reply.envelope.request_id || requestId);
     return;

@@ -23,6 +23,7 @@ import type {
 export { signKlingToken } from './auth.js';
 export type { SignOptions } from './auth.js';
 export type {
+  BalanceDeduction,
   CallbackAttempt,
   CallbackMode,
   CallbackSignature,
@@ -32,6 +33,7 @@ export type {
   QueryFault,
   RecordedRequest,
   SandboxAccount,
+  SandboxDeductions,
   SandboxEndpoint,
   SandboxOptions,
   SandboxTask,

@@ -1,8 +1,11 @@
 import { randomInt, randomUUID } from 'node:crypto';
-import type { KlingTaskObject, SandboxTask } from './types.js';
+import type { BalanceDeduction, KlingTaskObject, SandboxTask } from './types.js';
 
 /** Generated media live on a made-up host: nothing the relay does should need to fetch them. */
 const CDN = 'https://sandbox-cdn.klingai.test';
+
+/** The sandbox's accounts pay from resource packs: their balance is never touched. */
+export const NO_BALANCE_DEDUCTION: BalanceDeduction = Object.freeze({ quota: '0', list_price: '0' });
 
 /** Kling's task ids are long decimal strings. */
 export function newTaskId(): string {
@@ -104,7 +107,7 @@ export function succeededResult(task: SandboxTask, duration?: string): { result:
     if (path === '/v1/images/omni-image' && body.result_type === 'series') {
       const amount = count(body.series_amount, 4);
       return {
-        result: { result_type: 'series', series_images: images(task, amount).map(({ index, url }) => ({ index, url })) },
+        result: { result_type: 'series', series_images: images(task, amount) },
         units: String(amount),
       };
     }
@@ -135,6 +138,7 @@ export function taskObject(task: SandboxTask): KlingTaskObject {
   }
   if (task.result) out.task_result = task.result;
   if (task.finalUnitDeduction !== undefined) out.final_unit_deduction = task.finalUnitDeduction;
+  if (task.finalBalanceDeduction !== undefined) out.final_balance_deduction = { ...task.finalBalanceDeduction };
   if (task.body.watermark_info !== undefined) out.watermark_info = { enabled: watermarked(task.body) };
   return out;
 }
@@ -156,11 +160,13 @@ function maskList(): Record<string, unknown>[] {
 /** The `data` of a synchronous endpoint (kling-api.md 6.7, 6.9, 6.12, 6.13). */
 export function syncResult(path: string, body: Record<string, unknown>): Record<string, unknown> {
   const final_unit_deduction = '1';
+  const final_balance_deduction = { ...NO_BALANCE_DEDUCTION };
   switch (path.slice(path.lastIndexOf('/') + 1)) {
     case 'identify-face':
       return {
         session_id: randomUUID(),
         final_unit_deduction,
+        final_balance_deduction,
         face_data: [{ face_id: '0', face_image: media('faces', randomUUID(), 'png'), start_time: 0, end_time: 5200 }],
       };
     case 'init-selection':
@@ -168,6 +174,7 @@ export function syncResult(path: string, body: Record<string, unknown>): Record<
         status: 0,
         session_id: randomUUID(),
         final_unit_deduction,
+        final_balance_deduction,
         fps: 30,
         original_duration: 5000,
         width: 1280,
@@ -181,16 +188,18 @@ export function syncResult(path: string, body: Record<string, unknown>): Record<
         status: 0,
         session_id: sessionOf(body),
         final_unit_deduction,
+        final_balance_deduction,
         res: { frame_index: typeof body.frame_index === 'number' ? body.frame_index : 0, rle_mask_list: maskList() },
       };
     case 'clear-selection':
-      return { status: 0, session_id: sessionOf(body), final_unit_deduction };
+      return { status: 0, session_id: sessionOf(body), final_unit_deduction, final_balance_deduction };
     case 'preview-selection': {
       const id = randomUUID();
       return {
         status: 0,
         session_id: sessionOf(body),
         final_unit_deduction,
+        final_balance_deduction,
         res: {
           video: media('videos', id, 'mp4'),
           video_cover: media('images', id, 'jpg'),
@@ -210,6 +219,7 @@ export function syncResult(path: string, body: Record<string, unknown>): Record<
           })),
         },
         final_unit_deduction,
+        final_balance_deduction,
       };
     case 'tts': {
       const id = randomUUID();
@@ -221,9 +231,10 @@ export function syncResult(path: string, body: Record<string, unknown>): Record<
         task_status: 'succeed',
         task_result: { audios: [{ id, url: media('audios', id, 'mp3'), duration: seconds }] },
         final_unit_deduction,
+        final_balance_deduction,
       };
     }
     default:
-      return { task_id: newTaskId(), task_status: 'succeed', task_result: {}, final_unit_deduction };
+      return { task_id: newTaskId(), task_status: 'succeed', task_result: {}, final_unit_deduction, final_balance_deduction };
   }
 }

@@ -1,7 +1,7 @@
 import type { CallbackDispatcher } from './callbacks.js';
 import { KlingError } from './codes.js';
-import { newTaskId, succeededResult, taskObject } from './results.js';
-import type { SandboxTask, Schedule, TaskOutcome, TaskStatus } from './types.js';
+import { NO_BALANCE_DEDUCTION, newTaskId, succeededResult, taskObject } from './results.js';
+import type { SandboxDeductions, SandboxTask, Schedule, TaskOutcome, TaskStatus } from './types.js';
 
 export interface TaskStoreConfig {
   schedule: Schedule;
@@ -105,6 +105,7 @@ export class TaskStore {
       updatedAt: now,
       result: undefined,
       finalUnitDeduction: undefined,
+      finalBalanceDeduction: undefined,
     };
     this.tasks.set(taskId, task);
     if (externalTaskId !== undefined) this.byExternal.set(externalKey(accessKey, externalTaskId), task);
@@ -190,16 +191,20 @@ export class TaskStore {
   private finish(task: SandboxTask, outcome: TaskOutcome): void {
     for (const timer of this.timers.get(task.taskId) ?? []) clearTimeout(timer);
     this.timers.delete(task.taskId);
+    let deducted: SandboxDeductions;
     if (outcome.status === 'succeed') {
       const { result, units } = succeededResult(task, outcome.duration);
       task.result = result;
-      task.finalUnitDeduction = units;
       task.statusMsg = '';
+      deducted = { unit: units, balance: NO_BALANCE_DEDUCTION };
     } else {
       task.result = undefined;
-      task.finalUnitDeduction = '0';
       task.statusMsg = outcome.message;
+      deducted = { unit: '0', balance: NO_BALANCE_DEDUCTION };
     }
+    const deductions = outcome.deductions === undefined ? deducted : outcome.deductions;
+    task.finalUnitDeduction = deductions?.unit;
+    task.finalBalanceDeduction = deductions ? { ...deductions.balance } : undefined;
     this.move(task, outcome.status);
   }
 

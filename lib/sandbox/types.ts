@@ -31,7 +31,27 @@ export type TaskStatus = 'submitted' | 'processing' | 'succeed' | 'failed';
  * How a task ends. A success may name the `duration` Kling reports for its video or audio (a string
  * like "3.2"); by default a video runs 0.1 s over the requested seconds and an audio matches them.
  */
-export type TaskOutcome = { status: 'succeed'; duration?: string } | { status: 'failed'; message: string };
+export type TaskOutcome = ({ status: 'succeed'; duration?: string } | { status: 'failed'; message: string }) & {
+  /**
+   * What Kling reports it deducted for the task; null: the task object carries no deduction fields.
+   * Default: a success deducts its units from a resource pack and nothing from the balance, a failure
+   * deducts nothing.
+   */
+  deductions?: SandboxDeductions | null;
+};
+
+/** Kling's `final_unit_deduction` and `final_balance_deduction` of a final task. */
+export interface SandboxDeductions {
+  /** Resource-pack units, a decimal string. */
+  unit: string;
+  /** The balance deduction: the discounted price taken (`quota`) and the list price, decimal strings. */
+  balance: BalanceDeduction;
+}
+
+export interface BalanceDeduction {
+  quota: string;
+  list_price: string;
+}
 
 export type Schedule = 'manual' | 'instant' | { processingAfterMs: number; finalAfterMs: number };
 
@@ -78,6 +98,7 @@ export interface SandboxTask {
   /** Kling's `task_result`, set when the task succeeds. */
   result: Record<string, unknown> | undefined;
   finalUnitDeduction: string | undefined;
+  finalBalanceDeduction: BalanceDeduction | undefined;
 }
 
 /** Kling's task object (kling-api.md 3.2), as answered by queries and sent to callbacks. */
@@ -88,6 +109,7 @@ export interface KlingTaskObject {
   task_info: { external_task_id?: string; parent_video?: { id: string; url: string; duration: string } };
   task_result?: Record<string, unknown>;
   final_unit_deduction?: string;
+  final_balance_deduction?: BalanceDeduction;
   watermark_info?: { enabled: boolean };
   created_at: number;
   updated_at: number;

@@ -62,7 +62,8 @@ for (const database of testDatabases()) {
       const [task] = await h.tasks();
       const kling = h.sandbox.tasks.getTask(taskId);
       const done = receiver.requests[1]?.body;
-      expect(Object.keys(done ?? {})).to.deep.equal(['task_id', 'task_status', 'task_status_msg', 'task_info', 'task_result', 'created_at', 'updated_at']);
+      expect(Object.keys(done ?? {})).to.deep.equal(['task_id', 'task_status', 'task_status_msg', 'task_info', 'task_result', 'final_unit_deduction', 'final_balance_deduction', 'created_at', 'updated_at']);
+      expect(done).to.deep.include({ final_unit_deduction: kling?.finalUnitDeduction, final_balance_deduction: kling?.finalBalanceDeduction });
       expect(done).to.deep.include({ task_id: taskId, task_status: 'succeed', task_info: { external_task_id: 'job-1' } });
       expect(done?.task_result).to.deep.equal(JSON.parse(String(task?.result)));
       expect((done?.task_result as { videos: { url: string }[] }).videos[0]?.url).to.be.a('string').and.not.equal('');

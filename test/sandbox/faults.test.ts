@@ -258,13 +258,13 @@ describe('kling sandbox: synchronous endpoints', () => {
 
   it('identify-face answers a session and faces', async () => {
     const d = await data('/v1/videos/identify-face', { video_url: 'https://x/v.mp4' });
-    expect(d).to.have.keys('session_id', 'final_unit_deduction', 'face_data');
+    expect(d).to.have.keys('session_id', 'final_unit_deduction', 'final_balance_deduction', 'face_data');
     expect(d.face_data[0]).to.have.keys('face_id', 'face_image', 'start_time', 'end_time');
   });
 
   it('multi-elements selection calls answer Kling’s shapes', async () => {
     const init = await data('/v1/videos/multi-elements/init-selection', { video_id: 'v' });
-    expect(init).to.have.keys('status', 'session_id', 'final_unit_deduction', 'fps', 'original_duration', 'width', 'height', 'total_frame', 'normalized_video');
+    expect(init).to.have.keys('status', 'session_id', 'final_unit_deduction', 'final_balance_deduction', 'fps', 'original_duration', 'width', 'height', 'total_frame', 'normalized_video');
     expect(init.status).to.equal(0);
     const session_id = init.session_id as string;
     for (const op of ['add-selection', 'delete-selection']) {
@@ -273,7 +273,7 @@ describe('kling sandbox: synchronous endpoints', () => {
       expect(d.res.frame_index).to.equal(3);
       expect(d.res.rle_mask_list[0]).to.have.keys('object_id', 'rle_mask', 'png_mask');
     }
-    expect(await data('/v1/videos/multi-elements/clear-selection', { session_id })).to.have.keys('status', 'session_id', 'final_unit_deduction');
+    expect(await data('/v1/videos/multi-elements/clear-selection', { session_id })).to.have.keys('status', 'session_id', 'final_unit_deduction', 'final_balance_deduction');
     const preview = await data('/v1/videos/multi-elements/preview-selection', { session_id });
     expect(preview.res).to.have.keys('video', 'video_cover', 'tracking_output');
   });

@@ -284,4 +284,33 @@ describe('kling sandbox: results by endpoint', () => {
     const tryOn = await resultOf('/v1/images/kolors-virtual-try-on', { human_image: 'h', cloth_image: 'c' });
     expect(tryOn.task_result.images).to.have.length(1);
   });
+
+  it('reports deductions on final tasks, watermark_url with watermark_info enabled (series images too), parent_video on continuations', async () => {
+    const video = await resultOf('/v1/videos/text2video', { prompt: 'p', duration: '10', watermark_info: { enabled: true } });
+    expect(video).to.deep.include({ final_unit_deduction: '2', final_balance_deduction: { quota: '0', list_price: '0' }, watermark_info: { enabled: true } });
+    expect(video.task_result.videos[0].watermark_url).to.match(/^https:\/\/.+-wm\.mp4$/);
+    const series = await resultOf('/v1/images/omni-image', { prompt: 'p', result_type: 'series', series_amount: 2, watermark_info: { enabled: true } });
+    for (const image of series.task_result.series_images) expect(image).to.have.keys('index', 'url', 'watermark_url');
+    const plain = await resultOf('/v1/images/generations', { prompt: 'p' });
+    expect(plain.task_result.images[0]).to.have.keys('index', 'url');
+    const extended = await resultOf('/v1/videos/video-extend', { video_id: 'v-9' });
+    expect(extended.task_info.parent_video).to.include({ id: 'v-9' }).and.to.have.keys('id', 'url', 'duration');
+
+    // What a test names is what Kling reports; null: no deduction fields at all.
+    const manual = await startKlingSandbox({ schedule: 'manual' });
+    try {
+      const ids: string[] = [];
+      for (let i = 0; i < 3; i++) ids.push((await call(manual, 'POST', '/v1/videos/text2video', { body: { prompt: 'p' } })).json.data.task_id as string);
+      const [named, silent, failed] = ids as [string, string, string];
+      manual.complete(named, { status: 'succeed', deductions: { unit: '0.5', balance: { quota: '0.06', list_price: '0.07' } } });
+      manual.complete(silent, { status: 'succeed', deductions: null });
+      manual.complete(failed, { status: 'failed', message: 'risk control' });
+      const shown = async (id: string) => (await call(manual, 'GET', `/v1/videos/text2video/${id}`)).json.data as Record<string, unknown>;
+      expect(await shown(named)).to.deep.include({ final_unit_deduction: '0.5', final_balance_deduction: { quota: '0.06', list_price: '0.07' } });
+      expect(await shown(silent)).to.not.have.any.keys('final_unit_deduction', 'final_balance_deduction');
+      expect(await shown(failed)).to.deep.include({ final_unit_deduction: '0', final_balance_deduction: { quota: '0', list_price: '0' } });
+    } finally {
+      await manual.close();
+    }
+  });
 });

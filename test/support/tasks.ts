@@ -24,6 +24,7 @@ export function newTask(overrides: Partial<NewRelayTask> = {}): NewRelayTask {
     pricing: '{"type":"per_second","unit":0.001}',
     status_msg: null,
     result: null,
+    deductions: null,
     kling_created_at: null,
     kling_updated_at: null,
     client_callback_url: null,
