@@ -171,6 +171,65 @@ function tokenAuth(db: Knex): RequestHandler {
   };
 }
 
+/** How many of the user's tasks GET /me lists, newest first. */
+const ME_RECENT_TASKS = 10;
+
+/**
+ * GET /me: the caller's balance and recent tasks, so that a demo user sees what a submit held and
+ * what a settle charged without opening the SQLite file. It reads the relay's own task table, which
+ * names each task by the id Kling gave it (the `task_id` a submit answers).
+ */
+function meHandler(db: Knex): RequestHandler {
+  return (_req: Request, res: Response) => {
+    const user = res.locals.user as DemoUser;
+    Promise.all([
+      balanceOf(db, user.id),
+      db('kling_relay_tasks')
+        .where({ user_id: String(user.id) })
+        .orderBy('id', 'desc')
+        .limit(ME_RECENT_TASKS)
+        .select('kling_task_id', 'external_task_id', 'endpoint', 'model', 'state', 'hold_quota', 'charge_quota', 'created_at') as Promise<TaskRow[]>,
+    ])
+      .then(([quota, tasks]) => {
+        res.json({
+          code: 0,
+          message: 'SUCCEED',
+          request_id: randomUUID(),
+          data: { user: { id: user.id, username: user.username }, quota, quota_usd: (quota / QUOTA_PER_USD).toFixed(2), tasks: tasks.map(taskSummary) },
+        });
+      })
+      .catch((error: unknown) => {
+        console.error('GET /me failed:', (error as Error).message);
+        klingError(res, 503, 5001, 'service unavailable');
+      });
+  };
+}
+
+interface TaskRow {
+  kling_task_id: string | null;
+  external_task_id: string;
+  endpoint: string;
+  model: string;
+  state: string;
+  hold_quota: number | string;
+  charge_quota: number | string | null;
+  created_at: number | string;
+}
+
+/** One task as GET /me lists it; `task_status` as Kling names it (a task not yet sent is `submitted`). */
+function taskSummary(row: TaskRow): Record<string, unknown> {
+  return {
+    task_id: row.kling_task_id,
+    external_task_id: row.external_task_id,
+    endpoint: row.endpoint,
+    model: row.model,
+    task_status: row.state === 'pending' ? 'submitted' : row.state,
+    hold_quota: Number(row.hold_quota),
+    charge_quota: row.charge_quota === null ? null : Number(row.charge_quota),
+    created_at: Number(row.created_at),
+  };
+}
+
 function listen(server: Server, port: number, host: string): Promise<AddressInfo> {
   return new Promise((resolvePromise, reject) => {
     server.once('error', reject);
@@ -313,12 +372,14 @@ export async function runDemoHost(options: DemoHostOptions): Promise<void> {
     // token check. No body parser in front of the relay either: it reads request bodies itself.
     app.post('/kling/callback', relay.callback);
     // A Bearer JWT is checked as Kling checks it (codes 1001-1004); any other token goes to tokenAuth.
-    app.use('/kling', klingJwtAuth({ lookup: klingKeyLookup(db), fallback: tokenAuth(db) }), relay.router);
+    const auth = klingJwtAuth({ lookup: klingKeyLookup(db), fallback: tokenAuth(db) });
+    app.use('/kling', auth, relay.router);
+    app.get('/me', auth, meHandler(db));
     // The background reconciler settles tasks whose callback never came.
     relay.start();
 
     const quota = await balanceOf(db, user.id);
-    const auth = `Authorization: Bearer ${token}`;
+    const authHeader = `Authorization: Bearer ${token}`;
     const submitUrl = `${baseUrl}/kling/v1/videos/text2video`;
     const upstream = sandbox
       ? `Kling sandbox at ${sandbox.url} (tasks succeed about ${SANDBOX_SCHEDULE.finalAfterMs / 1000} s after submit)`
@@ -337,14 +398,19 @@ export async function runDemoHost(options: DemoHostOptions): Promise<void> {
       'Submit a text-to-video task:',
       '',
       `  curl -sS -X POST ${submitUrl} \\`,
-      `    -H ${shellQuote(auth)} \\`,
+      `    -H ${shellQuote(authHeader)} \\`,
       `    -H 'Content-Type: application/json' \\`,
       `    -d ${shellQuote(JSON.stringify(EXAMPLE_BODY))}`,
       '',
       'Query it: replace TASK_ID with data.task_id from the submit answer:',
       '',
       `  curl -sS ${submitUrl}/TASK_ID \\`,
-      `    -H ${shellQuote(auth)}`,
+      `    -H ${shellQuote(authHeader)}`,
+      '',
+      'Your balance and recent tasks (what a submit held, what a finished task was charged):',
+      '',
+      `  curl -sS ${baseUrl}/me \\`,
+      `    -H ${shellQuote(authHeader)}`,
       '',
       `An existing Kling client works too: set its base URL to ${baseUrl}/kling and its keys to kling AK / SK.`,
       '',

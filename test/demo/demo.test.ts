@@ -23,6 +23,8 @@ interface Printed {
   quota: number;
   submit: { url: string; headers: Record<string, string>; body: string };
   query: { url: string; headers: Record<string, string> };
+  /** The curl for the user's balance and recent tasks. */
+  me: { url: string; headers: Record<string, string> };
 }
 
 interface RunningDemo {
@@ -47,7 +49,8 @@ function parse(out: string): Printed {
   const secretKey = /^\s+kling SK\s+(\S+)$/m.exec(out)?.[1];
   const submit = /curl -sS -X POST (\S+) \\\n\s+-H '([^']*)' \\\n\s+-H '([^']*)' \\\n\s+-d '([^']*)'\n/.exec(out);
   const query = /curl -sS (\S+) \\\n\s+-H '([^']*)'\n/.exec(out);
-  if (!url || !token || !quota || !accessKey || !secretKey || !submit || !query) throw new Error(`unexpected demo output:\n${out}`);
+  const me = /curl -sS (\S+\/me) \\\n\s+-H '([^']*)'\n/.exec(out);
+  if (!url || !token || !quota || !accessKey || !secretKey || !submit || !query || !me) throw new Error(`unexpected demo output:\n${out}`);
   return {
     url,
     token,
@@ -55,6 +58,7 @@ function parse(out: string): Printed {
     quota: Number(quota),
     submit: { url: submit[1] as string, headers: Object.fromEntries([header(submit[2] as string), header(submit[3] as string)]), body: submit[4] as string },
     query: { url: query[1] as string, headers: Object.fromEntries([header(query[2] as string)]) },
+    me: { url: me[1] as string, headers: Object.fromEntries([header(me[2] as string)]) },
   };
 }
 
@@ -173,6 +177,32 @@ describe('demo host (npm start)', function () {
     const task = (await got.json()) as { code: number; data: { task_id: string } };
     expect(got.status, JSON.stringify(task)).to.equal(200);
     expect(task.data.task_id).to.equal(taskId);
+  });
+
+  it('answers the printed GET /me curl with the user\'s quota and recent tasks, and 401 without the token', async () => {
+    const { url, token, me, submit } = demo!.printed;
+    expect(me).to.deep.equal({ url: `${url}/me`, headers: { Authorization: `Bearer ${token}` } });
+    const res = await fetch(me.url, { headers: me.headers });
+    const body = (await res.json()) as { code: number; request_id: string; data: { user: { id: number; username: string }; quota: number; quota_usd: string; tasks: Record<string, unknown>[] } };
+    expect(res.status, JSON.stringify(body)).to.equal(200);
+    expect(body.code).to.equal(0);
+    expect(body.request_id).to.be.a('string').and.not.equal('');
+    expect(body.data.user.username).to.equal('demo');
+    expect(body.data.quota).to.equal(await balance(dir));
+    expect(body.data.quota).to.equal(START_QUOTA - 70_000);
+    expect(body.data.quota_usd).to.equal('9.86');
+    // The task the previous test submitted, newest first, as the submit answered it.
+    expect(body.data.tasks).to.have.length(1);
+    const [task] = body.data.tasks;
+    expect(task).to.include({ endpoint: '/v1/videos/text2video', model: 'kling-v1', hold_quota: 70_000 });
+    expect(task!.task_id).to.be.a('string').and.not.equal('');
+    expect(task!.task_status).to.be.oneOf(['submitted', 'processing', 'succeed']);
+    const queried = await fetch(submit.url + '/' + String(task!.task_id), { headers: me.headers });
+    expect(queried.status).to.equal(200);
+
+    const refused = await fetch(me.url);
+    expect(refused.status).to.equal(401);
+    expect(((await refused.json()) as { code: number }).code).to.equal(1000);
   });
 
   it('answers 401 with code 1000 in Kling\'s envelope without a token or with a wrong one', async () => {
