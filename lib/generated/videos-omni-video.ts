@@ -67,9 +67,9 @@ export type OmniVideoRequest = {
    */
   sound?: 'on' | 'off';
   /**
-   * std (about 720p) or pro (about 1080p); Kling's default here is pro. Billing-relevant.
+   * std (about 720p), pro (about 1080p) or 4k (4K, kling-v3-omni only); Kling's default here is pro. Billing-relevant. CONFLICT: Kling's changelog of 2026-04-23 excludes 4k with a reference video, the one of 2026-06-17 announces reference videos and 4K for 3.0 Omni and the price list prices 4K with video input; accepts 4k with a reference video.
    */
-  mode?: 'std' | 'pro';
+  mode?: 'std' | 'pro' | '4k';
   /**
    * Output aspect ratio: 16:9, 9:16 or 1:1. Required unless an image_list item is a first_frame or a video_list item is edited (refer_type base, the default); ignored in those cases.
    */
