@@ -25,11 +25,11 @@ export type Image2VideoRequest = {
    */
   image?: string;
   /**
-   * End frame: URL or raw base64 (a data: prefix is stripped); jpg/jpeg/png, at most 10 MB, sides >= 300 px. Cannot be combined with static_mask/dynamic_masks or camera_control, nor with multi_shot true.
+   * End frame: URL or raw base64 (a data: prefix is stripped); jpg/jpeg/png, at most 10 MB, sides >= 300 px. Cannot be combined with static_mask/dynamic_masks or camera_control, nor with multi_shot true except on kling-v3 (allowed since 2026-05-07).
    */
   image_tail?: string;
   /**
-   * Multi-shot generation. true: shot_type is required, prompt is ignored and end-frame generation (image_tail) is not supported; false: shot_type and multi_prompt are ignored.
+   * Multi-shot generation. true: shot_type is required, prompt is ignored and image_tail (an end frame) is allowed only on kling-v3 (since 2026-05-07); false: shot_type and multi_prompt are ignored.
    */
   multi_shot?: boolean;
   /**

@@ -10,7 +10,7 @@ export type OmniVideoRequest = {
    */
   model_name?: 'kling-video-o1' | 'kling-v3-omni';
   /**
-   * Multi-shot generation. true: shot_type is required, prompt is ignored and no end_frame image is allowed; false: shot_type and multi_prompt are ignored.
+   * Multi-shot generation. true: shot_type is required and prompt is ignored (except for intelligence); an end_frame image is allowed only on kling-v3-omni (since 2026-05-07); false: shot_type and multi_prompt are ignored.
    */
   multi_shot?: boolean;
   /**
@@ -44,7 +44,7 @@ export type OmniVideoRequest = {
    */
   element_list?: ElementItem[];
   /**
-   * At most 1 reference video {video_url, refer_type, keep_original_sound}: MP4/MOV, 3-10 s, 720-2160 px, 24-60 fps, <= 200 MB (not checked here). With a reference video sound must be off.
+   * At most 1 reference video {video_url, refer_type, keep_original_sound}: MP4/MOV, 3-15 s on kling-v3-omni (since 2026-06-17) and 3-10 s on kling-video-o1, 720-2160 px, 24-60 fps, <= 200 MB (not checked here). With a reference video sound must be off.
    *
    * @maxItems 1
    */

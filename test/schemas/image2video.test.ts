@@ -175,8 +175,22 @@ describe('schema: /v1/videos/image2video', () => {
       rejects({ ...base, multi_shot: true, prompt: 'x' }, '/shot_type', /required/);
     });
 
-    it('refuses an end frame', () => {
-      rejects({ ...base, image_tail: IMAGE_URL, multi_shot: true, shot_type: 'intelligence', prompt: 'x' }, '/image_tail', /'image_tail' cannot be used with multi_shot true/);
+    it('accepts start and end frames with multi_shot on kling-v3', () => {
+      const body = accepts({ ...base, image_tail: IMAGE_URL, multi_shot: true, shot_type: 'intelligence', prompt: 'x' });
+      expect(body.image_tail).to.equal(IMAGE_URL);
+    });
+
+    it('refuses an end frame with multi_shot on other models, at image_tail, multi_shot and model_name', () => {
+      for (const body of [
+        { model_name: 'kling-v2-6', image: IMAGE_URL, image_tail: IMAGE_URL, multi_shot: true, shot_type: 'intelligence', prompt: 'x' },
+        { image: IMAGE_URL, image_tail: IMAGE_URL, multi_shot: true, shot_type: 'intelligence', prompt: 'x' },
+      ]) {
+        const r = validate(PATH, body);
+        expect(r.ok).to.equal(false);
+        if (r.ok) continue;
+        expect(r.errors.map((e) => e.path)).to.deep.equal(['/image_tail', '/multi_shot', '/model_name']);
+        for (const e of r.errors) expect(e.message).to.equal("'image_tail' cannot be used with multi_shot true except on model_name 'kling-v3'");
+      }
     });
 
     it('requires multi_prompt for customize, adding up to duration', () => {

@@ -124,8 +124,24 @@ describe('schema: /v1/videos/omni-video', () => {
       );
     });
 
-    it('refuses an end frame with multi_shot', () => {
-      rejects({ multi_shot: true, shot_type: 'intelligence', prompt: 'x', image_list: [first, end] }, '/image_list/1/type', /first_frame/);
+    it('refuses an end frame with multi_shot on kling-video-o1 (also the default)', () => {
+      for (const model of [{ model_name: 'kling-video-o1' }, {}]) {
+        rejects(
+          { ...model, multi_shot: true, shot_type: 'intelligence', prompt: 'x', image_list: [first, end] },
+          '/image_list/1/type',
+          /^an end_frame image cannot be used with multi_shot true except on model_name 'kling-v3-omni'$/,
+        );
+      }
+    });
+
+    it('accepts first and end frames with multi_shot on kling-v3-omni', () => {
+      const body = accepts({ model_name: 'kling-v3-omni', multi_shot: true, shot_type: 'intelligence', prompt: 'x', image_list: [first, end] });
+      expect(body.image_list).to.have.length(2);
+    });
+
+    it('accepts a feature reference video with multi_shot intelligence on kling-v3-omni', () => {
+      const body = accepts({ model_name: 'kling-v3-omni', multi_shot: true, shot_type: 'intelligence', prompt: 'shot 1: <<<video_1>>>; shot 2: a close-up', aspect_ratio: '16:9', video_list: [feature], duration: '15' });
+      expect(body.video_list).to.deep.equal([feature]);
     });
   });
 

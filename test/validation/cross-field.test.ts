@@ -99,8 +99,8 @@ describe('validation: a rule over several fields answers one error per field it 
     });
 
     it('a field another field rules out: image_tail with multi_shot, image_list with removal, image or mode on the wrong effect', () => {
-      expect(errorsOf(I2V, { model_name: 'kling-v3', image: IMAGE_URL, image_tail: IMAGE_URL, multi_shot: true, shot_type: 'intelligence', prompt: 'x' })).to.deep.equal(
-        at(['/image_tail', '/multi_shot'], "'image_tail' cannot be used with multi_shot true"),
+      expect(errorsOf(I2V, { model_name: 'kling-v2-6', image: IMAGE_URL, image_tail: IMAGE_URL, multi_shot: true, shot_type: 'intelligence', prompt: 'x' })).to.deep.equal(
+        at(['/image_tail', '/multi_shot', '/model_name'], "'image_tail' cannot be used with multi_shot true except on model_name 'kling-v3'"),
       );
       const removal = { session_id: 's-1', edit_mode: 'removal', prompt: 'Delete the dog from <<<video_1>>>', image_list: [{ image: IMAGE_URL }] };
       expect(errorsOf('/v1/videos/multi-elements', removal)).to.deep.equal(at(['/image_list', '/edit_mode'], "'image_list' cannot be used with edit_mode 'removal'"));
