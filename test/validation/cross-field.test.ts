@@ -182,10 +182,10 @@ describe('validation: a rule over several fields answers one error per field it 
     it('expansion ratios over the area limit name each ratio given, the later first', () => {
       const message = (area: string) =>
         `the expanded image would be ${area}x the original area; at most 3x: (1 + up_expansion_ratio + down_expansion_ratio) x (1 + left_expansion_ratio + right_expansion_ratio) <= 3`;
-      expect(errorsOf('/v1/images/editing/expand', { image: IMAGE_URL, up_expansion_ratio: 1, left_expansion_ratio: 1 })).to.deep.equal(
+      expect(errorsOf('/v1/images/editing/expand', { image: IMAGE_URL, up_expansion_ratio: 1, down_expansion_ratio: 0, left_expansion_ratio: 1, right_expansion_ratio: 0 })).to.deep.equal(
         at(['/left_expansion_ratio', '/up_expansion_ratio'], message('4.00')),
       );
-      expect(errorsOf('/v1/images/editing/expand', { image: IMAGE_URL, up_expansion_ratio: 1, down_expansion_ratio: 1.1, right_expansion_ratio: 0 })).to.deep.equal(
+      expect(errorsOf('/v1/images/editing/expand', { image: IMAGE_URL, up_expansion_ratio: 1, down_expansion_ratio: 1.1, left_expansion_ratio: 0, right_expansion_ratio: 0 })).to.deep.equal(
         at(['/down_expansion_ratio', '/up_expansion_ratio'], message('3.10')),
       );
     });
