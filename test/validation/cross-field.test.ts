@@ -104,7 +104,7 @@ describe('validation: a rule over several fields answers one error per field it 
       );
       const removal = { session_id: 's-1', edit_mode: 'removal', prompt: 'Delete the dog from <<<video_1>>>', image_list: [{ image: IMAGE_URL }] };
       expect(errorsOf('/v1/videos/multi-elements', removal)).to.deep.equal(at(['/image_list', '/edit_mode'], "'image_list' cannot be used with edit_mode 'removal'"));
-      const dual = { effect_scene: 'hug', input: { images: [IMAGE_URL, IMAGE_URL], duration: '5', image: IMAGE_URL } };
+      const dual = { effect_scene: 'hug_pro', input: { images: [IMAGE_URL, IMAGE_URL], duration: '5', image: IMAGE_URL } };
       expect(errorsOf('/v1/videos/effects', dual)).to.deep.equal(
         at(['/input/image', '/input/images'], "'image' and 'images' cannot be used together: single-image effects take image, dual-character effects images"),
       );
