@@ -10,21 +10,21 @@ export interface ImageExpandRequest {
    */
   image: string;
   /**
-   * How far to expand upwards, as a multiple of the original image height, in [0, 2]. The new image may have at most 3x the original area: (1 + up + down) x (1 + left + right) <= 3. Kling marks it required with default 0; the relay fills 0 when it is absent.
+   * How far to expand upwards, as a multiple of the original image height, in [0, 2]. The new image may have at most 3x the original area: (1 + up + down) x (1 + left + right) <= 3. Required (0 for no expansion): Kling's current docs give no default (older ones said 0).
    */
-  up_expansion_ratio?: number;
+  up_expansion_ratio: number;
   /**
-   * How far to expand downwards, as a multiple of the original image height, in [0, 2]. The new image may have at most 3x the original area: (1 + up + down) x (1 + left + right) <= 3. Kling marks it required with default 0; the relay fills 0 when it is absent.
+   * How far to expand downwards, as a multiple of the original image height, in [0, 2]. The new image may have at most 3x the original area: (1 + up + down) x (1 + left + right) <= 3. Required (0 for no expansion): Kling's current docs give no default (older ones said 0).
    */
-  down_expansion_ratio?: number;
+  down_expansion_ratio: number;
   /**
-   * How far to expand leftwards, as a multiple of the original image width, in [0, 2]. The new image may have at most 3x the original area: (1 + up + down) x (1 + left + right) <= 3. Kling marks it required with default 0; the relay fills 0 when it is absent.
+   * How far to expand leftwards, as a multiple of the original image width, in [0, 2]. The new image may have at most 3x the original area: (1 + up + down) x (1 + left + right) <= 3. Required (0 for no expansion): Kling's current docs give no default (older ones said 0).
    */
-  left_expansion_ratio?: number;
+  left_expansion_ratio: number;
   /**
-   * How far to expand rightwards, as a multiple of the original image width, in [0, 2]. The new image may have at most 3x the original area: (1 + up + down) x (1 + left + right) <= 3. Kling marks it required with default 0; the relay fills 0 when it is absent.
+   * How far to expand rightwards, as a multiple of the original image width, in [0, 2]. The new image may have at most 3x the original area: (1 + up + down) x (1 + left + right) <= 3. Required (0 for no expansion): Kling's current docs give no default (older ones said 0).
    */
-  right_expansion_ratio?: number;
+  right_expansion_ratio: number;
   /**
    * Positive prompt, at most 2500 characters.
    */

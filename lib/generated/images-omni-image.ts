@@ -43,9 +43,9 @@ export type OmniImageRequest = {
    */
   n?: number;
   /**
-   * Images in a series, 2 to 9; ignored when result_type is single. Billing-relevant for series.
+   * Images in a series, 2 to 9, or "auto" (since 2026-04-27: Kling chooses the number from the input; concurrency and price follow the images generated, so the relay holds for 9 and charges what is delivered); ignored when result_type is single. Billing-relevant for series.
    */
-  series_amount?: number;
+  series_amount?: number | string;
   /**
    * Output aspect ratio (width:height), or auto; ignored when the source image ratio is kept. The capability map lists no auto for kling-image-o1 text-to-image; not refused here, since auto is also the documented default.
    */

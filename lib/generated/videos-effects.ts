@@ -6,11 +6,11 @@
  */
 export type VideoEffectsRequest = {
   /**
-   * The effect's name, e.g. bloombloom, dizzydizzy, fuzzyfuzzy, squish, expansion, pet_lion (single-image) or hug, kiss, heart_gesture, fight, cheers_2026, kiss_pro, fight_pro, hug_pro, heart_gesture_pro (dual-character). Not an enum on purpose: the list is long and keeps changing (S3, 2025-12, lists about 152 names; S4, 2026, says 198), so the relay accepts any name and Kling refuses unknown ones. Each effect has its own unit price.
+   * The effect's name, e.g. bloombloom, squish, pet_lion_pro, 3d_cartoon_2 (single-image) or one of the 15 dual-image scenes (pet_skateboard, daily_ootd, toss_run, switch_to_silk, studio_look, french_elegance, finger_swipe, smooth_transition, kiss_pro, snow_night_kiss, eternal_kiss, cheers_2026, fight_pro, hug_pro, heart_gesture_pro), which take input.images. Not an enum on purpose: Kling's list (219 names in 2026-09) gains scenes often, so the relay accepts any name and Kling refuses unknown ones. Refused: the scenes Kling discontinued (celebration, c4d_cartoon on 2025-12-30; kiss, fight, hug, thumbs_up, tiger_hug, pet_lion, 3d_cartoon_1 on 2026-01-30, their _pro variants remain; magic_match_tree on 2026-07-03, although Kling's enum still lists it). Each effect has its own unit price.
    */
   effect_scene: string;
   /**
-   * The effect's input. Single-image effects: image and duration (no images, no mode). Dual-character effects: images (exactly 2), duration, optional model_name and mode (no image).
+   * The effect's input. Single-image effects: image (no images, no mode). Dual-image effects: images (exactly 2, no image). CONFLICT: Kling's current docs (S14) take only image / images; older ones (S3/S4/S5) also duration (required), model_name and mode; accepts both shapes, duration optional.
    */
   input: {
     /**
@@ -27,11 +27,11 @@ export type VideoEffectsRequest = {
      */
     images?: [string, string, ...string[]];
     /**
-     * Output length in seconds, required. CONFLICT: for single-image effects S3 and S5 allow only "5", S4 allows "5" and "10"; accepts both. Dual-character effects take "5" or "10" (S3), except the *_pro duals (kiss_pro, fight_pro, hug_pro, heart_gesture_pro), which take only "5" (S4). No default: Kling documents none (the field is required).
+     * Output length in seconds; optional (S14 has no duration, S3/S4/S5 require it). CONFLICT: for single-image effects S3 and S5 allow only "5", S4 allows "5" and "10"; accepts both. Dual-character effects take "5" or "10" (S3), except the *_pro duals (kiss_pro, fight_pro, hug_pro, heart_gesture_pro), which take only "5" (S4). No default: Kling documents none.
      */
-    duration: '5' | '10';
+    duration?: '5' | '10';
     /**
-     * Model. Dual-character effects: kling-v1 (Kling's default when absent), kling-v1-5 or kling-v1-6; fight needs kling-v1-6; the *_pro duals need none. CONFLICT: S5 requires kling-v1-6 for the 5 original single-image effects, S3 says model_name is needed only for dual-character effects; accepts it on both kinds. Not defaulted by the relay: a default cannot depend on the effect.
+     * Model (S3/S4/S5 only; S14 has none). Dual-character effects: kling-v1 (Kling's default when absent), kling-v1-5 or kling-v1-6; the *_pro duals need none. CONFLICT: S5 requires kling-v1-6 for the 5 original single-image effects, S3 says model_name is needed only for dual-character effects; accepts it on both kinds. Not defaulted by the relay: a default cannot depend on the effect.
      */
     model_name?: 'kling-v1' | 'kling-v1-5' | 'kling-v1-6';
     /**

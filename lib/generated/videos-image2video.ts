@@ -25,11 +25,11 @@ export type Image2VideoRequest = {
    */
   image?: string;
   /**
-   * End frame: URL or raw base64 (a data: prefix is stripped); jpg/jpeg/png, at most 10 MB, sides >= 300 px. Cannot be combined with static_mask/dynamic_masks or camera_control, nor with multi_shot true.
+   * End frame: URL or raw base64 (a data: prefix is stripped); jpg/jpeg/png, at most 10 MB, sides >= 300 px. Cannot be combined with static_mask/dynamic_masks or camera_control, nor with multi_shot true except on kling-v3 (allowed since 2026-05-07).
    */
   image_tail?: string;
   /**
-   * Multi-shot generation. true: shot_type is required, prompt is ignored and end-frame generation (image_tail) is not supported; false: shot_type and multi_prompt are ignored.
+   * Multi-shot generation. true: shot_type is required, prompt is ignored and image_tail (an end frame) is allowed only on kling-v3 (since 2026-05-07); false: shot_type and multi_prompt are ignored.
    */
   multi_shot?: boolean;
   /**
@@ -66,9 +66,9 @@ export type Image2VideoRequest = {
    */
   cfg_scale?: number;
   /**
-   * std (about 720p) or pro (about 1080p). Billing-relevant. CONFLICT (time-dependent): S7 says kling-v2-5-turbo std is unsupported for image-to-video, S1's capability map lists it; accepts std for every model.
+   * std (about 720p), pro (about 1080p) or 4k (4K, kling-v3 only, since 2026-04-23). Billing-relevant. CONFLICT (time-dependent): S7 says kling-v2-5-turbo std is unsupported for image-to-video, S1's capability map lists it; accepts std for every model.
    */
-  mode?: 'std' | 'pro';
+  mode?: 'std' | 'pro' | '4k';
   /**
    * Motion brush static area: URL or raw base64 (a data: prefix is stripped); jpg/jpeg/png. Kling wants the same aspect ratio as image and the same resolution as the dynamic masks (not checked here). Cannot be combined with image_tail or camera_control.
    */

@@ -6,7 +6,7 @@
  */
 export type MultiElementsRequest = {
   /**
-   * Model; multi-elements supports only kling-v1-6 (the default).
+   * Model: kling-v1-6 only. CONFLICT: S1/S3 document it (default kling-v1-6), Kling's current docs (S14) have no model field; accepted and forwarded when given, not filled in when absent (the task is recorded and priced as kling-v1-6, the registry's default_model).
    */
   model_name?: 'kling-v1-6';
   /**

@@ -10,7 +10,7 @@ export type OmniVideoRequest = {
    */
   model_name?: 'kling-video-o1' | 'kling-v3-omni';
   /**
-   * Multi-shot generation. true: shot_type is required, prompt is ignored and no end_frame image is allowed; false: shot_type and multi_prompt are ignored.
+   * Multi-shot generation. true: shot_type is required and prompt is ignored (except for intelligence); an end_frame image is allowed only on kling-v3-omni (since 2026-05-07); false: shot_type and multi_prompt are ignored.
    */
   multi_shot?: boolean;
   /**
@@ -44,7 +44,7 @@ export type OmniVideoRequest = {
    */
   element_list?: ElementItem[];
   /**
-   * At most 1 reference video {video_url, refer_type, keep_original_sound}: MP4/MOV, 3-10 s, 720-2160 px, 24-60 fps, <= 200 MB (not checked here). With a reference video sound must be off.
+   * At most 1 reference video {video_url, refer_type, keep_original_sound}: MP4/MOV, 3-15 s on kling-v3-omni (since 2026-06-17) and 3-10 s on kling-video-o1, 720-2160 px, 24-60 fps, <= 200 MB (not checked here). With a reference video sound must be off.
    *
    * @maxItems 1
    */
@@ -67,9 +67,9 @@ export type OmniVideoRequest = {
    */
   sound?: 'on' | 'off';
   /**
-   * std (about 720p) or pro (about 1080p); Kling's default here is pro. Billing-relevant.
+   * std (about 720p), pro (about 1080p) or 4k (4K, kling-v3-omni only); Kling's default here is pro. Billing-relevant. CONFLICT: Kling's changelog of 2026-04-23 excludes 4k with a reference video, the one of 2026-06-17 announces reference videos and 4K for 3.0 Omni and the price list prices 4K with video input; accepts 4k with a reference video.
    */
-  mode?: 'std' | 'pro';
+  mode?: 'std' | 'pro' | '4k';
   /**
    * Output aspect ratio: 16:9, 9:16 or 1:1. Required unless an image_list item is a first_frame or a video_list item is edited (refer_type base, the default); ignored in those cases.
    */

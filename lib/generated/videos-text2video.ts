@@ -48,9 +48,9 @@ export type Text2VideoRequest = {
    */
   cfg_scale?: number;
   /**
-   * std (about 720p) or pro (about 1080p; 720p on kling-v1). Billing-relevant.
+   * std (about 720p), pro (about 1080p; 720p on kling-v1) or 4k (4K, kling-v3 only, since 2026-04-23). Billing-relevant.
    */
-  mode?: 'std' | 'pro';
+  mode?: 'std' | 'pro' | '4k';
   camera_control?: CameraControl;
   /**
    * Output aspect ratio: 16:9, 9:16 or 1:1.

@@ -42,6 +42,8 @@ function imageCount(entry: RegistryEntry, body: Record<string, unknown>): number
   if (entry.series && fieldValue(body, entry.series.field) === entry.series.value) {
     const n = Number(fieldValue(body, entry.series.count));
     if (Number.isInteger(n) && n > 0) return n;
+    // A count Kling chooses ("auto") is known only from the result: hold for the most it makes.
+    if (entry.series.max !== undefined) return entry.series.max;
   }
   const n = Number(fieldValue(body, entry.fields.count) ?? 1);
   return Number.isInteger(n) && n > 0 ? n : 1;

@@ -12,7 +12,8 @@ export interface RegistryEntryJson {
   pricing_type: PricingType;
   kind: EndpointKind;
   fields?: { model?: string; mode?: string; duration?: string; count?: string };
-  series?: { field: string; value: string; count: string };
+  /** per_image: count images from `count` when `field` equals `value`; `max` when `count` is not a number. */
+  series?: { field: string; value: string; count: string; max?: number };
   default_model?: string;
   default_seconds?: number;
   refers_to?: string[];
@@ -32,7 +33,7 @@ export interface RegistryEntry {
   pricingType: PricingType;
   kind: EndpointKind;
   fields: { model?: string; mode?: string; duration?: string; count?: string };
-  series: { field: string; value: string; count: string } | undefined;
+  series: { field: string; value: string; count: string; max?: number } | undefined;
   defaultModel: string | undefined;
   defaultSeconds: number | undefined;
   refersTo: string[];

@@ -59,6 +59,13 @@ describe('pricing', () => {
     expect(priced('/v1/images/omni-image', { prompt: 'x', n: 1, result_type: 'series', series_amount: 6 }, rules)).to.include({ units: 6, quota: 30_000 });
   });
 
+  it('holds for the largest series, 9 images, when series_amount is auto, and charges the images delivered', () => {
+    const rules: PricingRule[] = [{ type: 'omni-image', pricing_type: 'per_image', price: 0.01 }];
+    const auto = priced('/v1/images/omni-image', { prompt: 'x', n: 1, result_type: 'series', series_amount: 'auto' }, rules);
+    expect(auto).to.include({ units: 9, quota: 45_000 });
+    expect(actualCharge(auto.quota, auto.unitPrice, auto.pricingType, { series_images: [{}, {}, {}] }, QPU)).to.deep.equal({ charge: 15_000, units: 3 });
+  });
+
   it('refuses a request no rule prices, naming the type and model', () => {
     const r = quote(entry('/v1/videos/text2video'), { model_name: 'kling-v3' }, new PriceBook(SEED_RULES), QPU);
     expect(r).to.deep.equal({ ok: false, reason: "no pricing rule for type 'text2video' and model 'kling-v3'" });

@@ -46,7 +46,7 @@ const CASES: Record<string, { body: Record<string, unknown>; units: number }> = 
   // Priced per image by an override rule below: a series of 3 counts series_amount, not n.
   '/v1/images/omni-image': { body: { prompt: 'a lighthouse at dusk', model_name: 'kling-v3-omni', result_type: 'series', series_amount: 3 }, units: 3 },
   '/v1/images/multi-image2image': { body: { prompt: 'p', subject_image_list: [{ subject_image: IMAGE_URL }, { subject_image: PNG_400x300 }], n: 2 }, units: 1 },
-  '/v1/images/editing/expand': { body: { image: IMAGE_URL, up_expansion_ratio: 0.5 }, units: 1 },
+  '/v1/images/editing/expand': { body: { image: IMAGE_URL, up_expansion_ratio: 0.5, down_expansion_ratio: 0, left_expansion_ratio: 0, right_expansion_ratio: 0 }, units: 1 },
   '/v1/images/kolors-virtual-try-on': { body: { human_image: IMAGE_URL, cloth_image: JPEG_640x480 }, units: 1 },
 };
 

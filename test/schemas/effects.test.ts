@@ -5,7 +5,10 @@ import { IMAGE_URL, JPEG_640x480, MP3, PNG_400x300, PNG_SMALL, PNG_TALL, dataUrl
 describe('schema: /v1/videos/effects', () => {
   const path = '/v1/videos/effects';
   const single = { effect_scene: 'bloombloom', input: { image: IMAGE_URL, duration: '5' } };
-  const dual = { effect_scene: 'hug', input: { images: [IMAGE_URL, JPEG_640x480], duration: '5' } };
+  const dual = { effect_scene: 'hug_pro', input: { images: [IMAGE_URL, JPEG_640x480], duration: '5' } };
+  /** Kling's dual-image scenes (S14): each takes input.images. */
+  const DUALS = ['pet_skateboard', 'daily_ootd', 'toss_run', 'switch_to_silk', 'studio_look', 'french_elegance', 'finger_swipe', 'smooth_transition', 'kiss_pro', 'snow_night_kiss', 'eternal_kiss', 'cheers_2026', 'fight_pro', 'hug_pro', 'heart_gesture_pro'];
+  const DISCONTINUED = ['celebration', 'c4d_cartoon', 'kiss', 'fight', 'hug', 'thumbs_up', 'tiger_hug', 'pet_lion', '3d_cartoon_1', 'magic_match_tree'];
 
   it('accepts a single-image effect, stripping the data: prefix, adding no model_name or mode defaults', () => {
     const r = validate(path, { effect_scene: 'squish', input: { image: dataUrl('image/png', PNG_400x300), duration: '5' } });
@@ -31,7 +34,7 @@ describe('schema: /v1/videos/effects', () => {
   });
 
   it('accepts a dual-character effect with both images stripped of data: prefixes, and model_name/mode', () => {
-    const r = validate(path, { effect_scene: 'kiss', input: { images: [dataUrl('image/png', PNG_400x300), dataUrl('image/jpeg', JPEG_640x480)], duration: '10', model_name: 'kling-v1-5', mode: 'pro' } });
+    const r = validate(path, { effect_scene: 'snow_night_kiss', input: { images: [dataUrl('image/png', PNG_400x300), dataUrl('image/jpeg', JPEG_640x480)], duration: '10', model_name: 'kling-v1-5', mode: 'pro' } });
     expect(r.ok).to.equal(true);
     if (!r.ok) return;
     expect(r.body.input).to.deep.equal({ images: [PNG_400x300, JPEG_640x480], duration: '10', model_name: 'kling-v1-5', mode: 'pro' });
@@ -43,10 +46,15 @@ describe('schema: /v1/videos/effects', () => {
     expectError(validate(path, { effect_scene: 'bloombloom' }), '/input', /required/);
   });
 
-  it('refuses a missing duration and one other than "5"/"10"', () => {
-    expectError(validate(path, { ...single, input: { image: IMAGE_URL } }), '/input/duration', /required/);
+  it('accepts an input without duration, model_name or mode (the current docs have none)', () => {
+    const r = validate(path, { effect_scene: 'pet_lion_pro', input: { image: IMAGE_URL } });
+    expect(r.ok ? r.body.input : r.errors).to.deep.equal({ image: IMAGE_URL });
+    expect(validate(path, { effect_scene: 'eternal_kiss', input: { images: [IMAGE_URL, IMAGE_URL] } }).ok).to.equal(true);
+  });
+
+  it('refuses a duration other than "5"/"10"', () => {
     expectError(validate(path, { ...single, input: { ...single.input, duration: '15' } }), '/input/duration', /must be one of: "5", "10"/);
-    expectError(validate(path, { ...dual, input: { ...dual.input, duration: 5 } }), '/input/duration', /must be string/);
+    expectError(validate(path, { ...dual, effect_scene: 'snow_night_kiss', input: { ...dual.input, duration: 5 } }), '/input/duration', /must be string/);
   });
 
   it('single-image: refuses an input with neither image nor images, and a mode', () => {
@@ -61,8 +69,9 @@ describe('schema: /v1/videos/effects', () => {
   });
 
   it('refuses a known dual-character effect given a single image', () => {
-    for (const effect_scene of ['hug', 'kiss', 'heart_gesture', 'fight', 'cheers_2026', 'hug_pro']) {
-      expectError(validate(path, { effect_scene, input: { image: IMAGE_URL, duration: '5', model_name: 'kling-v1-6' } }), '/input/images', /required/);
+    for (const effect_scene of DUALS) {
+      expectError(validate(path, { effect_scene, input: { image: IMAGE_URL } }), '/input/images', /required/);
+      expect(validate(path, { effect_scene, input: { images: [IMAGE_URL, IMAGE_URL] } }).ok, effect_scene).to.equal(true);
     }
   });
 
@@ -71,10 +80,15 @@ describe('schema: /v1/videos/effects', () => {
     expectError(validate(path, { ...dual, input: { ...dual.input, mode: 'max' } }), '/input/mode', /must be one of: "std", "pro"/);
   });
 
-  it('fight: refuses a missing model_name or any but kling-v1-6', () => {
-    expect(validate(path, { ...dual, effect_scene: 'fight', input: { ...dual.input, model_name: 'kling-v1-6' } }).ok).to.equal(true);
-    expectError(validate(path, { ...dual, effect_scene: 'fight' }), '/input/model_name', /required/);
-    expectError(validate(path, { ...dual, effect_scene: 'fight', input: { ...dual.input, model_name: 'kling-v1' } }), '/input/model_name', /must be "kling-v1-6"/);
+  it('refuses the scenes Kling discontinued, saying so, and keeps their _pro variants', () => {
+    const message = "this effect_scene was discontinued by Kling (celebration, c4d_cartoon: 2025-12-30; kiss, fight, hug, thumbs_up, tiger_hug, pet_lion, 3d_cartoon_1: 2026-01-30, their _pro variants remain; magic_match_tree: 2026-07-03)";
+    for (const effect_scene of DISCONTINUED) {
+      const input = ['kiss', 'fight', 'hug'].includes(effect_scene) ? { images: [IMAGE_URL, IMAGE_URL], duration: '5', model_name: 'kling-v1-6' } : { image: IMAGE_URL, duration: '5' };
+      expect(validate(path, { effect_scene, input }), effect_scene).to.deep.equal({ ok: false, errors: [{ path: '/effect_scene', message }] });
+    }
+    for (const effect_scene of ['thumbs_up_pro', 'tiger_hug_pro', 'pet_lion_pro', '3d_cartoon_2']) {
+      expect(validate(path, { effect_scene, input: { image: IMAGE_URL } }).ok, effect_scene).to.equal(true);
+    }
   });
 
   it('*_pro duals: accept "5" only', () => {

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { acceptsAt, rejectsAt } from '../support/validate.js';
+import { acceptsAt, rejectsAt, validate } from '../support/validate.js';
 import { IMAGE_URL, JPEG_640x480, PNG_400x300, PNG_SMALL, PNG_TALL, dataUrl } from '../fixtures/media.js';
 
 const PATH = '/v1/videos/image2video';
@@ -175,8 +175,22 @@ describe('schema: /v1/videos/image2video', () => {
       rejects({ ...base, multi_shot: true, prompt: 'x' }, '/shot_type', /required/);
     });
 
-    it('refuses an end frame', () => {
-      rejects({ ...base, image_tail: IMAGE_URL, multi_shot: true, shot_type: 'intelligence', prompt: 'x' }, '/image_tail', /'image_tail' cannot be used with multi_shot true/);
+    it('accepts start and end frames with multi_shot on kling-v3', () => {
+      const body = accepts({ ...base, image_tail: IMAGE_URL, multi_shot: true, shot_type: 'intelligence', prompt: 'x' });
+      expect(body.image_tail).to.equal(IMAGE_URL);
+    });
+
+    it('refuses an end frame with multi_shot on other models, at image_tail, multi_shot and model_name', () => {
+      for (const body of [
+        { model_name: 'kling-v2-6', image: IMAGE_URL, image_tail: IMAGE_URL, multi_shot: true, shot_type: 'intelligence', prompt: 'x' },
+        { image: IMAGE_URL, image_tail: IMAGE_URL, multi_shot: true, shot_type: 'intelligence', prompt: 'x' },
+      ]) {
+        const r = validate(PATH, body);
+        expect(r.ok).to.equal(false);
+        if (r.ok) continue;
+        expect(r.errors.map((e) => e.path)).to.deep.equal(['/image_tail', '/multi_shot', '/model_name']);
+        for (const e of r.errors) expect(e.message).to.equal("'image_tail' cannot be used with multi_shot true except on model_name 'kling-v3'");
+      }
     });
 
     it('requires multi_prompt for customize, adding up to duration', () => {
@@ -226,6 +240,22 @@ describe('schema: /v1/videos/image2video', () => {
       rejects({ image: IMAGE_URL, prompt: 'x', camera_control: { type: 'left_turn_forward', config: { pan: 1 } } }, '/camera_control/config', /only for camera_control type 'simple'/);
       rejects({ image: IMAGE_URL, prompt: 'x', camera_control: { type: 'simple', config: { pan: 1, roll: 1 } } }, '/camera_control/config/roll', /exactly one/);
       rejects({ image: IMAGE_URL, prompt: 'x', camera_control: { type: 'simple', config: { vertical: 20 } } }, '/camera_control/config/vertical', /<= 10/);
+    });
+  });
+
+  describe('mode 4k', () => {
+    it('accepts mode 4k on kling-v3', () => {
+      expect(accepts({ model_name: 'kling-v3', image: IMAGE_URL, prompt: 'x', mode: '4k' }).mode).to.equal('4k');
+    });
+
+    it('refuses mode 4k on every other model, at mode then model_name', () => {
+      for (const body of [{ model_name: 'kling-v2-6', image: IMAGE_URL, prompt: 'x', mode: '4k' }, { image: IMAGE_URL, prompt: 'x', mode: '4k' }]) {
+        const r = validate(PATH, body);
+        expect(r.ok).to.equal(false);
+        if (r.ok) continue;
+        expect(r.errors.map((e) => e.path)).to.deep.equal(['/mode', '/model_name']);
+        for (const e of r.errors) expect(e.message).to.equal("mode '4k' is only for model_name 'kling-v3'");
+      }
     });
   });
 });

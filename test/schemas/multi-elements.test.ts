@@ -99,12 +99,12 @@ describe('schema: /v1/videos/multi-elements', () => {
   };
   const removal = { session_id: 's-1', edit_mode: 'removal', prompt: 'Delete the dog from <<<video_1>>>' };
 
-  it('accepts an addition with model_name, mode and duration defaulted and the data: prefix stripped', () => {
+  it('accepts an addition with mode and duration defaulted, no model_name added, and the data: prefix stripped', () => {
     const r = validate(path, { ...addition, image_list: [{ image: dataUrl('image/png', PNG_400x300) }, { image: JPEG_640x480 }] });
     expect(r.ok).to.equal(true);
     if (!r.ok) return;
     expect(r.body.image_list[0].image).to.equal(PNG_400x300);
-    expect(r.body.model_name).to.equal('kling-v1-6');
+    expect(r.body).to.not.have.property('model_name');
     expect(r.body.mode).to.equal('std');
     expect(r.body.duration).to.equal('5');
   });
@@ -114,7 +114,7 @@ describe('schema: /v1/videos/multi-elements', () => {
     const r = validate(path, { ...full, unknown: 1 });
     expect(r.ok).to.equal(true);
     if (!r.ok) return;
-    expect(r.body).to.deep.equal({ ...full, model_name: 'kling-v1-6' });
+    expect(r.body).to.deep.equal(full);
     expect(validate(path, { ...addition, edit_mode: 'swap', prompt: 'swap <<<image_1>>> into <<<video_1>>>' }).ok).to.equal(true);
   });
 

@@ -111,6 +111,22 @@ describe('schema: /v1/images/omni-image', () => {
     expectError(validate(path, { prompt: 'p', model_name: 'kling-v3-omni', result_type: 'series', series_amount: 10 }), '/series_amount', /<= 9/);
   });
 
+  it('accepts series_amount auto on a kling-v3-omni series', () => {
+    const r = validate(path, { prompt: 'p', model_name: 'kling-v3-omni', result_type: 'series', series_amount: 'auto' });
+    expect(r.ok, JSON.stringify(r)).to.equal(true);
+    if (r.ok) expect(r.body.series_amount).to.equal('auto');
+  });
+
+  it('refuses a series_amount string other than auto, and a fraction', () => {
+    for (const amount of ['AUTO', '5', '']) {
+      const r = validate(path, { prompt: 'p', model_name: 'kling-v3-omni', result_type: 'series', series_amount: amount });
+      expect(r.ok).to.equal(false);
+      if (r.ok) continue;
+      expect(r.errors).to.deep.equal([{ path: '/series_amount', message: 'must be an integer from 2 to 9, or "auto"' }]);
+    }
+    expectError(validate(path, { prompt: 'p', model_name: 'kling-v3-omni', result_type: 'series', series_amount: 2.5 }), '/series_amount', /integer/);
+  });
+
   it('refuses an unknown aspect_ratio', () => {
     expectError(validate(path, { prompt: 'p', aspect_ratio: '5:4' }), '/aspect_ratio', /"auto"/);
   });

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { acceptsAt, rejectsAt } from '../support/validate.js';
+import { acceptsAt, rejectsAt, validate } from '../support/validate.js';
 import { IMAGE_URL, PNG_400x300, PNG_SMALL, PNG_TALL, VIDEO_URL, dataUrl } from '../fixtures/media.js';
 
 const PATH = '/v1/videos/omni-video';
@@ -124,8 +124,24 @@ describe('schema: /v1/videos/omni-video', () => {
       );
     });
 
-    it('refuses an end frame with multi_shot', () => {
-      rejects({ multi_shot: true, shot_type: 'intelligence', prompt: 'x', image_list: [first, end] }, '/image_list/1/type', /first_frame/);
+    it('refuses an end frame with multi_shot on kling-video-o1 (also the default)', () => {
+      for (const model of [{ model_name: 'kling-video-o1' }, {}]) {
+        rejects(
+          { ...model, multi_shot: true, shot_type: 'intelligence', prompt: 'x', image_list: [first, end] },
+          '/image_list/1/type',
+          /^an end_frame image cannot be used with multi_shot true except on model_name 'kling-v3-omni'$/,
+        );
+      }
+    });
+
+    it('accepts first and end frames with multi_shot on kling-v3-omni', () => {
+      const body = accepts({ model_name: 'kling-v3-omni', multi_shot: true, shot_type: 'intelligence', prompt: 'x', image_list: [first, end] });
+      expect(body.image_list).to.have.length(2);
+    });
+
+    it('accepts a feature reference video with multi_shot intelligence on kling-v3-omni', () => {
+      const body = accepts({ model_name: 'kling-v3-omni', multi_shot: true, shot_type: 'intelligence', prompt: 'shot 1: <<<video_1>>>; shot 2: a close-up', aspect_ratio: '16:9', video_list: [feature], duration: '15' });
+      expect(body.video_list).to.deep.equal([feature]);
     });
   });
 
@@ -215,6 +231,23 @@ describe('schema: /v1/videos/omni-video', () => {
       rejects({ aspect_ratio: '1:1', prompt: 'x', video_list: [{ video_url: PNG_400x300, refer_type: 'feature' }] }, '/video_list/0/video_url', /URL/i);
       rejects({ aspect_ratio: '1:1', prompt: 'x', video_list: [{ video_url: VIDEO_URL, refer_type: 'style' }] }, '/video_list/0/refer_type', /base/);
       rejects({ aspect_ratio: '1:1', prompt: 'x', video_list: [{ ...feature, keep_original_sound: true }] }, '/video_list/0/keep_original_sound');
+    });
+  });
+
+  describe('mode 4k', () => {
+    it('accepts mode 4k on kling-v3-omni, with or without a reference video', () => {
+      expect(accepts({ model_name: 'kling-v3-omni', prompt: 'x', aspect_ratio: '16:9', mode: '4k' }).mode).to.equal('4k');
+      expect(accepts({ model_name: 'kling-v3-omni', prompt: 'x', aspect_ratio: '16:9', video_list: [feature], mode: '4k' }).mode).to.equal('4k');
+    });
+
+    it('refuses mode 4k on kling-video-o1 (also the default), at mode then model_name', () => {
+      for (const body of [{ model_name: 'kling-video-o1', prompt: 'x', aspect_ratio: '16:9', mode: '4k' }, { prompt: 'x', aspect_ratio: '16:9', mode: '4k' }]) {
+        const r = validate(PATH, body);
+        expect(r.ok).to.equal(false);
+        if (r.ok) continue;
+        expect(r.errors.map((e) => e.path)).to.deep.equal(['/mode', '/model_name']);
+        for (const e of r.errors) expect(e.message).to.equal("mode '4k' is only for model_name 'kling-v3-omni'");
+      }
     });
   });
 });

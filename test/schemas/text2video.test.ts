@@ -312,4 +312,20 @@ describe('schema: /v1/videos/text2video', () => {
       rejects({ prompt: 'x', camera_control: { type: 'orbit' } }, '/camera_control/type', /simple/);
     });
   });
+
+  describe('mode 4k', () => {
+    it('accepts mode 4k on kling-v3', () => {
+      expect(accepts({ model_name: 'kling-v3', prompt: 'x', mode: '4k' }).mode).to.equal('4k');
+    });
+
+    it('refuses mode 4k on every other model, at mode then model_name', () => {
+      for (const body of [{ model_name: 'kling-v2-6', prompt: 'x', mode: '4k' }, { prompt: 'x', mode: '4k' }]) {
+        const r = validate(PATH, body);
+        expect(r.ok).to.equal(false);
+        if (r.ok) continue;
+        expect(r.errors.map((e) => e.path)).to.deep.equal(['/mode', '/model_name']);
+        for (const e of r.errors) expect(e.message).to.equal("mode '4k' is only for model_name 'kling-v3'");
+      }
+    });
+  });
 });

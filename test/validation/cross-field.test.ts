@@ -99,12 +99,12 @@ describe('validation: a rule over several fields answers one error per field it 
     });
 
     it('a field another field rules out: image_tail with multi_shot, image_list with removal, image or mode on the wrong effect', () => {
-      expect(errorsOf(I2V, { model_name: 'kling-v3', image: IMAGE_URL, image_tail: IMAGE_URL, multi_shot: true, shot_type: 'intelligence', prompt: 'x' })).to.deep.equal(
-        at(['/image_tail', '/multi_shot'], "'image_tail' cannot be used with multi_shot true"),
+      expect(errorsOf(I2V, { model_name: 'kling-v2-6', image: IMAGE_URL, image_tail: IMAGE_URL, multi_shot: true, shot_type: 'intelligence', prompt: 'x' })).to.deep.equal(
+        at(['/image_tail', '/multi_shot', '/model_name'], "'image_tail' cannot be used with multi_shot true except on model_name 'kling-v3'"),
       );
       const removal = { session_id: 's-1', edit_mode: 'removal', prompt: 'Delete the dog from <<<video_1>>>', image_list: [{ image: IMAGE_URL }] };
       expect(errorsOf('/v1/videos/multi-elements', removal)).to.deep.equal(at(['/image_list', '/edit_mode'], "'image_list' cannot be used with edit_mode 'removal'"));
-      const dual = { effect_scene: 'hug', input: { images: [IMAGE_URL, IMAGE_URL], duration: '5', image: IMAGE_URL } };
+      const dual = { effect_scene: 'hug_pro', input: { images: [IMAGE_URL, IMAGE_URL], duration: '5', image: IMAGE_URL } };
       expect(errorsOf('/v1/videos/effects', dual)).to.deep.equal(
         at(['/input/image', '/input/images'], "'image' and 'images' cannot be used together: single-image effects take image, dual-character effects images"),
       );
@@ -182,10 +182,10 @@ describe('validation: a rule over several fields answers one error per field it 
     it('expansion ratios over the area limit name each ratio given, the later first', () => {
       const message = (area: string) =>
         `the expanded image would be ${area}x the original area; at most 3x: (1 + up_expansion_ratio + down_expansion_ratio) x (1 + left_expansion_ratio + right_expansion_ratio) <= 3`;
-      expect(errorsOf('/v1/images/editing/expand', { image: IMAGE_URL, up_expansion_ratio: 1, left_expansion_ratio: 1 })).to.deep.equal(
+      expect(errorsOf('/v1/images/editing/expand', { image: IMAGE_URL, up_expansion_ratio: 1, down_expansion_ratio: 0, left_expansion_ratio: 1, right_expansion_ratio: 0 })).to.deep.equal(
         at(['/left_expansion_ratio', '/up_expansion_ratio'], message('4.00')),
       );
-      expect(errorsOf('/v1/images/editing/expand', { image: IMAGE_URL, up_expansion_ratio: 1, down_expansion_ratio: 1.1, right_expansion_ratio: 0 })).to.deep.equal(
+      expect(errorsOf('/v1/images/editing/expand', { image: IMAGE_URL, up_expansion_ratio: 1, down_expansion_ratio: 1.1, left_expansion_ratio: 0, right_expansion_ratio: 0 })).to.deep.equal(
         at(['/down_expansion_ratio', '/up_expansion_ratio'], message('3.10')),
       );
     });
