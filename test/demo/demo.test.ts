@@ -273,6 +273,11 @@ describe('demo host (npm start)', function () {
         expect(rule, `${entry.path} with duration ${duration}`).to.not.equal(undefined);
       }
     }
+    // 4K costs Kling 3 units (0.42 USD) a second on kling-v3, several times std and pro: never their price.
+    for (const type of ['text2video', 'image2video']) {
+      const rule = book.match({ type, model: 'kling-v3', mode: '4k', duration: '5' });
+      expect([rule?.pricing_type, rule?.price], `${type} 4k`).to.deep.equal(['per_second', 0.42]);
+    }
     // The seed's three rules (README, "Pricing") are there as written.
     const rules = JSON.parse(readFileSync(join(ROOT, 'examples/pricing.json'), 'utf8')) as { type: string }[];
     expect(rules.map((r) => r.type)).to.include.members(['motion-control', 'text-to-audio', 'image-generation']);
