@@ -24,18 +24,6 @@ import { withinDeadline } from './deadline.js';
 import { taskObject } from './query.js';
 import { sendJson, sendSuccess } from './respond.js';
 
-/** Values at `a.b`, `a[].b` paths of a body (the registry's refers_to). */
-export function valuesAt(value: unknown, path: string): string[] {
-  const [head = '', ...rest] = path.split('.');
-  const isArray = head.endsWith('[]');
-  const key = isArray ? head.slice(0, -2) : head;
-  if (typeof value !== 'object' || value === null) return [];
-  const next = (value as Record<string, unknown>)[key];
-  const items = isArray ? (Array.isArray(next) ? next : []) : [next];
-  if (rest.length === 0) return items.filter((v): v is string | number => typeof v === 'string' || typeof v === 'number').map(String);
-  return items.flatMap((item) => valuesAt(item, rest.join('.')));
-}
-
 export async function identifyCaller(ctx: RelayContext, req: IncomingMessage, res: ServerResponse): Promise<Caller> {
   const caller = await ctx.config.identify(req as Request, res as Response);
   if (!caller || (typeof caller.id !== 'string' && typeof caller.id !== 'number') || caller.id === '') {
