@@ -15,8 +15,8 @@ export interface DefaultHostTablesOptions {
 }
 
 /**
- * Creates the host tables a one-api/new-api host would already have: seed 004's Video and Image models
- * in snake_case, and a users table with a balance. For the demo and the tests only; a real host owns its
+ * Creates the host tables a one-api/new-api host would already have: the Video and Image tables of the
+ * relay's default column names, and a users table with a balance. For the demo and the tests only; a real host owns its
  * schema, and `migrate()` never calls this. Honours column mappings (a renamed or absent column), so tests
  * can build a host table that differs from the defaults. Tables that exist are left alone.
  */

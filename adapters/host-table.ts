@@ -8,7 +8,7 @@ import type { HostColumn, HostRow, HostTableOptions, NewHostRow, TableKind } fro
 
 /** A logical column's value as the relay writes it. */
 function written(logical: HostColumn, value: unknown): unknown {
-  // The seed's duration is whole seconds; Kling reports "5.1", which an integer column on PostgreSQL refuses.
+  // The host's duration is whole seconds; Kling reports "5.1", which an integer column on PostgreSQL refuses.
   return logical === 'duration' && typeof value === 'number' ? Math.round(value) : value;
 }
 
@@ -16,7 +16,7 @@ const NUMERIC_COLUMNS: ReadonlySet<HostColumn> = new Set<HostColumn>(['quota', '
 
 /**
  * The host's Video or Image table seen through its column mapping. The relay reads and writes rows in
- * logical column names (seed 004's models in snake_case); columns the host lacks are never written and
+ * logical column names (HOST_COLUMNS); columns the host lacks are never written and
  * read back as empty values. It never alters the table.
  */
 export class HostTable {
@@ -30,7 +30,7 @@ export class HostTable {
   readonly optionName: string;
 
   /**
-   * @param kind the Image table has no `duration` column by default (seed 004); map it explicitly if it has one.
+   * @param kind the Image table has no `duration` column by default; map it explicitly if it has one.
    * @param optionName where these options came from, for error messages.
    */
   constructor(options: HostTableOptions, kind: TableKind = 'video', optionName = `tables.${kind}`) {
@@ -139,7 +139,7 @@ export class HostTable {
     return row === undefined ? undefined : this.toLogical(row as Record<string, unknown>);
   }
 
-  /** The newest row carrying Kling's task id, for the seed's fallback lookup of callbacks without our id. */
+  /** The newest row carrying Kling's task id, for a lookup by Kling's task id alone. */
   async findByTaskId(db: Knex | Knex.Transaction, klingTaskId: string): Promise<HostRow | undefined> {
     const row: unknown = await db(this.name)
       .select(this.selection())

@@ -3,7 +3,7 @@ import type { Knex } from 'knex';
 /** Which host table a registry entry writes: the Video table (video and audio) or the Image table. */
 export type TableKind = 'video' | 'image';
 
-/** Logical columns of the host's Video/Image tables (seed 004's models in snake_case). */
+/** Logical columns of the host's Video/Image tables (one-api's Video and Image models in snake_case). */
 export const HOST_COLUMNS = [
   'id',
   'task_id',
@@ -105,7 +105,7 @@ export interface RelayTask {
   /** Kling's own created_at / updated_at (ms), when known. */
   kling_created_at: number | null;
   kling_updated_at: number | null;
-  /** The caller's own callback_url (issue 8), stored, never forwarded to Kling. */
+  /** The caller's own callback_url, stored, never forwarded to Kling. */
   client_callback_url: string | null;
   lease_owner: string | null;
   lease_until: number | null;

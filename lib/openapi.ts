@@ -11,14 +11,14 @@ export interface OpenApiOptions {
   serverUrl?: string;
 }
 
-/** One row of design.md section 3's error table. */
+/** One row of ERROR_TABLE. */
 interface ErrorCase {
   status: number;
   codes: string;
   when: string;
 }
 
-/** The relay's errors, as every route may answer them (design.md section 3). */
+/** The relay's errors, as every route may answer them; the OpenAPI document lists them. */
 export const ERROR_TABLE: readonly ErrorCase[] = [
   { status: 400, codes: '1201', when: 'the body fails the schema or a cross-field rule (with `errors: [{path, message}]`), or a bad pageNum/pageSize' },
   { status: 400, codes: '1200', when: 'the body is not JSON or is malformed' },
@@ -224,7 +224,7 @@ function describe(): string {
 /**
  * The OpenAPI 3.1 document of every route the relay answers for this registry (built-in and an
  * integrator's entries alike): a submit per entry with its request schema, the queries of queryable
- * entries, `/v1/tasks/{id}`, and the error table of design.md section 3. The request schemas are
+ * entries, `/v1/tasks/{id}`, and the relay's error table. The request schemas are
  * the registry's own (JSON Schema 2020-12 is OpenAPI 3.1's schema dialect), bundled into
  * `components.schemas`.
  */

@@ -35,7 +35,7 @@ export interface KlingRelayOptions {
   callbackSecret?: string;
   /** Returns the caller, or null/undefined for 401. Default: `res.locals.user ?? req.user`. */
   identify?: (req: Request, res: Response) => Caller | null | undefined | Promise<Caller | null | undefined>;
-  /** Pricing rules (seed 004 section 4.2), or the path of a JSON file holding them. Required. */
+  /** Pricing rules (README, "Pricing"), or the path of a JSON file holding them. Required. */
   pricing: PricingRule[] | string;
   /** Quota units per 1 USD. Default 500000 (one-api / new-api convention). */
   quotaPerUnit?: number;
@@ -45,9 +45,9 @@ export interface KlingRelayOptions {
   quota?: KnexQuotaStoreOptions | QuotaStore;
   /** Extra or overriding endpoints: the path of a registry JSON file or a registry object. */
   registry?: string | RegistryFileJson;
-  /** 'hold' (default): hold the estimate at submit, settle or refund later. 'charge-on-success': seed 004's flow. */
+  /** 'hold' (default): hold the estimate at submit, settle or refund later. 'charge-on-success': check the balance at submit, charge on success only (docs/guide.md). */
   billing?: Billing;
-  /** 'kling' (default): Kling's envelope. 'standard': seed 000's `{task_id, message, raw_data}`. */
+  /** 'kling' (default): Kling's envelope. 'standard': `{task_id, message, raw_data}`. */
   responseFormat?: 'kling' | 'standard';
   /** Deadline of one Kling call in ms. Default 30000. */
   upstreamTimeoutMs?: number;

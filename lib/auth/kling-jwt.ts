@@ -55,7 +55,7 @@ const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
 const encoder = new TextEncoder();
 
-/** Kling's 401 answers (kling-api.md section 2.2). */
+/** Kling's 401 answers: 1001 empty, 1002 invalid, 1003 not yet valid, 1004 expired. */
 function unauthorized(code: 1001 | 1002 | 1003 | 1004, message: string, cause?: unknown): RelayHttpError {
   return new RelayHttpError(401, code, message, cause === undefined ? {} : { cause });
 }

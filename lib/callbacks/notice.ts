@@ -18,7 +18,7 @@ function parsedResult(result: string | null): unknown {
 }
 
 /**
- * Kling's callback body (kling-api.md section 4) for a task in its current state: Kling's task_id,
+ * Kling's callback body for a task in its current state: Kling's task_id,
  * the caller's own external_task_id (never ours) or no task_info.external_task_id at all, the result
  * once it succeeded, the deductions Kling reported for a final task, Kling's times in ms.
  */

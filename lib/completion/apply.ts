@@ -6,7 +6,7 @@ import type { RelayContext } from '../relay/context.js';
 import { reportedDeductions } from './deductions.js';
 import { finishTask } from './transition.js';
 
-/** Kling's task object (kling-api.md 3.2), as far as the relay reads it. */
+/** Kling's task object, as far as the relay reads it. */
 export interface KlingTaskObject {
   task_id?: unknown;
   task_status?: unknown;

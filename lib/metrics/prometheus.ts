@@ -32,7 +32,7 @@ async function loadPromClient(): Promise<PromClient> {
 const attached = new WeakMap<Registry, WeakSet<RelayEvents>>();
 
 /**
- * Counters and histograms for seed 004 section 8's monitoring (failure rate, callback delay), fed by
+ * Counters and histograms for an operator's monitoring (failure rate, callback delay), fed by
  * the relay's events. The failure rate is
  * `rate(kling_relay_tasks_failed_total[5m]) / (rate(kling_relay_tasks_failed_total[5m]) + rate(kling_relay_tasks_settled_total[5m]))`.
  * Attaching the same relay to the same registry twice is a no-op.

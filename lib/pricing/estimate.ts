@@ -13,7 +13,7 @@ export interface PriceQuote {
   units: number;
   model: string;
   mode: string;
-  /** The duration as matched against rules: the request's, or "0" when it has none (seed 004). */
+  /** The duration as matched against rules: the request's, or "0" when it has none. */
   durationKey: string;
   /** Seconds recorded in the host row (the request's duration or the registry's estimate). */
   seconds: number;

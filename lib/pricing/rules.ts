@@ -5,7 +5,7 @@ import { KlingRelayConfigError } from '../errors.js';
 import type { PricingType } from '../registry/types.js';
 
 /**
- * A pricing rule in seed 004's format (section 4.2). `*` matches anything; `kling-v2*` matches a
+ * A pricing rule (README, "Pricing"). `*` matches anything; `kling-v2*` matches a
  * prefix. A missing match field counts as `*`.
  */
 export interface PricingRule {

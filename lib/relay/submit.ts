@@ -198,7 +198,7 @@ function shownTaskInfo(data: Record<string, unknown>, clientTaskId: string | nul
   return { ...data, task_info: info };
 }
 
-/** Kling's envelope, or seed 000's `{task_id, message, raw_data}` with responseFormat 'standard'. */
+/** Kling's envelope, or `{task_id, message, raw_data}` with responseFormat 'standard'. */
 function answer(ctx: RelayContext, res: ServerResponse, taskId: string | null, data: Record<string, unknown>, requestId: string): void {
   if (ctx.config.responseFormat === 'standard') sendJson(res, 200, { task_id: taskId, message: 'success', raw_data: data });
   else sendSuccess(res, data, requestId);

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { KlingFault } from './types.js';
 
-/** Kling's service codes and their HTTP statuses (kling-api.md 2.2). */
+/** Kling's service codes and the HTTP status Kling answers each with. */
 const KLING_CODES: Record<number, readonly [number, string]> = {
   1000: [401, 'Authentication failed'],
   1001: [401, 'Authorization is empty'],

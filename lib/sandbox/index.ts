@@ -155,7 +155,7 @@ function checkOptions(options: SandboxOptions): void {
   }
 }
 
-/** Starts a local stand-in for Kling's API (see kling-api.md) on an ephemeral port by default. */
+/** Starts a local stand-in for Kling's API (its keys, envelope, codes, tasks and callbacks) on an ephemeral port by default. */
 export async function startKlingSandbox(options: SandboxOptions = {}): Promise<KlingSandbox> {
   checkOptions(options);
   const accounts = (options.accounts ?? [DEFAULT_SANDBOX_ACCOUNT]).map((a) => ({ ...a, ...(a.apiKeys ? { apiKeys: [...a.apiKeys] } : {}) }));

@@ -157,7 +157,7 @@ function maskList(): Record<string, unknown>[] {
   ];
 }
 
-/** The `data` of a synchronous endpoint (kling-api.md 6.7, 6.9, 6.12, 6.13). */
+/** The `data` of a synchronous endpoint: identify-face, the multi-elements selection calls, image-recognize and the audio ones. */
 export function syncResult(path: string, body: Record<string, unknown>): Record<string, unknown> {
   const final_unit_deduction = '1';
   const final_balance_deduction = { ...NO_BALANCE_DEDUCTION };

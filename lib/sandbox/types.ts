@@ -101,7 +101,7 @@ export interface SandboxTask {
   finalBalanceDeduction: BalanceDeduction | undefined;
 }
 
-/** Kling's task object (kling-api.md 3.2), as answered by queries and sent to callbacks. */
+/** Kling's task object, as answered by queries and sent to callbacks. */
 export interface KlingTaskObject {
   task_id: string;
   task_status: string;
@@ -160,7 +160,7 @@ export interface CallbackMode {
 export type CallbackSignature = 'valid' | 'bad' | 'stale' | 'unsigned';
 
 export interface KlingFault {
-  /** Default: Kling's HTTP status for `code` (kling-api.md 2.2). */
+  /** Default: the HTTP status Kling answers `code` with. */
   httpStatus?: number;
   code: number;
   /** Default: Kling's meaning of `code`. */

@@ -2,7 +2,7 @@ import { inspect } from 'node:util';
 import { KlingRelayConfigError } from '../errors.js';
 import { secretFormatProblem } from '../callbacks/signing.js';
 
-/** Kling's endpoint for servers outside mainland China (kling-api.md section 1). */
+/** Kling's API host for servers outside mainland China (it replaced https://api.klingai.com). */
 export const DEFAULT_KLING_BASE_URL = 'https://api-singapore.klingai.com';
 
 interface KlingAccountBase {

@@ -48,7 +48,7 @@ function retryAfter(err: UpstreamError): string {
 }
 
 /**
- * What the client sees when a Kling call failed (design.md section 3):
+ * What the client sees when a Kling call failed:
  *
  * | upstream | HTTP | code |
  * |---|---|---|

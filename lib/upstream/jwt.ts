@@ -1,7 +1,7 @@
 import { SignJWT } from 'jose';
 import type { KlingKeyPairAccount } from './accounts.js';
 
-/** Kling's documented lifetime (kling-api.md section 1): exp = now + 1800 s. */
+/** The lifetime Kling's docs give a token: exp = now + 1800 s. */
 export const TOKEN_LIFETIME_SECONDS = 1800;
 /** Kling's documented skew allowance: nbf = now - 5 s. */
 export const TOKEN_NOT_BEFORE_SKEW_SECONDS = 5;

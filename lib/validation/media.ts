@@ -21,7 +21,7 @@ export function mediaRule(value: string | { kind: MediaRule['kind']; maxBytes?: 
 const PREFIX_SEARCH = 256;
 
 /**
- * Kling refuses `data:image/png;base64,` in front of base64 (kling-api.md section 5). Returns the
+ * Kling refuses `data:image/png;base64,` in front of base64 (it wants the bare base64). Returns the
  * value without it. `slice` on a long string makes a view, not a copy, so a 10 MB image is not copied.
  */
 export function stripDataPrefix(value: string): string {
