@@ -98,19 +98,28 @@ const MYSQL_ADD_INDEX = /^alter table `[^`]+` add (?:unique|index) `([^`]+)`/i;
 async function addMissingMysqlIndexes(db: Knex, name: string, build: (t: Knex.CreateTableBuilder) => void): Promise<void> {
   for (const statement of db.schema.createTable(name, build).toSQL()) {
     const index = MYSQL_ADD_INDEX.exec(statement.sql)?.[1];
-    if (index === undefined || (await mysqlIndexExists(db, name, index))) continue;
+    if (index === undefined || (await indexExists(db, name, index))) continue;
     try {
       await db.raw(statement.sql, statement.bindings);
     } catch (err) {
       // Another instance added it at the same moment.
-      if (!(await mysqlIndexExists(db, name, index))) throw err;
+      if (!(await indexExists(db, name, index))) throw err;
     }
   }
 }
 
-async function mysqlIndexExists(db: Knex, table: string, index: string): Promise<boolean> {
-  const rows = (await db('information_schema.statistics').where({ table_schema: db.raw('DATABASE()'), table_name: table, index_name: index }).count({ n: '*' })) as { n: number | string }[];
-  return toNumber(rows[0]?.n) > 0;
+/** Whether an index of this name exists on the table, on any of the three databases. */
+export async function indexExists(db: Knex, table: string, index: string): Promise<boolean> {
+  const dialect = dialectOf(db);
+  let rows: unknown[];
+  if (dialect === 'mysql') {
+    rows = await db('information_schema.statistics').select('index_name').where({ table_schema: db.raw('DATABASE()'), table_name: table, index_name: index }).limit(1);
+  } else if (dialect === 'pg') {
+    rows = await db('pg_indexes').select('indexname').where({ schemaname: db.raw('current_schema()'), tablename: table, indexname: index }).limit(1);
+  } else {
+    rows = await db('sqlite_master').select('name').where({ type: 'index', tbl_name: table, name: index }).limit(1);
+  }
+  return rows.length > 0;
 }
 
 /**

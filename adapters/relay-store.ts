@@ -3,7 +3,7 @@ import { KlingRelayConfigError } from '../lib/errors.js';
 import { assertIdentifier } from './identifiers.js';
 import type { DirectSqlite, Template } from './sqlite-direct.js';
 import { OUTBOX_INDEX_SUFFIXES, OutboxStore } from './outbox-store.js';
-import { addColumnIfAbsent, affectedRows, createTableIfAbsent, dialectOf, insertReturningId, isUniqueViolation, toNumber, toNumberOrNull, toStringOrNull } from './dialect.js';
+import { addColumnIfAbsent, affectedRows, createTableIfAbsent, dialectOf, indexExists, insertReturningId, isUniqueViolation, toNumber, toNumberOrNull, toStringOrNull } from './dialect.js';
 import type { LedgerKind, LedgerRow, NewRelayTask, RelayTask, TaskState } from './types.js';
 
 export { isUniqueViolation } from './dialect.js';
@@ -519,20 +519,6 @@ export class RelayStore {
     const row: unknown = await query.select(TASK_COLUMNS).first();
     return row === undefined ? undefined : toTask(row as Record<string, unknown>);
   }
-}
-
-/** Whether an index of this name exists on the table. */
-async function indexExists(db: Knex, table: string, index: string): Promise<boolean> {
-  const dialect = dialectOf(db);
-  let rows: unknown[];
-  if (dialect === 'mysql') {
-    rows = await db('information_schema.statistics').select('index_name').where({ table_schema: db.raw('DATABASE()'), table_name: table, index_name: index }).limit(1);
-  } else if (dialect === 'pg') {
-    rows = await db('pg_indexes').select('indexname').where({ schemaname: db.raw('current_schema()'), tablename: table, indexname: index }).limit(1);
-  } else {
-    rows = await db('sqlite_master').select('name').where({ type: 'index', tbl_name: table, name: index }).limit(1);
-  }
-  return rows.length > 0;
 }
 
 function toTask(raw: Record<string, unknown>): RelayTask {

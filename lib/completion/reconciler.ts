@@ -4,6 +4,7 @@ import type { CallbackDelivery, CallbackReport } from '../callbacks/delivery.js'
 import type { RelayContext } from '../relay/context.js';
 import { loggableError } from '../loggable-error.js';
 import { UpstreamError } from '../upstream/client.js';
+import { isTaskNotFound } from '../upstream/errors.js';
 import { applyKlingTask, fetchKlingTask, type KlingTaskObject } from './apply.js';
 import { finishTask } from './transition.js';
 
@@ -34,10 +35,6 @@ const MAX_BACKOFF_MS = 10 * 60_000;
 
 function emptyReport(): ReconcileReport {
   return { claimed: 0, finished: 0, progressed: 0, adopted: 0, expired: 0, errors: 0 };
-}
-
-function notFound(error: unknown): boolean {
-  return error instanceof UpstreamError && error.kind === 'kling' && (error.klingCode === 1203 || error.httpStatus === 404);
 }
 
 /** The account that created a task is no longer in the relay's configuration. */
@@ -123,7 +120,7 @@ export class Reconciler {
       try {
         data = await fetchKlingTask(ctx, account, task, id);
       } catch (error) {
-        if (task.kling_task_id === null && notFound(error)) {
+        if (task.kling_task_id === null && isTaskNotFound(error)) {
           if (await finishTask(ctx, task.id, { status: 'failed', reason: 'Kling never received the task' })) report.expired++;
           return;
         }
@@ -166,7 +163,7 @@ export class Reconciler {
       ended = await finishTask(ctx, task.id, { status: 'failed', reason });
     } catch (error) {
       report.errors++;
-      ctx.logger.warn('reconcile check failed', { ...meta, error: (error as Error).message });
+      ctx.logger.warn('reconcile check failed', { ...meta, error: loggableError(error) });
       await this.reschedule(task);
       return;
     }
