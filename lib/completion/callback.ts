@@ -4,7 +4,7 @@ import type { RelayContext } from '../relay/context.js';
 import { sendJson } from '../relay/respond.js';
 import { UpstreamError } from '../upstream/client.js';
 import getRawBody from 'raw-body';
-import { checkJsonText, checkJsonValue } from '../relay/body.js';
+import { checkJsonText, checkJsonValue, parsedByHost } from '../relay/body.js';
 import { SIGNATURE_TOLERANCE_SECONDS, signatureEnvelope, verifySignature, type SignatureCheck } from '../callbacks/signing.js';
 import { loggableError } from '../loggable-error.js';
 import { RelayHttpError } from '../errors.js';
@@ -60,7 +60,7 @@ type ReadNotice = { raw: Buffer } | { parsed: unknown };
 
 /** The body, at most CALLBACK_LIMIT bytes; a value the host's body parser made is taken as it is. */
 async function readNotice(req: IncomingMessage & { body?: unknown; _body?: boolean }): Promise<ReadNotice> {
-  if (req._body === true || (req.body !== undefined && req.readableEnded)) return { parsed: req.body };
+  if (parsedByHost(req)) return { parsed: req.body };
   try {
     return { raw: await getRawBody(req, { limit: CALLBACK_LIMIT, length: req.headers['content-length'] }) };
   } catch (cause) {
@@ -168,13 +168,14 @@ async function handleNotice(ctx: RelayContext, req: IncomingMessage, res: Server
   };
   // The account the URL names says which secrets sign the notice, so no signature check waits for the database.
   const urlSecrets = urlAccountId === null ? [] : webhookSecretsOf(ctx, urlAccountId);
-  if (urlAccountId !== null && urlSecrets.length > 0) {
+  const signedPerUrl = urlAccountId !== null && urlSecrets.length > 0;
+  if (signedPerUrl) {
     // The headers and the timestamp can be judged before the body is read.
     const envelope = signatureEnvelope(req.headers, nowSeconds());
     if (envelope !== 'valid') return refuse(envelope, urlAccountId);
   }
   const read = await readNotice(req);
-  if (urlAccountId !== null && urlSecrets.length > 0) {
+  if (signedPerUrl) {
     const check = signatureCheck(ctx, req, read, urlSecrets, urlAccountId);
     if (check !== 'valid') return refuse(check, urlAccountId);
   }

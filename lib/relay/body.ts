@@ -95,13 +95,18 @@ export function checkJsonValue(value: unknown): void {
   }
 }
 
+/** Whether a body parser in front of the relay (express.json()) read the body already. */
+export function parsedByHost(req: IncomingMessage & { body?: unknown; _body?: boolean }): boolean {
+  return req._body === true || (req.body !== undefined && req.readableEnded);
+}
+
 /**
  * The parsed JSON body. A host that parsed the body already (express.json() before the relay) is
  * respected; otherwise the stream is read once, up to `limit` bytes. Either way a body with more JSON
  * values or deeper nesting than any Kling body is refused (400/1200) before anything else reads it.
  */
 export async function readJsonBody(req: IncomingMessage & { body?: unknown; _body?: boolean }, limit: number): Promise<unknown> {
-  if (req._body === true || (req.body !== undefined && req.readableEnded)) {
+  if (parsedByHost(req)) {
     checkJsonValue(req.body);
     return req.body;
   }
