@@ -12,7 +12,9 @@ export const BILLING_LAG_MS = 86_400_000;
  * How Kling's bill of a task compares with the relay's charge:
  * - `agree`: both charged, or neither did.
  * - `open`: the relay's task is not final yet; its hold is neither charged nor refunded.
- * - `unchecked`: Kling's billing of the task's account could not be read (or the account is no longer configured).
+ * - `unchecked`: Kling's billing of the task's account could not be read (or the account is no longer
+ *   configured), or a charged task has no Kling task id to find it by (a synchronous call Kling
+ *   answered without one).
  * - `not_recorded`: Kling billed a task the relay has no row of.
  * - `billed_but_refunded`: Kling billed a task the relay failed, refunded or charged nothing for.
  * - `charged_not_billed`: the relay charged the caller for a task Kling did not bill.
@@ -109,6 +111,7 @@ function differs(reported: number | null, billed: number): boolean {
 /** How one recorded task compares; `bill` undefined when Kling listed no deduction for it. */
 function compare(task: RelayBilledTask, bill: KlingBill | undefined): { status: BillingStatus; reason: string } {
   if (!FINAL.has(task.state)) return { status: 'open', reason: '' };
+  if (task.klingTaskId === null && task.charged > 0) return { status: 'unchecked', reason: 'Kling answered it without a task id, so its bill cannot be found' };
   const billed = bill !== undefined && (bill.units > 0 || bill.balance > 0);
   if (billed && task.charged <= 0) {
     const what = task.state === 'failed' ? 'the relay failed it and refunded the caller' : 'the relay charged the caller nothing';

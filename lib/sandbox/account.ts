@@ -1,12 +1,13 @@
 import { KlingError } from './codes.js';
-import type { SandboxAccount, SandboxTask } from './types.js';
+import type { BalanceDeduction, SandboxAccount, SandboxTask } from './types.js';
 
 /**
  * Kling's account endpoints in the sandbox: `GET /account/costs` (resource packs and what remains),
  * `POST /account/billing/package` (units taken from packs, per task) and `POST /account/billing/balance`
  * (balance taken, per task). Nothing is stored twice: the deductions are read from the final tasks'
- * `final_unit_deduction` and `final_balance_deduction`, so the three answers always agree with the
- * task objects, and a pack's remaining quantity falls as tasks end.
+ * `final_unit_deduction` and `final_balance_deduction` (and from the answers of the synchronous
+ * endpoints that name a task), so the three answers always agree with what Kling reported, and a
+ * pack's remaining quantity falls as tasks end.
  */
 
 export type ProductType = 'video' | 'image' | 'try-on';
@@ -187,13 +188,31 @@ function paged<T>(rows: T[], page: PageRequest): { result: { detail: T[]; count:
 export class AccountBook {
   private readonly packs = new Map<string, SandboxPack[]>();
   private readonly lastCosts = new Map<string, number>();
+  /** The answered synchronous calls that name a task, as tasks that ended when they were answered. */
+  private readonly syncCalls: SandboxTask[] = [];
 
+  /** `history`: keep at most this many synchronous calls (the oldest forgotten first), as the task store does. */
   constructor(
     accounts: readonly SandboxAccount[],
     private readonly tasks: () => SandboxTask[],
+    private readonly history?: number,
     startedAt = Date.now(),
   ) {
     for (const account of accounts) this.packs.set(account.accessKey, defaultPacks(account.accessKey, startedAt));
+  }
+
+  /** Records what a synchronous endpoint's answer says it deducted, when the answer names a task. */
+  recordSync(accessKey: string, path: string, body: Record<string, unknown>, data: Record<string, unknown>): void {
+    if (typeof data.task_id !== 'string') return;
+    const now = Date.now();
+    const balance = data.final_balance_deduction as BalanceDeduction | undefined;
+    this.syncCalls.push({
+      taskId: data.task_id, path, accessKey, body, externalTaskId: undefined, callbackUrl: undefined, status: 'succeed', statusMsg: '',
+      createdAt: now, updatedAt: now, result: undefined,
+      finalUnitDeduction: typeof data.final_unit_deduction === 'string' ? data.final_unit_deduction : undefined,
+      finalBalanceDeduction: balance,
+    });
+    if (this.history !== undefined && this.syncCalls.length > this.history) this.syncCalls.splice(0, this.syncCalls.length - this.history);
   }
 
   /** Whether a path is one of the account endpoints. */
@@ -212,9 +231,10 @@ export class AccountBook {
     throw new KlingError(1202);
   }
 
-  /** Forgets the request times (tasks, and so deductions, are forgotten by the task store). */
+  /** Forgets the request times and the synchronous calls (tasks are forgotten by the task store). */
   reset(): void {
     this.lastCosts.clear();
+    this.syncCalls.length = 0;
   }
 
   private costs(accessKey: string, params: URLSearchParams): unknown {
@@ -247,7 +267,7 @@ export class AccountBook {
 
   /** Every deduction of this account's final tasks, in the order they ended. */
   private deductions(accessKey: string): Deduction[] {
-    return this.tasks()
+    return [...this.tasks(), ...this.syncCalls]
       .filter((task) => task.accessKey === accessKey && (task.status === 'succeed' || task.status === 'failed'))
       .map((task) => ({
         task,

@@ -173,7 +173,7 @@ export async function startKlingSandbox(options: SandboxOptions = {}): Promise<K
     dispatcher,
   );
   const faults = new FaultSwitches();
-  const accountBook = new AccountBook(accounts, () => store.all());
+  const accountBook = new AccountBook(accounts, () => store.all(), options.history);
   const ctx: SandboxContext = { accounts, endpoints, store, faults, requests: [], hung: new Set(), history: options.history, accountBook };
 
   const server = createServer(createHandler(ctx));

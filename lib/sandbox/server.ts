@@ -94,7 +94,9 @@ function create(
   const delivery = ctx.faults.takeCreateDelivery();
   let data: unknown;
   if (kind === 'sync') {
-    data = syncResult(path, fields);
+    const answer = syncResult(path, fields);
+    ctx.accountBook.recordSync(accessKey, path, fields, answer);
+    data = answer;
   } else {
     // Callbacks wait for the answer to leave, unless the answer is being sabotaged anyway.
     const answered = delivery ? undefined : new Promise((resolve) => res.once('close', resolve));

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import request from 'supertest';
 import type { BillingReport, TaskBilling } from '../../lib/index.js';
+import { PNG_400x300, VIDEO_URL } from '../fixtures/media.js';
 import { testDatabases, type TestDatabase } from '../support/databases.js';
 import { checkAndClose, startHarness, type Harness } from '../support/harness.js';
 
@@ -13,6 +14,8 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const QPU = 500_000;
 /** What the relay charges for a 5-second text2video at the test price of 0.01 USD a second. */
 const CHARGE = 0.01 * 5 * QPU;
+/** A synchronous call at the test's fixed price of 0.01 USD. */
+const SYNC_CHARGE = 0.01 * QPU;
 
 interface Run {
   code: number | null;
@@ -91,6 +94,11 @@ for (const database of testDatabases()) {
       h.sandbox.complete(cash, { status: 'succeed', deductions: { unit: '0.5', balance: { quota: '0.35', list_price: '0.7' } } });
       h.sandbox.complete(differs, { status: 'succeed' });
       for (const id of [agreed, refunded, unbilled, billedFailed, cash, differs]) await settle(id);
+      // Synchronous calls: image-recognize answers with a task id Kling bills under, identify-face with a session only.
+      const recognized = await request(h.url).post('/kling/v1/videos/image-recognize').set('X-User-Id', String(alice)).send({ image: PNG_400x300 });
+      const recognizedId = recognized.body.data.task_id as string;
+      const face = await request(h.url).post('/kling/v1/videos/identify-face').set('X-User-Id', String(alice)).send({ video_url: VIDEO_URL });
+      expect([recognized.status, face.status]).to.deep.equal([200, 200]);
 
       // Kling's side tampered after the relay settled: one task no longer billed, one billed 3 units where it reported 1.
       const unbilledAtKling = h.sandbox.tasks.getTask(unbilled);
@@ -112,9 +120,12 @@ for (const database of testDatabases()) {
       expect(report.accounts.map((a) => [a.account, a.error])).to.deep.equal([['a', undefined], ['b', undefined]]);
       const tasks = byTask(report);
       const status = (id: string): string | undefined => tasks.get(id)?.status;
-      expect([agreed, refunded, unbilled, billedFailed, cash, differs, open, stray].map(status)).to.deep.equal([
-        'agree', 'agree', 'charged_not_billed', 'billed_but_refunded', 'agree', 'deduction_differs', 'open', 'not_recorded',
+      expect([agreed, refunded, unbilled, billedFailed, cash, differs, open, recognizedId, stray].map(status)).to.deep.equal([
+        'agree', 'agree', 'charged_not_billed', 'billed_but_refunded', 'agree', 'deduction_differs', 'open', 'agree', 'not_recorded',
       ]);
+      const faceRow = report.tasks.find((t) => t.relay?.endpoint === '/v1/videos/identify-face');
+      expect(faceRow).to.include({ klingTaskId: null, status: 'unchecked', reason: 'Kling answered it without a task id, so its bill cannot be found', callerCharged: SYNC_CHARGE });
+      expect(tasks.get(recognizedId)).to.include({ klingUnits: 1, callerCharged: SYNC_CHARGE });
       expect(tasks.get(agreed)).to.include({ klingUnits: 1, klingBalance: 0, callerCharged: CHARGE });
       expect(tasks.get(refunded)).to.include({ klingUnits: 0, callerCharged: 0 });
       expect(tasks.get(unbilled)).to.include({ klingUnits: 0, callerCharged: CHARGE });
@@ -126,13 +137,13 @@ for (const database of testDatabases()) {
       expect(tasks.get(stray)).to.include({ relay: undefined, klingUnits: 1, callerCharged: 0, accountId: 'a' });
       expect(report.disagreements.map((d) => d.klingTaskId).sort()).to.deep.equal([unbilled, billedFailed, differs, stray].sort());
       expect(report.totals).to.deep.equal({
-        klingUnits: 1 + 1 + 0.5 + 3 + 1,
+        klingUnits: 1 + 1 + 0.5 + 3 + 1 + 1,
         klingBalance: { USD: 0.35 },
-        callerCharged: 5 * CHARGE,
-        tasks: 8,
+        callerCharged: 5 * CHARGE + 2 * SYNC_CHARGE,
+        tasks: 10,
         disagreements: 4,
         open: 1,
-        unchecked: 0,
+        unchecked: 1,
       });
       // The callers' charges are the ledger's: the balance fell by exactly what the report says they were charged.
       expect(await h.balance(alice)).to.equal(10_000_000 - report.totals.callerCharged);
@@ -148,8 +159,8 @@ for (const database of testDatabases()) {
 
       const text = await cli(['reconcile-billing', '--from', day(from), '--to', day(to), '--db', dbUrl, '--accounts', accounts]);
       expect(text.code, text.stderr).to.equal(3);
-      expect(text.stdout).to.include('8 tasks, 4 disagree.');
-      expect(text.stdout).to.include(`Total: Kling 6.5 units and 0.35 USD; callers charged ${5 * CHARGE} quota; 4 disagreements, 1 open, 0 unchecked.`);
+      expect(text.stdout).to.include('10 tasks, 4 disagree.');
+      expect(text.stdout).to.include(`Total: Kling 7.5 units and 0.35 USD; callers charged ${5 * CHARGE + 2 * SYNC_CHARGE} quota; 4 disagreements, 1 open, 1 unchecked.`);
       expect(text.stdout).to.match(new RegExp(`${billedFailed} \\(account [ab], relay task \\d+, user ${alice}\\): billed_but_refunded: Kling billed it, the relay failed it and refunded the caller`));
       expect(text.stdout).to.include(`${stray} (account a): not_recorded: Kling billed a task the relay has no record of`);
 

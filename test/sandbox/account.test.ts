@@ -86,6 +86,10 @@ describe('kling sandbox: account and billing endpoints', () => {
 
     const images = await call(sandbox, 'POST', '/account/billing/package', { body: { ...range(), filters: [{ key: 'product_type', values: ['image'] }] } });
     expect(images.json.data.result.detail).to.deep.equal([]);
+    // A synchronous call that names a task is billed under it, as its answer says.
+    const recognized = await call(sandbox, 'POST', '/v1/videos/image-recognize', { body: { image: 'https://cdn.example.com/a.png' } });
+    const sync = await call(sandbox, 'POST', '/account/billing/package', { body: range() });
+    expect(sync.json.data.result.detail.at(-1)).to.include({ task_id: recognized.json.data.task_id, deduction_amount: Number(recognized.json.data.final_unit_deduction) });
     const past = await call(sandbox, 'POST', '/account/billing/package', { body: { start_time: Date.now() - 2 * DAY, end_time: Date.now() - DAY } });
     expect(past.json.data).to.deep.equal({ result: { detail: [], count: 0 }, next_cursor: '', has_more: false });
   });
