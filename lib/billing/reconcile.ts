@@ -19,11 +19,13 @@ export const BILLING_LAG_MS = 86_400_000;
  * - `billed_but_refunded`: Kling billed a task the relay failed, refunded or charged nothing for.
  * - `charged_not_billed`: the relay charged the caller for a task Kling did not bill.
  * - `deduction_differs`: Kling's billing detail differs from the deduction its task object reported when the task ended.
+ * - `row_differs`: the relay's task row and its ledger rows disagree on the charge (the row's
+ *   charge_quota, 0 for a failed task, against what the ledger took).
  */
-export type BillingStatus = 'agree' | 'open' | 'unchecked' | 'not_recorded' | 'billed_but_refunded' | 'charged_not_billed' | 'deduction_differs';
+export type BillingStatus = 'agree' | 'open' | 'unchecked' | 'not_recorded' | 'billed_but_refunded' | 'charged_not_billed' | 'deduction_differs' | 'row_differs';
 
 /** The statuses that are disagreements (the CLI exits 3 when a task has one). */
-export const DISAGREEMENTS: readonly BillingStatus[] = ['not_recorded', 'billed_but_refunded', 'charged_not_billed', 'deduction_differs'];
+export const DISAGREEMENTS: readonly BillingStatus[] = ['not_recorded', 'billed_but_refunded', 'charged_not_billed', 'deduction_differs', 'row_differs'];
 
 /** One task: what Kling billed and what the relay charged. */
 export interface TaskBilling {
@@ -123,6 +125,10 @@ function compare(task: RelayBilledTask, bill: KlingBill | undefined): { status: 
       status: 'deduction_differs',
       reason: `Kling's billing detail says ${bill.units} units and ${bill.balance} balance, the task reported ${task.reportedUnits ?? '-'} units and ${task.reportedBalance ?? '-'} balance when it ended`,
     };
+  }
+  const rowCharge = task.state === 'failed' ? 0 : task.chargeQuota;
+  if (rowCharge !== null && rowCharge !== task.charged) {
+    return { status: 'row_differs', reason: `the task row says the caller was charged ${rowCharge} quota, its ledger rows took ${task.charged}` };
   }
   return { status: 'agree', reason: '' };
 }

@@ -87,13 +87,17 @@ for (const database of testDatabases()) {
       const cash = await submit('paid partly from the balance');
       const differs = await submit('billed twice what it reported');
       const open = await submit('still running');
+      const rowTampered = await submit('its row rewritten');
       h.sandbox.complete(agreed, { status: 'succeed' });
       h.sandbox.complete(refunded, { status: 'failed', message: 'content policy' });
       h.sandbox.complete(unbilled, { status: 'succeed' });
       h.sandbox.complete(billedFailed, { status: 'failed', message: 'timeout', deductions: { unit: '1', balance: { quota: '0', list_price: '0' } } });
       h.sandbox.complete(cash, { status: 'succeed', deductions: { unit: '0.5', balance: { quota: '0.35', list_price: '0.7' } } });
       h.sandbox.complete(differs, { status: 'succeed' });
-      for (const id of [agreed, refunded, unbilled, billedFailed, cash, differs]) await settle(id);
+      h.sandbox.complete(rowTampered, { status: 'succeed' });
+      for (const id of [agreed, refunded, unbilled, billedFailed, cash, differs, rowTampered]) await settle(id);
+      // The relay's side tampered: the task row claims a charge its ledger rows never took.
+      expect(await h.db('kling_relay_tasks').where({ kling_task_id: rowTampered }).update({ charge_quota: 1 })).to.equal(1);
       // Synchronous calls: image-recognize answers with a task id Kling bills under, identify-face with a session only.
       const recognized = await request(h.url).post('/kling/v1/videos/image-recognize').set('X-User-Id', String(alice)).send({ image: PNG_400x300 });
       const recognizedId = recognized.body.data.task_id as string;
@@ -120,9 +124,10 @@ for (const database of testDatabases()) {
       expect(report.accounts.map((a) => [a.account, a.error])).to.deep.equal([['a', undefined], ['b', undefined]]);
       const tasks = byTask(report);
       const status = (id: string): string | undefined => tasks.get(id)?.status;
-      expect([agreed, refunded, unbilled, billedFailed, cash, differs, open, recognizedId, stray].map(status)).to.deep.equal([
-        'agree', 'agree', 'charged_not_billed', 'billed_but_refunded', 'agree', 'deduction_differs', 'open', 'agree', 'not_recorded',
+      expect([agreed, refunded, unbilled, billedFailed, cash, differs, open, rowTampered, recognizedId, stray].map(status)).to.deep.equal([
+        'agree', 'agree', 'charged_not_billed', 'billed_but_refunded', 'agree', 'deduction_differs', 'open', 'row_differs', 'agree', 'not_recorded',
       ]);
+      expect(tasks.get(rowTampered)?.reason).to.equal(`the task row says the caller was charged 1 quota, its ledger rows took ${CHARGE}`);
       const faceRow = report.tasks.find((t) => t.relay?.endpoint === '/v1/videos/identify-face');
       expect(faceRow).to.include({ klingTaskId: null, status: 'unchecked', reason: 'Kling answered it without a task id, so its bill cannot be found', callerCharged: SYNC_CHARGE });
       expect(tasks.get(recognizedId)).to.include({ klingUnits: 1, callerCharged: SYNC_CHARGE });
@@ -135,13 +140,13 @@ for (const database of testDatabases()) {
       expect(tasks.get(differs)?.relay).to.include({ reportedUnits: 1, state: 'succeed' });
       expect(tasks.get(open)).to.include({ callerCharged: CHARGE });
       expect(tasks.get(stray)).to.include({ relay: undefined, klingUnits: 1, callerCharged: 0, accountId: 'a' });
-      expect(report.disagreements.map((d) => d.klingTaskId).sort()).to.deep.equal([unbilled, billedFailed, differs, stray].sort());
+      expect(report.disagreements.map((d) => d.klingTaskId).sort()).to.deep.equal([unbilled, billedFailed, differs, rowTampered, stray].sort());
       expect(report.totals).to.deep.equal({
-        klingUnits: 1 + 1 + 0.5 + 3 + 1 + 1,
+        klingUnits: 1 + 1 + 0.5 + 3 + 1 + 1 + 1,
         klingBalance: { USD: 0.35 },
-        callerCharged: 5 * CHARGE + 2 * SYNC_CHARGE,
-        tasks: 10,
-        disagreements: 4,
+        callerCharged: 6 * CHARGE + 2 * SYNC_CHARGE,
+        tasks: 11,
+        disagreements: 5,
         open: 1,
         unchecked: 1,
       });
@@ -159,8 +164,8 @@ for (const database of testDatabases()) {
 
       const text = await cli(['reconcile-billing', '--from', day(from), '--to', day(to), '--db', dbUrl, '--accounts', accounts]);
       expect(text.code, text.stderr).to.equal(3);
-      expect(text.stdout).to.include('10 tasks, 4 disagree.');
-      expect(text.stdout).to.include(`Total: Kling 7.5 units and 0.35 USD; callers charged ${5 * CHARGE + 2 * SYNC_CHARGE} quota; 4 disagreements, 1 open, 1 unchecked.`);
+      expect(text.stdout).to.include('11 tasks, 5 disagree.');
+      expect(text.stdout).to.include(`Total: Kling 8.5 units and 0.35 USD; callers charged ${6 * CHARGE + 2 * SYNC_CHARGE} quota; 5 disagreements, 1 open, 1 unchecked.`);
       expect(text.stdout).to.match(new RegExp(`${billedFailed} \\(account [ab], relay task \\d+, user ${alice}\\): billed_but_refunded: Kling billed it, the relay failed it and refunded the caller`));
       expect(text.stdout).to.include(`${stray} (account a): not_recorded: Kling billed a task the relay has no record of`);
 
