@@ -68,7 +68,7 @@ export interface KlingRelay {
   /**
    * Compares what Kling billed per task (units and balance, `/account/billing/package` and
    * `/account/billing/balance`) with what the relay charged the callers, for the tasks the relay
-   * created in the period; lists every task and those where they disagree (README, "Billing").
+   * created in the period; lists every task and those where they disagree (README, "Kling accounts and billing").
    */
   reconcileBilling(period: Period): Promise<BillingReport>;
   /** Typed events (submitted, settled, failed, refunded, callback, reconcile), emitted after each commit. */

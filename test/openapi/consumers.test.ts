@@ -35,7 +35,13 @@ function documentFile(): { file: string; doc: Json } {
 
 /** Runs a package's command as `npx <command>` would, from the project's devDependencies. */
 function tool(pkg: string, bin: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const script = join(dirname(require.resolve(`${pkg}/package.json`)), bin);
+  let manifest: string;
+  try {
+    manifest = require.resolve(`${pkg}/package.json`);
+  } catch {
+    throw new Error(`${pkg} is not installed: it is a devDependency of this test (npm install)`);
+  }
+  const script = join(dirname(manifest), bin);
   const env = { ...process.env, REDOCLY_TELEMETRY: 'off', REDOCLY_SUPPRESS_UPDATE_NOTICE: 'true' };
   return new Promise((resolve) => {
     execFile(process.execPath, [script, ...args], { env, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
