@@ -43,11 +43,13 @@ function errorResponses(statuses: number[]): Json {
   return Object.fromEntries(statuses.map((s) => [String(s), { $ref: `#/components/responses/Error${s}` }]));
 }
 
-function packageVersion(): string {
+/** The package's version and SPDX license, from its package.json. */
+function packageInfo(): { version: string; license: string } {
   try {
-    return String((JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version?: unknown }).version ?? '0.0.0');
+    const manifest = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version?: unknown; license?: unknown };
+    return { version: String(manifest.version ?? '0.0.0'), license: String(manifest.license ?? 'MIT') };
   } catch {
-    return '0.0.0';
+    return { version: '0.0.0', license: 'MIT' };
   }
 }
 
@@ -268,12 +270,13 @@ export function buildOpenApi(registry: Registry, options: OpenApiOptions = {}): 
     get: { operationId: 'openapi', summary: 'This document', tags: ['meta'], responses: { '200': { description: 'The OpenAPI document.', content: { 'application/json': { schema: { type: 'object' } } } }, ...errorResponses([401]) } },
   };
   const { schemas, requestBodies } = requestBodiesOf({ ...(base.schemas as Json), ...bundle.schemas }, bodies);
+  const info = packageInfo();
   // A schema file that only holds shared $defs (the built-in defs.json) leaves an empty root nothing names.
   const named = referencedSchemas([paths, schemas, requestBodies]);
   for (const root of bundle.rootName.values()) if (!named.has(root)) delete schemas[root];
   return {
     openapi: '3.1.0',
-    info: { title: 'kling-relay', version: packageVersion(), description: describe(), license: { name: 'MIT', identifier: 'MIT' } },
+    info: { title: 'kling-relay', version: info.version, description: describe(), license: { name: info.license, identifier: info.license } },
     jsonSchemaDialect: 'https://json-schema.org/draft/2020-12/schema',
     servers: [{ url: options.serverUrl || '/', description: 'Where the host mounts the relay.' }],
     security: SECURITY,
