@@ -4,6 +4,10 @@ import { DirectSqlite } from '../adapters/sqlite-direct.js';
 import { assertQuotaStore, KnexQuotaStore } from '../adapters/quota-store.js';
 import { RelayStore } from '../adapters/relay-store.js';
 import type { QuotaStore } from '../adapters/types.js';
+import { KlingAccountApi } from './billing/account-api.js';
+import { accountPacks, type AccountPacks } from './billing/packs.js';
+import { packsRangeOf, timeRangeOf, type Period } from './billing/period.js';
+import { reconcileBilling, type BillingReport } from './billing/reconcile.js';
 import { CallbackDelivery } from './callbacks/delivery.js';
 import { ClientNotices } from './callbacks/notice.js';
 import { createCallbackHandler, type CallbackHandler } from './completion/callback.js';
@@ -54,6 +58,19 @@ export interface KlingRelay {
   close(): void;
   /** The OpenAPI 3.1 document of every registered route (also served at `GET <mount>/openapi.json`). */
   openapi(options?: OpenApiOptions): Record<string, unknown>;
+  /**
+   * Each configured Kling account's resource packs and what remains of them (Kling's `GET
+   * /account/costs`), the packs valid at some time in the period (default: the year up to now). An
+   * account whose packs could not be read (a bad key, Kling down) has `error` instead of `packs`.
+   * Calls for one account keep to Kling's one a second, however often this is called.
+   */
+  accounts(period?: Partial<Period>): Promise<AccountPacks[]>;
+  /**
+   * Compares what Kling billed per task (units and balance, `/account/billing/package` and
+   * `/account/billing/balance`) with what the relay charged the callers, for the tasks the relay
+   * created in the period; lists every task and those where they disagree (README, "Kling accounts and billing").
+   */
+  reconcileBilling(period: Period): Promise<BillingReport>;
   /** Typed events (submitted, settled, failed, refunded, callback, reconcile), emitted after each commit. */
   events: RelayEvents;
   /**
@@ -110,6 +127,7 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
   const direct = DirectSqlite.for(config.db);
   if (direct) ctx.direct = direct;
   const reconciler = new Reconciler(ctx, delivery);
+  const accountApi = new KlingAccountApi(client);
   const hostProblems = (): Promise<HostSchemaProblem[]> =>
     checkHostTables(config.db, { video: ctx.hosts.video, image: ctx.hosts.image, users: quota instanceof KnexQuotaStore ? quota.options : undefined });
   return {
@@ -151,6 +169,11 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
       delivery.close();
     },
     openapi: (openApiOptions) => openApiDocument(registry, openApiOptions?.serverUrl),
+    accounts: async (period) => accountPacks(accountApi, accounts.all(), packsRangeOf(period)),
+    reconcileBilling: async (period) => {
+      const range = timeRangeOf(period);
+      return reconcileBilling({ db: config.db, store, api: accountApi, accounts: accounts.all() }, range.from, range.to);
+    },
     events,
     metrics: (metricsRegistry) => attachPrometheus(events, metricsRegistry),
   };
@@ -166,6 +189,11 @@ export { RelayEvents } from './metrics/events.js';
 export type { RelayEventMap, RelayEventName, TaskEventBase } from './metrics/events.js';
 export type { MetricsRegistry } from './metrics/prometheus.js';
 export type { OpenApiOptions } from './openapi.js';
+export type { AccountPacks, AccountError } from './billing/packs.js';
+export type { ResourcePack } from './billing/account-api.js';
+export type { Period } from './billing/period.js';
+export type { BillingReport, BillingStatus, TaskBilling, AccountBilling } from './billing/reconcile.js';
+export type { RelayBilledTask } from './billing/relay-rows.js';
 export type { PricingRule } from './pricing/rules.js';
 export type { QuotaStore, HostTableOptions, HostColumn } from '../adapters/types.js';
 export type { HostSchemaProblem, HostSchemaProblemKind } from '../adapters/host-check.js';
