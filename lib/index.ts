@@ -166,7 +166,7 @@ export { RelayEvents } from './metrics/events.js';
 export type { RelayEventMap, RelayEventName, TaskEventBase } from './metrics/events.js';
 export type { MetricsRegistry } from './metrics/prometheus.js';
 export type { OpenApiOptions } from './openapi.js';
-export type { PricingRule } from './pricing/rules.js';
+export type { PricingRule, PriceList } from './pricing/rules.js';
 export type { QuotaStore, HostTableOptions, HostColumn } from '../adapters/types.js';
 export type { HostSchemaProblem, HostSchemaProblemKind } from '../adapters/host-check.js';
 export { createDefaultHostTables } from '../adapters/host-schema.js';
