@@ -203,9 +203,11 @@ export function deliveredUnits(terms: SettleTerms, result: unknown): number | un
   return count === undefined ? undefined : pricedUnits(terms, count);
 }
 
+/** A deduction Kling wrote as a decimal string or a number; undefined when it is neither. */
 function decimal(value: unknown): number | undefined {
-  const n = typeof value === 'string' ? Number(value.trim()) : value;
-  return typeof n === 'number' && Number.isFinite(n) && n >= 0 && !(typeof value === 'string' && value.trim() === '') ? n : undefined;
+  if (typeof value === 'string' && value.trim() === '') return undefined;
+  const n = typeof value === 'string' ? Number(value) : value;
+  return typeof n === 'number' && Number.isFinite(n) && n >= 0 ? n : undefined;
 }
 
 /**

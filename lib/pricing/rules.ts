@@ -88,20 +88,16 @@ const RULE_SCHEMA = {
 } as const;
 
 const LIST_SCHEMA = {
-  anyOf: [
-    { type: 'array', items: RULE_SCHEMA },
-    {
-      type: 'object',
-      properties: { $schema: { type: 'string' }, margin: { type: 'number', exclusiveMinimum: 0 }, rules: { type: 'array', items: RULE_SCHEMA } },
-      required: ['rules'],
-      additionalProperties: false,
-    },
-  ],
+  type: 'object',
+  properties: { $schema: { type: 'string' }, margin: { type: 'number', exclusiveMinimum: 0 }, rules: { type: 'array', items: RULE_SCHEMA } },
+  required: ['rules'],
+  additionalProperties: false,
 } as const;
 
-const checkList = new Ajv2020({ strict: true, strictRequired: false, allErrors: false }).compile(LIST_SCHEMA);
-const checkRules = new Ajv2020({ strict: true, strictRequired: false, allErrors: false }).compile({ type: 'array', items: RULE_SCHEMA });
-const checkObject = new Ajv2020({ strict: true, strictRequired: false, allErrors: false }).compile(LIST_SCHEMA.anyOf[1]);
+// `then: {required}` names fields the rule schema declares, which strictRequired cannot see.
+const ajv = new Ajv2020({ strict: true, strictRequired: false, allErrors: false });
+const checkRules = ajv.compile({ type: 'array', items: RULE_SCHEMA });
+const checkList = ajv.compile(LIST_SCHEMA);
 
 function readSource(source: unknown): { value: unknown; where: string } {
   if (typeof source !== 'string') return { value: source, where: 'options.pricing' };
@@ -114,10 +110,7 @@ function readSource(source: unknown): { value: unknown; where: string } {
   }
 }
 
-/** The first error of the form the value is written in (an array, or an object with `rules`). */
-function invalid(value: unknown, where: string): KlingRelayConfigError {
-  const check = Array.isArray(value) ? checkRules : checkObject;
-  check(value);
+function invalid(check: typeof checkRules, where: string): KlingRelayConfigError {
   const error = check.errors?.[0];
   const at = error?.instancePath ? ` at ${error.instancePath}` : '';
   const detail = error?.keyword === 'additionalProperties' ? `unknown field '${String(error.params.additionalProperty)}'` : (error?.message ?? 'is invalid');
@@ -133,7 +126,8 @@ function invalid(value: unknown, where: string): KlingRelayConfigError {
  */
 export function loadPricingRules(source: unknown): PricingRule[] {
   const { value, where } = readSource(source);
-  if (!checkList(value)) throw invalid(value, where);
+  const check = Array.isArray(value) ? checkRules : checkList;
+  if (!check(value)) throw invalid(check, where);
   const list: PriceList = Array.isArray(value) ? { rules: value as PricingRule[] } : (value as PriceList);
   const margin = list.margin ?? 1;
   return margin === 1 ? list.rules : list.rules.map((rule) => ({ ...rule, price: rule.price * margin }));
