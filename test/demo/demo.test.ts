@@ -273,7 +273,7 @@ describe('demo host (npm start)', function () {
       const rule = book.match({ type, model: 'kling-v3', mode: '4k', duration: '5' });
       expect([rule?.pricing_type, rule?.price], `${type} 4k`).to.deep.equal(['per_second', 0.42 * 1.25]);
     }
-    // The seed's three types (README, "Pricing") are priced.
+    // The three types of the README's pricing example are priced.
     const list = JSON.parse(readFileSync(join(ROOT, 'examples/pricing.json'), 'utf8')) as { rules: { type: string }[] };
     expect(list.rules.map((r) => r.type)).to.include.members(['motion-control', 'text-to-audio', 'image-generation']);
   });
