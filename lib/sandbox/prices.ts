@@ -1,9 +1,9 @@
 /**
- * Kling's price list in units, as Kling deducts them from a resource pack (docs/pricing.md has the
- * list and its sources of truth): video per second of output by model, resolution (std 720p, pro
- * 1080p, 4k), native audio, voice control and a reference video; lip-sync per started 5-second block;
- * images per image; the rest per call. Endpoints and models Kling publishes no price for deduct what
- * Kling's older models did, 0.2 units a second at std and 0.7 at pro, 1 unit a call, 8 a picture.
+ * Kling's price list in units, as Kling deducts them from a resource pack (docs/pricing.md, "Kling's
+ * price list"): video per second of output by model, resolution (std 720p, pro 1080p, 4k), native
+ * audio, voice control and a reference video; lip-sync per started 5-second block; images per image;
+ * the rest per call. What Kling publishes no price for deducts Kling's older rates: 0.2 units a second
+ * at std and 0.7 at pro, 8 units a picture, 1 a try-on, and nothing for a multi-elements selection call.
  */
 
 type Resolution = 'std' | 'pro' | '4k';
