@@ -194,7 +194,7 @@ export type { ResourcePack } from './billing/account-api.js';
 export type { Period } from './billing/period.js';
 export type { BillingReport, BillingStatus, TaskBilling, AccountBilling } from './billing/reconcile.js';
 export type { RelayBilledTask } from './billing/relay-rows.js';
-export type { PricingRule } from './pricing/rules.js';
+export type { PricingRule, PriceList } from './pricing/rules.js';
 export type { QuotaStore, HostTableOptions, HostColumn } from '../adapters/types.js';
 export type { HostSchemaProblem, HostSchemaProblemKind } from '../adapters/host-check.js';
 export { createDefaultHostTables } from '../adapters/host-schema.js';

@@ -91,7 +91,7 @@ export async function finishTask(deps: TransitionDeps, taskId: number, outcome: 
     if (outcome.status === 'succeed') {
       const pricing = storedPricing(task);
       const { charge, units } = pricing
-        ? actualCharge(task.hold_quota, pricing.unit, pricing.type, outcome.result, deps.quotaPerUnit)
+        ? actualCharge(task.hold_quota, pricing, outcome.result, deps.quotaPerUnit, outcome.deductions)
         : { charge: task.hold_quota, units: undefined };
       const result = JSON.stringify(outcome.result ?? null);
       const patch = { state: 'succeed', charge_quota: charge, result, deductions, kling_task_id: klingTaskId, kling_updated_at: outcome.klingUpdatedAt ?? task.kling_updated_at, lease_owner: null, lease_until: null, next_check_at: null } as const;

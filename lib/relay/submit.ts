@@ -112,7 +112,7 @@ function newTask(ctx: RelayContext, entry: RegistryEntry, caller: Caller, accoun
     hold_quota: price.quota,
     charge_quota: null,
     model: price.model,
-    pricing: JSON.stringify({ type: price.pricingType, unit: price.unitPrice }),
+    pricing: JSON.stringify(price.terms),
     status_msg: null,
     result: null,
     deductions: null,
