@@ -7,7 +7,8 @@ import type { QuotaStore } from '../adapters/types.js';
 import { CallbackDelivery } from './callbacks/delivery.js';
 import { ClientNotices } from './callbacks/notice.js';
 import { createCallbackHandler, type CallbackHandler } from './completion/callback.js';
-import { Reconciler, type ReconcileReport } from './completion/reconciler.js';
+import { Reconciler } from './completion/reconciler.js';
+import type { ReconcileReport } from './completion/report.js';
 import { defaultLogger } from './logger.js';
 import { RelayEvents } from './metrics/events.js';
 import { attachPrometheus, type MetricsRegistry } from './metrics/prometheus.js';
@@ -159,7 +160,7 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
 export { KlingRelayConfigError, RelayHttpError } from './errors.js';
 export { klingJwtAuth, klingJwtIdentify, type KlingJwtAuthOptions, type KlingJwtIdentifyOptions, type KlingKey, type KlingKeyLookup } from './auth/kling-jwt.js';
 export type { KlingRelayOptions, Caller } from './options.js';
-export type { ReconcileReport } from './completion/reconciler.js';
+export type { ReconcileReport } from './completion/report.js';
 export type { CallbackReport } from './callbacks/delivery.js';
 export type { ClientCallbacksOptions } from './options.js';
 export { RelayEvents } from './metrics/events.js';

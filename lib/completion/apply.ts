@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
-import { FINAL_STATES, type RelayTask, type TaskState } from '../../adapters/types.js';
+import type { RelayTask } from '../../adapters/types.js';
+import { earlierThan, type TaskState } from '../task/states.js';
 import type { KlingAccount } from '../upstream/accounts.js';
 import { writeStatusChange } from '../callbacks/notice.js';
 import type { RelayContext } from '../relay/context.js';
@@ -21,10 +22,6 @@ export interface KlingTaskObject {
   final_balance_deduction?: unknown;
 }
 
-export function isFinal(task: RelayTask): boolean {
-  return FINAL_STATES.includes(task.state);
-}
-
 /**
  * Kling's task object for one of our tasks, asked with the account that created it, by Kling's id or
  * our external_task_id; undefined when the answer holds no task.
@@ -33,13 +30,6 @@ export async function fetchKlingTask(ctx: RelayContext, account: KlingAccount, t
   const reply = await ctx.client.get(account, `${task.endpoint}/${encodeURIComponent(id)}`);
   const data = reply.envelope.data;
   return typeof data === 'object' && data !== null ? (data as KlingTaskObject) : undefined;
-}
-
-const RANK: Record<TaskState, number> = { pending: 0, submitted: 1, processing: 2, succeed: 3, failed: 3 };
-
-/** States a task may move forward from to reach `state`: a status never goes back. */
-function earlierThan(state: TaskState): TaskState[] {
-  return (Object.keys(RANK) as TaskState[]).filter((s) => RANK[s] < RANK[state]);
 }
 
 export type Applied = 'settled' | 'progressed' | 'unchanged' | 'invalid';

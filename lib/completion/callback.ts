@@ -8,7 +8,8 @@ import { checkJsonText, checkJsonValue, parsedByHost } from '../relay/body.js';
 import { SIGNATURE_TOLERANCE_SECONDS, signatureEnvelope, verifySignature, type SignatureCheck } from '../callbacks/signing.js';
 import { loggableError } from '../loggable-error.js';
 import { RelayHttpError } from '../errors.js';
-import { applyKlingTask, fetchKlingTask, isFinal, type Applied, type KlingTaskObject } from './apply.js';
+import { applyKlingTask, fetchKlingTask, type Applied, type KlingTaskObject } from './apply.js';
+import { isFinal } from '../task/states.js';
 import { tokenMatches } from './token.js';
 
 /**

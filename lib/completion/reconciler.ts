@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { RelayTask } from '../../adapters/types.js';
-import type { CallbackDelivery, CallbackReport } from '../callbacks/delivery.js';
+import type { CallbackDelivery } from '../callbacks/delivery.js';
+import { emptyReport, type ReconcileReport } from './report.js';
 import type { RelayContext } from '../relay/context.js';
 import { loggableError } from '../loggable-error.js';
 import { UpstreamError } from '../upstream/client.js';
@@ -8,34 +9,10 @@ import { isTaskNotFound } from '../upstream/errors.js';
 import { applyKlingTask, fetchKlingTask, type KlingTaskObject } from './apply.js';
 import { finishTask } from './transition.js';
 
-export interface ReconcileReport {
-  /** Tasks this pass leased and looked at. */
-  claimed: number;
-  /** Tasks that reached a final state (settled or refunded) in this pass. */
-  finished: number;
-  /** Tasks whose status moved forward without finishing. */
-  progressed: number;
-  /** Tasks Kling had although the create's answer was lost, now known by their Kling id. */
-  adopted: number;
-  /**
-   * Tasks failed and refunded because Kling never got them, or they outlived taskTimeoutMs (also when
-   * their last check failed: the account gone, Kling not knowing the task, an answer the relay cannot read).
-   */
-  expired: number;
-  /** Kling could not be asked; tried again later. */
-  errors: number;
-  /** The delivery pass over callers' callback notices that follows the tasks (absent if it could not run). */
-  callbacks?: CallbackReport;
-}
-
 /** How many tasks one pass leases, and how many Kling queries run at once. */
 const BATCH = 50;
 const CONCURRENCY = 4;
 const MAX_BACKOFF_MS = 10 * 60_000;
-
-function emptyReport(): ReconcileReport {
-  return { claimed: 0, finished: 0, progressed: 0, adopted: 0, expired: 0, errors: 0 };
-}
 
 /** The account that created a task is no longer in the relay's configuration. */
 class AccountGone extends Error {

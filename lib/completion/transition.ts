@@ -1,7 +1,8 @@
 import type { Knex } from 'knex';
 import type { HostTable } from '../../adapters/host-table.js';
 import type { RelayStore } from '../../adapters/relay-store.js';
-import type { KlingDeductions, QuotaStore, RelayTask, TaskState, TableKind } from '../../adapters/types.js';
+import type { KlingDeductions, QuotaStore, RelayTask, TableKind } from '../../adapters/types.js';
+import { ACTIVE_STATES, type TaskState } from '../task/states.js';
 import { actualCharge, parseDuration } from '../pricing/estimate.js';
 import type { PricingType } from '../registry/types.js';
 import { loggable, type Logger } from '../upstream/client.js';
@@ -30,8 +31,6 @@ export type Outcome = (
   | { status: 'succeed'; klingTaskId?: string | undefined; result: unknown; klingUpdatedAt?: number | undefined }
   | { status: 'failed'; klingTaskId?: string | undefined; reason: string; klingUpdatedAt?: number | undefined }
 ) & { deductions?: KlingDeductions | undefined };
-
-export const ACTIVE_STATES: readonly TaskState[] = ['pending', 'submitted', 'processing'];
 
 interface StoredPricing {
   type: PricingType;

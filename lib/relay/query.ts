@@ -1,13 +1,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RelayTask } from '../../adapters/types.js';
-import { applyKlingTask, fetchKlingTask, isFinal } from '../completion/apply.js';
+import { applyKlingTask, fetchKlingTask } from '../completion/apply.js';
+import { isFinal } from '../task/states.js';
 import { shownDeductions } from '../completion/deductions.js';
 import { RelayHttpError } from '../errors.js';
 import type { RegistryEntry } from '../registry/types.js';
 import { UpstreamError } from '../upstream/client.js';
 import type { RelayContext } from './context.js';
 import { sendSuccess } from './respond.js';
-import { identifyCaller } from './submit.js';
+import { identifyCaller } from './caller.js';
 
 /** A task not final and not checked within this long is refreshed from Kling when queried. */
 export const REFRESH_AFTER_MS = 3_000;

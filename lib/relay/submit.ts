@@ -1,10 +1,10 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Request, Response } from 'express';
 import type { Knex } from 'knex';
 import type { NewHostRow, NewRelayTask, RelayTask } from '../../adapters/types.js';
 import { writeStatusChange } from '../callbacks/notice.js';
-import { fetchKlingTask, isFinal, type KlingTaskObject } from '../completion/apply.js';
+import { fetchKlingTask, type KlingTaskObject } from '../completion/apply.js';
+import { isFinal } from '../task/states.js';
 import { reportedDeductions } from '../completion/deductions.js';
 import { finishTask } from '../completion/transition.js';
 import { taskCallbackUrl } from '../completion/token.js';
@@ -22,15 +22,8 @@ import { loggableError } from '../loggable-error.js';
 import type { RelayContext } from './context.js';
 import { withinDeadline } from './deadline.js';
 import { taskObject } from './query.js';
+import { identifyCaller } from './caller.js';
 import { sendJson, sendSuccess } from './respond.js';
-
-export async function identifyCaller(ctx: RelayContext, req: IncomingMessage, res: ServerResponse): Promise<Caller> {
-  const caller = await ctx.config.identify(req as Request, res as Response);
-  if (!caller || (typeof caller.id !== 'string' && typeof caller.id !== 'number') || caller.id === '') {
-    throw new RelayHttpError(401, 1000, 'authentication required: the host did not identify a caller');
-  }
-  return caller;
-}
 
 /** The ids at a refers_to path (`a.b`, `a[].b`), each with its JSON pointer in the body. */
 function idsAt(value: unknown, path: string, pointer = ''): [string, string][] {
