@@ -36,17 +36,6 @@ export function noticeBody(task: RelayTask, now: number): Record<string, unknown
 }
 
 /**
- * Runs the writes of a status change in one transaction, whose first write must be the compare-and-set
- * on the relay's task row. That row lock (on SQLite, the one writer) orders the change against
- * finishTask's: a final transition that commits first makes the compare-and-set match nothing, one
- * that comes later waits for this commit, so the host row can never be left behind at an older status.
- * The notice of a task with a callback URL commits with the change it announces, too.
- */
-export function writeStatusChange<T>(db: Knex, write: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
-  return db.transaction(write);
-}
-
-/**
  * Writes the notice of a task's new status into the outbox, inside the transaction that applied the
  * status, so the notice exists exactly when the change does. Kling calls back only for tasks it
  * accepted on endpoints with a later result, so neither does the relay: no notice for a task without
