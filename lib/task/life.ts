@@ -172,19 +172,18 @@ function settlement(deps: TaskLifeDeps, task: RelayTask, outcome: Outcome, from:
 export async function finish(deps: TaskLifeDeps, taskId: number, outcome: Outcome, from: readonly TaskState[] = ACTIVE_STATES): Promise<boolean> {
   const now = Date.now();
   // Kling's message may quote the request (and a base64 image); the host row and logs get it cut.
-  if (outcome.status === 'failed') outcome = { ...outcome, reason: loggable(outcome.reason) };
-  const settled = outcome;
-  const applied = await deps.storage.finish(taskId, from, (task) => settlement(deps, task, settled, from, now));
+  const ended: Outcome = outcome.status === 'failed' ? { ...outcome, reason: loggable(outcome.reason) } : outcome;
+  const applied = await deps.storage.finish(taskId, from, (task) => settlement(deps, task, ended, from, now));
   if (!applied) return false;
   const { task, settlement: { charge } } = applied;
-  if (outcome.status === 'succeed') {
+  if (ended.status === 'succeed') {
     // Later requests naming these ids (video-extend, lip-sync, ...) must reach the account that made
     // them, and come from the caller whose task made them.
-    for (const [id, kind] of resultResources(outcome.result)) await deps.store.recordResource(deps.db, id, kind, task.account_id, task.user_id);
+    for (const [id, kind] of resultResources(ended.result)) await deps.store.recordResource(deps.db, id, kind, task.account_id, task.user_id);
   }
-  const meta = { taskId: task.id, externalTaskId: task.external_task_id, klingTaskId: outcome.klingTaskId ?? task.kling_task_id, userId: task.user_id, accountId: task.account_id };
-  if (outcome.status === 'succeed') deps.logger.info('task settled', { ...meta, hold: task.hold_quota, charge });
-  else deps.logger.info('task refunded', { ...meta, refund: task.billing === 'hold' ? task.hold_quota : 0, reason: outcome.reason });
-  deps.events?.emitFinished(task, outcome.status === 'succeed' ? { charge } : { reason: outcome.reason });
+  const meta = { taskId: task.id, externalTaskId: task.external_task_id, klingTaskId: ended.klingTaskId ?? task.kling_task_id, userId: task.user_id, accountId: task.account_id };
+  if (ended.status === 'succeed') deps.logger.info('task settled', { ...meta, hold: task.hold_quota, charge });
+  else deps.logger.info('task refunded', { ...meta, refund: task.billing === 'hold' ? task.hold_quota : 0, reason: ended.reason });
+  deps.events?.emitFinished(task, ended.status === 'succeed' ? { charge } : { reason: ended.reason });
   return true;
 }

@@ -1,9 +1,13 @@
 import type { RelayTask } from '../../adapters/types.js';
 import { reportedDeductions } from '../completion/deductions.js';
-import type { RelayContext } from '../relay/context.js';
 import type { KlingAccount } from '../upstream/accounts.js';
-import { UpstreamError } from '../upstream/client.js';
-import { finish, markChecked, progress } from './life.js';
+import { UpstreamError, type KlingClient } from '../upstream/client.js';
+import { finish, markChecked, progress, type TaskLifeDeps } from './life.js';
+
+/** What asking Kling about a task and applying the answer needs: the task's life, and a Kling client. */
+export interface ObserveDeps extends TaskLifeDeps {
+  client: KlingClient;
+}
 
 /** Kling's task object, as far as the relay reads it. */
 export interface KlingTaskObject {
@@ -24,7 +28,7 @@ export interface KlingTaskObject {
  * Kling's task object for one of our tasks, asked with the account that created it, by Kling's id or
  * our external_task_id; undefined when the answer holds no task.
  */
-export async function fetchKlingTask(ctx: RelayContext, account: KlingAccount, task: RelayTask, id: string): Promise<KlingTaskObject | undefined> {
+export async function fetchKlingTask(ctx: Pick<ObserveDeps, 'client'>, account: KlingAccount, task: RelayTask, id: string): Promise<KlingTaskObject | undefined> {
   const reply = await ctx.client.get(account, `${task.endpoint}/${encodeURIComponent(id)}`);
   const data = reply.envelope.data;
   return typeof data === 'object' && data !== null ? (data as KlingTaskObject) : undefined;
@@ -37,7 +41,7 @@ export async function fetchKlingTask(ctx: RelayContext, account: KlingAccount, t
 export type Applied = 'settled' | 'progressed' | 'unchanged' | 'invalid';
 
 /** Applies what Kling says about a task: a final status through the one move to a final state, a non-final one only forward. */
-export async function applyKlingTask(ctx: RelayContext, task: RelayTask, kling: KlingTaskObject): Promise<Applied> {
+export async function applyKlingTask(ctx: TaskLifeDeps, task: RelayTask, kling: KlingTaskObject): Promise<Applied> {
   const status = kling.task_status;
   const klingTaskId = typeof kling.task_id === 'string' && kling.task_id !== '' ? kling.task_id : undefined;
   const klingUpdatedAt = typeof kling.updated_at === 'number' ? kling.updated_at : undefined;
@@ -75,7 +79,7 @@ export interface Observation {
 }
 
 /** Asks Kling about a task with the account that created it and applies the answer. */
-export async function observe(ctx: RelayContext, account: KlingAccount, task: RelayTask, options: ObserveOptions): Promise<Observation> {
+export async function observe(ctx: ObserveDeps, account: KlingAccount, task: RelayTask, options: ObserveOptions): Promise<Observation> {
   const data = await fetchKlingTask(ctx, account, task, options.id);
   const unusable = (why: string): UpstreamError => new UpstreamError(why, { kind: 'bad_response', ambiguous: false, accountId: account.id, method: 'GET', path: task.endpoint });
   if (!data && options.strict) throw unusable('no task in the answer');
