@@ -4,9 +4,10 @@ import type { OutboxStore } from '../../adapters/outbox-store.js';
 import type { RelayTask } from '../../adapters/types.js';
 import { shownDeductions } from '../completion/deductions.js';
 import type { Registry } from '../registry/types.js';
+import { KLING_STATUSES } from '../task/states.js';
 
 /** The statuses Kling announces; `pending` (Kling has not answered the create yet) is the relay's own. */
-const ANNOUNCED = new Set(['submitted', 'processing', 'succeed', 'failed']);
+const ANNOUNCED: ReadonlySet<string> = new Set(KLING_STATUSES);
 
 function parsedResult(result: string | null): unknown {
   if (result === null || result === '') return {};

@@ -6,6 +6,9 @@
 export const TASK_STATES = ['pending', 'submitted', 'processing', 'succeed', 'failed'] as const;
 export type TaskState = (typeof TASK_STATES)[number];
 
+/** The statuses Kling itself reports (a caller sees `pending` as `submitted`). */
+export const KLING_STATUSES = ['submitted', 'processing', 'succeed', 'failed'] as const satisfies readonly TaskState[];
+
 /** The states a task is still waiting in: the reconciler checks them, charge-on-success counts them in flight. */
 export const ACTIVE_STATES = ['pending', 'submitted', 'processing'] as const satisfies readonly TaskState[];
 export type ActiveState = (typeof ACTIVE_STATES)[number];
