@@ -11,7 +11,8 @@ import { reconcileBilling, type BillingReport } from './billing/reconcile.js';
 import { CallbackDelivery } from './callbacks/delivery.js';
 import { ClientNotices } from './callbacks/notice.js';
 import { createCallbackHandler, type CallbackHandler } from './completion/callback.js';
-import { Reconciler, type ReconcileReport } from './completion/reconciler.js';
+import { Reconciler } from './completion/reconciler.js';
+import type { ReconcileReport } from './completion/report.js';
 import { defaultLogger } from './logger.js';
 import { RelayEvents } from './metrics/events.js';
 import { attachPrometheus, type MetricsRegistry } from './metrics/prometheus.js';
@@ -21,6 +22,9 @@ import { loadPricingRules, PriceBook } from './pricing/rules.js';
 import { loadRegistry } from './registry/load.js';
 import type { RelayContext } from './relay/context.js';
 import { createRouter, type RelayRouter } from './relay/router.js';
+import { KnexTaskStorage } from './task/knex-storage.js';
+import { SqliteTaskStorage } from './task/sqlite-storage.js';
+import type { TaskStorage, TaskStorageParts } from './task/storage.js';
 import { AccountPool } from './upstream/accounts.js';
 import { loggableError } from './loggable-error.js';
 import { KlingClient } from './upstream/client.js';
@@ -80,6 +84,12 @@ export interface KlingRelay {
   metrics(registry?: MetricsRegistry): Promise<MetricsRegistry>;
 }
 
+/** The task storage for the host's database: the better-sqlite3 one on better-sqlite3, knex's on any other. */
+function taskStorage(parts: TaskStorageParts): TaskStorage {
+  const direct = DirectSqlite.for(parts.db);
+  return direct ? new SqliteTaskStorage(parts, direct) : new KnexTaskStorage(parts);
+}
+
 function isQuotaStore(value: object): value is QuotaStore {
   return typeof (value as { hold?: unknown }).hold === 'function';
 }
@@ -107,6 +117,9 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
   const store = new RelayStore();
   const delivery = new CallbackDelivery(config.db, store.outbox, config.clientCallbacks, logger);
   const events = new RelayEvents((event, error) => logger.error('relay event listener failed', { event, error: loggableError(error) }));
+  const hosts = { video: new HostTable(config.tables.video, 'video'), image: new HostTable(config.tables.image, 'image') };
+  // A committed notice goes out at once while the relay runs; the reconciler's passes retry the rest.
+  const notices = new ClientNotices(store.outbox, registry, () => delivery.kick());
   const ctx: RelayContext = {
     events,
     config,
@@ -114,22 +127,17 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
     validator,
     prices,
     store,
-    hosts: { video: new HostTable(config.tables.video, 'video'), image: new HostTable(config.tables.image, 'image') },
-    quota,
+    storage: taskStorage({ db: config.db, store, hosts, quota, notices }),
     accounts,
     client,
     logger,
     db: config.db,
     quotaPerUnit: config.quotaPerUnit,
-    // A committed notice goes out at once while the relay runs; the reconciler's passes retry the rest.
-    notices: new ClientNotices(store.outbox, registry, () => delivery.kick()),
   };
-  const direct = DirectSqlite.for(config.db);
-  if (direct) ctx.direct = direct;
   const reconciler = new Reconciler(ctx, delivery);
   const accountApi = new KlingAccountApi(client);
   const hostProblems = (): Promise<HostSchemaProblem[]> =>
-    checkHostTables(config.db, { video: ctx.hosts.video, image: ctx.hosts.image, users: quota instanceof KnexQuotaStore ? quota.options : undefined });
+    checkHostTables(config.db, { video: hosts.video, image: hosts.image, users: quota instanceof KnexQuotaStore ? quota.options : undefined });
   return {
     router: createRouter(ctx),
     reconcile: () => reconciler.reconcile(),
@@ -182,7 +190,7 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
 export { KlingRelayConfigError, RelayHttpError } from './errors.js';
 export { klingJwtAuth, klingJwtIdentify, type KlingJwtAuthOptions, type KlingJwtIdentifyOptions, type KlingKey, type KlingKeyLookup } from './auth/kling-jwt.js';
 export type { KlingRelayOptions, Caller } from './options.js';
-export type { ReconcileReport } from './completion/reconciler.js';
+export type { ReconcileReport } from './completion/report.js';
 export type { CallbackReport } from './callbacks/delivery.js';
 export type { ClientCallbacksOptions } from './options.js';
 export { RelayEvents } from './metrics/events.js';

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { packageRoot } from './paths.js';
 import { bundleSchemas } from './registry/bundle.js';
 import type { Registry, RegistryEntry } from './registry/types.js';
+import { KLING_STATUSES } from './task/states.js';
 
 type Json = Record<string, unknown>;
 
@@ -71,7 +72,7 @@ function components(): Json {
     required: ['task_id', 'task_status'],
     properties: {
       task_id: { type: 'string', description: "Kling's task id ('' until Kling answered the create)." },
-      task_status: { type: 'string', enum: ['submitted', 'processing', 'succeed', 'failed'] },
+      task_status: { type: 'string', enum: [...KLING_STATUSES] },
       task_status_msg: { type: 'string' },
       task_info: { type: 'object', properties: { external_task_id: { type: 'string', description: "The caller's own id, if it sent one." } } },
       task_result: { type: 'object', description: "Kling's task_result (videos, images, audios, ...) once the task succeeded, as Kling gave it (watermark_url included).", additionalProperties: true },
@@ -105,7 +106,7 @@ function components(): Json {
         required: ['task_id', 'task_status'],
         properties: {
           task_id: { type: 'string' },
-          task_status: { type: 'string', enum: ['submitted', 'processing', 'succeed', 'failed'] },
+          task_status: { type: 'string', enum: [...KLING_STATUSES] },
           task_info: { type: 'object', properties: { external_task_id: { type: 'string' } } },
           created_at: { type: 'integer' },
           updated_at: { type: 'integer' },
