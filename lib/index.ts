@@ -104,6 +104,7 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
     logger,
     db: config.db,
     quotaPerUnit: config.quotaPerUnit,
+    onTransition: config.onTransition,
     // A committed notice goes out at once while the relay runs; the reconciler's passes retry the rest.
     notices: new ClientNotices(store.outbox, registry, () => delivery.kick()),
   };
@@ -111,7 +112,12 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
   if (direct) ctx.direct = direct;
   const reconciler = new Reconciler(ctx, delivery);
   const hostProblems = (): Promise<HostSchemaProblem[]> =>
-    checkHostTables(config.db, { video: ctx.hosts.video, image: ctx.hosts.image, users: quota instanceof KnexQuotaStore ? quota.options : undefined });
+    checkHostTables(config.db, {
+      video: ctx.hosts.video,
+      image: ctx.hosts.image,
+      users: quota instanceof KnexQuotaStore ? quota.options : undefined,
+      integerChannels: accounts.all().every((account) => account.channelId !== undefined),
+    });
   return {
     router: createRouter(ctx),
     reconcile: () => reconciler.reconcile(),
@@ -167,7 +173,8 @@ export type { RelayEventMap, RelayEventName, TaskEventBase } from './metrics/eve
 export type { MetricsRegistry } from './metrics/prometheus.js';
 export type { OpenApiOptions } from './openapi.js';
 export type { PricingRule } from './pricing/rules.js';
-export type { QuotaStore, HostTableOptions, HostColumn } from '../adapters/types.js';
+export type { QuotaStore, HostTableOptions, HostColumn, HostExtraColumn, HostExtraSource, HostResultShape, HostWriteMoment, TaskTransition, TransitionHook, TaskState } from '../adapters/types.js';
+export type { ProfileName } from './profiles.js';
 export type { HostSchemaProblem, HostSchemaProblemKind } from '../adapters/host-check.js';
 export { createDefaultHostTables } from '../adapters/host-schema.js';
 export { sqliteAfterCreate, type SqliteTuning } from '../adapters/sqlite-tuning.js';

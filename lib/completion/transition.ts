@@ -1,7 +1,9 @@
 import type { Knex } from 'knex';
 import type { HostTable } from '../../adapters/host-table.js';
 import type { RelayStore } from '../../adapters/relay-store.js';
-import type { KlingDeductions, QuotaStore, RelayTask, TaskState, TableKind } from '../../adapters/types.js';
+import type { KlingDeductions, QuotaStore, RelayTask, TaskState, TableKind, TaskTransition, TransitionHook } from '../../adapters/types.js';
+import type { AccountPool } from '../upstream/accounts.js';
+import { taskObject } from '../relay/query.js';
 import { actualCharge, parseDuration } from '../pricing/estimate.js';
 import type { PricingType } from '../registry/types.js';
 import { loggable, type Logger } from '../upstream/client.js';
@@ -20,6 +22,10 @@ export interface TransitionDeps {
   events?: RelayEvents | undefined;
   /** Writes the caller's callback notice of each status change, in the transaction that applies it. */
   notices?: ClientNotices | undefined;
+  /** The host's writes of a final transition (option `onTransition`), in its transaction. */
+  onTransition?: TransitionHook | undefined;
+  /** The accounts, for the channel id a transition names. */
+  accounts?: AccountPool | undefined;
 }
 
 /**
@@ -45,6 +51,32 @@ export function storedPricing(task: RelayTask): StoredPricing | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The final transition as the host's hook sees it. */
+function transition(deps: TransitionDeps, task: RelayTask, to: 'succeed' | 'failed', charge: number, refund: number, klingTaskId: string | null): TaskTransition {
+  const host = deps.hosts[task.table_kind];
+  return {
+    taskId: task.id,
+    externalTaskId: task.external_task_id,
+    clientTaskId: task.client_task_id,
+    klingTaskId,
+    table: task.table_kind,
+    hostTable: host.name,
+    hostRowId: task.host_row_id,
+    userId: task.user_id,
+    accountId: task.account_id,
+    channelId: deps.accounts?.get(task.account_id)?.channelId ?? task.account_id,
+    type: task.request_type,
+    model: task.model,
+    from: task.state,
+    to,
+    billing: task.billing,
+    hold: task.hold_quota,
+    charge,
+    refund,
+    createdAt: task.created_at,
+  };
 }
 
 function unixSeconds(ms: number): number {
@@ -106,7 +138,7 @@ export async function finishTask(deps: TransitionDeps, taskId: number, outcome: 
         quota: charge,
         ...(seconds !== undefined ? { duration: seconds } : {}),
         updated_at: unixSeconds(now),
-      });
+      }, { kling: taskObject({ ...task, ...patch }) });
       if (task.billing === 'hold') {
         const back = task.hold_quota - charge;
         await deps.quota.credit(trx, task.user_id, back);
@@ -116,16 +148,19 @@ export async function finishTask(deps: TransitionDeps, taskId: number, outcome: 
         await deps.store.addLedger(trx, { task_id: task.id, user_id: task.user_id, kind: 'settle', amount: -charge });
       }
       await deps.quota.addUsed(trx, task.user_id, charge);
+      // Last in the transaction: a hook that throws rolls the whole settle back.
+      await deps.onTransition?.(trx, transition(deps, task, 'succeed', charge, 0, klingTaskId ?? null));
       return { task, charge };
     }
     const patch = { state: 'failed', charge_quota: 0, status_msg: outcome.reason, deductions, kling_task_id: klingTaskId, kling_updated_at: outcome.klingUpdatedAt ?? task.kling_updated_at, lease_owner: null, lease_until: null, next_check_at: null } as const;
     const moved = await deps.store.updateTask(trx, task.id, patch, from);
     if (!moved) return undefined;
     await deps.notices?.enqueue(trx, { ...task, ...patch }, now);
-    await host.update(trx, task.host_row_id, { status: 'failed', task_id: klingTaskId ?? '', fail_reason: outcome.reason, quota: 0, updated_at: unixSeconds(now) });
+    await host.update(trx, task.host_row_id, { status: 'failed', task_id: klingTaskId ?? '', fail_reason: outcome.reason, quota: 0, updated_at: unixSeconds(now) }, { kling: taskObject({ ...task, ...patch }) });
     const refund = task.billing === 'hold' ? task.hold_quota : 0;
     await deps.quota.credit(trx, task.user_id, refund);
     await deps.store.addLedger(trx, { task_id: task.id, user_id: task.user_id, kind: 'refund', amount: refund });
+    await deps.onTransition?.(trx, transition(deps, task, 'failed', 0, refund, klingTaskId ?? null));
     return { task, charge: 0 };
   });
   if (!applied) return false;

@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Request, Response } from 'express';
 import type { Knex } from 'knex';
 import type { NewHostRow, NewRelayTask, RelayTask } from '../../adapters/types.js';
+import type { HostWriteFacts } from '../../adapters/host-table.js';
 import { writeStatusChange } from '../callbacks/notice.js';
 import { fetchKlingTask, isFinal, type KlingTaskObject } from '../completion/apply.js';
 import { reportedDeductions } from '../completion/deductions.js';
@@ -80,11 +81,11 @@ function newHostRow(entry: RegistryEntry, caller: Caller, account: KlingAccount,
     task_id: '',
     user_id: String(caller.id),
     username: caller.username ?? '',
-    channel_id: account.id,
+    channel_id: account.channelId ?? account.id,
     model: price.model,
     provider: 'kling',
     type: entry.type,
-    status: '',
+    status: 'pending',
     quota: price.quota,
     mode: price.mode,
     duration: Math.floor(price.seconds),
@@ -151,7 +152,7 @@ async function checkChargeable(ctx: RelayContext, trx: Knex.Transaction, userId:
 }
 
 /** One transaction: the conditional hold, the host row, the relay's task row and the ledger hold. */
-async function holdAndRecord(ctx: RelayContext, entry: RegistryEntry, caller: Caller, account: KlingAccount, price: PriceQuote, client: ClientIds): Promise<RelayTask> {
+async function holdAndRecord(ctx: RelayContext, entry: RegistryEntry, caller: Caller, account: KlingAccount, price: PriceQuote, client: ClientIds, facts: HostWriteFacts): Promise<RelayTask> {
   const userId = String(caller.id);
   const now = Date.now();
   const row = newHostRow(entry, caller, account, price, Math.floor(now / 1000));
@@ -159,7 +160,7 @@ async function holdAndRecord(ctx: RelayContext, entry: RegistryEntry, caller: Ca
   const { direct, quota } = ctx;
   // On better-sqlite3 with the built-in quota store, the same four statements without knex's runner.
   // A store that overrides any method (a subclass's own hold) is called through the knex path.
-  if (direct && ctx.config.billing === 'hold' && isBuiltInQuotaStore(quota)) {
+  if (direct && ctx.config.billing === 'hold' && isBuiltInQuotaStore(quota) && host.templatable) {
     return direct.transaction((run) => {
       if (run(quota.holdQuery(direct.db, userId, price.quota)).changes === 0) throw notEnoughQuota(price);
       const hostRowId = String(run(host.insertTemplate(direct), host.directValues(row)).lastInsertRowid);
@@ -171,7 +172,7 @@ async function holdAndRecord(ctx: RelayContext, entry: RegistryEntry, caller: Ca
   }
   return ctx.db.transaction(async (trx) => {
     if (ctx.config.billing !== 'hold') await checkChargeable(ctx, trx, userId, price);
-    const hostRowId = await host.insert(trx, row);
+    const hostRowId = await host.insert(trx, row, facts);
     const task = newTask(ctx, entry, caller, account, price, client, hostRowId, now);
     const id = await ctx.store.insertTask(trx, task);
     if (ctx.config.billing === 'hold') {
@@ -183,6 +184,12 @@ async function holdAndRecord(ctx: RelayContext, entry: RegistryEntry, caller: Ca
     }
     return { ...task, id };
   });
+}
+
+/** The images (or other items) a request asks for: its `n`, 1 when it has none. */
+function requestedCount(body: Record<string, unknown>): number {
+  const n = Number(body.n);
+  return Number.isSafeInteger(n) && n > 0 ? n : 1;
 }
 
 /** A sync answer's session id (results are recorded by the transition), so follow-ups reach the same account. */
@@ -324,7 +331,7 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
   // (or by the reconciler, which finds that Kling never got the task).
   let task: RelayTask;
   try {
-    task = await withinDeadline(holdAndRecord(ctx, entry, caller, account, priced.quote, { taskId: clientTaskId, callbackUrl: clientCallbackUrl, requestHash: hash }), ctx.config.dbTimeoutMs, (late) => {
+    task = await withinDeadline(holdAndRecord(ctx, entry, caller, account, priced.quote, { taskId: clientTaskId, callbackUrl: clientCallbackUrl, requestHash: hash }, { requestedCount: requestedCount(kling) }), ctx.config.dbTimeoutMs, (late) => {
       finishTask(ctx, late.id, { status: 'failed', reason: 'the hold committed after the database deadline; Kling was not called' }, ['pending'])
         .catch((error: unknown) => ctx.logger.error('could not refund a late hold', { taskId: late.id, error: loggableError(error) }));
     });
@@ -377,7 +384,7 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
     const hostPatch = (moved: boolean): Partial<NewHostRow> => (moved ? { task_id: klingTaskId ?? '', status: state, updated_at: Math.floor(now / 1000) } : { task_id: klingTaskId ?? '' });
     const host = ctx.hosts[entry.table];
     const { direct } = ctx;
-    if (direct && task.client_callback_url === null) {
+    if (direct && task.client_callback_url === null && host.templatable) {
       // No notice to write: both updates in one direct transaction, one commit.
       await direct.transaction((run) => {
         const { store } = ctx;
