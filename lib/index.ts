@@ -174,7 +174,7 @@ export type { MetricsRegistry } from './metrics/prometheus.js';
 export type { OpenApiOptions } from './openapi.js';
 export type { PricingRule } from './pricing/rules.js';
 export type { QuotaStore, HostTableOptions, HostColumn, HostExtraColumn, HostExtraSource, HostResultShape, HostWriteMoment, TaskTransition, TransitionHook, TaskState } from '../adapters/types.js';
-export type { ProfileName } from './profiles.js';
+export { PROFILE_DEFAULTS as hostProfiles, type Profile, type ProfileName } from './profiles.js';
 export type { HostSchemaProblem, HostSchemaProblemKind } from '../adapters/host-check.js';
 export { createDefaultHostTables } from '../adapters/host-schema.js';
 export { sqliteAfterCreate, type SqliteTuning } from '../adapters/sqlite-tuning.js';

@@ -99,7 +99,17 @@ const NEW_API: Profile = {
   billing: 'hold',
 };
 
-export const PROFILE_DEFAULTS: Readonly<Record<ProfileName, Profile>> = { 'one-api': ONE_API, 'new-api': NEW_API };
+/** Freezes an object and every object in it: the profiles are shared by every relay of the process. */
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    for (const item of Object.values(value)) deepFreeze(item);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/** Each profile's table options, users balance, billing and settle writes; exported as `hostProfiles`, to build on. */
+export const PROFILE_DEFAULTS: Readonly<Record<ProfileName, Profile>> = deepFreeze({ 'one-api': ONE_API, 'new-api': NEW_API });
 
 /** The profile's hook, then the host's: both in the transition's transaction. */
 export function composeHooks(first: TransitionHook | undefined, second: TransitionHook | undefined): TransitionHook | undefined {

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import knex, { type Knex } from 'knex';
-import { createKlingRelay, KlingRelayConfigError, type KlingRelayOptions } from '../../lib/index.js';
+import { createKlingRelay, hostProfiles, KlingRelayConfigError, type KlingRelayOptions } from '../../lib/index.js';
 import { normalizeOptions } from '../../lib/options.js';
 import { TEST_PRICING } from '../support/harness.js';
 
@@ -46,6 +46,17 @@ describe('profile, onTransition, channelId and the table write options', () => {
     expect(config.tables.video).to.include({ name: 'tasks', result: 'envelope', resultColumn: 'json' });
     expect(config.tables.image).to.deep.equal({ name: 'my_images' });
     expect(config.onTransition).to.equal(undefined);
+  });
+
+  it("exports each profile, frozen, for a host to build its own table options on", () => {
+    const tasks = hostProfiles['new-api'].tables.video;
+    expect(Object.isFrozen(tasks.extraColumns)).to.equal(true);
+    expect(() => Object.assign(tasks, { name: 'other' })).to.throw(TypeError);
+    const asKling = { ...tasks, extraColumns: { ...tasks.extraColumns, platform: { value: 'kling' } } };
+    const config = normalizeOptions({ ...base(), profile: 'new-api', tables: { video: asKling, image: asKling } });
+    expect(config.tables.video.extraColumns?.platform).to.deep.equal({ value: 'kling' });
+    expect(config.tables.video.extraColumns?.progress).to.deep.equal(tasks.extraColumns?.progress);
+    createKlingRelay({ ...base(), profile: 'new-api', tables: { video: asKling, image: asKling } }).close();
   });
 
   it('refuses an unknown profile and an onTransition that is not a function', () => {
