@@ -53,7 +53,10 @@ export interface KlingRelayOptions {
   onTransition?: TransitionHook;
   /** Quota units per 1 USD. Default 500000 (one-api / new-api convention). */
   quotaPerUnit?: number;
-  /** The host's Video and Image tables and their column mapping. Default `videos` and `images`. */
+  /**
+   * The host's Video and Image tables: their column mapping, status words, result shape, extra columns
+   * (HostTableOptions). Default `videos` and `images`, or the profile's tables.
+   */
   tables?: { video?: HostTableOptions; image?: HostTableOptions };
   /** The host's balance: a users table description, or an object implementing QuotaStore. */
   quota?: KnexQuotaStoreOptions | QuotaStore;
