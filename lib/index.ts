@@ -127,7 +127,7 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
     validator,
     prices,
     store,
-    storage: taskStorage({ db: config.db, store, hosts, quota, notices }),
+    storage: taskStorage({ db: config.db, store, hosts, quota, notices, onTransition: config.onTransition }),
     accounts,
     client,
     logger,
@@ -137,7 +137,12 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
   const reconciler = new Reconciler(ctx, delivery);
   const accountApi = new KlingAccountApi(client);
   const hostProblems = (): Promise<HostSchemaProblem[]> =>
-    checkHostTables(config.db, { video: hosts.video, image: hosts.image, users: quota instanceof KnexQuotaStore ? quota.options : undefined });
+    checkHostTables(config.db, {
+      video: hosts.video,
+      image: hosts.image,
+      users: quota instanceof KnexQuotaStore ? quota.options : undefined,
+      integerChannels: accounts.all().every((account) => account.channelId !== undefined),
+    });
   return {
     router: createRouter(ctx),
     reconcile: () => reconciler.reconcile(),
@@ -203,7 +208,8 @@ export type { Period } from './billing/period.js';
 export type { BillingReport, BillingStatus, TaskBilling, AccountBilling } from './billing/reconcile.js';
 export type { RelayBilledTask } from './billing/relay-rows.js';
 export type { PricingRule, PriceList } from './pricing/rules.js';
-export type { QuotaStore, HostTableOptions, HostColumn } from '../adapters/types.js';
+export type { QuotaStore, HostTableOptions, HostColumn, HostExtraColumn, HostExtraSource, HostResultShape, HostWriteMoment, TaskTransition, TransitionHook, TaskState } from '../adapters/types.js';
+export { PROFILE_DEFAULTS as hostProfiles, type Profile, type ProfileName } from './profiles.js';
 export type { HostSchemaProblem, HostSchemaProblemKind } from '../adapters/host-check.js';
 export { createDefaultHostTables } from '../adapters/host-schema.js';
 export { sqliteAfterCreate, type SqliteTuning } from '../adapters/sqlite-tuning.js';

@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { NewHostRow, NewRelayTask, RelayTask } from '../../adapters/types.js';
+import type { HostWriteFacts } from '../../adapters/host-table.js';
 import { accept, checkAgainAt, finish, hold } from '../task/life.js';
 import { fetchKlingTask, type KlingTaskObject } from '../task/observe.js';
 import type { HoldPlan } from '../task/storage.js';
@@ -18,7 +19,7 @@ import { isJsonRequest, readJsonBody } from './body.js';
 import { loggableError } from '../loggable-error.js';
 import type { RelayContext } from './context.js';
 import { withinDeadline } from './deadline.js';
-import { taskObject } from './query.js';
+import { taskObject } from '../task/task-object.js';
 import { identifyCaller } from './caller.js';
 import { sendJson, sendSuccess } from './respond.js';
 
@@ -70,11 +71,11 @@ function newHostRow(entry: RegistryEntry, caller: Caller, account: KlingAccount,
     task_id: '',
     user_id: String(caller.id),
     username: caller.username ?? '',
-    channel_id: account.id,
+    channel_id: account.channelId ?? account.id,
     model: price.model,
     provider: 'kling',
     type: entry.type,
-    status: '',
+    status: 'pending',
     quota: price.quota,
     mode: price.mode,
     duration: Math.floor(price.seconds),
@@ -121,7 +122,7 @@ function newTask(ctx: RelayContext, entry: RegistryEntry, caller: Caller, accoun
 }
 
 /** The hold of a new task: its host row and relay row, and the quota it takes or needs. */
-function holdPlan(ctx: RelayContext, entry: RegistryEntry, caller: Caller, account: KlingAccount, price: PriceQuote, client: ClientIds): HoldPlan {
+function holdPlan(ctx: RelayContext, entry: RegistryEntry, caller: Caller, account: KlingAccount, price: PriceQuote, client: ClientIds, facts: HostWriteFacts): HoldPlan {
   const now = Date.now();
   return {
     table: entry.table,
@@ -130,8 +131,15 @@ function holdPlan(ctx: RelayContext, entry: RegistryEntry, caller: Caller, accou
     amount: price.quota,
     row: newHostRow(entry, caller, account, price, Math.floor(now / 1000)),
     task: (hostRowId) => newTask(ctx, entry, caller, account, price, client, hostRowId, now),
+    facts,
     now,
   };
+}
+
+/** The images (or other items) a request asks for: its `n`, 1 when it has none. */
+function requestedCount(body: Record<string, unknown>): number {
+  const n = Number(body.n);
+  return Number.isSafeInteger(n) && n > 0 ? n : 1;
 }
 
 /** A sync answer's session id (results are recorded by the transition), so follow-ups reach the same account. */
@@ -273,7 +281,7 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
   // (or by the reconciler, which finds that Kling never got the task).
   let task: RelayTask;
   try {
-    task = await withinDeadline(hold(ctx, holdPlan(ctx, entry, caller, account, priced.quote, { taskId: clientTaskId, callbackUrl: clientCallbackUrl, requestHash: hash })), ctx.config.dbTimeoutMs, (late) => {
+    task = await withinDeadline(hold(ctx, holdPlan(ctx, entry, caller, account, priced.quote, { taskId: clientTaskId, callbackUrl: clientCallbackUrl, requestHash: hash }, { requestedCount: requestedCount(kling) })), ctx.config.dbTimeoutMs, (late) => {
       finish(ctx, late.id, { status: 'failed', reason: 'the hold committed after the database deadline; Kling was not called' }, ['pending'])
         .catch((error: unknown) => ctx.logger.error('could not refund a late hold', { taskId: late.id, error: loggableError(error) }));
     });
