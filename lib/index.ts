@@ -1,6 +1,8 @@
 import { checkHostTables, type HostSchemaProblem } from '../adapters/host-check.js';
 import { HostTable } from '../adapters/host-table.js';
 import { DirectSqlite } from '../adapters/sqlite-direct.js';
+import { MysqlDirect } from '../adapters/mysql-direct.js';
+import { PgDirect } from '../adapters/pg-direct.js';
 import { assertQuotaStore, KnexQuotaStore } from '../adapters/quota-store.js';
 import { RelayStore } from '../adapters/relay-store.js';
 import type { QuotaStore } from '../adapters/types.js';
@@ -109,6 +111,8 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
   };
   const direct = DirectSqlite.for(config.db);
   if (direct) ctx.direct = direct;
+  const fast = MysqlDirect.for(config.db, store) ?? PgDirect.for(config.db, store);
+  if (fast) ctx.fast = fast;
   const reconciler = new Reconciler(ctx, delivery);
   const hostProblems = (): Promise<HostSchemaProblem[]> =>
     checkHostTables(config.db, { video: ctx.hosts.video, image: ctx.hosts.image, users: quota instanceof KnexQuotaStore ? quota.options : undefined });
@@ -148,6 +152,7 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
     migrate: () => store.migrate(config.db, logger),
     close: () => {
       client.close();
+      ctx.fast?.close?.();
       delivery.close();
     },
     openapi: (openApiOptions) => openApiDocument(registry, openApiOptions?.serverUrl),

@@ -1,5 +1,6 @@
 import type { HostTable } from '../../adapters/host-table.js';
 import type { RelayStore } from '../../adapters/relay-store.js';
+import type { DirectWrites } from '../../adapters/direct-writes.js';
 import type { DirectSqlite } from '../../adapters/sqlite-direct.js';
 import type { QuotaStore, TableKind } from '../../adapters/types.js';
 import type { TransitionDeps } from '../completion/transition.js';
@@ -24,4 +25,6 @@ export interface RelayContext extends TransitionDeps {
   logger: Logger;
   /** Set on better-sqlite3: the submit's writes run without knex's runner (adapters/sqlite-direct.ts). */
   direct?: DirectSqlite;
+  /** Set on MariaDB/MySQL and PostgreSQL: the submit's writes without knex's runner (adapters/mysql-direct.ts, adapters/pg-direct.ts). */
+  fast?: DirectWrites;
 }

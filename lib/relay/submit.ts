@@ -62,10 +62,16 @@ async function chooseAccount(ctx: RelayContext, entry: RegistryEntry, body: Reco
   return ctx.accounts.pick();
 }
 
-function externalId(table: string, rowId: string): string {
+/** A new task's external_task_id is `before` + its host row's id + `after`. */
+function externalIdAround(table: string): { before: string; after: string } {
   // 48 random bits: the last 12 hex digits of a v4 UUID are all random. randomUUID draws from a
   // buffer it refills now and then; randomBytes asked OpenSSL every time (20 µs a submit under load).
-  return `kr-${table}-${rowId}-${randomUUID().slice(-12)}`;
+  return { before: `kr-${table}-`, after: `-${randomUUID().slice(-12)}` };
+}
+
+function externalId(table: string, rowId: string): string {
+  const { before, after } = externalIdAround(table);
+  return `${before}${rowId}${after}`;
 }
 
 interface ClientIds {
@@ -156,9 +162,16 @@ async function holdAndRecord(ctx: RelayContext, entry: RegistryEntry, caller: Ca
   const now = Date.now();
   const row = newHostRow(entry, caller, account, price, Math.floor(now / 1000));
   const host = ctx.hosts[entry.table];
-  const { direct, quota } = ctx;
-  // On better-sqlite3 with the built-in quota store, the same four statements without knex's runner.
-  // A store that overrides any method (a subclass's own hold) is called through the knex path.
+  const { direct, fast, quota } = ctx;
+  // With the built-in quota store, the same four statements without knex's runner (on better-sqlite3,
+  // MariaDB/MySQL and PostgreSQL). A store that overrides any method (a subclass's own hold) is called
+  // through the knex path.
+  if (fast && ctx.config.billing === 'hold' && isBuiltInQuotaStore(quota)) {
+    const draft = newTask(ctx, entry, caller, account, price, client, '', now);
+    const task = await fast.hold({ quota, host, userId, amount: price.quota, hostRow: row, task: draft, externalId: externalIdAround(entry.table) });
+    if (task === undefined) throw notEnoughQuota(price);
+    return task;
+  }
   if (direct && ctx.config.billing === 'hold' && isBuiltInQuotaStore(quota)) {
     return direct.transaction((run) => {
       if (run(quota.holdQuery(direct.db, userId, price.quota)).changes === 0) throw notEnoughQuota(price);
@@ -376,8 +389,10 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
     // carries the newer status (a final one with its result); only the id is news.
     const hostPatch = (moved: boolean): Partial<NewHostRow> => (moved ? { task_id: klingTaskId ?? '', status: state, updated_at: Math.floor(now / 1000) } : { task_id: klingTaskId ?? '' });
     const host = ctx.hosts[entry.table];
-    const { direct } = ctx;
-    if (direct && task.client_callback_url === null) {
+    const { direct, fast } = ctx;
+    if (fast && task.client_callback_url === null) {
+      await fast.accept({ host, taskId: task.id, hostRowId: task.host_row_id, patch: { ...patch, updated_at: now }, hostPatch });
+    } else if (direct && task.client_callback_url === null) {
       // No notice to write: both updates in one direct transaction, one commit.
       await direct.transaction((run) => {
         const { store } = ctx;
