@@ -13,6 +13,7 @@ interface MysqlConnection {
   on(event: 'error', listener: (error: Error) => void): void;
   destroy(): void;
   end(callback: (error?: Error | null) => void): void;
+  readonly stream?: { unref(): void };
 }
 
 /** knex's mysql2 client: the driver and the settings its pool connects with. */
@@ -236,6 +237,10 @@ class OwnConnection implements GroupConnections, GroupConnection {
       connection.on('error', () => {
         if (this.#connection === connection) this.#connection = undefined;
       });
+      // Like a pool's idle connection, it does not keep the process alive (a host that destroys its
+      // knex instance without relay.close() still exits); a write in flight belongs to a request,
+      // whose socket does.
+      connection.stream?.unref();
       this.#connection = connection;
     }
     return this.#connection;
