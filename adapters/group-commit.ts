@@ -3,6 +3,8 @@ export interface GroupStatement {
   readonly text: string;
   readonly values: readonly unknown[];
   readonly name?: string;
+  /** The part of the statement a driver's error came from, when the driver does not say. */
+  readonly failed?: (error: object) => string | undefined;
 }
 
 /** A row a write's statement answers (its last result's first row). */

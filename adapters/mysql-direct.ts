@@ -166,11 +166,24 @@ export class MysqlDirect implements DirectWrites {
 }
 
 
+/**
+ * Writes a script. Before each statement that writes, the session variable `@kling_relay_step` is
+ * set to its kind and table (`INSERT INTO \`kling_relay_tasks\``): MySQL does not say which
+ * statement of a text failed, and a log line must name it without its values.
+ */
 class ScriptWriter {
   readonly #statements: string[] = [];
   readonly #values: string[] = [];
 
   add(statement: string): void {
+    const writes = /^(?:UPDATE|INSERT INTO) \S+/.exec(statement)?.[0];
+    if (writes !== undefined) {
+      const step = `@kling_relay_step = '${writes}'`;
+      const last = this.#statements.length - 1;
+      const previous = this.#statements[last];
+      if (previous?.startsWith('SET ')) this.#statements[last] = `${previous}, ${step}`;
+      else this.#statements.push(`SET ${step}`);
+    }
     this.#statements.push(statement);
   }
 
@@ -217,7 +230,7 @@ class OwnConnection implements GroupConnections, GroupConnection {
     const several = statements.length > 1 || typeof statements[0] !== 'string';
     return new Promise((resolve, reject) => {
       connection.query(text, values, (error, result) => {
-        if (error) reject(error);
+        if (error) void named(connection, error).then(reject);
         else resolve(several ? (result as unknown[]).filter((r): r is AnswerRow[] => Array.isArray(r)).map((rows) => rows[0] ?? {}) : []);
       });
     });
@@ -245,6 +258,20 @@ class OwnConnection implements GroupConnections, GroupConnection {
     }
     return this.#connection;
   }
+}
+
+/**
+ * The error with its `sql` the statement that failed (the last step a script set), without values:
+ * mysql2's own `sql` is the whole text with the values written into it.
+ */
+function named(connection: MysqlConnection, error: Error): Promise<Error> {
+  return new Promise((resolve) => {
+    connection.query('SELECT @kling_relay_step AS step', [], (failed, rows) => {
+      const step = failed ? undefined : (rows as { step?: unknown }[])[0]?.step;
+      Object.defineProperty(error, 'sql', { value: typeof step === 'string' ? step : undefined, enumerable: false, configurable: true, writable: true });
+      resolve(error);
+    });
+  });
 }
 
 function bindings(script: Script, values: Readonly<Record<string, unknown>>): unknown[] {

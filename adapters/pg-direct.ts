@@ -18,6 +18,32 @@ interface Statement {
   readonly name: string;
   readonly text: string;
   readonly values: readonly string[];
+  /** Its CTEs' statements, for naming the one that failed. */
+  readonly parts: readonly { at: number; sql: string }[];
+}
+
+/** A statement as written, with the statements of its CTEs. */
+interface Text {
+  readonly text: string;
+  readonly values: readonly string[];
+  readonly parts: readonly string[];
+}
+
+/** The data-modifying statements of a statement's CTEs, by where each starts in its text. */
+function partsOf(text: string, parts: readonly string[]): { at: number; sql: string }[] {
+  return parts.map((sql) => ({ at: text.indexOf(sql) + 1, sql }));
+}
+
+/**
+ * The CTE a PostgreSQL error came from, without values: the one at the error's position (a
+ * statement PostgreSQL refused), else the one writing the error's table (a constraint), else none.
+ */
+function failedPart(parts: readonly { at: number; sql: string }[], error: { position?: unknown; table?: unknown }): string | undefined {
+  const position = Number(error.position);
+  if (Number.isFinite(position) && position > 0) return parts.filter((part) => part.at <= position).at(-1)?.sql;
+  if (typeof error.table !== 'string') return undefined;
+  const table = error.table;
+  return parts.find((part) => new RegExp(`^(?:INSERT INTO|UPDATE) "?${table}"?\\s`).test(part.sql))?.sql;
 }
 
 /**
@@ -85,7 +111,7 @@ export class PgDirect implements DirectWrites {
     return row.moved === true;
   }
 
-  async #holdText(write: HoldWrite): Promise<Omit<Statement, 'name'>> {
+  async #holdText(write: HoldWrite): Promise<Text> {
     const { quota, host } = write;
     const { table, idColumn, quotaColumn } = quota.options;
     const { tasks, ledger } = this.store.tables;
@@ -110,10 +136,11 @@ export class PgDirect implements DirectWrites {
       // One row whether or not the balance covered the amount: its id is NULL when it did not.
       text: `WITH held AS (${held}), host_row AS (${hostRow}), task AS (${task}), ledger_row AS (${ledgerRow}) SELECT task.id, task.host_row_id, task.external_task_id FROM (SELECT 1) AS one LEFT JOIN task ON true`,
       values: p.names,
+      parts: [held, hostRow, task, ledgerRow],
     };
   }
 
-  async #acceptText(host: HostTable, columns: readonly string[], hostColumns: readonly HostColumn[], moved: Partial<NewHostRow>, kept: Partial<NewHostRow>): Promise<Omit<Statement, 'name'>> {
+  async #acceptText(host: HostTable, columns: readonly string[], hostColumns: readonly HostColumn[], moved: Partial<NewHostRow>, kept: Partial<NewHostRow>): Promise<Text> {
     const { tasks } = this.store.tables;
     const p = new Parameters();
     const taskTypes = await this.#typesOf(tasks);
@@ -124,6 +151,7 @@ export class PgDirect implements DirectWrites {
     const movedTask = `UPDATE ${id(tasks)} SET ${set(columns)} WHERE id = ${taskId} AND state = ${p.cast('state_pending', taskTypes, 'state')} RETURNING 1`;
     const keptTask = `UPDATE ${id(tasks)} SET ${set(['kling_task_id', 'updated_at'])} WHERE id = ${taskId} AND NOT EXISTS (SELECT 1 FROM moved) RETURNING 1`;
     const parts = [`moved AS (${movedTask})`, `kept AS (${keptTask})`];
+    const statements = [movedTask, keptTask];
     if (hostColumns.length > 0) {
       const hostValue = (column: HostColumn, patch: Partial<NewHostRow>, prefix: string): string => {
         const physical = host.columns.get(column) as string;
@@ -131,16 +159,18 @@ export class PgDirect implements DirectWrites {
       };
       const assignments = hostColumns.map((column) => `${id(host.columns.get(column) as string)} = CASE WHEN EXISTS (SELECT 1 FROM moved) THEN ${hostValue(column, moved, 'moved')} ELSE ${hostValue(column, kept, 'kept')} END`);
       const hostId = host.columns.get('id') ?? 'id';
-      parts.push(`host_row AS (UPDATE ${id(host.name)} SET ${assignments.join(', ')} WHERE ${id(hostId)} = ${p.cast('host_id', hostTypes, hostId)} RETURNING 1)`);
+      const hostUpdate = `UPDATE ${id(host.name)} SET ${assignments.join(', ')} WHERE ${id(hostId)} = ${p.cast('host_id', hostTypes, hostId)} RETURNING 1`;
+      parts.push(`host_row AS (${hostUpdate})`);
+      statements.push(hostUpdate);
     }
-    return { text: `WITH ${parts.join(', ')} SELECT EXISTS (SELECT 1 FROM moved) AS moved`, values: p.names };
+    return { text: `WITH ${parts.join(', ')} SELECT EXISTS (SELECT 1 FROM moved) AS moved`, values: p.names, parts: statements };
   }
 
   /** A statement made once per key; its name is its text's hash, so a connection prepares it once. */
-  #statement(key: string, make: () => Promise<Omit<Statement, 'name'>>): Promise<Statement> {
+  #statement(key: string, make: () => Promise<Omit<Statement, 'name' | 'parts'> & { parts: readonly string[] }>): Promise<Statement> {
     let statement = this.#statements.get(key);
     if (statement === undefined) {
-      statement = make().then(({ text, values }) => ({ name: `kling_relay_${createHash('sha256').update(text).digest('hex').slice(0, 32)}`, text, values }));
+      statement = make().then(({ text, values, parts }) => ({ name: `kling_relay_${createHash('sha256').update(text).digest('hex').slice(0, 32)}`, text, values, parts: partsOf(text, parts) }));
       // A failure (a table not there yet) is not kept: the next call tries again.
       statement.catch(() => this.#statements.delete(key));
       this.#statements.set(key, statement);
@@ -153,7 +183,7 @@ export class PgDirect implements DirectWrites {
       if (!(name in values)) throw new TypeError(`PgDirect: no value for "${name}" in ${statement.text}`);
       return values[name] ?? null;
     });
-    return this.#group.run({ name: statement.name, text: statement.text, values: bound });
+    return this.#group.run({ name: statement.name, text: statement.text, values: bound, failed: (error) => failedPart(statement.parts, error as { position?: unknown; table?: unknown }) });
   }
 
   /** Each column's type without its length (`character varying`, `bigint`), read once per table. */
@@ -198,12 +228,19 @@ class PooledConnections implements GroupConnections {
   }
 }
 
+/** The error with its `sql` the failing CTE's statement (placeholders, no values), as knex's errors name theirs. */
+function named(error: unknown, statement: GroupStatement): unknown {
+  const sql = typeof error === 'object' && error !== null ? statement.failed?.(error) : undefined;
+  if (sql !== undefined) Object.defineProperty(error, 'sql', { value: sql, enumerable: false, configurable: true, writable: true });
+  return error;
+}
+
 /** The statements one after the other (node-postgres sends the next once the previous answered). */
 async function runInOrder(connection: PgConnection, statements: readonly (GroupStatement | string)[]): Promise<AnswerRow[]> {
   const rows: AnswerRow[] = [];
   for (const statement of statements) {
     if (typeof statement === 'string') await connection.query(statement);
-    else rows.push((await connection.query({ name: statement.name, text: statement.text, values: [...statement.values] })).rows[0] ?? {});
+    else rows.push((await connection.query({ name: statement.name, text: statement.text, values: [...statement.values] }).catch((error: unknown) => Promise.reject(named(error, statement)))).rows[0] ?? {});
   }
   return rows;
 }
@@ -212,11 +249,13 @@ async function runInOrder(connection: PgConnection, statements: readonly (GroupS
 class Parameters {
   readonly names: string[] = [];
 
-  /** `$n::type` of the column's type. */
+  /**
+   * `$n::type` of the column's type; `$n` alone for a column the table does not have, which
+   * PostgreSQL then refuses by name (42703), as it would through knex.
+   */
   cast(name: string, types: ReadonlyMap<string, string>, column: string): string {
     const type = types.get(column);
-    if (type === undefined) throw new Error(`PgDirect: no column ${column} for ${name}`);
-    return `${this.#number(name)}::${type}`;
+    return type === undefined ? this.#number(name) : `${this.#number(name)}::${type}`;
   }
 
   text(name: string): string {
