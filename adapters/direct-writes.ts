@@ -68,7 +68,45 @@ export function holdLedgerValues(store: RelayStore, write: HoldWrite, taskId: nu
 }
 
 /** The patch's columns the host table has, by logical name. */
-export function presentPatch(host: HostTable, patch: Partial<NewHostRow>): Partial<NewHostRow> {
+function presentPatch(host: HostTable, patch: Partial<NewHostRow>): Partial<NewHostRow> {
   const values = host.directValues(patch) as Record<string, unknown>;
   return Object.fromEntries(Object.entries(values).filter(([column, value]) => column !== 'id' && value !== undefined && host.has(column as HostColumn))) as Partial<NewHostRow>;
+}
+
+/** A hold's values by the names its statements use: `amount`, `user_id`, `id_before`, `id_after`, `host_<column>`, `task_<column>`, `ledger_<column>`. */
+export function holdValues(store: RelayStore, write: HoldWrite): Record<string, unknown> {
+  const hostValues = write.host.directValues(write.hostRow);
+  const values: Record<string, unknown> = { amount: write.amount, user_id: write.userId, id_before: write.externalId.before, id_after: write.externalId.after };
+  for (const [logical] of write.host.columns) values[`host_${logical}`] = hostValues[logical];
+  for (const [column, value] of Object.entries(write.task)) values[`task_${column}`] = value;
+  for (const [column, value] of Object.entries(holdLedgerValues(store, write, 0))) values[`ledger_${column}`] = value;
+  return values;
+}
+
+/** What the answer's write touches: its statement's shape (and the key naming it) and its values. */
+export interface AcceptShape {
+  key: string;
+  /** The task's patched columns, sorted. */
+  columns: string[];
+  /** The host columns either host patch writes, sorted. */
+  hostColumns: HostColumn[];
+  /** The host patch when the task's patch applied, and when it did not; the host's columns only. */
+  moved: Partial<NewHostRow>;
+  kept: Partial<NewHostRow>;
+  /** By the names its statements use: `task_id`, `host_id`, `state_pending`, `task_<column>`, `moved_<column>`, `kept_<column>`. */
+  values: Record<string, unknown>;
+}
+
+export function acceptShape(write: AcceptWrite): AcceptShape {
+  const { host, patch } = write;
+  const moved = presentPatch(host, write.hostPatch(true));
+  const kept = presentPatch(host, write.hostPatch(false));
+  const columns = Object.keys(patch).sort();
+  const hostColumns = [...new Set([...Object.keys(moved), ...Object.keys(kept)])].sort() as HostColumn[];
+  const key = `accept:${host.name}:${columns.join(',')}:${hostColumns.map((c) => `${c}${c in moved ? '+' : ''}${c in kept ? '-' : ''}`).join(',')}`;
+  const values: Record<string, unknown> = { task_id: write.taskId, host_id: write.hostRowId, state_pending: 'pending' };
+  for (const column of columns) values[`task_${column}`] = (patch as Record<string, unknown>)[column];
+  for (const [column, value] of Object.entries(moved)) values[`moved_${column}`] = value;
+  for (const [column, value] of Object.entries(kept)) values[`kept_${column}`] = value;
+  return { key, columns, hostColumns, moved, kept, values };
 }

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import type { AcceptWrite, DirectWrites, HoldWrite } from './direct-writes.js';
-import { holdLedgerValues, presentPatch } from './direct-writes.js';
+import { acceptShape, holdLedgerValues, holdValues } from './direct-writes.js';
 import { GroupCommit, type AnswerRow, type GroupConnection, type GroupConnections, type GroupStatement } from './group-commit.js';
 import type { HostTable } from './host-table.js';
 import type { RelayStore } from './relay-store.js';
@@ -82,30 +82,16 @@ export class MysqlDirect implements DirectWrites {
 
   async hold(write: HoldWrite): Promise<RelayTask | undefined> {
     const script = this.#script(`hold:${write.quota.options.table}:${write.host.name}`, () => this.#holdScript(write));
-    const hostValues = write.host.directValues(write.hostRow);
-    const values: Record<string, unknown> = { amount: write.amount, user_id: write.userId, id_before: write.externalId.before, id_after: write.externalId.after };
-    for (const [logical] of write.host.columns) values[`host_${logical}`] = hostValues[logical];
-    for (const [column, value] of Object.entries(write.task)) values[`task_${column}`] = value;
-    for (const [column, value] of Object.entries(holdLedgerValues(this.store, write, 0))) values[`ledger_${column}`] = value;
-    const row = await this.#run(script, values);
+    const row = await this.#run(script, holdValues(this.store, write));
     if (toNumber(row.held) !== 1) return undefined;
     const hostRowId = String(row.host_id);
     return { ...write.task, id: toNumber(row.task_id), host_row_id: hostRowId, external_task_id: `${write.externalId.before}${hostRowId}${write.externalId.after}` };
   }
 
   async accept(write: AcceptWrite): Promise<boolean> {
-    const { host, patch } = write;
-    const moved = presentPatch(host, write.hostPatch(true));
-    const kept = presentPatch(host, write.hostPatch(false));
-    const columns = Object.keys(patch).sort();
-    const hostColumns = [...new Set([...Object.keys(moved), ...Object.keys(kept)])].sort() as HostColumn[];
-    const key = `accept:${host.name}:${columns.join(',')}:${hostColumns.map((c) => `${c}${c in moved ? '+' : ''}${c in kept ? '-' : ''}`).join(',')}`;
-    const script = this.#script(key, () => this.#acceptScript(host, columns, hostColumns, moved, kept));
-    const values: Record<string, unknown> = { task_id: write.taskId, host_id: write.hostRowId, state_pending: 'pending' };
-    for (const column of columns) values[`task_${column}`] = (patch as Record<string, unknown>)[column];
-    for (const [column, value] of Object.entries(moved)) values[`moved_${column}`] = value;
-    for (const [column, value] of Object.entries(kept)) values[`kept_${column}`] = value;
-    const row = await this.#run(script, values);
+    const shape = acceptShape(write);
+    const script = this.#script(shape.key, () => this.#acceptScript(write.host, shape.columns, shape.hostColumns, shape.moved, shape.kept));
+    const row = await this.#run(script, shape.values);
     return toNumber(row.moved) === 1;
   }
 

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Knex } from 'knex';
 import type { AcceptWrite, DirectWrites, HoldWrite, PoolClient } from './direct-writes.js';
-import { holdLedgerValues, poolClientOf, presentPatch } from './direct-writes.js';
+import { acceptShape, holdLedgerValues, holdValues, poolClientOf } from './direct-writes.js';
 import { GroupCommit, type AnswerRow, type GroupConnection, type GroupConnections, type GroupStatement } from './group-commit.js';
 import type { HostTable } from './host-table.js';
 import type { RelayStore } from './relay-store.js';
@@ -85,29 +85,15 @@ export class PgDirect implements DirectWrites {
   async hold(write: HoldWrite): Promise<RelayTask | undefined> {
     const { quota, host } = write;
     const statement = await this.#statement(`hold:${quota.options.table}:${host.name}`, () => this.#holdText(write));
-    const hostValues = host.directValues(write.hostRow);
-    const values: Record<string, unknown> = { amount: write.amount, user_id: write.userId, id_before: write.externalId.before, id_after: write.externalId.after };
-    for (const [logical] of host.columns) values[`host_${logical}`] = hostValues[logical];
-    for (const [column, value] of Object.entries(write.task)) values[`task_${column}`] = value;
-    for (const [column, value] of Object.entries(holdLedgerValues(this.store, write, 0))) values[`ledger_${column}`] = value;
-    const row = await this.#run(statement, values);
+    const row = await this.#run(statement, holdValues(this.store, write));
     if (row.id === null || row.id === undefined) return undefined;
     return { ...write.task, id: toNumber(row.id), host_row_id: String(row.host_row_id), external_task_id: String(row.external_task_id) };
   }
 
   async accept(write: AcceptWrite): Promise<boolean> {
-    const { host, patch } = write;
-    const moved = presentPatch(host, write.hostPatch(true));
-    const kept = presentPatch(host, write.hostPatch(false));
-    const columns = Object.keys(patch).sort();
-    const hostColumns = [...new Set([...Object.keys(moved), ...Object.keys(kept)])].sort() as HostColumn[];
-    const key = `accept:${host.name}:${columns.join(',')}:${hostColumns.map((c) => `${c}${c in moved ? '+' : ''}${c in kept ? '-' : ''}`).join(',')}`;
-    const statement = await this.#statement(key, () => this.#acceptText(host, columns, hostColumns, moved, kept));
-    const values: Record<string, unknown> = { task_id: write.taskId, host_id: write.hostRowId, state_pending: 'pending' };
-    for (const column of columns) values[`task_${column}`] = (patch as Record<string, unknown>)[column];
-    for (const [column, value] of Object.entries(moved)) values[`moved_${column}`] = value;
-    for (const [column, value] of Object.entries(kept)) values[`kept_${column}`] = value;
-    const row = await this.#run(statement, values);
+    const shape = acceptShape(write);
+    const statement = await this.#statement(shape.key, () => this.#acceptText(write.host, shape.columns, shape.hostColumns, shape.moved, shape.kept));
+    const row = await this.#run(statement, shape.values);
     return row.moved === true;
   }
 
