@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import { KlingRelayConfigError } from '../lib/errors.js';
 import { assertIdentifier } from './identifiers.js';
 import { insertReturningId, toNumber } from './dialect.js';
-import type { DirectSqlite, Template } from './sqlite-direct.js';
+import type { Template, TemplateSource } from './statement-template.js';
 import { HOST_COLUMNS, REQUIRED_HOST_COLUMNS } from './types.js';
 import type { HostColumn, HostExtraColumn, HostResultShape, HostRow, HostTableOptions, HostWriteMoment, NewHostRow, TableKind, TaskState } from './types.js';
 import { hostTableSettings, type HostTableSettings } from './host-table-options.js';
@@ -147,8 +147,8 @@ export class HostTable {
     return changed > 0;
   }
 
-  /** The insert of a row as a template of SQLite's direct transactions; run it with `directValues(row)`. */
-  insertTemplate(direct: DirectSqlite): Template {
+  /** The insert of a row as a template of the direct writes; run it with `directValues(row)`. */
+  insertTemplate(direct: TemplateSource): Template {
     return direct.template(`host:${this.name}:insert`, (param) => {
       const values: Record<string, string> = {};
       for (const [logical, physical] of this.columns) if (logical !== 'id') values[physical] = param(logical);
@@ -157,10 +157,10 @@ export class HostTable {
   }
 
   /**
-   * The update of one row's given columns (those the host has) as a template of SQLite's direct
+   * The update of one row's given columns (those the host has) as a template of the direct
    * transactions, or undefined when the host has none of them; run it with `directValues({...patch, id})`.
    */
-  updateTemplate(direct: DirectSqlite, columns: readonly HostColumn[]): Template | undefined {
+  updateTemplate(direct: TemplateSource, columns: readonly HostColumn[]): Template | undefined {
     const present = columns.filter((logical) => logical !== 'id' && this.columns.has(logical));
     if (present.length === 0) return undefined;
     return direct.template(`host:${this.name}:update:${present.join(',')}`, (param) => {

@@ -1,6 +1,8 @@
 import { checkHostTables, type HostSchemaProblem } from '../adapters/host-check.js';
 import { HostTable } from '../adapters/host-table.js';
 import { DirectSqlite } from '../adapters/sqlite-direct.js';
+import { MysqlDirect } from '../adapters/mysql-direct.js';
+import { PgDirect } from '../adapters/pg-direct.js';
 import { assertQuotaStore, KnexQuotaStore } from '../adapters/quota-store.js';
 import { RelayStore } from '../adapters/relay-store.js';
 import type { QuotaStore } from '../adapters/types.js';
@@ -24,6 +26,7 @@ import type { RelayContext } from './relay/context.js';
 import { createRouter, type RelayRouter } from './relay/router.js';
 import { KnexTaskStorage } from './task/knex-storage.js';
 import { SqliteTaskStorage } from './task/sqlite-storage.js';
+import { ServerTaskStorage } from './task/server-storage.js';
 import type { TaskStorage, TaskStorageParts } from './task/storage.js';
 import { AccountPool } from './upstream/accounts.js';
 import { loggableError } from './loggable-error.js';
@@ -86,8 +89,10 @@ export interface KlingRelay {
 
 /** The task storage for the host's database: the better-sqlite3 one on better-sqlite3, knex's on any other. */
 function taskStorage(parts: TaskStorageParts): TaskStorage {
-  const direct = DirectSqlite.for(parts.db);
-  return direct ? new SqliteTaskStorage(parts, direct) : new KnexTaskStorage(parts);
+  const sqlite = DirectSqlite.for(parts.db);
+  if (sqlite) return new SqliteTaskStorage(parts, sqlite);
+  const server = MysqlDirect.for(parts.db, parts.store) ?? PgDirect.for(parts.db, parts.store);
+  return server ? new ServerTaskStorage(parts, server) : new KnexTaskStorage(parts);
 }
 
 function isQuotaStore(value: object): value is QuotaStore {
@@ -179,6 +184,7 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
     migrate: () => store.migrate(config.db, logger),
     close: () => {
       client.close();
+      ctx.storage.close?.();
       delivery.close();
     },
     openapi: (openApiOptions) => openApiDocument(registry, openApiOptions?.serverUrl),

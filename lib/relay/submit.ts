@@ -4,7 +4,7 @@ import type { NewHostRow, NewRelayTask, RelayTask } from '../../adapters/types.j
 import type { HostWriteFacts } from '../../adapters/host-table.js';
 import { accept, checkAgainAt, finish, hold } from '../task/life.js';
 import { fetchKlingTask, type KlingTaskObject } from '../task/observe.js';
-import type { HoldPlan } from '../task/storage.js';
+import type { ExternalIdParts, HoldPlan } from '../task/storage.js';
 import { reportedDeductions } from '../completion/deductions.js';
 import { taskCallbackUrl } from '../completion/token.js';
 import { isUniqueViolation } from '../../adapters/dialect.js';
@@ -53,11 +53,13 @@ async function chooseAccount(ctx: RelayContext, entry: RegistryEntry, body: Reco
   return ctx.accounts.pick();
 }
 
-function externalId(table: string, rowId: string): string {
+/** A new task's external_task_id is `before` + its host row's id + `after`. */
+function externalIdAround(table: string): ExternalIdParts {
   // 48 random bits: the last 12 hex digits of a v4 UUID are all random. randomUUID draws from a
   // buffer it refills now and then; randomBytes asked OpenSSL every time (20 µs a submit under load).
-  return `kr-${table}-${rowId}-${randomUUID().slice(-12)}`;
+  return { before: `kr-${table}-`, after: `-${randomUUID().slice(-12)}` };
 }
+
 
 interface ClientIds {
   taskId: string | null;
@@ -86,9 +88,9 @@ function newHostRow(entry: RegistryEntry, caller: Caller, account: KlingAccount,
   };
 }
 
-function newTask(ctx: RelayContext, entry: RegistryEntry, caller: Caller, account: KlingAccount, price: PriceQuote, client: ClientIds, hostRowId: string, now: number): NewRelayTask {
+function newTask(ctx: RelayContext, entry: RegistryEntry, caller: Caller, account: KlingAccount, price: PriceQuote, client: ClientIds, externalId: ExternalIdParts, hostRowId: string, now: number): NewRelayTask {
   return {
-    external_task_id: externalId(entry.table, hostRowId),
+    external_task_id: `${externalId.before}${hostRowId}${externalId.after}`,
     client_task_id: client.taskId,
     request_hash: client.requestHash,
     kling_task_id: null,
@@ -124,13 +126,15 @@ function newTask(ctx: RelayContext, entry: RegistryEntry, caller: Caller, accoun
 /** The hold of a new task: its host row and relay row, and the quota it takes or needs. */
 function holdPlan(ctx: RelayContext, entry: RegistryEntry, caller: Caller, account: KlingAccount, price: PriceQuote, client: ClientIds, facts: HostWriteFacts): HoldPlan {
   const now = Date.now();
+  const externalId = externalIdAround(entry.table);
   return {
     table: entry.table,
     userId: String(caller.id),
     billing: ctx.config.billing,
     amount: price.quota,
     row: newHostRow(entry, caller, account, price, Math.floor(now / 1000)),
-    task: (hostRowId) => newTask(ctx, entry, caller, account, price, client, hostRowId, now),
+    task: (hostRowId) => newTask(ctx, entry, caller, account, price, client, externalId, hostRowId, now),
+    externalId,
     facts,
     now,
   };

@@ -127,6 +127,9 @@ export class KnexTaskStorage implements TaskStorage {
     return this.store.updateTask(this.db, taskId, bookkeeping, from);
   }
 
+  /** Closes connections of its own: this storage has none beyond knex's pool. */
+  close(): void {}
+
   /** After the compare-and-set: the notice of the new status, then the host row. */
   private async announceAndMirror(trx: Knex.Transaction, task: RelayTask, change: StateChange): Promise<void> {
     await this.notices?.enqueue(trx, { ...task, ...change.patch }, change.now);

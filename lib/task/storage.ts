@@ -17,6 +17,12 @@ export interface TaskStorageParts {
   onTransition?: TransitionHook | undefined;
 }
 
+/** A new task's external_task_id is `before` + its host row's id + `after`. */
+export interface ExternalIdParts {
+  before: string;
+  after: string;
+}
+
 /** A new task: its host row, its relay row (once the host row's id is known) and the quota it holds or needs. */
 export interface HoldPlan {
   table: TableKind;
@@ -26,6 +32,8 @@ export interface HoldPlan {
   amount: number;
   row: NewHostRow;
   task(hostRowId: string): NewRelayTask;
+  /** The parts of `task(hostRowId).external_task_id` around the host row's id. */
+  externalId: ExternalIdParts;
   /** What the host row's extra columns may be written from (the images asked for). */
   facts?: HostWriteFacts | undefined;
   now: number;
@@ -94,6 +102,8 @@ export interface TaskStorage {
   finish(taskId: number, from: readonly TaskState[], settle: (task: RelayTask) => Settlement): Promise<{ task: RelayTask; settlement: Settlement } | undefined>;
   /** The reconciler's bookkeeping, only while the task is in `from` when given; false when nothing matched. */
   note(taskId: number, bookkeeping: Bookkeeping, from?: readonly TaskState[]): Promise<boolean>;
+  /** Closes connections of its own, if it has any. */
+  close?(): void;
 }
 
 /** The host row's part of an acceptance: the status too when the task moved, else only the id. */
