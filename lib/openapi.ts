@@ -109,7 +109,7 @@ function components(): Json {
         },
       },
       KlingSubmitEnvelope: envelope({ $ref: '#/components/schemas/KlingTaskSubmitted' }, "Kling's envelope around a create answer."),
-      KlingSyncEnvelope: envelope({ type: 'object', additionalProperties: true }, "Kling's envelope around an endpoint's immediate answer (e.g. a session)."),
+      KlingSyncEnvelope: envelope({ type: ['object', 'array'] }, "Kling's envelope around an endpoint's immediate answer (e.g. a session, or a preset list)."),
       KlingTaskEnvelope: envelope({ $ref: '#/components/schemas/KlingTask' }, "Kling's envelope around one task."),
       KlingTaskListEnvelope: envelope({ type: 'array', items: { $ref: '#/components/schemas/KlingTask' } }, "Kling's envelope around the caller's tasks, newest first."),
       KlingError: {
@@ -184,6 +184,24 @@ function submitOperation(entry: RegistryEntry, schemaName: string, acceptsCallba
   };
 }
 
+/** A GET entry's call: the schema's properties are its query parameters (strings), the answer Kling's. */
+function getCallOperation(entry: RegistryEntry, schemaName: string, properties: Record<string, unknown>): Json {
+  return {
+    operationId: `call_${entry.type.replace(/[^A-Za-z0-9]+/g, '_')}_${entry.path.replace(/[^A-Za-z0-9]+/g, '_')}`,
+    summary: `Call ${entry.type}`,
+    description:
+      `Validates the query string (schema ${schemaName}), prices the call (${entry.pricingType}), holds the caller's quota, records it in the host's ${entry.table} table and forwards it to Kling GET ${entry.path}. ` +
+      "Kling's answer is the result; the hold is settled at once.",
+    tags: [tag(entry)],
+    'x-kling-relay': { type: entry.type, table: entry.table, pricing_type: entry.pricingType, kind: entry.kind, method: 'GET' },
+    parameters: Object.keys(properties).map((name) => ({ name, in: 'query', schema: { $ref: `#/components/schemas/${schemaName}/properties/${name}` } })),
+    responses: {
+      '200': { description: "Kling's answer in its envelope.", content: { 'application/json': { schema: { $ref: '#/components/schemas/KlingSyncEnvelope' } } } },
+      ...errorResponses([400, 401, 402, 404, 429, 502, 503, 504]),
+    },
+  };
+}
+
 function listOperation(entry: RegistryEntry): Json {
   return {
     operationId: `list_${entry.path.replace(/[^A-Za-z0-9]+/g, '_')}`,
@@ -235,6 +253,10 @@ export function buildOpenApi(registry: Registry, options: OpenApiOptions = {}): 
   for (const entry of [...registry.entries].sort((a, b) => a.path.localeCompare(b.path))) {
     const schemaName = bundle.rootName.get(entry.schemaId) as string;
     const properties = (registry.schemas.get(entry.schemaId) as { properties?: Record<string, unknown> } | undefined)?.properties;
+    if (entry.method === 'GET') {
+      paths[entry.path] = { get: getCallOperation(entry, schemaName, properties ?? {}) };
+      continue;
+    }
     paths[entry.path] = { post: submitOperation(entry, schemaName, properties?.callback_url !== undefined), ...(entry.queryable ? { get: listOperation(entry) } : {}) };
     if (entry.queryable) {
       paths[`${entry.path}/{id}`] = { get: getOperation(`get_${entry.path.replace(/[^A-Za-z0-9]+/g, '_')}`, `One of the caller's ${entry.type} tasks`, [tag(entry)]) };

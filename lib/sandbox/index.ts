@@ -4,6 +4,7 @@ import { signKlingToken } from './auth.js';
 import { CallbackDispatcher } from './callbacks.js';
 import { FaultSwitches } from './faults.js';
 import { builtInEndpoints } from './registry.js';
+import { SandboxResources } from './resources.js';
 import { type SandboxContext, createHandler } from './server.js';
 import { TaskStore } from './tasks.js';
 import type {
@@ -172,7 +173,7 @@ export async function startKlingSandbox(options: SandboxOptions = {}): Promise<K
     dispatcher,
   );
   const faults = new FaultSwitches();
-  const ctx: SandboxContext = { accounts, endpoints, store, faults, requests: [], hung: new Set(), history: options.history };
+  const ctx: SandboxContext = { accounts, endpoints, store, resources: new SandboxResources(store), faults, requests: [], hung: new Set(), history: options.history };
 
   const server = createServer(createHandler(ctx));
   await new Promise<void>((resolve, reject) => {
@@ -210,6 +211,7 @@ export async function startKlingSandbox(options: SandboxOptions = {}): Promise<K
     callbacksIdle: () => dispatcher.idle(),
     reset() {
       store.reset();
+      ctx.resources.reset();
       faults.reset();
       dispatcher.reset();
       ctx.requests.length = 0;
