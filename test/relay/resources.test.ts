@@ -303,6 +303,27 @@ for (const database of testDatabases()) {
       expect(await h.balance(alice)).to.equal(START - quota('ai-multi-shot'));
     });
 
+    it('images/generations: the default model kling-v3 is sent and recorded; a field the model does not take is refused, nothing left behind', async () => {
+      const res = await post(alice, '/v1/images/generations', { prompt: 'a red fox', image: IMAGE_URL });
+      expect(res.status, JSON.stringify(res.body)).to.equal(200);
+      const sent = h.creates().at(-1)?.body as Record<string, unknown>;
+      expect(sent).to.include({ model_name: 'kling-v3', resolution: '1k', n: 1 });
+      expect(sent).to.not.have.property('image_fidelity');
+      expect((await h.rows('images'))[0]).to.include({ type: 'image-generation', model: 'kling-v3' });
+
+      const before = await snapshot(alice);
+      const refused = await post(alice, '/v1/images/generations', { prompt: 'a red fox', image: IMAGE_URL, image_reference: 'face' });
+      const message = "'image_reference' is only for model_name 'kling-v2-1' or 'kling-v1-5' (an absent model_name is kling-v3)";
+      expect([refused.status, refused.body.code, refused.body.errors]).to.deep.equal([400, 1201, [{ path: '/image_reference', message }, { path: '/model_name', message }]]);
+      const fidelity = await post(alice, '/v1/images/multi-image2image', { subject_image_list: [{ subject_image: IMAGE_URL }], image_fidelity: 0.5, scene_image: 'not an image' });
+      expect([fidelity.status, fidelity.body.errors?.[0]?.path]).to.deep.equal([400, '/scene_image']);
+      expect(await snapshot(alice)).to.deep.equal(before);
+
+      const v21 = await post(alice, '/v1/images/generations', { model_name: 'kling-v2-1', prompt: 'a red fox', image: IMAGE_URL, image_reference: 'subject', image_fidelity: 0.4, human_fidelity: 0.6 });
+      expect(v21.status, JSON.stringify(v21.body)).to.equal(200);
+      expect(h.creates().at(-1)?.body).to.include({ model_name: 'kling-v2-1', image_reference: 'subject', image_fidelity: 0.4, human_fidelity: 0.6 });
+    });
+
     it("the first element API answers the element at once; it is the caller's", async () => {
       const res = await post(alice, '/v1/general/custom-elements', { element_name: 'Cup', element_description: 'a red mug', element_frontal_image: IMAGE_URL, element_refer_list: [{ image_url: JPEG_640x480 }] });
       expect(res.status, JSON.stringify(res.body)).to.equal(200);
