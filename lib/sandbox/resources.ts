@@ -64,7 +64,7 @@ function presetElementTasks(): Record<string, unknown>[] {
  * lists are the same for every account.
  */
 export class SandboxResources {
-  /** Elements of the first element API, made synchronously: id -> access key. */
+  /** Elements of the first element API, made synchronously, by id: the account that made each, and the element. */
   private readonly firstApiElements = new Map<string, { accessKey: string; element: Record<string, unknown> }>();
 
   constructor(private readonly store: TaskStore) {}
