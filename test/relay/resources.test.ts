@@ -196,6 +196,24 @@ for (const database of testDatabases()) {
       expect((await h.rows('videos')).at(-1)).to.include({ type: 'delete-voice', status: 'failed' });
     });
 
+    it("a voice taken from a video: the caller's own video goes to the account that made it, another caller's is refused", async () => {
+      const made = await post(alice, '/v1/videos/text2video', { model_name: 'kling-v2-6', mode: 'pro', sound: 'on', prompt: 'a sailor sings' });
+      expect(made.status, JSON.stringify(made.body)).to.equal(200);
+      const done = h.sandbox.complete(made.body.data.task_id as string, { status: 'succeed' });
+      const videoId = (done.result?.videos as { id: string }[] | undefined)?.[0]?.id;
+      expect((await get(alice, `/v1/videos/text2video/${made.body.data.task_id as string}`)).body.data.task_status).to.equal('succeed');
+      const url = await other();
+
+      const before = await snapshot(bob);
+      const foreign = await post(bob, '/v1/general/custom-voices', { voice_name: 'Sailor', video_id: videoId }, url);
+      expect([foreign.status, foreign.body.errors]).to.deep.equal([400, [{ path: '/video_id', message: 'is not a resource of yours' }]]);
+      expect(await snapshot(bob)).to.deep.equal(before);
+      const own = await post(alice, '/v1/general/custom-voices', { voice_name: 'Sailor', video_id: videoId }, url);
+      expect(own.status, JSON.stringify(own.body)).to.equal(200);
+      expect(lastAccount()).to.equal('a');
+      expect(h.creates().at(-1)?.body).to.include({ voice_name: 'Sailor', video_id: videoId });
+    });
+
     it('an element: its voice routes the create, its id routes image2video, images/generations and both deletes, and another caller is refused', async () => {
       const { voiceId } = await createVoice(alice);
       const url = await other();
