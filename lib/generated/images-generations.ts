@@ -10,7 +10,7 @@ export type ImageGenerationRequest = {
    */
   model_name?: 'kling-v3' | 'kling-v2-1' | 'kling-v1' | 'kling-v1-5' | 'kling-v2' | 'kling-v2-new';
   /**
-   * Positive prompt, 1 to 2500 characters. CONFLICT: S2/S3 (official) allow 2500 characters, S5 (OpenAPI) and S7 (ComfyUI) 500; accepts what either source allows (2500).
+   * Positive prompt, 1 to 2500 characters. CONFLICT: Kling's documentation allows 2500 characters, older client code 500; accepts what either allows (2500).
    */
   prompt: string;
   /**
