@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import type { TaskState } from '../lib/task/states.js';
 
 /** Which host table a registry entry writes: the Video table (video and audio) or the Image table. */
 export type TableKind = 'video' | 'image';
@@ -58,9 +59,8 @@ export interface HostRow {
 }
 export type NewHostRow = Omit<HostRow, 'id'>;
 
-/** The relay's own state of a task. `pending`: held and recorded, Kling has not answered yet. */
-export type TaskState = 'pending' | 'submitted' | 'processing' | 'succeed' | 'failed';
-export const FINAL_STATES: readonly TaskState[] = ['succeed', 'failed'];
+/** The relay's own state of a task (lib/task/states.ts has them all, in order). */
+export type { TaskState } from '../lib/task/states.js';
 
 export type Billing = 'hold' | 'charge-on-success';
 

@@ -6,7 +6,7 @@ import type { KnexQuotaStoreOptions } from '../adapters/quota-store.js';
 import { KlingRelayConfigError } from './errors.js';
 import type { KlingAccountInit } from './upstream/accounts.js';
 import type { FetchLike, Logger } from './upstream/client.js';
-import type { PricingRule } from './pricing/rules.js';
+import type { PriceList, PricingRule } from './pricing/rules.js';
 import type { RegistryFileJson } from './registry/types.js';
 import type { ClientCallbackConfig } from './callbacks/delivery.js';
 import { secretProblem } from './callbacks/signing.js';
@@ -36,7 +36,7 @@ export interface KlingRelayOptions {
   /** Returns the caller, or null/undefined for 401. Default: `res.locals.user ?? req.user`. */
   identify?: (req: Request, res: Response) => Caller | null | undefined | Promise<Caller | null | undefined>;
   /** Pricing rules (README, "Pricing"), or the path of a JSON file holding them. Required. */
-  pricing: PricingRule[] | string;
+  pricing: PricingRule[] | PriceList | string;
   /** Quota units per 1 USD. Default 500000 (one-api / new-api convention). */
   quotaPerUnit?: number;
   /** The host's Video and Image tables and their column mapping. Default `videos` and `images`. */
@@ -110,7 +110,7 @@ export interface Configuration {
   callbackUrl: string;
   callbackSecret: string;
   identify: (req: Request, res: Response) => Caller | null | undefined | Promise<Caller | null | undefined>;
-  pricing: PricingRule[] | string;
+  pricing: PricingRule[] | PriceList | string;
   quotaPerUnit: number;
   tables: { video: HostTableOptions; image: HostTableOptions };
   quota: KnexQuotaStoreOptions | QuotaStore;
@@ -274,8 +274,8 @@ export function normalizeOptions(options: unknown, env: NodeJS.ProcessEnv = proc
   }
 
   if (o.identify !== undefined && typeof o.identify !== 'function') fail('identify', 'must be a function (req, res) => ({ id, username? }) | null.');
-  if (o.pricing === undefined) fail('pricing', 'required: an array of pricing rules or the path of a JSON file holding them (README, "Pricing").');
-  if (typeof o.pricing !== 'string' && !Array.isArray(o.pricing)) fail('pricing', 'must be an array of rules or a file path.');
+  if (o.pricing === undefined) fail('pricing', 'required: an array of pricing rules, {margin, rules}, or the path of a JSON file holding either (README, "Pricing").');
+  if (typeof o.pricing !== 'string' && (typeof o.pricing !== 'object' || o.pricing === null)) fail('pricing', 'must be an array of rules, {margin, rules}, or a file path.');
 
   const billing = o.billing ?? 'hold';
   if (billing !== 'hold' && billing !== 'charge-on-success') fail('billing', `must be 'hold' or 'charge-on-success', got ${JSON.stringify(billing)}.`);
@@ -315,7 +315,7 @@ export function normalizeOptions(options: unknown, env: NodeJS.ProcessEnv = proc
     callbackUrl,
     callbackSecret,
     identify: (o.identify as Configuration['identify'] | undefined) ?? defaultIdentify,
-    pricing: o.pricing as PricingRule[] | string,
+    pricing: o.pricing as PricingRule[] | PriceList | string,
     quotaPerUnit: positiveNumber('quotaPerUnit', o.quotaPerUnit, 500_000),
     tables: { video: tables.video ?? { name: 'videos' }, image: tables.image ?? { name: 'images' } },
     quota: quota as Configuration['quota'],

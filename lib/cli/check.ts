@@ -81,7 +81,7 @@ function setAt(body: Json, path: string, value: unknown): void {
 /** The fields pricing reads, filled from the schema. */
 export function typicalBody(registry: Registry, entry: RegistryEntry): Json {
   const body: Json = {};
-  for (const path of [entry.fields.model, entry.fields.mode, entry.fields.duration, entry.fields.count]) {
+  for (const path of Object.values(entry.fields)) {
     if (!path) continue;
     const value = typicalValue(propertyAt(registry, entry, path));
     if (value !== undefined) setAt(body, path, value);
@@ -112,7 +112,9 @@ function describeRequest(c: CheckedEndpoint): string {
   const parts = [`model=${c.price.model || '-'}`];
   if (c.price.mode) parts.push(`mode=${c.price.mode}`);
   if (c.price.pricingType === 'per_second') parts.push(`${c.price.seconds}s`);
+  if (c.price.pricingType === 'per_block') parts.push(`${c.price.seconds}s = ${c.price.units} block(s)`);
   if (c.price.pricingType === 'per_image') parts.push(`${c.price.units} image(s)`);
+  if (c.price.pricingType === 'units') parts.push(`${c.price.units} Kling unit(s)`);
   return parts.join(' ');
 }
 

@@ -1,6 +1,23 @@
 import type { TableKind } from '../../adapters/types.js';
 
-export type PricingType = 'per_second' | 'fixed' | 'per_image';
+/**
+ * How a price is counted. A registry entry names one of the first three; a pricing rule may also
+ * count per block of seconds or per Kling unit.
+ */
+export type PricingType = 'per_second' | 'fixed' | 'per_image' | 'per_block' | 'units';
+
+/** Request fields pricing reads (README, "Adding an endpoint by editing JSON"; docs/pricing.md). */
+export interface PricedFields {
+  model?: string;
+  mode?: string;
+  duration?: string;
+  count?: string;
+  resolution?: string;
+  sound?: string;
+  voice?: string;
+  video_input?: string;
+  image_input?: string;
+}
 export type EndpointKind = 'task' | 'sync';
 /** How Kling serves a path: POST with a JSON body, or GET with a query string. */
 export type EndpointMethod = 'POST' | 'GET';
@@ -14,7 +31,7 @@ export interface RegistryEntryJson {
   table: TableKind;
   pricing_type: PricingType;
   kind: EndpointKind;
-  fields?: { model?: string; mode?: string; duration?: string; count?: string };
+  fields?: PricedFields;
   /** per_image: count images from `count` when `field` equals `value`; `max` when `count` is not a number. */
   series?: { field: string; value: string; count: string; max?: number };
   default_model?: string;
@@ -37,7 +54,7 @@ export interface RegistryEntry {
   table: TableKind;
   pricingType: PricingType;
   kind: EndpointKind;
-  fields: { model?: string; mode?: string; duration?: string; count?: string };
+  fields: PricedFields;
   series: { field: string; value: string; count: string; max?: number } | undefined;
   defaultModel: string | undefined;
   defaultSeconds: number | undefined;

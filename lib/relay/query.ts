@@ -1,13 +1,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RelayTask } from '../../adapters/types.js';
-import { applyKlingTask, fetchKlingTask, isFinal } from '../completion/apply.js';
+import { observe } from '../task/observe.js';
+import { isFinal } from '../task/states.js';
 import { shownDeductions } from '../completion/deductions.js';
 import { RelayHttpError } from '../errors.js';
 import type { RegistryEntry } from '../registry/types.js';
 import { UpstreamError } from '../upstream/client.js';
 import type { RelayContext } from './context.js';
 import { sendSuccess } from './respond.js';
-import { identifyCaller } from './submit.js';
+import { identifyCaller } from './caller.js';
 
 /** A task not final and not checked within this long is refreshed from Kling when queried. */
 export const REFRESH_AFTER_MS = 3_000;
@@ -51,9 +52,8 @@ export function refreshTask(ctx: RelayContext, task: RelayTask): Promise<void> {
     const account = ctx.accounts.get(current.account_id);
     if (!account || current.kling_task_id === null) return;
     try {
-      const data = await fetchKlingTask(ctx, account, current, current.kling_task_id);
-      if (data) await applyKlingTask(ctx, current, data);
-      await ctx.store.updateTask(ctx.db, task.id, { checked_at: Date.now() });
+      // An answer the relay cannot read changes nothing here: the caller gets the task as stored.
+      await observe(ctx, account, current, { id: current.kling_task_id, strict: false, mustNameOurs: false, markChecked: true });
     } catch (error) {
       // Kling's trouble must not hide the caller's task: answer from the database.
       if (!(error instanceof UpstreamError)) throw error;

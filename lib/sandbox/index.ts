@@ -1,5 +1,6 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { AccountBook } from './account.js';
 import { signKlingToken } from './auth.js';
 import { CallbackDispatcher } from './callbacks.js';
 import { FaultSwitches } from './faults.js';
@@ -173,7 +174,8 @@ export async function startKlingSandbox(options: SandboxOptions = {}): Promise<K
     dispatcher,
   );
   const faults = new FaultSwitches();
-  const ctx: SandboxContext = { accounts, endpoints, store, resources: new SandboxResources(store), faults, requests: [], hung: new Set(), history: options.history };
+  const accountBook = new AccountBook(accounts, () => store.all(), options.history);
+  const ctx: SandboxContext = { accounts, endpoints, store, resources: new SandboxResources(store), faults, requests: [], hung: new Set(), history: options.history, accountBook };
 
   const server = createServer(createHandler(ctx));
   await new Promise<void>((resolve, reject) => {
@@ -213,6 +215,7 @@ export async function startKlingSandbox(options: SandboxOptions = {}): Promise<K
       store.reset();
       ctx.resources.reset();
       faults.reset();
+      accountBook.reset();
       dispatcher.reset();
       ctx.requests.length = 0;
     },

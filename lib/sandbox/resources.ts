@@ -99,7 +99,7 @@ export class SandboxResources {
   private createFirstApiElement(accessKey: string, body: Record<string, unknown>): Record<string, unknown> {
     const made = element(body);
     this.firstApiElements.set(String(made.element_id), { accessKey, element: made });
-    return { task_id: newTaskId(), task_status: 'succeed', task_result: { elements: [made] }, final_unit_deduction: '1', final_balance_deduction: { quota: '0', list_price: '0' } };
+    return { task_id: newTaskId(), task_status: 'succeed', task_result: { elements: [made] }, final_unit_deduction: '0', final_balance_deduction: { quota: '0', list_price: '0' } };
   }
 
   /** Voices a result holds: its own list, and the voices bound to its elements (a video element's clone). */

@@ -1,5 +1,6 @@
 import { randomInt, randomUUID } from 'node:crypto';
 import { PRESET_VOICE_IDS } from './presets.js';
+import { callUnits, taskUnits } from './prices.js';
 import type { BalanceDeduction, KlingTaskObject, SandboxTask } from './types.js';
 
 /** Generated media live on a made-up host: nothing the relay does should need to fetch them. */
@@ -130,36 +131,45 @@ function angleSets(task: SandboxTask): Record<string, unknown>[] {
   });
 }
 
+/** A plausible `task_result` for a task that succeeded; `duration`, when given, is the length its video or audio reports. */
+function resultOf(task: SandboxTask, duration: string | undefined): Record<string, unknown> {
+  const { path, body } = task;
+  if (path === '/v1/audio/text-to-audio') return { audios: [soundtrack(task, duration)] };
+  if (path === '/v1/audio/video-to-audio') return { videos: [video(task, duration)], audios: [soundtrack(task, duration)] };
+  if (path.includes('custom-voices')) {
+    return { voices: [voice(randomUUID(), typeof body.voice_name === 'string' ? body.voice_name : 'voice')] };
+  }
+  if (path.includes('custom-elements')) return { elements: [element(body)] };
+  if (path === '/v1/general/ai-multi-shot') return { images: angleSets(task) };
+  if (path.startsWith('/v1/images/')) {
+    if (path === '/v1/images/kolors-virtual-try-on') return { images: images(task, 1) };
+    if (path === '/v1/images/omni-image' && body.result_type === 'series') {
+      return { result_type: 'series', series_images: images(task, count(body.series_amount, 4)) };
+    }
+    const result: Record<string, unknown> = { images: images(task, count(body.n, 1)) };
+    if (path === '/v1/images/omni-image') result.result_type = 'single';
+    return result;
+  }
+  return { videos: [video(task, duration)] };
+}
+
+/** The seconds Kling charges a task for: those generated, never more than the request asked for. */
+function chargedSeconds(body: Record<string, unknown>, result: Record<string, unknown>): number | undefined {
+  const first = (list: unknown): Record<string, unknown> => record(Array.isArray(list) ? list[0] : undefined);
+  const generated = positive(first(result.videos).duration ?? first(result.audios).duration_mp3);
+  const asked = positive(body.duration) ?? positive(record(body.input).duration);
+  return generated !== undefined && asked !== undefined ? Math.min(generated, asked) : (generated ?? asked);
+}
+
 /**
- * A plausible `task_result` and `final_unit_deduction` for a task that succeeded; `duration`, when
- * given, is the length its video or audio reports.
+ * A plausible `task_result` and the `final_unit_deduction` Kling's price list gives it, for a task
+ * that succeeded; `duration`, when given, is the length its video or audio reports.
  */
 export function succeededResult(task: SandboxTask, duration?: string): { result: Record<string, unknown>; units: string } {
-  const { path, body } = task;
-  if (path === '/v1/audio/text-to-audio') return { result: { audios: [soundtrack(task, duration)] }, units: '1' };
-  if (path === '/v1/audio/video-to-audio') {
-    return { result: { videos: [video(task, duration)], audios: [soundtrack(task, duration)] }, units: '1' };
-  }
-  if (path.includes('custom-voices')) {
-    return { result: { voices: [voice(randomUUID(), typeof body.voice_name === 'string' ? body.voice_name : 'voice')] }, units: '0.05' };
-  }
-  if (path.includes('custom-elements')) return { result: { elements: [element(body)] }, units: '1' };
-  if (path === '/v1/general/ai-multi-shot') return { result: { images: angleSets(task) }, units: '20' };
-  if (path.startsWith('/v1/images/')) {
-    if (path === '/v1/images/kolors-virtual-try-on') return { result: { images: images(task, 1) }, units: '1' };
-    if (path === '/v1/images/omni-image' && body.result_type === 'series') {
-      const amount = count(body.series_amount, 4);
-      return {
-        result: { result_type: 'series', series_images: images(task, amount) },
-        units: String(amount),
-      };
-    }
-    const n = count(body.n, 1);
-    const result: Record<string, unknown> = { images: images(task, n) };
-    if (path === '/v1/images/omni-image') result.result_type = 'single';
-    return { result, units: String(n) };
-  }
-  return { result: { videos: [video(task, duration)] }, units: String(Math.ceil(requestedSeconds(body) / 5)) };
+  const result = resultOf(task, duration);
+  const pictures = result.series_images ?? result.images;
+  const delivered = { seconds: chargedSeconds(task.body, result), images: Array.isArray(pictures) ? pictures.length : undefined };
+  return { result, units: taskUnits(task.path, task.body, delivered) };
 }
 
 const CONTINUATIONS = new Set(['/v1/videos/video-extend', '/v1/videos/advanced-lip-sync', '/v1/audio/video-to-audio']);
@@ -202,7 +212,7 @@ function maskList(): Record<string, unknown>[] {
 
 /** The `data` of a synchronous endpoint: identify-face, the multi-elements selection calls, image-recognize and the audio ones. */
 export function syncResult(path: string, body: Record<string, unknown>): Record<string, unknown> {
-  const final_unit_deduction = '1';
+  const final_unit_deduction = callUnits(path);
   const final_balance_deduction = { ...NO_BALANCE_DEDUCTION };
   switch (path.slice(path.lastIndexOf('/') + 1)) {
     case 'identify-face':
