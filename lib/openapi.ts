@@ -210,6 +210,7 @@ function submitOperation(entry: RegistryEntry, schemaName: string, acceptsCallba
 
 /** A GET entry's call: the schema's properties are its query parameters (strings), the answer Kling's. */
 function getCallOperation(entry: RegistryEntry, schemaName: string, properties: Record<string, unknown>): Json {
+  // The parameters carry the bundled property schemas themselves: a query has no body to name.
   return {
     operationId: `call_${entry.type.replace(/[^A-Za-z0-9]+/g, '_')}_${entry.path.replace(/[^A-Za-z0-9]+/g, '_')}`,
     summary: `Call ${entry.type}`,
@@ -218,7 +219,7 @@ function getCallOperation(entry: RegistryEntry, schemaName: string, properties: 
       "Kling's answer is the result; the hold is settled at once.",
     tags: [tag(entry)],
     'x-kling-relay': { type: entry.type, table: entry.table, pricing_type: entry.pricingType, kind: entry.kind, method: 'GET' },
-    parameters: Object.keys(properties).map((name) => ({ name, in: 'query', schema: { $ref: `#/components/schemas/${schemaName}/properties/${name}` } })),
+    parameters: Object.entries(properties).map(([name, schema]) => ({ name, in: 'query', schema })),
     responses: {
       '200': { description: "Kling's answer in its envelope.", content: { 'application/json': { schema: { $ref: '#/components/schemas/KlingSyncEnvelope' } } } },
       ...errorResponses([400, 401, 402, 404, 429, 502, 503, 504]),
@@ -278,9 +279,10 @@ export function buildOpenApi(registry: Registry, options: OpenApiOptions = {}): 
   for (const entry of [...registry.entries].sort((a, b) => a.path.localeCompare(b.path))) {
     const schemaName = bundle.rootName.get(entry.schemaId) as string;
     const properties = (registry.schemas.get(entry.schemaId) as { properties?: Record<string, unknown> } | undefined)?.properties;
-    // A GET entry's schema describes query parameters, not a body: it stays a named schema.
+    // A GET entry's schema describes query parameters, not a body: its properties become the parameters.
     if (entry.method === 'GET') {
-      paths[entry.path] = { get: getCallOperation(entry, schemaName, properties ?? {}) };
+      const bundled = (bundle.schemas[schemaName] as { properties?: Record<string, unknown> } | undefined)?.properties;
+      paths[entry.path] = { get: getCallOperation(entry, schemaName, bundled ?? properties ?? {}) };
       continue;
     }
     bodies[schemaName] = [...(bodies[schemaName] ?? []), entry.path];
