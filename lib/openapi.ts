@@ -113,7 +113,7 @@ function components(): Json {
         },
       },
       KlingSubmitEnvelope: envelope({ $ref: '#/components/schemas/KlingTaskSubmitted' }, "Kling's envelope around a create answer."),
-      KlingSyncEnvelope: envelope({ type: 'object', additionalProperties: true }, "Kling's envelope around an endpoint's immediate answer (e.g. a session)."),
+      KlingSyncEnvelope: envelope({ type: ['object', 'array'] }, "Kling's envelope around an endpoint's immediate answer (e.g. a session, or a preset list)."),
       KlingTaskEnvelope: envelope({ $ref: '#/components/schemas/KlingTask' }, "Kling's envelope around one task."),
       KlingTaskListEnvelope: envelope({ type: 'array', items: { $ref: '#/components/schemas/KlingTask' } }, "Kling's envelope around the caller's tasks, newest first."),
       KlingError: {
@@ -208,6 +208,25 @@ function submitOperation(entry: RegistryEntry, schemaName: string, acceptsCallba
   };
 }
 
+/** A GET entry's call: the schema's properties are its query parameters (strings), the answer Kling's. */
+function getCallOperation(entry: RegistryEntry, schemaName: string, properties: Record<string, unknown>): Json {
+  // The parameters carry the bundled property schemas themselves: a query has no body to name.
+  return {
+    operationId: `call_${entry.type.replace(/[^A-Za-z0-9]+/g, '_')}_${entry.path.replace(/[^A-Za-z0-9]+/g, '_')}`,
+    summary: `Call ${entry.type}`,
+    description:
+      `Validates the query string (schema ${schemaName}), prices the call (${entry.pricingType}), holds the caller's quota, records it in the host's ${entry.table} table and forwards it to Kling GET ${entry.path}. ` +
+      "Kling's answer is the result; the hold is settled at once.",
+    tags: [tag(entry)],
+    'x-kling-relay': { type: entry.type, table: entry.table, pricing_type: entry.pricingType, kind: entry.kind, method: 'GET' },
+    parameters: Object.entries(properties).map(([name, schema]) => ({ name, in: 'query', schema })),
+    responses: {
+      '200': { description: "Kling's answer in its envelope.", content: { 'application/json': { schema: { $ref: '#/components/schemas/KlingSyncEnvelope' } } } },
+      ...errorResponses([400, 401, 402, 404, 429, 502, 503, 504]),
+    },
+  };
+}
+
 function listOperation(entry: RegistryEntry): Json {
   return {
     operationId: `list_${entry.path.replace(/[^A-Za-z0-9]+/g, '_')}`,
@@ -259,8 +278,14 @@ export function buildOpenApi(registry: Registry, options: OpenApiOptions = {}): 
   const bodies: Record<string, string[]> = {};
   for (const entry of [...registry.entries].sort((a, b) => a.path.localeCompare(b.path))) {
     const schemaName = bundle.rootName.get(entry.schemaId) as string;
-    bodies[schemaName] = [...(bodies[schemaName] ?? []), entry.path];
     const properties = (registry.schemas.get(entry.schemaId) as { properties?: Record<string, unknown> } | undefined)?.properties;
+    // A GET entry's schema describes query parameters, not a body: its properties become the parameters.
+    if (entry.method === 'GET') {
+      const bundled = (bundle.schemas[schemaName] as { properties?: Record<string, unknown> } | undefined)?.properties;
+      paths[entry.path] = { get: getCallOperation(entry, schemaName, bundled ?? properties ?? {}) };
+      continue;
+    }
+    bodies[schemaName] = [...(bodies[schemaName] ?? []), entry.path];
     paths[entry.path] = { post: submitOperation(entry, schemaName, properties?.callback_url !== undefined), ...(entry.queryable ? { get: listOperation(entry) } : {}) };
     if (entry.queryable) {
       paths[`${entry.path}/{id}`] = { get: getOperation(`get_${entry.path.replace(/[^A-Za-z0-9]+/g, '_')}`, `One of the caller's ${entry.type} tasks`, [tag(entry)]) };

@@ -52,6 +52,24 @@ import type { ImageExpandRequest } from './images-editing-expand.js';
 export type { ImageExpandRequest };
 import type { VirtualTryOnRequest } from './images-kolors-virtual-try-on.js';
 export type { VirtualTryOnRequest };
+import type { CustomVoiceRequest } from './general-custom-voices.js';
+export type { CustomVoiceRequest };
+import type { PresetVoicesQuery } from './general-presets-voices.js';
+export type { PresetVoicesQuery };
+import type { DeleteVoiceRequest } from './general-delete-voices.js';
+export type { DeleteVoiceRequest };
+import type { AdvancedCustomElementRequest } from './general-advanced-custom-elements.js';
+export type { AdvancedCustomElementRequest };
+import type { PresetElementsQuery } from './general-advanced-presets-elements.js';
+export type { PresetElementsQuery };
+import type { DeleteAdvancedElementRequest } from './general-delete-advanced-elements.js';
+export type { DeleteAdvancedElementRequest };
+import type { DeleteElementRequest } from './general-delete-elements.js';
+export type { DeleteElementRequest };
+import type { CustomElementRequest } from './general-custom-elements.js';
+export type { CustomElementRequest };
+import type { AiMultiShotRequest } from './general-ai-multi-shot.js';
+export type { AiMultiShotRequest };
 
 /** The request body of every built-in endpoint, by path. */
 export interface KlingRequestBodies {
@@ -81,4 +99,13 @@ export interface KlingRequestBodies {
   '/v1/images/multi-image2image': MultiImage2ImageRequest;
   '/v1/images/editing/expand': ImageExpandRequest;
   '/v1/images/kolors-virtual-try-on': VirtualTryOnRequest;
+  '/v1/general/custom-voices': CustomVoiceRequest;
+  '/v1/general/presets-voices': PresetVoicesQuery;
+  '/v1/general/delete-voices': DeleteVoiceRequest;
+  '/v1/general/advanced-custom-elements': AdvancedCustomElementRequest;
+  '/v1/general/advanced-presets-elements': PresetElementsQuery;
+  '/v1/general/delete-advanced-elements': DeleteAdvancedElementRequest;
+  '/v1/general/delete-elements': DeleteElementRequest;
+  '/v1/general/custom-elements': CustomElementRequest;
+  '/v1/general/ai-multi-shot': AiMultiShotRequest;
 }

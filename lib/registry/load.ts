@@ -35,6 +35,8 @@ const FIELD_FIXES: Record<string, string> = {
   pricing_type: "use 'per_second', 'fixed' or 'per_image'",
   kind: "use 'task' (answered later by callback) or 'sync' (answered at once)",
   path: "write the exact Kling path, e.g. '/v1/videos/text2video'",
+  method: "use 'POST' (a JSON body; the default) or 'GET' (a query string)",
+  queryable: "a boolean; a GET entry is the call itself and has no task list, so its queryable is false",
 };
 
 /** Checks a registry document against schemas/registry.schema.json; errors name the entry and the fix. */
@@ -62,6 +64,7 @@ function schemaIdFor(file: string, schema: Record<string, unknown>): string {
 export function toEntry(json: RegistryEntryJson, schemaFile: string, schemaId: string, source: string): RegistryEntry {
   return {
     path: json.path,
+    method: json.method ?? 'POST',
     type: json.type,
     table: json.table,
     pricingType: json.pricing_type,

@@ -19,10 +19,13 @@ export interface PricedFields {
   image_input?: string;
 }
 export type EndpointKind = 'task' | 'sync';
+/** How Kling serves a path: POST with a JSON body, or GET with a query string. */
+export type EndpointMethod = 'POST' | 'GET';
 
 /** One entry of a registry file, as written in JSON (schemas/registry.schema.json). */
 export interface RegistryEntryJson {
   path: string;
+  method?: EndpointMethod;
   type: string;
   schema: string;
   table: TableKind;
@@ -45,6 +48,8 @@ export interface RegistryFileJson {
 /** A registry entry as the relay uses it: the schema is loaded and addressed by its `$id`. */
 export interface RegistryEntry {
   path: string;
+  /** POST (the body is the request) or GET (the query string is). */
+  method: EndpointMethod;
   type: string;
   table: TableKind;
   pricingType: PricingType;

@@ -125,3 +125,9 @@ export async function readJsonBody(req: IncomingMessage & { body?: unknown; _bod
     throw new RelayHttpError(400, 1200, `malformed JSON: ${(cause as Error).message}`, { cause });
   }
 }
+
+/** A GET call's request: its query string as an object of strings (a repeated name keeps its last value). */
+export function queryInput(req: IncomingMessage): Record<string, string> {
+  const query = (req.url ?? '').split('?')[1] ?? '';
+  return Object.fromEntries(new URLSearchParams(query));
+}

@@ -20,8 +20,8 @@ function routePath(url: string | undefined): string {
 
 function dispatch(ctx: RelayContext, path: string, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
   const entry = ctx.registry.byPath.get(path);
-  if (req.method === 'POST' && entry) return submit(ctx, entry, req, res, requestId);
-  if (req.method === 'GET' || req.method === 'HEAD') {
+  if (entry && req.method === entry.method) return submit(ctx, entry, req, res, requestId);
+  if ((req.method === 'GET' || req.method === 'HEAD') && entry?.method !== 'GET') {
     const search = new URLSearchParams((req.url ?? '').split('?')[1] ?? '');
     if (entry?.queryable) return queryList(ctx, entry, search, req, res, requestId);
     const cut = path.lastIndexOf('/');

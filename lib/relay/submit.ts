@@ -15,7 +15,7 @@ import type { RegistryEntry } from '../registry/types.js';
 import type { KlingAccount } from '../upstream/accounts.js';
 import { UpstreamError, type KlingReply } from '../upstream/client.js';
 import { isAccountProblem, isTaskNotFound, toRelayError } from '../upstream/errors.js';
-import { isJsonRequest, readJsonBody } from './body.js';
+import { isJsonRequest, queryInput, readJsonBody } from './body.js';
 import { loggableError } from '../loggable-error.js';
 import type { RelayContext } from './context.js';
 import { withinDeadline } from './deadline.js';
@@ -260,11 +260,18 @@ async function answerResent(ctx: RelayContext, res: ServerResponse, first: Relay
   answer(ctx, res, task.kling_task_id, taskObject(task), requestId);
 }
 
-/** The relay's POST handler for one registry entry. */
+/** The validated request, sent as Kling serves the path: a JSON body, or a query string for a GET entry. */
+function callKling(ctx: RelayContext, account: KlingAccount, entry: RegistryEntry, kling: Record<string, unknown>): Promise<KlingReply> {
+  if (entry.method === 'POST') return ctx.client.post(account, entry.path, kling);
+  const query = new URLSearchParams(Object.entries(kling).map(([name, value]): [string, string] => [name, String(value)])).toString();
+  return ctx.client.get(account, query === '' ? entry.path : `${entry.path}?${query}`);
+}
+
+/** The relay's handler for one registry entry: a POST, or a GET entry's call. */
 export async function submit(ctx: RelayContext, entry: RegistryEntry, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
-  if (!isJsonRequest(req)) throw new RelayHttpError(415, 1200, "the request body must be JSON (Content-Type: application/json)");
+  if (entry.method === 'POST' && !isJsonRequest(req)) throw new RelayHttpError(415, 1200, "the request body must be JSON (Content-Type: application/json)");
   const caller = await identifyCaller(ctx, req, res);
-  const body = await readJsonBody(req, ctx.config.bodyLimit);
+  const body = entry.method === 'GET' ? queryInput(req) : await readJsonBody(req, ctx.config.bodyLimit);
   const checked = ctx.validator.validate(entry.path, body);
   if (!checked.ok) throw new RelayHttpError(400, 1201, `invalid request: ${checked.errors[0]?.path || '/'} ${checked.errors[0]?.message ?? ''}`.trim(), { errors: checked.errors });
   const kling = checked.body;
@@ -308,7 +315,7 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
 
   let reply: KlingReply;
   try {
-    reply = await ctx.client.post(account, entry.path, kling);
+    reply = await callKling(ctx, account, entry, kling);
   } catch (error) {
     if (!(error instanceof UpstreamError)) throw error;
     reply = await afterFailedPost(ctx, entry, account, task, error, log);

@@ -5,6 +5,7 @@ import { signKlingToken } from './auth.js';
 import { CallbackDispatcher } from './callbacks.js';
 import { FaultSwitches } from './faults.js';
 import { builtInEndpoints } from './registry.js';
+import { SandboxResources } from './resources.js';
 import { type SandboxContext, createHandler } from './server.js';
 import { TaskStore } from './tasks.js';
 import type {
@@ -174,7 +175,7 @@ export async function startKlingSandbox(options: SandboxOptions = {}): Promise<K
   );
   const faults = new FaultSwitches();
   const accountBook = new AccountBook(accounts, () => store.all(), options.history);
-  const ctx: SandboxContext = { accounts, endpoints, store, faults, requests: [], hung: new Set(), history: options.history, accountBook };
+  const ctx: SandboxContext = { accounts, endpoints, store, resources: new SandboxResources(store), faults, requests: [], hung: new Set(), history: options.history, accountBook };
 
   const server = createServer(createHandler(ctx));
   await new Promise<void>((resolve, reject) => {
@@ -212,6 +213,7 @@ export async function startKlingSandbox(options: SandboxOptions = {}): Promise<K
     callbacksIdle: () => dispatcher.idle(),
     reset() {
       store.reset();
+      ctx.resources.reset();
       faults.reset();
       accountBook.reset();
       dispatcher.reset();

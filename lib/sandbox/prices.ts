@@ -68,6 +68,9 @@ const PER_CALL: Record<string, number> = {
   '/v1/audio/video-to-audio': 0.25,
   '/v1/videos/image-recognize': 0.1,
   '/v1/general/custom-voices': 0.05,
+  // Image-pack units: AI multi-shot is 20 a call. Kling's price lists do not price element creation.
+  '/v1/general/ai-multi-shot': 20,
+  '/v1/general/advanced-custom-elements': 0,
 };
 
 const LIP_SYNC = new Set(['/v1/videos/advanced-lip-sync', '/v1/videos/lip-sync']);

@@ -12,10 +12,11 @@ let cached: SandboxEndpoint[] | undefined;
 export function builtInEndpoints(): SandboxEndpoint[] {
   if (cached) return cached;
   const raw = JSON.parse(readFileSync(findRegistryFile(), 'utf8')) as {
-    endpoints?: { path?: unknown; kind?: unknown }[];
+    endpoints?: { path?: unknown; kind?: unknown; method?: unknown }[];
   };
+  // GET entries are Kling's preset lists, which the sandbox serves by itself (resources.ts).
   cached = (raw.endpoints ?? []).flatMap((entry) =>
-    typeof entry.path === 'string' && (entry.kind === 'task' || entry.kind === 'sync')
+    typeof entry.path === 'string' && entry.method !== 'GET' && (entry.kind === 'task' || entry.kind === 'sync')
       ? [{ path: entry.path, kind: entry.kind }]
       : [],
   );

@@ -1,4 +1,5 @@
 import { randomInt, randomUUID } from 'node:crypto';
+import { PRESET_VOICE_IDS } from './presets.js';
 import { callUnits, taskUnits } from './prices.js';
 import type { BalanceDeduction, KlingTaskObject, SandboxTask } from './types.js';
 
@@ -15,7 +16,7 @@ export function newTaskId(): string {
   return id;
 }
 
-function media(kind: string, id: string, ext: string): string {
+export function media(kind: string, id: string, ext: string): string {
   return `${CDN}/${kind}/${id}.${ext}`;
 }
 
@@ -78,18 +79,68 @@ function images(task: SandboxTask, n: number): Record<string, unknown>[] {
   });
 }
 
+/** A voice as Kling lists it; `owned_by` is 'kling' for Kling's official voices, else the creator. */
+export function voice(voiceId: string, name: string, ownedBy = 'creator'): Record<string, unknown> {
+  return { voice_id: voiceId, voice_name: name, trial_url: media('voices', voiceId, 'mp3'), owned_by: ownedBy };
+}
+
+/** Kling's element ids are longs; 15 digits stay exact as JSON numbers. */
+export function newElementId(): number {
+  return Number(newTaskId().slice(0, 15));
+}
+
+/**
+ * The voice bound to a new element: the one it names (`owned_by` 'kling' for a preset), or, for an
+ * element made from a video, the voice Kling clones from the video's speech. None for an image element
+ * that names none.
+ */
+function boundVoice(body: Record<string, unknown>): Record<string, unknown> | undefined {
+  const named = body.element_voice_id;
+  if (typeof named === 'string' && named !== '') return voice(named, 'voice', PRESET_VOICE_IDS.has(named) ? 'kling' : 'creator');
+  if (body.reference_type === 'video_refer') return voice(randomUUID(), `${String(body.element_name ?? 'element')} voice`);
+  return undefined;
+}
+
+/** An element as Kling answers it: the stored images and video as Kling's URLs, its voice, its tags. */
+export function element(body: Record<string, unknown>): Record<string, unknown> {
+  const id = newElementId();
+  const images = record(body.element_image_list);
+  const refers = Array.isArray(images.refer_images) ? images.refer_images : Array.isArray(body.element_refer_list) ? body.element_refer_list : [];
+  const hasImages = body.element_image_list !== undefined || body.element_frontal_image !== undefined;
+  const videos = record(body.element_video_list).refer_videos;
+  const bound = boundVoice(body);
+  return {
+    element_id: id,
+    element_name: body.element_name ?? 'element',
+    element_description: body.element_description ?? '',
+    reference_type: body.reference_type ?? 'image_refer',
+    element_image_list: hasImages ? { frontal_image: media('elements', `${id}-front`, 'png'), refer_images: refers.map((_, i) => ({ image_url: media('elements', `${id}-${i}`, 'png') })) } : {},
+    element_video_list: Array.isArray(videos) ? { refer_videos: videos.map((_, i) => ({ video_url: media('elements', `${id}-${i}`, 'mp4') })) } : {},
+    ...(bound ? { element_voice_info: bound } : {}),
+    tag_list: Array.isArray(body.tag_list) ? body.tag_list.map((tag) => ({ tag_id: record(tag).tag_id })) : [],
+    owned_by: 'creator',
+    status: 'succeed',
+  };
+}
+
+/** AI multi-shot: three sets of the element seen from three other angles. */
+function angleSets(task: SandboxTask): Record<string, unknown>[] {
+  return [0, 1, 2].map((index) => {
+    const id = `${task.taskId}-${index}`;
+    return { index, url_1: media('images', `${id}-1`, 'png'), url_2: media('images', `${id}-2`, 'png'), url_3: media('images', `${id}-3`, 'png') };
+  });
+}
+
 /** A plausible `task_result` for a task that succeeded; `duration`, when given, is the length its video or audio reports. */
 function resultOf(task: SandboxTask, duration: string | undefined): Record<string, unknown> {
   const { path, body } = task;
   if (path === '/v1/audio/text-to-audio') return { audios: [soundtrack(task, duration)] };
   if (path === '/v1/audio/video-to-audio') return { videos: [video(task, duration)], audios: [soundtrack(task, duration)] };
   if (path.includes('custom-voices')) {
-    const voice_id = randomUUID();
-    return { voices: [{ voice_id, voice_name: body.voice_name ?? 'voice', trial_url: media('voices', voice_id, 'mp3'), owned_by: 'creator' }] };
+    return { voices: [voice(randomUUID(), typeof body.voice_name === 'string' ? body.voice_name : 'voice')] };
   }
-  if (path.includes('custom-elements')) {
-    return { elements: [{ element_id: Number(newTaskId().slice(0, 12)), element_name: body.element_name ?? 'element' }] };
-  }
+  if (path.includes('custom-elements')) return { elements: [element(body)] };
+  if (path === '/v1/general/ai-multi-shot') return { images: angleSets(task) };
   if (path.startsWith('/v1/images/')) {
     if (path === '/v1/images/kolors-virtual-try-on') return { images: images(task, 1) };
     if (path === '/v1/images/omni-image' && body.result_type === 'series') {

@@ -4,6 +4,7 @@ import { authenticate } from './auth.js';
 import { KlingError, requestId } from './codes.js';
 import type { FaultSwitches } from './faults.js';
 import { readBody, sendData, sendError, sendRaw } from './http.js';
+import { SandboxResources } from './resources.js';
 import { syncResult, taskObject } from './results.js';
 import { boundedCopy, type TaskStore } from './tasks.js';
 import type { EndpointKind, RecordedRequest, SandboxAccount } from './types.js';
@@ -12,6 +13,8 @@ export interface SandboxContext {
   accounts: readonly SandboxAccount[];
   endpoints: ReadonlyMap<string, EndpointKind>;
   store: TaskStore;
+  /** Custom voices and elements per account, and the preset lists. */
+  resources: SandboxResources;
   faults: FaultSwitches;
   requests: RecordedRequest[];
   /** Answers held back by hangNextCreate or hangNextQueries, released or destroyed by close(). */
@@ -62,6 +65,8 @@ async function handle(ctx: SandboxContext, req: IncomingMessage, res: ServerResp
       sendData(res, ctx.accountBook.answer(accessKey, entry.method, url, body, malformed));
     } else if (entry.method === 'POST') {
       create(ctx, res, accessKey, url.pathname, body, malformed);
+    } else if (entry.method === 'GET' && SandboxResources.isListPath(url.pathname)) {
+      sendData(res, ctx.resources.list(url.pathname, url.searchParams));
     } else if (entry.method === 'GET') {
       query(ctx, res, accessKey, url);
     } else {
@@ -94,7 +99,7 @@ function create(
   const delivery = ctx.faults.takeCreateDelivery();
   let data: unknown;
   if (kind === 'sync') {
-    const answer = syncResult(path, fields);
+    const answer = ctx.resources.call(accessKey, path, fields) ?? syncResult(path, fields);
     ctx.accountBook.recordSync(accessKey, path, fields, answer);
     data = answer;
   } else {

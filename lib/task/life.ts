@@ -102,7 +102,19 @@ export function storedPricing(task: RelayTask): SettleTerms | undefined {
   }
 }
 
-/** Ids a result names (videos, audios, voices, elements, a session), with their kind. */
+/** The id at `key` of a result item, unless the item is one of Kling's official voices or elements (every caller's). */
+function ownId(item: unknown, key: string): string | undefined {
+  if (typeof item !== 'object' || item === null) return undefined;
+  const fields = item as Record<string, unknown>;
+  if (fields.owned_by === 'kling') return undefined;
+  const id = fields[key];
+  return typeof id === 'string' || typeof id === 'number' ? String(id) : undefined;
+}
+
+/**
+ * Ids a result names (videos, audios, voices, elements, a session, the voice an element is bound
+ * to: a video element clones the speaker's voice), with their kind.
+ */
 export function resultResources(data: unknown): [string, string][] {
   if (typeof data !== 'object' || data === null) return [];
   const d = data as Record<string, unknown> & { task_result?: unknown };
@@ -115,8 +127,10 @@ export function resultResources(data: unknown): [string, string][] {
       const items = (source as Record<string, unknown>)[list];
       if (!Array.isArray(items)) continue;
       for (const item of items) {
-        const id = (item as Record<string, unknown> | null)?.[key];
-        if (typeof id === 'string' || typeof id === 'number') found.push([String(id), kind]);
+        const id = ownId(item, key);
+        if (id !== undefined) found.push([id, kind]);
+        const voice = kind === 'element' ? ownId((item as Record<string, unknown> | null)?.element_voice_info, 'voice_id') : undefined;
+        if (voice !== undefined) found.push([voice, 'voice']);
       }
     }
   }

@@ -65,11 +65,11 @@ function tempDir(): string {
 
 function integratorRegistry(dir: string, table = 'video'): string {
   writeFileSync(
-    join(dir, 'custom-voices.json'),
+    join(dir, 'voice-styles.json'),
     JSON.stringify({
       $schema: 'https://json-schema.org/draft/2020-12/schema',
-      $id: 'https://example.com/schemas/custom-voices.json',
-      title: 'CustomVoiceRequest',
+      $id: 'https://example.com/schemas/voice-styles.json',
+      title: 'VoiceStyleRequest',
       type: 'object',
       properties: {
         model_name: { type: 'string', default: 'kling-voice-1' },
@@ -81,7 +81,7 @@ function integratorRegistry(dir: string, table = 'video'): string {
     }),
   );
   const file = join(dir, 'registry.json');
-  writeFileSync(file, JSON.stringify({ endpoints: [{ path: '/v1/general/custom-voices', type: 'custom-voice', schema: 'custom-voices.json', table, pricing_type: 'fixed', kind: 'task', fields: { model: 'model_name' }, queryable: true }] }));
+  writeFileSync(file, JSON.stringify({ endpoints: [{ path: '/v1/general/voice-styles', type: 'voice-style', schema: 'voice-styles.json', table, pricing_type: 'fixed', kind: 'task', fields: { model: 'model_name' }, queryable: true }] }));
   return file;
 }
 
@@ -230,7 +230,7 @@ describe('kling-relay CLI', () => {
     it('prices a typical request of every endpoint and lists the unpriced ones', async () => {
       const full = await cli(['check', '--pricing', 'examples/pricing.json']);
       expect(full.code, full.stderr).to.equal(0);
-      expect(full.stdout).to.match(/^26 endpoints; 68 pricing rules\./);
+      expect(full.stdout).to.match(/^35 endpoints; 76 pricing rules\./);
       // examples/pricing.json: text2video at 0.028 USD per second x the margin 1.25, 5 s by the schema's default duration.
       expect(full.stdout).to.match(/\/v1\/videos\/text2video\s+text2video\s+0\.175 USD\s+87500 quota\s+per_second \(model=kling-v1 mode=std 5s\)/);
       expect(full.stdout).to.match(/\/v1\/videos\/advanced-lip-sync\s+advanced-lip-sync\s+1\.05 USD\s+525000 quota\s+per_block \(model=kling-advanced-lip-sync 60s = 12 block\(s\)\)/);
@@ -241,8 +241,8 @@ describe('kling-relay CLI', () => {
       writeFileSync(pricing, JSON.stringify([{ model: 'kling-*', type: 'text2video', pricing_type: 'per_second', price: 0.028 }, { type: 'image-generation', pricing_type: 'per_image', price: 0.02 }]));
       const partial = await cli(['check', '--pricing', pricing]);
       expect(partial.code).to.equal(0);
-      expect(partial.stdout).to.match(/\/v1\/images\/generations\s+image-generation\s+0\.02 USD\s+10000 quota\s+per_image \(model=kling-v1 1 image\(s\)\)/);
-      expect(partial.stdout).to.include('No rule prices these 24 endpoint(s)');
+      expect(partial.stdout).to.match(/\/v1\/images\/generations\s+image-generation\s+0\.02 USD\s+10000 quota\s+per_image \(model=kling-v3 1 image\(s\)\)/);
+      expect(partial.stdout).to.include('No rule prices these 33 endpoint(s)');
       expect(partial.stdout).to.match(/\/v1\/audio\/tts\s+tts\s+no pricing rule for type 'tts' and model 'kling-tts'/);
       const strict = await cli(['check', '--pricing', pricing, '--strict']);
       expect(strict.code).to.equal(1);
@@ -252,11 +252,11 @@ describe('kling-relay CLI', () => {
       const dir = tempDir();
       const registry = integratorRegistry(dir);
       const pricing = join(dir, 'pricing.json');
-      writeFileSync(pricing, JSON.stringify([{ type: 'custom-voice', model: 'kling-voice-*', pricing_type: 'fixed', price: 0.3 }]));
+      writeFileSync(pricing, JSON.stringify([{ type: 'voice-style', model: 'kling-voice-*', pricing_type: 'fixed', price: 0.3 }]));
       const res = await cli(['check', '--registry', registry, '--pricing', pricing]);
       expect(res.code, res.stderr).to.equal(0);
-      expect(res.stdout).to.match(/^27 endpoints/);
-      expect(res.stdout).to.match(/\/v1\/general\/custom-voices\s+custom-voice\s+0\.3 USD\s+150000 quota\s+fixed \(model=kling-voice-1\)/);
+      expect(res.stdout).to.match(/^36 endpoints/);
+      expect(res.stdout).to.match(/\/v1\/general\/voice-styles\s+voice-style\s+0\.3 USD\s+150000 quota\s+fixed \(model=kling-voice-1\)/);
     });
 
     it('exits 1 with the coded error of an invalid pricing or registry file', async () => {
@@ -334,13 +334,13 @@ describe('kling-relay CLI', () => {
     const out = join(dir, 'types');
     const res = await cli(['gen-types', '--registry', integratorRegistry(dir), '--out', out]);
     expect(res.code, res.stderr).to.equal(0);
-    expect(res.stdout).to.include('wrote general-custom-voices.ts, index.ts');
-    const ts = readFileSync(join(out, 'general-custom-voices.ts'), 'utf8');
-    expect(ts).to.match(/export interface CustomVoiceRequest \{/);
+    expect(res.stdout).to.include('wrote general-voice-styles.ts, index.ts');
+    const ts = readFileSync(join(out, 'general-voice-styles.ts'), 'utf8');
+    expect(ts).to.match(/export interface VoiceStyleRequest \{/);
     expect(ts).to.match(/voice_name: string;/);
     expect(ts).to.match(/voice_url: KlingDefsAudio;/);
     expect(ts).to.match(/export type KlingDefsAudio = string;/);
-    expect(readFileSync(join(out, 'index.ts'), 'utf8')).to.include("'/v1/general/custom-voices': CustomVoiceRequest;");
+    expect(readFileSync(join(out, 'index.ts'), 'utf8')).to.include("'/v1/general/voice-styles': VoiceStyleRequest;");
     const missing = await cli(['gen-types', '--registry', join(dir, 'registry.json')]);
     expect([missing.code, missing.stderr.split('\n')[0]]).to.deep.equal([2, 'kling-relay gen-types: --out <dir> is required']);
   });

@@ -17,11 +17,11 @@ type Json = Record<string, unknown>;
 function integratorRegistry(): string {
   const dir = mkdtempSync(join(tmpdir(), 'kling-openapi-'));
   writeFileSync(
-    join(dir, 'custom-voices.json'),
+    join(dir, 'voice-notes.json'),
     JSON.stringify({
       $schema: 'https://json-schema.org/draft/2020-12/schema',
-      $id: 'https://example.com/schemas/custom-voices.json',
-      title: 'CustomVoiceRequest',
+      $id: 'https://example.com/schemas/voice-notes.json',
+      title: 'VoiceNoteRequest',
       type: 'object',
       properties: {
         voice_name: { type: 'string', minLength: 1, maxLength: 20, errorMessage: 'a name of 1 to 20 characters' },
@@ -33,7 +33,7 @@ function integratorRegistry(): string {
     }),
   );
   const file = join(dir, 'registry.json');
-  writeFileSync(file, JSON.stringify({ endpoints: [{ path: '/v1/general/custom-voices', type: 'custom-voice', schema: 'custom-voices.json', table: 'video', pricing_type: 'fixed', kind: 'task', queryable: true }] }));
+  writeFileSync(file, JSON.stringify({ endpoints: [{ path: '/v1/general/voice-notes', type: 'voice-note', schema: 'voice-notes.json', table: 'video', pricing_type: 'fixed', kind: 'task', queryable: true }] }));
   return file;
 }
 
@@ -89,6 +89,14 @@ describe('OpenAPI document', () => {
     const registry = loadRegistry(undefined);
     expect(registry.entries.length).to.be.greaterThan(20);
     for (const entry of registry.entries) {
+      if (entry.method === 'GET') {
+        // A preset list: a GET whose query parameters are its schema's properties, and no POST.
+        const call = paths[entry.path]?.get;
+        expect(paths[entry.path]?.post, entry.path).to.equal(undefined);
+        expect((call?.parameters as { name: string; in: string }[]).map((p) => [p.name, p.in]), entry.path).to.deep.equal([['pageNum', 'query'], ['pageSize', 'query']]);
+        expect(Object.keys(call?.responses as Json)).to.include.members(['200', '400', '401', '402', '502', '503']);
+        continue;
+      }
       const post = paths[entry.path]?.post;
       expect(post, entry.path).to.not.equal(undefined);
       const bodyRef = (post?.requestBody as { $ref: string }).$ref;
@@ -142,8 +150,8 @@ describe('OpenAPI document', () => {
   it('is served at GET <mount>/openapi.json with the mount as server, and includes an endpoint added by JSON', async () => {
     if (!database) throw new Error('no database');
     h = await startHarness(database, {
-      sandbox: { schedule: 'manual', endpoints: [{ path: '/v1/general/custom-voices', kind: 'task' }] },
-      relay: { registry: integratorRegistry(), pricing: [...TEST_PRICING, { type: 'custom-voice', pricing_type: 'fixed', price: 0.05 }] },
+      sandbox: { schedule: 'manual', endpoints: [{ path: '/v1/general/voice-notes', kind: 'task' }] },
+      relay: { registry: integratorRegistry(), pricing: [...TEST_PRICING, { type: 'voice-note', pricing_type: 'fixed', price: 0.05 }] },
     });
     const res = await request(h.url).get('/kling/openapi.json');
     expect(res.status).to.equal(200);
@@ -152,15 +160,15 @@ describe('OpenAPI document', () => {
     await validateDocument(doc);
     expect(doc.servers).to.deep.equal([{ url: '/kling', description: 'Where the host mounts the relay.' }]);
     const paths = doc.paths as Record<string, Record<string, Json>>;
-    const post = paths['/v1/general/custom-voices']?.post as Json;
-    expect(post['x-kling-relay']).to.deep.equal({ type: 'custom-voice', table: 'video', pricing_type: 'fixed', kind: 'task' });
+    const post = paths['/v1/general/voice-notes']?.post as Json;
+    expect(post['x-kling-relay']).to.deep.equal({ type: 'voice-note', table: 'video', pricing_type: 'fixed', kind: 'task' });
     const schemas = (doc.components as Json).schemas as Record<string, Json>;
-    expect(post.requestBody).to.deep.equal({ $ref: '#/components/requestBodies/CustomVoiceRequest' });
+    expect(post.requestBody).to.deep.equal({ $ref: '#/components/requestBodies/VoiceNoteRequest' });
     const bodies = (doc.components as Json).requestBodies as Record<string, { content: Record<string, { schema: Json }> }>;
-    const custom = bodies.CustomVoiceRequest?.content['application/json']?.schema as { properties: Record<string, Json> };
+    const custom = bodies.VoiceNoteRequest?.content['application/json']?.schema as { properties: Record<string, Json> };
     expect(custom.properties.voice_name).to.deep.equal({ type: 'string', minLength: 1, maxLength: 20, 'x-errorMessage': 'a name of 1 to 20 characters' });
     expect(custom.properties.voice_url).to.deep.equal({ $ref: '#/components/schemas/KlingDefs_audio' });
     expect(schemas.KlingDefs_audio).to.have.property('x-klingMedia');
-    expect(paths['/v1/general/custom-voices/{id}']?.get).to.not.equal(undefined);
+    expect(paths['/v1/general/voice-notes/{id}']?.get).to.not.equal(undefined);
   });
 });

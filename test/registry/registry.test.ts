@@ -15,7 +15,9 @@ const EXPECTED_PATHS = [
   'videos/multi-elements/clear-selection', 'videos/multi-elements/preview-selection', 'videos/multi-elements',
   'videos/avatar/image2video', 'videos/effects', 'videos/image-recognize', 'audio/text-to-audio', 'audio/video-to-audio',
   'audio/tts', 'images/generations', 'images/omni-image', 'images/multi-image2image', 'images/editing/expand',
-  'images/kolors-virtual-try-on',
+  'images/kolors-virtual-try-on', 'general/custom-voices', 'general/presets-voices', 'general/delete-voices',
+  'general/advanced-custom-elements', 'general/advanced-presets-elements', 'general/delete-advanced-elements',
+  'general/delete-elements', 'general/custom-elements', 'general/ai-multi-shot',
 ].map((p) => `/v1/${p}`);
 
 /** The request types of seed 004 section 3.1, so that pricing written for the seed works unchanged. */
@@ -93,8 +95,14 @@ describe('registry', () => {
     }
   });
 
-  it('sends image endpoints to the image table and video/audio endpoints to the video table', () => {
-    for (const e of registry.entries) expect(e.table, e.path).to.equal(e.path.startsWith('/v1/images/') ? 'image' : 'video');
+  it('sends image endpoints (and AI multi-shot, which makes images) to the image table, the others to the video table', () => {
+    for (const e of registry.entries) expect(e.table, e.path).to.equal(e.path.startsWith('/v1/images/') || e.path === '/v1/general/ai-multi-shot' ? 'image' : 'video');
+  });
+
+  it('serves the preset lists with GET and everything else with POST', () => {
+    const gets = registry.entries.filter((e) => e.method === 'GET').map((e) => e.path).sort();
+    expect(gets).to.deep.equal(['/v1/general/advanced-presets-elements', '/v1/general/presets-voices']);
+    for (const e of registry.entries) expect(e.method, e.path).to.be.oneOf(['GET', 'POST']);
   });
 
   it('prices the other video generators per second', () => {
@@ -108,7 +116,9 @@ describe('registry', () => {
     expect(sync).to.deep.equal(
       ['/v1/videos/identify-face', '/v1/videos/image-recognize', '/v1/audio/tts', '/v1/videos/multi-elements/init-selection',
         '/v1/videos/multi-elements/add-selection', '/v1/videos/multi-elements/delete-selection',
-        '/v1/videos/multi-elements/clear-selection', '/v1/videos/multi-elements/preview-selection'].sort(),
+        '/v1/videos/multi-elements/clear-selection', '/v1/videos/multi-elements/preview-selection', '/v1/general/presets-voices',
+        '/v1/general/delete-voices', '/v1/general/advanced-presets-elements', '/v1/general/delete-advanced-elements',
+        '/v1/general/delete-elements', '/v1/general/custom-elements'].sort(),
     );
     for (const e of registry.entries) expect(e.queryable, e.path).to.equal(e.kind === 'task');
   });
@@ -180,6 +190,13 @@ describe('registry', () => {
     it('an unknown pricing type', () => {
       const file = registryWith([entry({ pricing_type: 'per_token' as never })]);
       expectConfigError(() => loadRegistry(file), 'ERR_KLING_RELAY_REGISTRY_PRICING_TYPE', "entry '/v1/videos/custom'", 'per_second');
+    });
+
+    it('an unknown method, and a GET entry with a task list', () => {
+      expectConfigError(() => loadRegistry(registryWith([entry({ method: 'PUT' as never })])), 'ERR_KLING_RELAY_REGISTRY_INVALID', "entry '/v1/videos/custom'", "'POST'", "'GET'");
+      expectConfigError(() => loadRegistry(registryWith([entry({ method: 'GET', kind: 'sync', queryable: true })])), 'ERR_KLING_RELAY_REGISTRY_INVALID', 'queryable is false');
+      expect(loadRegistry(registryWith([entry({ method: 'GET', kind: 'sync', queryable: false })])).byPath.get('/v1/videos/custom')?.method).to.equal('GET');
+      expect(loadRegistry(registryWith([entry()])).byPath.get('/v1/videos/custom')?.method).to.equal('POST');
     });
 
     it('a missing field and an unknown field', () => {

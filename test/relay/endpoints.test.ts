@@ -15,7 +15,25 @@ const START = 100_000_000;
  * hand from the registry entry (not by the relay's own quote): seconds for per_second (the body's
  * duration or the entry's default_seconds), images for per_image, 1 for fixed.
  */
-const CASES: Record<string, { body: Record<string, unknown>; units: number }> = {
+interface Case {
+  body: Record<string, unknown>;
+  units: number;
+  /** Makes at Kling what the request names (a voice or element to delete) and returns the body to send. */
+  prepare?: (h: Harness) => Promise<Record<string, unknown>>;
+}
+
+/** A voice or element made at Kling directly, on the relay's only account, as another tool of the account's owner would. */
+async function madeAtKling(h: Harness, path: string, body: object, id: (result: Record<string, unknown>) => unknown): Promise<string> {
+  const res = await request(h.sandbox.url).post(path).set('Authorization', `Bearer ${await h.sandbox.token()}`).send(body);
+  const task = h.sandbox.complete(String(res.body.data.task_id), { status: 'succeed' });
+  return String(id(task.result ?? {}));
+}
+
+const madeVoice = (h: Harness) => madeAtKling(h, '/v1/general/custom-voices', { voice_name: 'v', voice_url: AUDIO_URL }, (r) => (r.voices as { voice_id: string }[])[0]?.voice_id);
+const madeElement = (h: Harness) =>
+  madeAtKling(h, '/v1/general/advanced-custom-elements', { element_name: 'e', element_description: 'd', reference_type: 'image_refer', element_image_list: { frontal_image: IMAGE_URL, refer_images: [{ image_url: IMAGE_URL }] } }, (r) => (r.elements as { element_id: number }[])[0]?.element_id);
+
+const CASES: Record<string, Case> = {
   '/v1/videos/text2video': { body: { prompt: 'a cat surfing', duration: '10' }, units: 10 },
   '/v1/videos/image2video': { body: { image: IMAGE_URL, prompt: 'wave', duration: '5' }, units: 5 },
   '/v1/videos/omni-video': { body: { prompt: 'a lighthouse', aspect_ratio: '16:9', duration: '7' }, units: 7 },
@@ -48,6 +66,19 @@ const CASES: Record<string, { body: Record<string, unknown>; units: number }> = 
   '/v1/images/multi-image2image': { body: { prompt: 'p', subject_image_list: [{ subject_image: IMAGE_URL }, { subject_image: PNG_400x300 }], n: 2 }, units: 1 },
   '/v1/images/editing/expand': { body: { image: IMAGE_URL, up_expansion_ratio: 0.5, down_expansion_ratio: 0, left_expansion_ratio: 0, right_expansion_ratio: 0 }, units: 1 },
   '/v1/images/kolors-virtual-try-on': { body: { human_image: IMAGE_URL, cloth_image: JPEG_640x480 }, units: 1 },
+  '/v1/general/custom-voices': { body: { voice_name: 'Narrator', voice_url: AUDIO_URL }, units: 1 },
+  // A GET: the body is the query string.
+  '/v1/general/presets-voices': { body: { pageNum: '1', pageSize: '10' }, units: 1 },
+  '/v1/general/delete-voices': { body: {}, units: 1, prepare: async (h) => ({ voice_id: await madeVoice(h) }) },
+  '/v1/general/advanced-custom-elements': {
+    body: { element_name: 'Captain', element_description: 'a sea captain', reference_type: 'video_refer', element_video_list: { refer_videos: [{ video_url: VIDEO_URL }] } },
+    units: 1,
+  },
+  '/v1/general/advanced-presets-elements': { body: {}, units: 1 },
+  '/v1/general/delete-advanced-elements': { body: {}, units: 1, prepare: async (h) => ({ element_id: await madeElement(h) }) },
+  '/v1/general/delete-elements': { body: {}, units: 1, prepare: async (h) => ({ element_id: await madeElement(h) }) },
+  '/v1/general/custom-elements': { body: { element_name: 'Cup', element_description: 'a red mug', element_frontal_image: IMAGE_URL, element_refer_list: [{ image_url: JPEG_640x480 }] }, units: 1 },
+  '/v1/general/ai-multi-shot': { body: { element_frontal_image: PNG_400x300 }, units: 1 },
 };
 
 /** Types whose rule overrides the registry's pricing type, so per_image is exercised too. */
@@ -94,17 +125,25 @@ for (const database of testDatabases()) {
         const testCase = CASES[entry.path];
         if (!testCase) throw new Error(`no body for ${entry.path}`);
         const hold = expectedHold(entry);
-        const res = await request(h.url).post(`/kling${entry.path}`).set('X-User-Id', String(user)).send(testCase.body);
+        const body = testCase.prepare ? await testCase.prepare(h) : testCase.body;
+        const seen = h.sandbox.requests.length;
+        const res =
+          entry.method === 'GET'
+            ? await request(h.url).get(`/kling${entry.path}`).query(body).set('X-User-Id', String(user))
+            : await request(h.url).post(`/kling${entry.path}`).set('X-User-Id', String(user)).send(body);
         expect(res.status, JSON.stringify(res.body)).to.equal(200);
         expect(res.body).to.include({ code: 0, message: 'SUCCEED' });
 
-        const creates = h.creates();
-        expect(creates.map((c) => c.path)).to.deep.equal([entry.path]);
-        expect(creates[0]?.accessKey).to.equal(h.sandbox.accounts[0]?.accessKey);
+        const calls = h.sandbox.requests.slice(seen);
+        expect(calls.map((c) => [c.method, c.path])).to.deep.equal([[entry.method, entry.path]]);
+        // What was asked reached Kling: a GET's query string as sent, a POST's fields (with Kling's defaults filled in).
+        if (entry.method === 'GET') expect(calls[0]?.query).to.deep.equal(body);
+        else expect(Object.keys(calls[0]?.body as object)).to.include.members(Object.keys(body));
+        expect(calls[0]?.accessKey).to.equal(h.sandbox.accounts[0]?.accessKey);
 
         const hostTable = entry.table === 'image' ? 'images' : 'videos';
         const otherTable = entry.table === 'image' ? 'videos' : 'images';
-        expect(entry.table).to.equal(entry.path.startsWith('/v1/images/') ? 'image' : 'video');
+        expect(entry.table).to.equal(entry.path.startsWith('/v1/images/') || entry.path === '/v1/general/ai-multi-shot' ? 'image' : 'video');
         expect(await h.rows(otherTable)).to.deep.equal([]);
         const rows = await h.rows(hostTable);
         expect(rows).to.have.length(1);

@@ -7,15 +7,15 @@ import type { Text2VideoRequest } from '../../lib/generated/index.js';
 import { testDatabases } from '../support/databases.js';
 import { startHarness, TEST_PRICING, type Harness } from '../support/harness.js';
 
-/** An integrator adds Kling's custom-voices endpoint with a registry file and a schema: no code change. */
+/** An integrator adds an endpoint (a made-up Kling path) with a registry file and a schema: no code change. */
 function integratorRegistry(): string {
   const dir = mkdtempSync(join(tmpdir(), 'kling-integrator-'));
   writeFileSync(
-    join(dir, 'custom-voices.json'),
+    join(dir, 'voice-styles.json'),
     JSON.stringify({
       $schema: 'https://json-schema.org/draft/2020-12/schema',
-      $id: 'https://example.com/schemas/custom-voices.json',
-      title: 'CustomVoiceRequest',
+      $id: 'https://example.com/schemas/voice-styles.json',
+      title: 'VoiceStyleRequest',
       type: 'object',
       properties: {
         voice_name: { type: 'string', minLength: 1, maxLength: 20 },
@@ -32,7 +32,7 @@ function integratorRegistry(): string {
     file,
     JSON.stringify({
       endpoints: [
-        { path: '/v1/general/custom-voices', type: 'custom-voice', schema: 'custom-voices.json', table: 'video', pricing_type: 'fixed', kind: 'task', default_model: 'kling-custom-voice', queryable: true },
+        { path: '/v1/general/voice-styles', type: 'voice-style', schema: 'voice-styles.json', table: 'video', pricing_type: 'fixed', kind: 'task', default_model: 'kling-voice-style', queryable: true },
       ],
     }),
   );
@@ -47,21 +47,21 @@ describe('an endpoint added by registry JSON alone', () => {
   it('is validated, priced, recorded and relayed like a built-in one', async () => {
     if (!database) throw new Error('no database');
     h = await startHarness(database, {
-      sandbox: { schedule: 'manual', endpoints: [{ path: '/v1/general/custom-voices', kind: 'task' }] },
-      relay: { registry: integratorRegistry(), pricing: [...TEST_PRICING, { type: 'custom-voice', pricing_type: 'fixed', price: 0.05 }] },
+      sandbox: { schedule: 'manual', endpoints: [{ path: '/v1/general/voice-styles', kind: 'task' }] },
+      relay: { registry: integratorRegistry(), pricing: [...TEST_PRICING, { type: 'voice-style', pricing_type: 'fixed', price: 0.05 }] },
     });
     const user = await h.user(1_000_000);
-    const bad = await request(h.url).post('/kling/v1/general/custom-voices').set('X-User-Id', String(user)).send({ voice_name: 'x'.repeat(21), voice_url: 'https://cdn.example.com/v.mp3' });
+    const bad = await request(h.url).post('/kling/v1/general/voice-styles').set('X-User-Id', String(user)).send({ voice_name: 'x'.repeat(21), voice_url: 'https://cdn.example.com/v.mp3' });
     expect([bad.status, bad.body.code]).to.deep.equal([400, 1201]);
     expect(bad.body.errors).to.deep.equal([{ path: '/voice_name', message: 'must be at most 20 characters' }]);
 
-    const res = await request(h.url).post('/kling/v1/general/custom-voices').set('X-User-Id', String(user)).send({ voice_name: 'Narrator', voice_url: 'https://cdn.example.com/v.mp3' });
+    const res = await request(h.url).post('/kling/v1/general/voice-styles').set('X-User-Id', String(user)).send({ voice_name: 'Narrator', voice_url: 'https://cdn.example.com/v.mp3' });
     expect(res.status).to.equal(200);
     expect(res.body.data.task_status).to.equal('submitted');
     const [row] = await h.rows('videos');
-    expect(row).to.include({ type: 'custom-voice', model: 'kling-custom-voice', status: 'submitted' });
+    expect(row).to.include({ type: 'voice-style', model: 'kling-voice-style', status: 'submitted' });
     expect(Number(row?.quota)).to.equal(25_000);
-    expect(h.creates().map((r) => r.path)).to.deep.equal(['/v1/general/custom-voices']);
+    expect(h.creates().map((r) => r.path)).to.deep.equal(['/v1/general/voice-styles']);
 
     // The built-in endpoints are still there, typed by the generated request types.
     const body: Text2VideoRequest = { prompt: 'a lighthouse in a storm', duration: '5' };

@@ -46,11 +46,13 @@ describe('kling sandbox: envelope and routing', () => {
   });
 
   it('serves extra endpoints given in options', async () => {
-    const extra = await startKlingSandbox({ schedule: 'instant', endpoints: [{ path: '/v1/general/custom-voices', kind: 'task' }] });
+    // A made-up path, as a newer Kling voice API would be: unknown to the built-in registry.
+    expect((await call(sandbox, 'POST', '/v1/general/custom-voices-v2', { body: {} })).json.code).to.equal(1202);
+    const extra = await startKlingSandbox({ schedule: 'instant', endpoints: [{ path: '/v1/general/custom-voices-v2', kind: 'task' }] });
     try {
-      const created = await call(extra, 'POST', '/v1/general/custom-voices', { body: { voice_name: 'me', voice_url: 'https://x/v.mp3' } });
+      const created = await call(extra, 'POST', '/v1/general/custom-voices-v2', { body: { voice_name: 'me', voice_url: 'https://x/v.mp3' } });
       expect(created.status).to.equal(200);
-      const got = await call(extra, 'GET', `/v1/general/custom-voices/${created.json.data.task_id}`);
+      const got = await call(extra, 'GET', `/v1/general/custom-voices-v2/${created.json.data.task_id}`);
       expect(got.json.data.task_result.voices[0]).to.include({ voice_name: 'me', owned_by: 'creator' });
     } finally {
       await extra.close();

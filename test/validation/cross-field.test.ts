@@ -112,10 +112,16 @@ describe('validation: a rule over several fields answers one error per field it 
       expect(errorsOf('/v1/videos/effects', single)).to.deep.equal(at(['/input/mode'], "'mode' is only for dual-character effects (input.images)"));
     });
 
-    it('image generation: image_reference off kling-v1-5, human_fidelity without subject, elements plus an image over 10', () => {
+    it('image generation: image_reference, image_fidelity or elements on a model without them, human_fidelity without subject, elements plus an image over 10', () => {
       const GEN = '/v1/images/generations';
       expect(errorsOf(GEN, { prompt: 'p', image: IMAGE_URL, image_reference: 'face' })).to.deep.equal(
-        at(['/image_reference', '/model_name'], "'image_reference' is only for model_name 'kling-v1-5' (an absent model_name is kling-v1)"),
+        at(['/image_reference', '/model_name'], "'image_reference' is only for model_name 'kling-v2-1' or 'kling-v1-5' (an absent model_name is kling-v3)"),
+      );
+      expect(errorsOf(GEN, { prompt: 'p', image: IMAGE_URL, image_fidelity: 0.5 })).to.deep.equal(
+        at(['/image_fidelity', '/model_name'], "'image_fidelity' is not for model_name 'kling-v3' (an absent model_name is kling-v3)"),
+      );
+      expect(errorsOf(GEN, { model_name: 'kling-v2-1', prompt: 'p', element_list: [{ element_id: '1' }] })).to.deep.equal(
+        at(['/element_list', '/model_name'], "'element_list' is only for model_name 'kling-v3'"),
       );
       expect(errorsOf(GEN, { model_name: 'kling-v1-5', prompt: 'p', image: IMAGE_URL, image_reference: 'face', human_fidelity: 0.5 })).to.deep.equal(
         at(['/human_fidelity', '/image_reference'], "'human_fidelity' is only for image_reference 'subject'"),
