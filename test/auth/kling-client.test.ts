@@ -5,7 +5,7 @@ import { testDatabases } from '../support/databases.js';
 import { checkAndClose, startHarness, type Harness } from '../support/harness.js';
 
 /**
- * A Kling client written only from Kling's documentation (kling-api.md sections 1-3), with nothing
+ * A Kling client written only from Kling's documentation (authentication, envelope, task queries), with nothing
  * relay-specific: a token signed per request (HS256, typ JWT, iss = access key, exp = now + 1800,
  * nbf = now - 5), `Authorization: Bearer <token>`, JSON bodies, the `{code, message, request_id, data}`
  * envelope. It signs with node:crypto rather than jose so that it shares no code with the check it meets.

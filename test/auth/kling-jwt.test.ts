@@ -35,7 +35,7 @@ function sign(secretKey: string, claims: Claims = {}, alg = 'HS256'): Promise<st
   return new SignJWT(present).setProtectedHeader({ alg, typ: 'JWT' }).sign(new TextEncoder().encode(secretKey));
 }
 
-/** Every way a token can be wrong, with the code Kling answers for it (kling-api.md sections 1 and 2.2). */
+/** Every way a token can be wrong, with the code Kling answers for it (its authentication and error-code pages). */
 async function failures(): Promise<{ name: string; authorization: string | undefined; code: number }[]> {
   const now = nowSeconds();
   const { privateKey } = await generateKeyPair('RS256');
