@@ -232,7 +232,9 @@ export function buildOpenApi(registry: Registry, options: OpenApiOptions = {}): 
   const bundle = bundleSchemas(registry, '#/components/schemas/');
   const base = components();
   const paths: Json = {};
-  for (const entry of [...registry.entries].sort((a, b) => a.path.localeCompare(b.path))) {
+  // The router serves the v1 family only; the standard family's entries are validated, not yet relayed.
+  const served = registry.entries.filter((entry) => entry.family === 'v1');
+  for (const entry of served.sort((a, b) => a.path.localeCompare(b.path))) {
     const schemaName = bundle.rootName.get(entry.schemaId) as string;
     const properties = (registry.schemas.get(entry.schemaId) as { properties?: Record<string, unknown> } | undefined)?.properties;
     paths[entry.path] = { post: submitOperation(entry, schemaName, properties?.callback_url !== undefined), ...(entry.queryable ? { get: listOperation(entry) } : {}) };

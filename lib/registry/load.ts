@@ -34,7 +34,8 @@ const FIELD_FIXES: Record<string, string> = {
   table: "use 'video' (video and audio endpoints) or 'image'",
   pricing_type: "use 'per_second', 'fixed' or 'per_image'",
   kind: "use 'task' (answered later by callback) or 'sync' (answered at once)",
-  path: "write the exact Kling path, e.g. '/v1/videos/text2video'",
+  path: "write the exact Kling path: '/v1/...' (e.g. '/v1/videos/text2video'), or '/<product>/<model>' with family 'standard' (e.g. '/text-to-video/kling-3.0-turbo')",
+  family: "use 'v1' (the default) or 'standard'",
 };
 
 /** Checks a registry document against schemas/registry.schema.json; errors name the entry and the fix. */
@@ -62,6 +63,7 @@ function schemaIdFor(file: string, schema: Record<string, unknown>): string {
 export function toEntry(json: RegistryEntryJson, schemaFile: string, schemaId: string, source: string): RegistryEntry {
   return {
     path: json.path,
+    family: json.family ?? 'v1',
     type: json.type,
     table: json.table,
     pricingType: json.pricing_type,

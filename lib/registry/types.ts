@@ -2,10 +2,18 @@ import type { TableKind } from '../../adapters/types.js';
 
 export type PricingType = 'per_second' | 'fixed' | 'per_image';
 export type EndpointKind = 'task' | 'sync';
+/**
+ * Kling's API family of a path. `v1`: `/v1/...`, the model in `model_name`, answers of
+ * `task_id`/`task_status`. `standard`: the model in the path, a body of `prompt` or `contents[]` with
+ * `settings` and `options`, answers of `id`/`status`, API keys only (docs/kling.md).
+ */
+export type ApiFamily = 'v1' | 'standard';
 
 /** One entry of a registry file, as written in JSON (schemas/registry.schema.json). */
 export interface RegistryEntryJson {
   path: string;
+  /** Default 'v1'. */
+  family?: ApiFamily;
   type: string;
   schema: string;
   table: TableKind;
@@ -28,6 +36,7 @@ export interface RegistryFileJson {
 /** A registry entry as the relay uses it: the schema is loaded and addressed by its `$id`. */
 export interface RegistryEntry {
   path: string;
+  family: ApiFamily;
   type: string;
   table: TableKind;
   pricingType: PricingType;

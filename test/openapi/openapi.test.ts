@@ -88,7 +88,9 @@ describe('OpenAPI document', () => {
     const paths = doc.paths as Record<string, Record<string, Json>>;
     const registry = loadRegistry(undefined);
     expect(registry.entries.length).to.be.greaterThan(20);
-    for (const entry of registry.entries) {
+    // The router serves the v1 family; the standard family's entries are not routes yet.
+    for (const entry of registry.entries.filter((e) => e.family === 'standard')) expect(paths[entry.path], entry.path).to.equal(undefined);
+    for (const entry of registry.entries.filter((e) => e.family === 'v1')) {
       const post = paths[entry.path]?.post;
       expect(post, entry.path).to.not.equal(undefined);
       const schemaRef = ((post?.requestBody as Json).content as Record<string, { schema: { $ref: string } }>)['application/json']?.schema.$ref ?? '';
