@@ -23,6 +23,7 @@ import type {
 export { signKlingToken } from './auth.js';
 export type { SignOptions } from './auth.js';
 export type {
+  ApiFamily,
   BalanceDeduction,
   CallbackAttempt,
   CallbackMode,
@@ -38,6 +39,10 @@ export type {
   SandboxOptions,
   SandboxTask,
   Schedule,
+  StandardBilling,
+  StandardStatus,
+  StandardTaskObject,
+  StandardVideoOutput,
   TaskOutcome,
   TaskStatus,
 } from './types.js';
@@ -160,7 +165,11 @@ export async function startKlingSandbox(options: SandboxOptions = {}): Promise<K
   checkOptions(options);
   const accounts = (options.accounts ?? [DEFAULT_SANDBOX_ACCOUNT]).map((a) => ({ ...a, ...(a.apiKeys ? { apiKeys: [...a.apiKeys] } : {}) }));
   const endpoints = new Map<string, EndpointKind>();
-  for (const e of [...builtInEndpoints(), ...(options.endpoints ?? [])]) endpoints.set(e.path, e.kind);
+  const standardPaths = new Set<string>();
+  for (const e of [...builtInEndpoints(), ...(options.endpoints ?? [])]) {
+    if (e.family === 'standard') standardPaths.add(e.path);
+    else endpoints.set(e.path, e.kind);
+  }
 
   const dispatcher = new CallbackDispatcher(undefined, accounts);
   const store = new TaskStore(
@@ -172,7 +181,7 @@ export async function startKlingSandbox(options: SandboxOptions = {}): Promise<K
     dispatcher,
   );
   const faults = new FaultSwitches();
-  const ctx: SandboxContext = { accounts, endpoints, store, faults, requests: [], hung: new Set(), history: options.history };
+  const ctx: SandboxContext = { accounts, endpoints, standardPaths, store, faults, requests: [], hung: new Set(), history: options.history };
 
   const server = createServer(createHandler(ctx));
   await new Promise<void>((resolve, reject) => {

@@ -6,7 +6,7 @@ import type { SandboxEndpoint } from './types.js';
 let cached: SandboxEndpoint[] | undefined;
 
 /**
- * The built-in relayed paths of the v1 family. The registry is looked for by walking up from this module, so the
+ * The built-in relayed paths, with their family. The registry is looked for by walking up from this module, so the
  * same code finds it from `lib/sandbox/` under tsx and from `dist/lib/sandbox/` once compiled.
  */
 export function builtInEndpoints(): SandboxEndpoint[] {
@@ -14,10 +14,9 @@ export function builtInEndpoints(): SandboxEndpoint[] {
   const raw = JSON.parse(readFileSync(findRegistryFile(), 'utf8')) as {
     endpoints?: { path?: unknown; kind?: unknown; family?: unknown }[];
   };
-  // The standard family's paths are served by standard.ts, with their own body and answer shapes.
   cached = (raw.endpoints ?? []).flatMap((entry) =>
-    typeof entry.path === 'string' && entry.family !== 'standard' && (entry.kind === 'task' || entry.kind === 'sync')
-      ? [{ path: entry.path, kind: entry.kind }]
+    typeof entry.path === 'string' && (entry.kind === 'task' || entry.kind === 'sync')
+      ? [{ path: entry.path, kind: entry.kind, family: entry.family === 'standard' ? ('standard' as const) : ('v1' as const) }]
       : [],
   );
   return cached;

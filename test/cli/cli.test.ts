@@ -241,7 +241,9 @@ describe('kling-relay CLI', () => {
       const partial = await cli(['check', '--pricing', pricing]);
       expect(partial.code).to.equal(0);
       expect(partial.stdout).to.match(/\/v1\/images\/generations\s+image-generation\s+0\.02 USD\s+10000 quota\s+per_image \(model=kling-v1 1 image\(s\)\)/);
-      expect(partial.stdout).to.include('No rule prices these 24 endpoint(s)');
+      expect(partial.stdout).to.include('No rule prices these 36 endpoint(s)');
+      // A standard-family entry is priced by its path's model.
+      expect(partial.stdout).to.match(/\/text-to-video\/kling-3\.0-turbo\s+text-to-video\s+no pricing rule for type 'text-to-video' and model 'kling-3\.0-turbo'/);
       expect(partial.stdout).to.match(/\/v1\/audio\/tts\s+tts\s+no pricing rule for type 'tts' and model 'kling-tts'/);
       const strict = await cli(['check', '--pricing', pricing, '--strict']);
       expect(strict.code).to.equal(1);
@@ -254,7 +256,7 @@ describe('kling-relay CLI', () => {
       writeFileSync(pricing, JSON.stringify([{ type: 'custom-voice', model: 'kling-voice-*', pricing_type: 'fixed', price: 0.3 }]));
       const res = await cli(['check', '--registry', registry, '--pricing', pricing]);
       expect(res.code, res.stderr).to.equal(0);
-      expect(res.stdout).to.match(/^27 endpoints/);
+      expect(res.stdout).to.match(/^39 endpoints/);
       expect(res.stdout).to.match(/\/v1\/general\/custom-voices\s+custom-voice\s+0\.3 USD\s+150000 quota\s+fixed \(model=kling-voice-1\)/);
     });
 
