@@ -21,7 +21,8 @@ function routePath(url: string | undefined): string {
 function dispatch(ctx: RelayContext, path: string, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
   const entry = ctx.registry.byPath.get(path);
   if (req.method === 'POST' && entry) return submit(ctx, entry, req, res, requestId);
-  if (req.method === 'GET' || req.method === 'HEAD') {
+  // A standard-family path is a create only; its tasks are queried through /tasks.
+  if ((req.method === 'GET' || req.method === 'HEAD') && path.startsWith('/v1/')) {
     const search = new URLSearchParams((req.url ?? '').split('?')[1] ?? '');
     if (entry?.queryable) return queryList(ctx, entry, search, req, res, requestId);
     const cut = path.lastIndexOf('/');
@@ -47,7 +48,7 @@ export function createRouter(ctx: RelayContext): RelayRouter {
       sendJson(res, 200, openApiDocument(ctx.registry, (req as { baseUrl?: string }).baseUrl || '/'));
       return;
     }
-    if (!path.startsWith('/v1/')) {
+    if (!path.startsWith('/v1/') && ctx.registry.byPath.get(path)?.family !== 'standard') {
       next();
       return;
     }
