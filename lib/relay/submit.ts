@@ -297,7 +297,8 @@ async function answerResent(ctx: RelayContext, res: ServerResponse, first: Relay
     throw new RelayHttpError(504, 5002, `the submit with external_task_id '${clientTaskId}' is still waiting for Kling; query it by that id later`);
   }
   ctx.logger.info('resent submit answered with its first task', { taskId: task.id, userId: task.user_id, clientTaskId, klingTaskId: task.kling_task_id });
-  answer(ctx, res, task.kling_task_id, taskObject(task), requestId);
+  const entry = ctx.registry.byPath.get(task.endpoint);
+  answer(ctx, res, task.kling_task_id, entry ? createAnswerOf(entry, taskObject(task)) : taskObject(task), requestId);
 }
 
 /** The relay's POST handler for one registry entry. */

@@ -89,3 +89,49 @@ export async function getStandardTask(client: KlingClient, account: KlingAccount
   if (found) return asV1Task(found);
   throw new UpstreamError(`Kling has no task ${id}`, { kind: 'kling', ambiguous: false, accountId: account.id, method: 'GET', path, httpStatus: 404, klingCode: 1203, klingMessage: 'task not found', requestId: reply.envelope.request_id });
 }
+
+/** v1's `succeed` is the standard family's `succeeded`. */
+function standardStatus(status: unknown): unknown {
+  return status === 'succeed' ? 'succeeded' : status;
+}
+
+/** v1's `task_result` as `outputs[]`, each item typed. */
+function outputsOf(result: unknown): Json[] {
+  if (!isObject(result)) return [];
+  const items = (key: string): Json[] => (Array.isArray(result[key]) ? (result[key] as unknown[]).filter(isObject) : []);
+  return [
+    ...items('videos').map((video) => ({ type: 'video', ...video })),
+    ...items('images').map(({ index: _index, ...image }) => ({ type: 'image', ...image })),
+    ...items('audios').map((audio) => ({ type: 'audio', id: audio.id, mp3_url: audio.url_mp3, wav_url: audio.url_wav, mp3_duration: audio.duration_mp3, wav_duration: audio.duration_wav })),
+  ];
+}
+
+/** v1's deductions as `billing[]`: the units (the family's tasks are videos) and the balance. */
+function billingOf(task: Json): Json[] {
+  const billing: Json[] = [];
+  if (typeof task.final_unit_deduction === 'string' && Number(task.final_unit_deduction) > 0) {
+    billing.push({ charge_type: 'unit', amount: task.final_unit_deduction, package_type: 'video' });
+  }
+  const balance = task.final_balance_deduction;
+  if (isObject(balance) && typeof balance.quota === 'string' && Number(balance.quota) > 0) {
+    billing.push({ charge_type: 'cash', cash_type: 'balance', amount: balance.quota, list_price: balance.list_price });
+  }
+  return billing;
+}
+
+/**
+ * A task object in v1's words (as the relay shows its own tasks) in the standard family's: what a
+ * caller of that family gets from a query or a callback.
+ */
+export function asStandardTask(task: Json): Json {
+  const info = isObject(task.task_info) ? task.task_info : {};
+  const out: Json = {
+    id: task.task_id ?? '',
+    status: standardStatus(task.task_status),
+    message: task.task_status_msg ?? '',
+    create_time: task.created_at,
+    update_time: task.updated_at,
+  };
+  if (typeof info.external_task_id === 'string') out.external_id = info.external_task_id;
+  return { ...out, outputs: outputsOf(task.task_result), billing: billingOf(task) };
+}

@@ -90,6 +90,17 @@ for (const database of testDatabases()) {
       expect((await harness.tasks()).map((t) => t.client_task_id)).to.deep.equal([null, null]);
     });
 
+    it('answers a resent submit (same body, same external id) with the first task in the same shape, holding once', async () => {
+      const harness = await start();
+      const body = { prompt: 'a boat', options: { external_task_id: 'again' } };
+      const first = await post(harness, T2V, body);
+      const second = await post(harness, T2V, body);
+      expect(second.status).to.equal(200);
+      expect(second.body.data).to.deep.equal({ ...first.body.data, status: 'submitted' });
+      expect(harness.creates()).to.have.length(1);
+      expect((await harness.ledger()).map((l) => l.kind)).to.deep.equal(['hold']);
+    });
+
     it('chooses only API-key accounts, whatever the weights', async () => {
       const harness = await start({ accounts: [{ id: 'pair', weight: 1000 }, { id: 'keyed', apiKey: true, weight: 1 }] });
       for (let i = 0; i < 3; i++) expect((await post(harness, T2V, { prompt: `boat ${i}` })).status).to.equal(200);
@@ -173,6 +184,52 @@ for (const database of testDatabases()) {
       expect(task?.state).to.equal('failed');
       expect((await harness.ledger()).map((l) => l.kind)).to.deep.equal(['hold', 'refund']);
       expect(await harness.balance(user)).to.equal(START);
+    });
+
+    it("answers the caller's GET /tasks in Kling's shape, refreshed from Kling, its own tasks only", async () => {
+      const harness = await start();
+      const mine = await post(harness, T2V, { prompt: 'a boat', options: { external_task_id: 'mine-3' } });
+      const id = String(mine.body.data.id);
+      const other = await harness.user(START);
+      const theirs = await request(harness.url).post(`/kling${T2V}`).set('X-User-Id', String(other)).send({ prompt: 'their boat' });
+      const v1 = await post(harness, '/v1/videos/text2video', { prompt: 'a v1 cat' });
+      harness.sandbox.complete(id, { status: 'succeed' });
+      const ask = (query: string) => request(harness.url).get(`/kling/tasks?${query}`).set('X-User-Id', String(user));
+
+      const byId = await ask(`task_ids=${id},${String(theirs.body.data.id)},${String(v1.body.data.task_id)},nope`);
+      expect(byId.status).to.equal(200);
+      const [task, ...rest] = byId.body.data as Record<string, unknown>[];
+      expect(rest).to.deep.equal([]);
+      expect(task).to.include({ id, status: 'succeeded', message: '', external_id: 'mine-3' });
+      expect((task?.outputs as Record<string, unknown>[])[0]).to.include({ type: 'video', duration: '5.1' });
+      expect(task?.billing).to.deep.equal([{ charge_type: 'unit', amount: '1', package_type: 'video' }]);
+      expect((await harness.tasks()).find((t) => t.kling_task_id === id)?.state).to.equal('succeed');
+
+      const byOwnId = await ask('external_task_ids=mine-3');
+      expect((byOwnId.body.data as { id: string }[]).map((t) => t.id)).to.deep.equal([id]);
+      const ours = String((await harness.tasks()).find((t) => t.kling_task_id === id)?.external_task_id);
+      expect((await ask(`external_task_ids=${ours}`)).body.data).to.deep.equal([]);
+
+      for (const [query, path] of [['', '/task_ids'], [`task_ids=${id}&external_task_ids=mine-3`, '/external_task_ids'], ['task_ids=,', '/task_ids']] as const) {
+        const bad = await ask(query);
+        expect([bad.status, bad.body.code, bad.body.errors?.[0]?.path], query).to.deep.equal([400, 1201, path]);
+      }
+    });
+
+    it("writes the caller's callback notices in Kling's standard shape", async () => {
+      const harness = await start({ relay: { pricing: PRICING, reconciler: { intervalMs: 1, taskTimeoutMs: 86_400_000 } } });
+      const res = await post(harness, T2V, { prompt: 'a boat', options: { external_task_id: 'mine-4', callback_url: 'https://client.example.com/hook' } });
+      const id = String(res.body.data.id);
+      harness.sandbox.complete(id, { status: 'succeed' });
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      await harness.relay.reconcile();
+      const rows: { body: string }[] = await harness.db('kling_relay_outbox').select('body').orderBy('id');
+      const bodies = rows.map((r) => JSON.parse(r.body) as Record<string, unknown>);
+      expect(bodies.map((b) => b.status)).to.include.members(['submitted', 'succeeded']);
+      const last = bodies[bodies.length - 1];
+      expect(last).to.include({ id, status: 'succeeded', external_id: 'mine-4' });
+      expect(last).to.not.have.property('task_id');
+      expect((last?.outputs as { type: string }[])[0]?.type).to.equal('video');
     });
 
     it('settles and refunds through the reconciler, which asks GET /tasks', async () => {

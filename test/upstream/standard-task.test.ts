@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { asV1Task, isStandardTask } from '../../lib/upstream/standard.js';
+import { asStandardTask, asV1Task, isStandardTask } from '../../lib/upstream/standard.js';
 
 describe("upstream: a standard-family task read in v1's words", () => {
   it('maps the id, status, message, times and external id', () => {
@@ -36,5 +36,28 @@ describe("upstream: a standard-family task read in v1's words", () => {
   it('tells a standard callback body from a v1 one', () => {
     expect(isStandardTask({ id: '1', status: 'submitted', outputs: [], message: '' })).to.equal(true);
     expect(isStandardTask({ task_id: '1', task_status: 'submitted' })).to.equal(false);
+  });
+
+  it('reads back: a standard task shown from its v1 words is the task Kling sent', () => {
+    const kling = {
+      id: '1',
+      status: 'succeeded',
+      message: '',
+      create_time: 1,
+      update_time: 2,
+      external_id: 'mine',
+      outputs: [{ type: 'video', id: 'v', url: 'https://x/v.mp4', duration: '5.1' }],
+      billing: [{ charge_type: 'unit', amount: '1', package_type: 'video' }],
+    };
+    expect(asStandardTask(asV1Task(kling))).to.deep.equal(kling);
+    expect(asStandardTask({ task_id: '2', task_status: 'failed', task_status_msg: 'risk', created_at: 1, updated_at: 2, task_info: {} })).to.deep.equal({
+      id: '2',
+      status: 'failed',
+      message: 'risk',
+      create_time: 1,
+      update_time: 2,
+      outputs: [],
+      billing: [],
+    });
   });
 });
