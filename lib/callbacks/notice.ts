@@ -4,7 +4,7 @@ import type { OutboxStore } from '../../adapters/outbox-store.js';
 import type { RelayTask } from '../../adapters/types.js';
 import { shownDeductions } from '../completion/deductions.js';
 import type { Registry } from '../registry/types.js';
-import { asStandardTask } from '../upstream/standard.js';
+import { asStandardTask, isStandardPath } from '../upstream/standard.js';
 
 /** The statuses Kling announces; `pending` (Kling has not answered the create yet) is the relay's own. */
 const ANNOUNCED = new Set(['submitted', 'processing', 'succeed', 'failed']);
@@ -74,7 +74,7 @@ export class ClientNotices {
       task_id: task.id,
       status: task.state,
       url: task.client_callback_url,
-      body: JSON.stringify(this.registry.byPath.get(task.endpoint)?.family === 'standard' ? asStandardTask(noticeBody(task, now)) : noticeBody(task, now)),
+      body: JSON.stringify(isStandardPath(task.endpoint) ? asStandardTask(noticeBody(task, now)) : noticeBody(task, now)),
       created_at: now,
     });
     const committed = this.onCommitted;

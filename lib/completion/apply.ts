@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import { FINAL_STATES, type RelayTask, type TaskState } from '../../adapters/types.js';
 import type { KlingAccount } from '../upstream/accounts.js';
-import { getStandardTask } from '../upstream/standard.js';
+import { getStandardTask, isStandardPath } from '../upstream/standard.js';
 import { writeStatusChange } from '../callbacks/notice.js';
 import type { RelayContext } from '../relay/context.js';
 import { reportedDeductions } from './deductions.js';
@@ -31,7 +31,7 @@ export function isFinal(task: RelayTask): boolean {
  * our external_task_id; undefined when the answer holds no task.
  */
 export async function fetchKlingTask(ctx: RelayContext, account: KlingAccount, task: RelayTask, id: string): Promise<KlingTaskObject | undefined> {
-  if (ctx.registry.byPath.get(task.endpoint)?.family === 'standard') return getStandardTask(ctx.client, account, id, id === task.external_task_id);
+  if (isStandardPath(task.endpoint)) return getStandardTask(ctx.client, account, id, id === task.external_task_id);
   const reply = await ctx.client.get(account, `${task.endpoint}/${encodeURIComponent(id)}`);
   const data = reply.envelope.data;
   return typeof data === 'object' && data !== null ? (data as KlingTaskObject) : undefined;

@@ -9,6 +9,14 @@ import { type KlingClient, UpstreamError } from './client.js';
 
 type Json = Record<string, unknown>;
 
+/**
+ * Whether a create path is the standard family's. The registry's meta-schema keeps every v1 path
+ * under `/v1/` and every standard path out of it, so the path alone says which family a task is in.
+ */
+export function isStandardPath(path: string): boolean {
+  return !path.startsWith('/v1/');
+}
+
 function isObject(value: unknown): value is Json {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
