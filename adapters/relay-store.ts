@@ -4,6 +4,7 @@ import { assertIdentifier } from './identifiers.js';
 import type { DirectSqlite, Template } from './sqlite-direct.js';
 import { OUTBOX_INDEX_SUFFIXES, OutboxStore } from './outbox-store.js';
 import { addColumnIfAbsent, affectedRows, createTableIfAbsent, dialectOf, indexExists, insertReturningId, isUniqueViolation, toNumber, toNumberOrNull, toStringOrNull } from './dialect.js';
+import { ACTIVE_STATES } from '../lib/task/states.js';
 import type { LedgerKind, LedgerRow, NewRelayTask, RelayTask, TaskState } from './types.js';
 
 export { isUniqueViolation } from './dialect.js';
@@ -80,9 +81,6 @@ function ledgerRow(entry: NewLedgerRow): Record<string, unknown> {
     created_at: entry.created_at ?? Date.now(),
   };
 }
-
-/** The states a reconciler works on; listed rather than `NOT IN (final)` so the (state, next_check_at) index serves. */
-const ACTIVE_STATES = ['pending', 'submitted', 'processing'] as const satisfies readonly Exclude<TaskState, 'succeed' | 'failed'>[];
 
 const NUMBER_COLUMNS = new Set<string>(['id', 'hold_quota', 'check_count', 'created_at', 'updated_at']);
 const NULLABLE_NUMBER_COLUMNS = new Set<string>(['charge_quota', 'kling_created_at', 'kling_updated_at', 'lease_until', 'next_check_at', 'checked_at']);
@@ -456,6 +454,7 @@ export class RelayStore {
     const leaseFree = (q: Knex.QueryBuilder): void => {
       q.whereNull('lease_until').orWhere('lease_until', '<', now);
     };
+    // The states listed rather than `NOT IN (final)`, so that the (state, next_check_at) index serves.
     const candidates: unknown[] = await db(this.tables.tasks)
       .select('id')
       .whereIn('state', ACTIVE_STATES)

@@ -1,11 +1,14 @@
 #!/usr/bin/env node
 /**
  * `kling-relay`, the package's command line: migrate a database, check a configuration, run the demo
- * host or the Kling sandbox alone, generate request types for an integrator's registry.
- * Exit codes: 0 done, 1 the work failed (invalid configuration, database error), 2 bad usage.
+ * host or the Kling sandbox alone, generate request types for an integrator's registry, show the Kling
+ * accounts' resource packs, compare Kling's billing with the relay's charges.
+ * Exit codes: 0 done, 1 the work failed (invalid configuration, database error, an account that could
+ * not be read), 2 bad usage, 3 reconcile-billing found a disagreement.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { KlingRelayConfigError } from './errors.js';
+import { cliAccounts, formatBilling, formatPacks, parseDay, readAccountPacks, readBillingReport } from './cli/accounts.js';
 import { checkConfiguration, checkDatabase, formatCheck } from './cli/check.js';
 import { generateTypes } from './cli/gen-types.js';
 import { hostSchemaError } from '../adapters/host-check.js';
@@ -36,6 +39,21 @@ function scheduleOf(value: string | boolean | undefined): Schedule {
   if (!match) throw new UsageError(`--schedule must be 'manual', 'instant' or <processingMs>:<finalMs> (e.g. 1000:5000), got ${JSON.stringify(value)}`);
   return { processingAfterMs: Number(match[1]), finalAfterMs: Number(match[2]) };
 }
+
+function dayOf(value: string | boolean | undefined, name: 'from' | 'to'): number {
+  if (typeof value !== 'string') throw new UsageError(`--${name} <date> is required`);
+  const ms = parseDay(value, name === 'to');
+  if (ms === undefined) throw new UsageError(`--${name} must be a date (2026-12-01) or an ISO date and time (2026-12-01T12:00:00Z), got ${JSON.stringify(value)}`);
+  return ms;
+}
+
+function print(value: unknown, json: boolean, text: () => string): void {
+  console.log(json ? JSON.stringify(value, null, 2) : text());
+}
+
+const ACCOUNTS_SOURCE = `  --accounts <file>  a JSON list of Kling accounts as createKlingRelay's accounts option takes them
+                     ([{"id": "main", "apiKey": "..."}, {"id": "b", "accessKey": "...", "secretKey": "..."}]);
+                     default: KLING_API_KEY, or KLING_ACCESS_KEY and KLING_SECRET_KEY, with KLING_BASE_URL`;
 
 function waitForSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
@@ -76,8 +94,10 @@ Idempotent: running it again changes nothing. Host tables are never altered.`,
   --strict               exit 1 when some endpoint has no price
   --db <url>             also check the host tables in this database (as for migrate) against the
                          relay's writes: exits 1 naming each problem (ERR_KLING_RELAY_HOST_SCHEMA)
-  --tables <file>        JSON {"tables": {"video": {...}, "image": {...}}, "quota": {...} or false}: the
-                         tables and quota options given to createKlingRelay (default: videos, images, users)
+  --tables <file>        JSON {"profile": "one-api", "channelIds": true, "tables": {"video": {...},
+                         "image": {...}}, "quota": {...} or false}, each optional: the profile, tables and
+                         quota options given to createKlingRelay, and whether every account has a
+                         channelId (default: true with a profile); default: videos, images, users
 
 A typical request uses the schema's defaults (else its first example or enum value) for the model,
 mode, duration and count fields. Exits 1 with the coded error when the registry or pricing is invalid.`,
@@ -134,6 +154,51 @@ Prints the base URL, the access and secret key and the API key it accepts. Ctrl+
       await waitForSignal();
       await sandbox.close();
       return 0;
+    },
+  },
+  accounts: {
+    summary: "show each Kling account's resource packs and what remains of them",
+    usage: `kling-relay accounts [--accounts <file>] [--json]
+
+${ACCOUNTS_SOURCE}
+  --json             print the packs as JSON
+
+Reads Kling's GET /account/costs of every account (the packs valid in the last year), at most one
+request a second per account as Kling asks. Kling's remaining quantities run up to 12 hours late. An
+account that cannot be read (a bad key, Kling down) is shown with its error; the command then exits 1.`,
+    options: { accounts: { type: 'string' }, json: { type: 'boolean' } },
+    async run(values) {
+      const reports = await readAccountPacks(cliAccounts(values.accounts as string | undefined, process.env));
+      print(reports, values.json === true, () => formatPacks(reports));
+      return reports.some((r) => r.error) ? 1 : 0;
+    },
+  },
+  'reconcile-billing': {
+    summary: "compare Kling's per-task billing with what the relay charged its callers",
+    usage: `kling-relay reconcile-billing --from <date> --to <date> --db <url> [--accounts <file>] [--json]
+
+  --from <date>      the first day (2026-12-01, UTC) or an ISO date and time
+  --to <date>        the last day, included, or an ISO date and time
+  --db <url>         the relay's database (as for migrate)
+${ACCOUNTS_SOURCE}
+  --json             print the report as JSON
+
+Takes the relay's tasks created in the period and Kling's unit and balance deductions
+(/account/billing/package and /account/billing/balance) from the period's start to a day after its
+end, and prints per task what Kling billed, what the caller was charged, and every disagreement: a
+task Kling billed that the relay refunded or never recorded, one the relay charged that Kling did not
+bill, one whose billing detail differs from what Kling reported when it ended.
+Exits 3 when there is a disagreement, 1 when an account's billing could not be read, 0 otherwise.`,
+    options: { from: { type: 'string' }, to: { type: 'string' }, db: { type: 'string' }, accounts: { type: 'string' }, json: { type: 'boolean' } },
+    async run(values) {
+      const from = dayOf(values.from, 'from');
+      const to = dayOf(values.to, 'to');
+      if (from > to) throw new UsageError('--from must not be after --to');
+      if (typeof values.db !== 'string' || values.db === '') throw new UsageError('--db <url> is required');
+      const report = await readBillingReport(values.db, cliAccounts(values.accounts as string | undefined, process.env), from, to);
+      print(report, values.json === true, () => formatBilling(report));
+      if (report.disagreements.length > 0) return 3;
+      return report.accounts.some((a) => a.error) ? 1 : 0;
     },
   },
   'gen-types': {

@@ -4,10 +4,15 @@ import { DirectSqlite } from '../adapters/sqlite-direct.js';
 import { assertQuotaStore, KnexQuotaStore } from '../adapters/quota-store.js';
 import { RelayStore } from '../adapters/relay-store.js';
 import type { QuotaStore } from '../adapters/types.js';
+import { KlingAccountApi } from './billing/account-api.js';
+import { accountPacks, type AccountPacks } from './billing/packs.js';
+import { packsRangeOf, timeRangeOf, type Period } from './billing/period.js';
+import { reconcileBilling, type BillingReport } from './billing/reconcile.js';
 import { CallbackDelivery } from './callbacks/delivery.js';
 import { ClientNotices } from './callbacks/notice.js';
 import { createCallbackHandler, type CallbackHandler } from './completion/callback.js';
-import { Reconciler, type ReconcileReport } from './completion/reconciler.js';
+import { Reconciler } from './completion/reconciler.js';
+import type { ReconcileReport } from './completion/report.js';
 import { defaultLogger } from './logger.js';
 import { RelayEvents } from './metrics/events.js';
 import { attachPrometheus, type MetricsRegistry } from './metrics/prometheus.js';
@@ -17,6 +22,9 @@ import { loadPricingRules, PriceBook } from './pricing/rules.js';
 import { loadRegistry } from './registry/load.js';
 import type { RelayContext } from './relay/context.js';
 import { createRouter, type RelayRouter } from './relay/router.js';
+import { KnexTaskStorage } from './task/knex-storage.js';
+import { SqliteTaskStorage } from './task/sqlite-storage.js';
+import type { TaskStorage, TaskStorageParts } from './task/storage.js';
 import { AccountPool } from './upstream/accounts.js';
 import { loggableError } from './loggable-error.js';
 import { KlingClient } from './upstream/client.js';
@@ -54,6 +62,19 @@ export interface KlingRelay {
   close(): void;
   /** The OpenAPI 3.1 document of every registered route (also served at `GET <mount>/openapi.json`). */
   openapi(options?: OpenApiOptions): Record<string, unknown>;
+  /**
+   * Each configured Kling account's resource packs and what remains of them (Kling's `GET
+   * /account/costs`), the packs valid at some time in the period (default: the year up to now). An
+   * account whose packs could not be read (a bad key, Kling down) has `error` instead of `packs`.
+   * Calls for one account keep to Kling's one a second, however often this is called.
+   */
+  accounts(period?: Partial<Period>): Promise<AccountPacks[]>;
+  /**
+   * Compares what Kling billed per task (units and balance, `/account/billing/package` and
+   * `/account/billing/balance`) with what the relay charged the callers, for the tasks the relay
+   * created in the period; lists every task and those where they disagree (README, "Kling accounts and billing").
+   */
+  reconcileBilling(period: Period): Promise<BillingReport>;
   /** Typed events (submitted, settled, failed, refunded, callback, reconcile), emitted after each commit. */
   events: RelayEvents;
   /**
@@ -61,6 +82,12 @@ export interface KlingRelay {
    * is an optional peer dependency, loaded on the first call; without it this rejects with a coded error.
    */
   metrics(registry?: MetricsRegistry): Promise<MetricsRegistry>;
+}
+
+/** The task storage for the host's database: the better-sqlite3 one on better-sqlite3, knex's on any other. */
+function taskStorage(parts: TaskStorageParts): TaskStorage {
+  const direct = DirectSqlite.for(parts.db);
+  return direct ? new SqliteTaskStorage(parts, direct) : new KnexTaskStorage(parts);
 }
 
 function isQuotaStore(value: object): value is QuotaStore {
@@ -90,6 +117,9 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
   const store = new RelayStore();
   const delivery = new CallbackDelivery(config.db, store.outbox, config.clientCallbacks, logger);
   const events = new RelayEvents((event, error) => logger.error('relay event listener failed', { event, error: loggableError(error) }));
+  const hosts = { video: new HostTable(config.tables.video, 'video'), image: new HostTable(config.tables.image, 'image') };
+  // A committed notice goes out at once while the relay runs; the reconciler's passes retry the rest.
+  const notices = new ClientNotices(store.outbox, registry, () => delivery.kick());
   const ctx: RelayContext = {
     events,
     config,
@@ -97,21 +127,22 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
     validator,
     prices,
     store,
-    hosts: { video: new HostTable(config.tables.video, 'video'), image: new HostTable(config.tables.image, 'image') },
-    quota,
+    storage: taskStorage({ db: config.db, store, hosts, quota, notices, onTransition: config.onTransition }),
     accounts,
     client,
     logger,
     db: config.db,
     quotaPerUnit: config.quotaPerUnit,
-    // A committed notice goes out at once while the relay runs; the reconciler's passes retry the rest.
-    notices: new ClientNotices(store.outbox, registry, () => delivery.kick()),
   };
-  const direct = DirectSqlite.for(config.db);
-  if (direct) ctx.direct = direct;
   const reconciler = new Reconciler(ctx, delivery);
+  const accountApi = new KlingAccountApi(client);
   const hostProblems = (): Promise<HostSchemaProblem[]> =>
-    checkHostTables(config.db, { video: ctx.hosts.video, image: ctx.hosts.image, users: quota instanceof KnexQuotaStore ? quota.options : undefined });
+    checkHostTables(config.db, {
+      video: hosts.video,
+      image: hosts.image,
+      users: quota instanceof KnexQuotaStore ? quota.options : undefined,
+      integerChannels: accounts.all().every((account) => account.channelId !== undefined),
+    });
   return {
     router: createRouter(ctx),
     reconcile: () => reconciler.reconcile(),
@@ -151,6 +182,11 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
       delivery.close();
     },
     openapi: (openApiOptions) => openApiDocument(registry, openApiOptions?.serverUrl),
+    accounts: async (period) => accountPacks(accountApi, accounts.all(), packsRangeOf(period)),
+    reconcileBilling: async (period) => {
+      const range = timeRangeOf(period);
+      return reconcileBilling({ db: config.db, store, api: accountApi, accounts: accounts.all() }, range.from, range.to);
+    },
     events,
     metrics: (metricsRegistry) => attachPrometheus(events, metricsRegistry),
   };
@@ -159,15 +195,21 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
 export { KlingRelayConfigError, RelayHttpError } from './errors.js';
 export { klingJwtAuth, klingJwtIdentify, type KlingJwtAuthOptions, type KlingJwtIdentifyOptions, type KlingKey, type KlingKeyLookup } from './auth/kling-jwt.js';
 export type { KlingRelayOptions, Caller } from './options.js';
-export type { ReconcileReport } from './completion/reconciler.js';
+export type { ReconcileReport } from './completion/report.js';
 export type { CallbackReport } from './callbacks/delivery.js';
 export type { ClientCallbacksOptions } from './options.js';
 export { RelayEvents } from './metrics/events.js';
 export type { RelayEventMap, RelayEventName, TaskEventBase } from './metrics/events.js';
 export type { MetricsRegistry } from './metrics/prometheus.js';
 export type { OpenApiOptions } from './openapi.js';
-export type { PricingRule } from './pricing/rules.js';
-export type { QuotaStore, HostTableOptions, HostColumn } from '../adapters/types.js';
+export type { AccountPacks, AccountError } from './billing/packs.js';
+export type { ResourcePack } from './billing/account-api.js';
+export type { Period } from './billing/period.js';
+export type { BillingReport, BillingStatus, TaskBilling, AccountBilling } from './billing/reconcile.js';
+export type { RelayBilledTask } from './billing/relay-rows.js';
+export type { PricingRule, PriceList } from './pricing/rules.js';
+export type { QuotaStore, HostTableOptions, HostColumn, HostExtraColumn, HostExtraSource, HostResultShape, HostWriteMoment, TaskTransition, TransitionHook, TaskState } from '../adapters/types.js';
+export { PROFILE_DEFAULTS as hostProfiles, type Profile, type ProfileName } from './profiles.js';
 export type { HostSchemaProblem, HostSchemaProblemKind } from '../adapters/host-check.js';
 export { createDefaultHostTables } from '../adapters/host-schema.js';
 export { sqliteAfterCreate, type SqliteTuning } from '../adapters/sqlite-tuning.js';

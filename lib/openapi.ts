@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { packageRoot } from './paths.js';
 import { bundleSchemas } from './registry/bundle.js';
 import type { Registry, RegistryEntry } from './registry/types.js';
+import { KLING_STATUSES } from './task/states.js';
 
 type Json = Record<string, unknown>;
 
@@ -43,11 +44,13 @@ function errorResponses(statuses: number[]): Json {
   return Object.fromEntries(statuses.map((s) => [String(s), { $ref: `#/components/responses/Error${s}` }]));
 }
 
-function packageVersion(): string {
+/** The package's version and SPDX license, from its package.json. */
+function packageInfo(): { version: string; license: string } {
   try {
-    return String((JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version?: unknown }).version ?? '0.0.0');
+    const manifest = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version?: unknown; license?: unknown };
+    return { version: String(manifest.version ?? '0.0.0'), license: String(manifest.license ?? 'MIT') };
   } catch {
-    return '0.0.0';
+    return { version: '0.0.0', license: 'MIT' };
   }
 }
 
@@ -69,7 +72,7 @@ function components(): Json {
     required: ['task_id', 'task_status'],
     properties: {
       task_id: { type: 'string', description: "Kling's task id ('' until Kling answered the create)." },
-      task_status: { type: 'string', enum: ['submitted', 'processing', 'succeed', 'failed'] },
+      task_status: { type: 'string', enum: [...KLING_STATUSES] },
       task_status_msg: { type: 'string' },
       task_info: { type: 'object', properties: { external_task_id: { type: 'string', description: "The caller's own id, if it sent one." } } },
       task_result: { type: 'object', description: "Kling's task_result (videos, images, audios, ...) once the task succeeded, as Kling gave it (watermark_url included).", additionalProperties: true },
@@ -94,6 +97,7 @@ function components(): Json {
     };
   }
   return {
+    securitySchemes: SECURITY_SCHEMES,
     schemas: {
       KlingTask: taskObject,
       KlingTaskSubmitted: {
@@ -102,7 +106,7 @@ function components(): Json {
         required: ['task_id', 'task_status'],
         properties: {
           task_id: { type: 'string' },
-          task_status: { type: 'string', enum: ['submitted', 'processing', 'succeed', 'failed'] },
+          task_status: { type: 'string', enum: [...KLING_STATUSES] },
           task_info: { type: 'object', properties: { external_task_id: { type: 'string' } } },
           created_at: { type: 'integer' },
           updated_at: { type: 'integer' },
@@ -134,6 +138,23 @@ function components(): Json {
   };
 }
 
+/**
+ * How a caller authenticates: the host's own token check in front of the relay (any bearer token the
+ * host issues), or a Kling-style JWT where the host mounts `klingJwtAuth` (HS256, `iss` the access key
+ * the host issued, signed with its secret key), so that a Kling SDK works with the base URL changed.
+ */
+const SECURITY_SCHEMES: Json = {
+  hostToken: { type: 'http', scheme: 'bearer', description: "The host's own token for its callers; the host checks it before the relay sees the request." },
+  klingJwt: {
+    type: 'http',
+    scheme: 'bearer',
+    bearerFormat: 'JWT',
+    description: 'Where the host mounts klingJwtAuth: a JWT as Kling\'s SDKs sign one (HS256, iss = the access key the host issued, exp, nbf), signed with the matching secret key.',
+  },
+};
+/** Either scheme: a host uses its token check, klingJwtAuth, or both (one falling back on the other). */
+const SECURITY = [{ hostToken: [] }, { klingJwt: [] }];
+
 function tag(entry: RegistryEntry): string {
   return entry.path.split('/')[2] ?? 'other';
 }
@@ -155,7 +176,10 @@ function clientCallback(): Json {
             header('webhook-signature', 'v1,<base64 HMAC-SHA256 of "id.timestamp.body">, when the host configured a secret.', false),
           ],
           requestBody: { required: true, content: { 'application/json': { schema: { $ref: '#/components/schemas/KlingTask' } } } },
-          responses: { '2XX': { description: 'Received. Anything else is retried.' } },
+          responses: {
+            '2XX': { description: 'Received.' },
+            '4XX': { description: 'Not received: retried with backoff, as any answer other than a 2xx.' },
+          },
         },
       },
     },
@@ -172,7 +196,7 @@ function submitOperation(entry: RegistryEntry, schemaName: string, acceptsCallba
       (isTask ? 'The result comes later: query the task, or wait for it to settle.' : "Kling's answer is the result; the hold is settled at once."),
     tags: [tag(entry)],
     'x-kling-relay': { type: entry.type, table: entry.table, pricing_type: entry.pricingType, kind: entry.kind },
-    requestBody: { required: true, content: { 'application/json': { schema: { $ref: `#/components/schemas/${schemaName}` } } } },
+    requestBody: { $ref: `#/components/requestBodies/${schemaName}` },
     ...(isTask && acceptsCallbackUrl ? { callbacks: clientCallback() } : {}),
     responses: {
       '200': {
@@ -232,10 +256,12 @@ export function buildOpenApi(registry: Registry, options: OpenApiOptions = {}): 
   const bundle = bundleSchemas(registry, '#/components/schemas/');
   const base = components();
   const paths: Json = {};
-  // The router serves the v1 family only; the standard family's entries are validated, not yet relayed.
+  const bodies: Record<string, string[]> = {};
+  // The document describes the v1 family; the standard family's routes are not in it yet.
   const served = registry.entries.filter((entry) => entry.family === 'v1');
   for (const entry of served.sort((a, b) => a.path.localeCompare(b.path))) {
     const schemaName = bundle.rootName.get(entry.schemaId) as string;
+    bodies[schemaName] = [...(bodies[schemaName] ?? []), entry.path];
     const properties = (registry.schemas.get(entry.schemaId) as { properties?: Record<string, unknown> } | undefined)?.properties;
     paths[entry.path] = { post: submitOperation(entry, schemaName, properties?.callback_url !== undefined), ...(entry.queryable ? { get: listOperation(entry) } : {}) };
     if (entry.queryable) {
@@ -244,16 +270,77 @@ export function buildOpenApi(registry: Registry, options: OpenApiOptions = {}): 
   }
   paths['/v1/tasks/{id}'] = { get: getOperation('get_task', "One of the caller's tasks, whatever its endpoint", ['tasks']) };
   paths['/openapi.json'] = {
-    get: { operationId: 'openapi', summary: 'This document', tags: ['meta'], responses: { '200': { description: 'The OpenAPI document.', content: { 'application/json': { schema: { type: 'object' } } } } } },
+    get: { operationId: 'openapi', summary: 'This document', tags: ['meta'], responses: { '200': { description: 'The OpenAPI document.', content: { 'application/json': { schema: { type: 'object' } } } }, ...errorResponses([401]) } },
   };
+  const { schemas, requestBodies } = requestBodiesOf({ ...(base.schemas as Json), ...bundle.schemas }, bodies);
+  const info = packageInfo();
+  // A schema file that only holds shared $defs (the built-in defs.json) leaves an empty root nothing names.
+  const named = referencedSchemas([paths, schemas, requestBodies]);
+  for (const root of bundle.rootName.values()) if (!named.has(root)) delete schemas[root];
   return {
     openapi: '3.1.0',
-    info: { title: 'kling-relay', version: packageVersion(), description: describe() },
+    info: { title: 'kling-relay', version: info.version, description: describe(), license: { name: info.license, identifier: info.license } },
     jsonSchemaDialect: 'https://json-schema.org/draft/2020-12/schema',
     servers: [{ url: options.serverUrl || '/', description: 'Where the host mounts the relay.' }],
+    security: SECURITY,
     paths,
-    components: { ...base, schemas: { ...(base.schemas as Json), ...bundle.schemas } },
+    components: { ...base, schemas, requestBodies },
   };
+}
+
+/** The names of the component schemas some `$ref` in these values points into. */
+function referencedSchemas(values: unknown[]): Set<string> {
+  const names = new Set<string>();
+  const visit = (value: unknown): void => {
+    if (Array.isArray(value)) value.forEach(visit);
+    else if (typeof value === 'object' && value !== null) {
+      for (const [key, child] of Object.entries(value as Json)) {
+        const name = key === '$ref' && typeof child === 'string' ? /^#\/components\/schemas\/([^/]+)/.exec(child)?.[1] : undefined;
+        if (name !== undefined) names.add(name);
+        else visit(child);
+      }
+    }
+  };
+  values.forEach(visit);
+  return names;
+}
+
+/** A JSON pointer token: `/` and `~` escaped. */
+function pointerToken(text: string): string {
+  return text.replace(/~/g, '~0').replace(/\//g, '~1');
+}
+
+/** The value with every `$ref` to a moved schema pointed at its new place. */
+function repointRefs(value: unknown, moved: ReadonlyMap<string, string>): unknown {
+  if (Array.isArray(value)) return value.map((item) => repointRefs(item, moved));
+  if (typeof value !== 'object' || value === null) return value;
+  return Object.fromEntries(
+    Object.entries(value as Json).map(([key, child]) => {
+      if (key !== '$ref' || typeof child !== 'string') return [key, repointRefs(child, moved)];
+      const match = /^#\/components\/schemas\/([^/]+)(.*)$/.exec(child);
+      const target = match ? moved.get(match[1] as string) : undefined;
+      return [key, target === undefined ? child : `${target}${match?.[2] ?? ''}`];
+    }),
+  );
+}
+
+/**
+ * Each endpoint's request schema as a named request body (`components.requestBodies.<Name>`) instead
+ * of a named schema. A schema read as a request body is what a client sends, so a generator (such as
+ * openapi-typescript) makes a property with a default optional there: the client may leave it out
+ * and the relay fills it in. A `$ref` to a moved schema follows it.
+ */
+function requestBodiesOf(all: Json, bodies: Readonly<Record<string, readonly string[]>>): { schemas: Json; requestBodies: Json } {
+  const moved = new Map(Object.keys(bodies).map((name) => [name, `#/components/requestBodies/${pointerToken(name)}/content/application~1json/schema`]));
+  const schemas: Json = {};
+  const requestBodies: Json = {};
+  for (const [name, schema] of Object.entries(all)) {
+    const repointed = repointRefs(schema, moved);
+    const paths = bodies[name];
+    if (paths === undefined) schemas[name] = repointed;
+    else requestBodies[name] = { description: `The body of POST ${paths.join(', POST ')}.`, required: true, content: { 'application/json': { schema: repointed } } };
+  }
+  return { schemas, requestBodies };
 }
 
 const built = new WeakMap<Registry, Map<string, Json>>();

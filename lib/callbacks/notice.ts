@@ -4,10 +4,11 @@ import type { OutboxStore } from '../../adapters/outbox-store.js';
 import type { RelayTask } from '../../adapters/types.js';
 import { shownDeductions } from '../completion/deductions.js';
 import type { Registry } from '../registry/types.js';
+import { KLING_STATUSES } from '../task/states.js';
 import { asStandardTask, isStandardPath } from '../upstream/standard.js';
 
 /** The statuses Kling announces; `pending` (Kling has not answered the create yet) is the relay's own. */
-const ANNOUNCED = new Set(['submitted', 'processing', 'succeed', 'failed']);
+const ANNOUNCED: ReadonlySet<string> = new Set(KLING_STATUSES);
 
 function parsedResult(result: string | null): unknown {
   if (result === null || result === '') return {};
@@ -34,17 +35,6 @@ export function noticeBody(task: RelayTask, now: number): Record<string, unknown
     created_at: task.kling_created_at ?? task.created_at,
     updated_at: task.kling_updated_at ?? now,
   };
-}
-
-/**
- * Runs the writes of a status change in one transaction, whose first write must be the compare-and-set
- * on the relay's task row. That row lock (on SQLite, the one writer) orders the change against
- * finishTask's: a final transition that commits first makes the compare-and-set match nothing, one
- * that comes later waits for this commit, so the host row can never be left behind at an older status.
- * The notice of a task with a callback URL commits with the change it announces, too.
- */
-export function writeStatusChange<T>(db: Knex, write: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
-  return db.transaction(write);
 }
 
 /**

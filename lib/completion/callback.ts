@@ -9,7 +9,8 @@ import { checkJsonText, checkJsonValue, parsedByHost } from '../relay/body.js';
 import { SIGNATURE_TOLERANCE_SECONDS, signatureEnvelope, verifySignature, type SignatureCheck } from '../callbacks/signing.js';
 import { loggableError } from '../loggable-error.js';
 import { RelayHttpError } from '../errors.js';
-import { applyKlingTask, fetchKlingTask, isFinal, type Applied, type KlingTaskObject } from './apply.js';
+import { applyKlingTask, observe, type Applied, type KlingTaskObject } from '../task/observe.js';
+import { isFinal } from '../task/states.js';
 import { tokenMatches } from './token.js';
 
 /**
@@ -112,16 +113,10 @@ async function confirm(ctx: RelayContext, task: RelayTask, noticeTaskId: string 
   const account = ctx.accounts.get(task.account_id);
   const klingTaskId = task.kling_task_id ?? noticeTaskId;
   if (!account || !klingTaskId) return 'unchanged';
-  const data = await fetchKlingTask(ctx, account, task, klingTaskId);
   // An answer without a task or with a status we do not know is Kling's trouble, as garbage is: the
-  // notice is not acknowledged, so that Kling sends it again (the reconciler asks again too).
-  const unusable = (why: string) => new UpstreamError(why, { kind: 'bad_response', ambiguous: false, accountId: account.id, method: 'GET', path: task.endpoint });
-  if (!data) throw unusable('no task in the answer');
-  // Before Kling's create answer reached us the notice names the task; Kling must agree it is ours.
-  if (task.kling_task_id === null && data.task_info?.external_task_id !== task.external_task_id) return 'invalid';
-  const applied = await applyKlingTask(ctx, task, data);
-  if (applied === 'invalid') throw unusable(`unknown task_status ${JSON.stringify(data.task_status)}`);
-  await ctx.store.updateTask(ctx.db, task.id, { checked_at: Date.now() });
+  // notice is not acknowledged, so that Kling sends it again (the reconciler asks again too). Before
+  // Kling's create answer reached us the notice names the task; Kling must agree it is ours.
+  const { applied } = await observe(ctx, account, task, { id: klingTaskId, strict: true, mustNameOurs: true, markChecked: true });
   return applied;
 }
 

@@ -1,41 +1,18 @@
 import { randomBytes } from 'node:crypto';
 import type { RelayTask } from '../../adapters/types.js';
-import type { CallbackDelivery, CallbackReport } from '../callbacks/delivery.js';
+import type { CallbackDelivery } from '../callbacks/delivery.js';
+import { emptyReport, type ReconcileReport } from './report.js';
 import type { RelayContext } from '../relay/context.js';
 import { loggableError } from '../loggable-error.js';
 import { UpstreamError } from '../upstream/client.js';
 import { isTaskNotFound } from '../upstream/errors.js';
-import { applyKlingTask, fetchKlingTask, type KlingTaskObject } from './apply.js';
-import { finishTask } from './transition.js';
-
-export interface ReconcileReport {
-  /** Tasks this pass leased and looked at. */
-  claimed: number;
-  /** Tasks that reached a final state (settled or refunded) in this pass. */
-  finished: number;
-  /** Tasks whose status moved forward without finishing. */
-  progressed: number;
-  /** Tasks Kling had although the create's answer was lost, now known by their Kling id. */
-  adopted: number;
-  /**
-   * Tasks failed and refunded because Kling never got them, or they outlived taskTimeoutMs (also when
-   * their last check failed: the account gone, Kling not knowing the task, an answer the relay cannot read).
-   */
-  expired: number;
-  /** Kling could not be asked; tried again later. */
-  errors: number;
-  /** The delivery pass over callers' callback notices that follows the tasks (absent if it could not run). */
-  callbacks?: CallbackReport;
-}
+import { finish, markChecked } from '../task/life.js';
+import { observe, type Observation } from '../task/observe.js';
 
 /** How many tasks one pass leases, and how many Kling queries run at once. */
 const BATCH = 50;
 const CONCURRENCY = 4;
 const MAX_BACKOFF_MS = 10 * 60_000;
-
-function emptyReport(): ReconcileReport {
-  return { claimed: 0, finished: 0, progressed: 0, adopted: 0, expired: 0, errors: 0 };
-}
 
 /** The account that created a task is no longer in the relay's configuration. */
 class AccountGone extends Error {
@@ -116,21 +93,19 @@ export class Reconciler {
       if (!account) throw new AccountGone(task.account_id);
       // A task without a Kling id lost its create answer: Kling knows it by our external_task_id.
       const id = task.kling_task_id ?? task.external_task_id;
-      let data: KlingTaskObject | undefined;
+      let observed: Observation;
       try {
-        data = await fetchKlingTask(ctx, account, task, id);
+        observed = await observe(ctx, account, task, { id, strict: true, mustNameOurs: false, markChecked: false });
       } catch (error) {
         if (task.kling_task_id === null && isTaskNotFound(error)) {
-          if (await finishTask(ctx, task.id, { status: 'failed', reason: 'Kling never received the task' })) report.expired++;
+          if (await finish(ctx, task.id, { status: 'failed', reason: 'Kling never received the task' })) report.expired++;
           return;
         }
         throw error;
       }
-      if (!data) throw new UpstreamError('no task in the answer', { kind: 'bad_response', ambiguous: false, accountId: account.id, method: 'GET', path: task.endpoint });
-      const applied = await applyKlingTask(ctx, task, data);
-      if (applied === 'invalid') throw new UpstreamError(`unknown task_status ${JSON.stringify(data.task_status)}`, { kind: 'bad_response', ambiguous: false, accountId: account.id, method: 'GET', path: task.endpoint });
-      // applyKlingTask stored Kling's task id along with the status.
-      if (task.kling_task_id === null && typeof data.task_id === 'string') report.adopted++;
+      const { applied, answer } = observed;
+      // The answer's Kling task id was stored along with the status.
+      if (task.kling_task_id === null && typeof answer?.task_id === 'string') report.adopted++;
       if (applied === 'settled') {
         report.finished++;
         return;
@@ -160,7 +135,7 @@ export class Reconciler {
     const meta = { taskId: task.id, externalTaskId: task.external_task_id, klingTaskId: task.kling_task_id, userId: task.user_id, accountId: task.account_id, reason };
     let ended: boolean;
     try {
-      ended = await finishTask(ctx, task.id, { status: 'failed', reason });
+      ended = await finish(ctx, task.id, { status: 'failed', reason });
     } catch (error) {
       report.errors++;
       ctx.logger.warn('reconcile check failed', { ...meta, error: loggableError(error) });
@@ -178,7 +153,7 @@ export class Reconciler {
     const { ctx } = this;
     const checks = task.check_count + 1;
     const backoff = Math.min(ctx.config.reconciler.intervalMs * 2 ** Math.min(checks - 1, 10), MAX_BACKOFF_MS);
-    await ctx.store.updateTask(ctx.db, task.id, { check_count: checks, checked_at: Date.now() });
+    await markChecked(ctx, task.id, checks);
     await ctx.store.releaseLease(ctx.db, task.id, this.owner, Date.now() + backoff);
   }
 }

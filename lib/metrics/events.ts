@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { RelayTask } from '../../adapters/types.js';
-import type { ReconcileReport } from '../completion/reconciler.js';
+import type { ReconcileReport } from '../completion/report.js';
 
 /** What every task event names. */
 export interface TaskEventBase {

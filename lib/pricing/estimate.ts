@@ -1,5 +1,27 @@
+import type { KlingDeductions } from '../../adapters/types.js';
 import type { PricingType, RegistryEntry } from '../registry/types.js';
-import type { PriceBook, PricingRule } from './rules.js';
+import type { PriceBook, PriceKey, PricingRule, Rounding } from './rules.js';
+
+/** What a count is taken per: everything but `units`, which counts Kling units per one of these. */
+export type CountBasis = Exclude<PricingType, 'units'>;
+
+/**
+ * The terms a task is settled on, fixed at submit and stored with the task (a short JSON in its
+ * `pricing` column): the pricing type, the USD per counted thing, and what the count needs.
+ */
+export interface SettleTerms {
+  type: PricingType;
+  /** USD per second, image, block or request; per Kling unit for `units`. */
+  unit: number;
+  /** Seconds per block, when seconds are counted in blocks. */
+  block?: number;
+  rounding?: Rounding;
+  /** units: Kling units per counted thing, and what they are counted per. */
+  klingUnits?: number;
+  per?: CountBasis;
+  /** units: Kling's list USD per unit, to read a balance deduction. */
+  listPrice?: number;
+}
 
 /** What a request costs and why, fixed at submit and stored with the task. */
 export interface PriceQuote {
@@ -7,9 +29,9 @@ export interface PriceQuote {
   quota: number;
   usd: number;
   pricingType: PricingType;
-  /** USD per unit (second, image or request) of the matching rule. */
+  /** USD per unit (second, image, block, request or Kling unit) of the matching rule, margin included. */
   unitPrice: number;
-  /** Units the estimate counted: seconds, images, or 1. */
+  /** Units the estimate counted: seconds, images, blocks, 1, or Kling units. */
   units: number;
   model: string;
   mode: string;
@@ -17,6 +39,7 @@ export interface PriceQuote {
   durationKey: string;
   /** Seconds recorded in the host row (the request's duration or the registry's estimate). */
   seconds: number;
+  terms: SettleTerms;
 }
 
 export type QuoteResult = { ok: true; quote: PriceQuote } | { ok: false; reason: string };
@@ -38,6 +61,17 @@ function text(value: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * An on/off request property: on for `"on"`, `true`, a non-empty list, object or other string, or a
+ * non-zero number; off when the field is absent, empty, `"off"`, `false` or 0.
+ */
+export function switchValue(value: unknown): 'on' | 'off' {
+  if (value === undefined || value === null || value === false || value === 0 || value === '' || value === 'off') return 'off';
+  if (Array.isArray(value)) return value.length > 0 ? 'on' : 'off';
+  if (typeof value === 'object') return Object.keys(value).length > 0 ? 'on' : 'off';
+  return 'on';
+}
+
 function imageCount(entry: RegistryEntry, body: Record<string, unknown>): number {
   if (entry.series && fieldValue(body, entry.series.field) === entry.series.value) {
     const n = Number(fieldValue(body, entry.series.count));
@@ -49,10 +83,51 @@ function imageCount(entry: RegistryEntry, body: Record<string, unknown>): number
   return Number.isInteger(n) && n > 0 ? n : 1;
 }
 
-function units(pricingType: PricingType, seconds: number, count: number): number {
-  if (pricingType === 'per_second') return seconds;
-  if (pricingType === 'per_image') return count;
+/** The request properties rules match, read through the registry entry's `fields`. */
+function priceKey(entry: RegistryEntry, body: Record<string, unknown>, model: string, mode: string, duration: string): PriceKey {
+  const f = entry.fields;
+  const key: PriceKey = { type: entry.type, model, mode, duration, resolution: text(fieldValue(body, f.resolution)) ?? '' };
+  for (const name of ['sound', 'voice', 'video_input', 'image_input'] as const) {
+    if (f[name]) key[name] = switchValue(fieldValue(body, f[name]));
+  }
+  return key;
+}
+
+function rounded(value: number, rounding: Rounding): number {
+  if (rounding === 'nearest') return Math.round(value);
+  if (rounding === 'up') return Math.ceil(Number(value.toPrecision(12)));
+  return value;
+}
+
+/** What the terms count per, once `units` is resolved to its basis. */
+function basisOf(terms: SettleTerms): CountBasis {
+  return terms.type === 'units' ? (terms.per ?? 'fixed') : terms.type;
+}
+
+/** Seconds, blocks, images or 1: the count of a basis, rounded as the terms say. */
+function countOf(terms: SettleTerms, seconds: number | undefined, images: number | undefined): number | undefined {
+  const basis = basisOf(terms);
+  if (basis === 'per_second') return seconds === undefined ? undefined : rounded(seconds, terms.rounding ?? 'exact');
+  if (basis === 'per_block') return seconds === undefined ? undefined : rounded(seconds / (terms.block ?? 1), terms.rounding ?? 'up');
+  if (basis === 'per_image') return images;
   return 1;
+}
+
+/** Counted things to priced units: Kling units for `units`, the count itself otherwise. */
+function pricedUnits(terms: SettleTerms, count: number): number {
+  return terms.type === 'units' ? count * (terms.klingUnits ?? 0) : count;
+}
+
+function settleTerms(rule: PricingRule, type: PricingType, entry: RegistryEntry): SettleTerms {
+  const terms: SettleTerms = { type, unit: rule.price };
+  if (rule.block_seconds !== undefined) terms.block = rule.block_seconds;
+  if (rule.rounding !== undefined) terms.rounding = rule.rounding;
+  if (type === 'units') {
+    terms.klingUnits = rule.kling_units ?? 0;
+    terms.per = rule.units_per ?? (entry.pricingType === 'units' ? 'fixed' : entry.pricingType);
+    if (rule.unit_list_price !== undefined) terms.listPrice = rule.unit_list_price;
+  }
+  return terms;
 }
 
 /**
@@ -70,18 +145,19 @@ export function quote(entry: RegistryEntry, body: Record<string, unknown>, book:
   const mode = text(fieldValue(body, entry.fields.mode)) ?? '';
   const duration = text(fieldValue(body, entry.fields.duration));
   const durationKey = duration ?? '0';
-  const rule: PricingRule | undefined = book.match({ type: entry.type, model, mode, duration: durationKey });
+  const rule = book.match(priceKey(entry, body, model, mode, durationKey));
   if (!rule) return { ok: false, reason: `no pricing rule for type '${entry.type}' and model '${model || '(none)'}'` };
-  const pricingType = rule.pricing_type ?? entry.pricingType;
+  const terms = settleTerms(rule, rule.pricing_type ?? entry.pricingType, entry);
   const seconds = duration !== undefined ? Number(duration) : (entry.defaultSeconds ?? 0);
-  if (pricingType === 'per_second' && !(seconds > 0)) {
-    return { ok: false, reason: `type '${entry.type}' is priced per second but the request has no duration and the registry gives no default_seconds` };
+  const basis = basisOf(terms);
+  if ((basis === 'per_second' || basis === 'per_block') && !(seconds > 0)) {
+    return { ok: false, reason: `type '${entry.type}' is priced by seconds but the request has no duration and the registry gives no default_seconds` };
   }
-  const counted = units(pricingType, seconds, imageCount(entry, body));
+  const counted = pricedUnits(terms, countOf(terms, seconds, imageCount(entry, body)) ?? 1);
   const usd = rule.price * counted;
   return {
     ok: true,
-    quote: { quota: usdToQuota(usd, quotaPerUnit), usd, pricingType, unitPrice: rule.price, units: counted, model, mode, durationKey, seconds },
+    quote: { quota: usdToQuota(usd, quotaPerUnit), usd, pricingType: terms.type, unitPrice: rule.price, units: counted, model, mode, durationKey, seconds, terms },
   };
 }
 
@@ -103,31 +179,58 @@ interface ResultShape {
   series_images?: unknown[];
 }
 
-/** Units actually delivered according to Kling's task_result, or undefined when it does not say. */
-export function deliveredUnits(pricingType: PricingType, result: unknown): number | undefined {
-  if (typeof result !== 'object' || result === null) return undefined;
-  const r = result as ResultShape;
-  if (pricingType === 'per_second') {
-    const video = r.videos?.[0];
-    if (video) return parseDuration(video.duration);
-    const audio = r.audios?.[0];
-    if (audio) return parseDuration(audio.duration ?? audio.duration_mp3);
-    return undefined;
-  }
-  if (pricingType === 'per_image') {
-    const list = r.series_images?.length ? r.series_images : r.images;
-    return list ? list.length : undefined;
-  }
-  return 1;
+function deliveredSeconds(r: ResultShape): number | undefined {
+  const video = r.videos?.[0];
+  if (video) return parseDuration(video.duration);
+  const audio = r.audios?.[0];
+  if (audio) return parseDuration(audio.duration ?? audio.duration_mp3);
+  return undefined;
+}
+
+function deliveredImages(r: ResultShape): number | undefined {
+  const list = r.series_images?.length ? r.series_images : r.images;
+  return list ? list.length : undefined;
 }
 
 /**
- * The charge for a finished task: recomputed from what Kling delivered (fractions of a second
- * included), rounded as the hold was, never more than the hold (the rest is refunded). When the
- * result does not say, the hold stands.
+ * Units actually delivered according to Kling's task_result (seconds and blocks rounded as the terms
+ * say; Kling units for `units`), or undefined when it does not say.
  */
-export function actualCharge(hold: number, unitPrice: number, pricingType: PricingType, result: unknown, quotaPerUnit: number): { charge: number; units: number | undefined } {
-  const delivered = deliveredUnits(pricingType, result);
+export function deliveredUnits(terms: SettleTerms, result: unknown): number | undefined {
+  if (typeof result !== 'object' || result === null) return undefined;
+  const r = result as ResultShape;
+  const count = countOf(terms, deliveredSeconds(r), deliveredImages(r));
+  return count === undefined ? undefined : pricedUnits(terms, count);
+}
+
+/** A deduction Kling wrote as a decimal string or a number; undefined when it is neither. */
+function decimal(value: unknown): number | undefined {
+  if (typeof value === 'string' && value.trim() === '') return undefined;
+  const n = typeof value === 'string' ? Number(value) : value;
+  return typeof n === 'number' && Number.isFinite(n) && n >= 0 ? n : undefined;
+}
+
+/**
+ * The Kling units a task cost by Kling's own report: `final_unit_deduction` when it took units from a
+ * resource pack, else the balance deduction's list price over Kling's list price per unit. Undefined
+ * when Kling reported neither (or only zeros): then the estimate stands.
+ */
+export function reportedUnits(deductions: KlingDeductions | undefined, listPrice: number | undefined): number | undefined {
+  const units = decimal(deductions?.final_unit_deduction);
+  if (units !== undefined && units > 0) return units;
+  const listed = decimal(deductions?.final_balance_deduction?.list_price);
+  if (listed !== undefined && listed > 0 && listPrice !== undefined) return Number((listed / listPrice).toPrecision(12));
+  return undefined;
+}
+
+/**
+ * The charge for a finished task, never more than the hold (the rest is refunded). `units`: what
+ * Kling reported it deducted, else the Kling units the delivered result is worth on the price list.
+ * Otherwise recomputed from what Kling delivered (fractions of a second included, rounded as the
+ * terms say). When neither says, the hold stands.
+ */
+export function actualCharge(hold: number, terms: SettleTerms, result: unknown, quotaPerUnit: number, deductions?: KlingDeductions): { charge: number; units: number | undefined } {
+  const delivered = (terms.type === 'units' ? reportedUnits(deductions, terms.listPrice) : undefined) ?? deliveredUnits(terms, result);
   if (delivered === undefined) return { charge: hold, units: undefined };
-  return { charge: Math.min(hold, usdToQuota(unitPrice * delivered, quotaPerUnit)), units: delivered };
+  return { charge: Math.min(hold, usdToQuota(terms.unit * delivered, quotaPerUnit)), units: delivered };
 }

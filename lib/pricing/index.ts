@@ -1,2 +1,2 @@
-export { PriceBook, loadPricingRules, type PricingRule, type PriceKey } from './rules.js';
-export { quote, actualCharge, parseDuration, deliveredUnits, fieldValue, usdToQuota, type PriceQuote, type QuoteResult } from './estimate.js';
+export { PriceBook, loadPricingRules, type PricingRule, type PriceKey, type PriceList, type Rounding, type Switch } from './rules.js';
+export { quote, actualCharge, parseDuration, deliveredUnits, reportedUnits, fieldValue, switchValue, usdToQuota, type PriceQuote, type QuoteResult, type SettleTerms, type CountBasis } from './estimate.js';

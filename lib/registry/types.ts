@@ -1,6 +1,23 @@
 import type { TableKind } from '../../adapters/types.js';
 
-export type PricingType = 'per_second' | 'fixed' | 'per_image';
+/**
+ * How a price is counted. A registry entry names one of the first three; a pricing rule may also
+ * count per block of seconds or per Kling unit.
+ */
+export type PricingType = 'per_second' | 'fixed' | 'per_image' | 'per_block' | 'units';
+
+/** Request fields pricing reads (README, "Adding an endpoint by editing JSON"; docs/pricing.md). */
+export interface PricedFields {
+  model?: string;
+  mode?: string;
+  duration?: string;
+  count?: string;
+  resolution?: string;
+  sound?: string;
+  voice?: string;
+  video_input?: string;
+  image_input?: string;
+}
 export type EndpointKind = 'task' | 'sync';
 /**
  * Kling's API family of a path. `v1`: `/v1/...`, the model in `model_name`, answers of
@@ -19,7 +36,7 @@ export interface RegistryEntryJson {
   table: TableKind;
   pricing_type: PricingType;
   kind: EndpointKind;
-  fields?: { model?: string; mode?: string; duration?: string; count?: string };
+  fields?: PricedFields;
   /** per_image: count images from `count` when `field` equals `value`; `max` when `count` is not a number. */
   series?: { field: string; value: string; count: string; max?: number };
   default_model?: string;
@@ -41,7 +58,7 @@ export interface RegistryEntry {
   table: TableKind;
   pricingType: PricingType;
   kind: EndpointKind;
-  fields: { model?: string; mode?: string; duration?: string; count?: string };
+  fields: PricedFields;
   series: { field: string; value: string; count: string; max?: number } | undefined;
   defaultModel: string | undefined;
   defaultSeconds: number | undefined;

@@ -3,9 +3,10 @@ import type { RelayTask } from '../../adapters/types.js';
 import { RelayHttpError } from '../errors.js';
 import { asStandardTask } from '../upstream/standard.js';
 import type { RelayContext } from './context.js';
-import { refreshTask, taskObject } from './query.js';
+import { taskObject } from '../task/task-object.js';
+import { identifyCaller } from './caller.js';
+import { refreshTask } from './query.js';
 import { sendSuccess } from './respond.js';
-import { identifyCaller } from './submit.js';
 
 /** The most tasks one `GET /tasks` names; Kling documents no limit, the relay keeps one query bounded. */
 export const MAX_TASKS_PER_QUERY = 100;

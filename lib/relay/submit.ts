@@ -1,19 +1,17 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Request, Response } from 'express';
-import type { Knex } from 'knex';
 import type { NewHostRow, NewRelayTask, RelayTask } from '../../adapters/types.js';
-import { writeStatusChange } from '../callbacks/notice.js';
-import { fetchKlingTask, isFinal, type KlingTaskObject } from '../completion/apply.js';
+import type { HostWriteFacts } from '../../adapters/host-table.js';
+import { accept, checkAgainAt, finish, hold } from '../task/life.js';
+import { fetchKlingTask, type KlingTaskObject } from '../task/observe.js';
+import type { HoldPlan } from '../task/storage.js';
 import { reportedDeductions } from '../completion/deductions.js';
-import { finishTask } from '../completion/transition.js';
 import { taskCallbackUrl } from '../completion/token.js';
 import { isUniqueViolation } from '../../adapters/dialect.js';
 import { RelayHttpError } from '../errors.js';
 import type { Caller } from '../options.js';
 import { quote, type PriceQuote } from '../pricing/estimate.js';
 import type { RegistryEntry } from '../registry/types.js';
-import { isBuiltInQuotaStore } from '../../adapters/quota-store.js';
 import type { KlingAccount } from '../upstream/accounts.js';
 import { UpstreamError, type KlingReply } from '../upstream/client.js';
 import { isAccountProblem, isTaskNotFound, toRelayError } from '../upstream/errors.js';
@@ -21,17 +19,10 @@ import { isJsonRequest, readJsonBody } from './body.js';
 import { loggableError } from '../loggable-error.js';
 import type { RelayContext } from './context.js';
 import { withinDeadline } from './deadline.js';
-import { taskObject } from './query.js';
+import { taskObject } from '../task/task-object.js';
+import { identifyCaller } from './caller.js';
 import { sendJson, sendSuccess } from './respond.js';
 import { accountFor, createAnswerOf, createdTask, putRelayIds, shownStandardCreate, takeClientIds } from './standard.js';
-
-export async function identifyCaller(ctx: RelayContext, req: IncomingMessage, res: ServerResponse): Promise<Caller> {
-  const caller = await ctx.config.identify(req as Request, res as Response);
-  if (!caller || (typeof caller.id !== 'string' && typeof caller.id !== 'number') || caller.id === '') {
-    throw new RelayHttpError(401, 1000, 'authentication required: the host did not identify a caller');
-  }
-  return caller;
-}
 
 /** The ids at a refers_to path (`a.b`, `a[].b`), each with its JSON pointer in the body. */
 function idsAt(value: unknown, path: string, pointer = ''): [string, string][] {
@@ -81,11 +72,11 @@ function newHostRow(entry: RegistryEntry, caller: Caller, account: KlingAccount,
     task_id: '',
     user_id: String(caller.id),
     username: caller.username ?? '',
-    channel_id: account.id,
+    channel_id: account.channelId ?? account.id,
     model: price.model,
     provider: 'kling',
     type: entry.type,
-    status: '',
+    status: 'pending',
     quota: price.quota,
     mode: price.mode,
     duration: Math.floor(price.seconds),
@@ -113,7 +104,7 @@ function newTask(ctx: RelayContext, entry: RegistryEntry, caller: Caller, accoun
     hold_quota: price.quota,
     charge_quota: null,
     model: price.model,
-    pricing: JSON.stringify({ type: price.pricingType, unit: price.unitPrice }),
+    pricing: JSON.stringify(price.terms),
     status_msg: null,
     result: null,
     deductions: null,
@@ -131,59 +122,25 @@ function newTask(ctx: RelayContext, entry: RegistryEntry, caller: Caller, accoun
   };
 }
 
-/** The columns the post-answer write patches (the `patch` in `submit`). */
-const PATCHED = ['kling_task_id', 'state', 'kling_created_at', 'kling_updated_at', 'next_check_at'] as const;
-
-const notEnoughQuota = (price: PriceQuote): RelayHttpError => new RelayHttpError(402, 1102, `not enough quota: this request needs ${price.quota}`);
-
-/**
- * charge-on-success moves no quota at submit, so the check must count what the caller's running tasks
- * will be charged: balance >= this estimate + the estimates in flight. The store's hold and an equal
- * credit net to zero but take the caller's balance row lock until COMMIT, so the caller's submits
- * pass this check one at a time, each seeing the tasks the one before committed. The hold comes first:
- * on MySQL the reads after it then see what the previous lock holder committed.
- */
-async function checkChargeable(ctx: RelayContext, trx: Knex.Transaction, userId: string, price: PriceQuote): Promise<void> {
-  if (!(await ctx.quota.hold(trx, userId, price.quota))) throw notEnoughQuota(price);
-  await ctx.quota.credit(trx, userId, price.quota);
-  const inFlight = await ctx.store.inFlightEstimate(trx, userId);
-  const balance = await ctx.quota.balance(trx, userId);
-  if (balance === null || balance < price.quota + inFlight) throw notEnoughQuota(price);
+/** The hold of a new task: its host row and relay row, and the quota it takes or needs. */
+function holdPlan(ctx: RelayContext, entry: RegistryEntry, caller: Caller, account: KlingAccount, price: PriceQuote, client: ClientIds, facts: HostWriteFacts): HoldPlan {
+  const now = Date.now();
+  return {
+    table: entry.table,
+    userId: String(caller.id),
+    billing: ctx.config.billing,
+    amount: price.quota,
+    row: newHostRow(entry, caller, account, price, Math.floor(now / 1000)),
+    task: (hostRowId) => newTask(ctx, entry, caller, account, price, client, hostRowId, now),
+    facts,
+    now,
+  };
 }
 
-/** One transaction: the conditional hold, the host row, the relay's task row and the ledger hold. */
-async function holdAndRecord(ctx: RelayContext, entry: RegistryEntry, caller: Caller, account: KlingAccount, price: PriceQuote, client: ClientIds): Promise<RelayTask> {
-  const userId = String(caller.id);
-  const now = Date.now();
-  const row = newHostRow(entry, caller, account, price, Math.floor(now / 1000));
-  const host = ctx.hosts[entry.table];
-  const { direct, quota } = ctx;
-  // On better-sqlite3 with the built-in quota store, the same four statements without knex's runner.
-  // A store that overrides any method (a subclass's own hold) is called through the knex path.
-  if (direct && ctx.config.billing === 'hold' && isBuiltInQuotaStore(quota)) {
-    return direct.transaction((run) => {
-      if (run(quota.holdQuery(direct.db, userId, price.quota)).changes === 0) throw notEnoughQuota(price);
-      const hostRowId = String(run(host.insertTemplate(direct), host.directValues(row)).lastInsertRowid);
-      const task = newTask(ctx, entry, caller, account, price, client, hostRowId, now);
-      const id = Number(run(ctx.store.insertTaskTemplate(direct), task).lastInsertRowid);
-      run(ctx.store.addLedgerTemplate(direct), ctx.store.ledgerValues({ task_id: id, user_id: userId, kind: 'hold', amount: -price.quota, created_at: now }));
-      return { ...task, id };
-    });
-  }
-  return ctx.db.transaction(async (trx) => {
-    if (ctx.config.billing !== 'hold') await checkChargeable(ctx, trx, userId, price);
-    const hostRowId = await host.insert(trx, row);
-    const task = newTask(ctx, entry, caller, account, price, client, hostRowId, now);
-    const id = await ctx.store.insertTask(trx, task);
-    if (ctx.config.billing === 'hold') {
-      await ctx.store.addLedger(trx, { task_id: id, user_id: userId, kind: 'hold', amount: -price.quota, created_at: now });
-      // The hold last: the conditional update locks the caller's balance row until COMMIT, and every
-      // other submit of that caller waits for the lock; taken last, it is held for one round trip
-      // instead of four. A short balance rolls the rows above back.
-      if (!(await ctx.quota.hold(trx, userId, price.quota))) throw notEnoughQuota(price);
-    }
-    return { ...task, id };
-  });
+/** The images (or other items) a request asks for: its `n`, 1 when it has none. */
+function requestedCount(body: Record<string, unknown>): number {
+  const n = Number(body.n);
+  return Number.isSafeInteger(n) && n > 0 ? n : 1;
 }
 
 /** A sync answer's session id (results are recorded by the transition), so follow-ups reach the same account. */
@@ -236,12 +193,12 @@ async function afterFailedPost(ctx: RelayContext, entry: RegistryEntry, account:
     }
   }
   ctx.logger.warn('Kling create outcome unknown; left for the reconciler', upstream);
-  await ctx.store.updateTask(ctx.db, task.id, { next_check_at: Date.now() + 5_000 }, ['pending']).catch(() => false);
+  await checkAgainAt(ctx, task.id, Date.now() + 5_000).catch(() => false);
   throw toRelayError(error);
 }
 
 async function refundUnsent(ctx: RelayContext, task: RelayTask, error: UpstreamError): Promise<void> {
-  await finishTask(ctx, task.id, { status: 'failed', reason: `submit failed: ${error.klingMessage ?? error.message}` }, ['pending']);
+  await finish(ctx, task.id, { status: 'failed', reason: `submit failed: ${error.klingMessage ?? error.message}` }, ['pending']);
 }
 
 /** Kling's task for our external_task_id; 'absent' when Kling says it has none, undefined when it cannot tell. */
@@ -323,8 +280,8 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
   // (or by the reconciler, which finds that Kling never got the task).
   let task: RelayTask;
   try {
-    task = await withinDeadline(holdAndRecord(ctx, entry, caller, account, priced.quote, { taskId: clientTaskId, callbackUrl: clientCallbackUrl, requestHash: hash }), ctx.config.dbTimeoutMs, (late) => {
-      finishTask(ctx, late.id, { status: 'failed', reason: 'the hold committed after the database deadline; Kling was not called' }, ['pending'])
+    task = await withinDeadline(hold(ctx, holdPlan(ctx, entry, caller, account, priced.quote, { taskId: clientTaskId, callbackUrl: clientCallbackUrl, requestHash: hash }, { requestedCount: requestedCount(kling) })), ctx.config.dbTimeoutMs, (late) => {
+      finish(ctx, late.id, { status: 'failed', reason: 'the hold committed after the database deadline; Kling was not called' }, ['pending'])
         .catch((error: unknown) => ctx.logger.error('could not refund a late hold', { taskId: late.id, error: loggableError(error) }));
     });
   } catch (error) {
@@ -359,45 +316,15 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
   if (entry.kind === 'sync') {
     await recordSession(ctx, account, caller, data);
     const klingTaskId = typeof data.task_id === 'string' ? data.task_id : undefined;
-    await finishTask(ctx, task.id, { status: 'succeed', klingTaskId, result: data.task_result ?? data, deductions: reportedDeductions(data) }, ['pending']);
+    await finish(ctx, task.id, { status: 'succeed', klingTaskId, result: data.task_result ?? data, deductions: reportedDeductions(data) }, ['pending']);
     const syncId = typeof data.task_id === 'string' ? data.task_id : typeof data.session_id === 'string' ? data.session_id : null;
     answer(ctx, res, syncId, data, reply.envelope.request_id || requestId);
     return;
   }
 
   const { klingTaskId } = created;
-  const status = typeof created.status === 'string' ? created.status : 'submitted';
   try {
-    const state = status === 'processing' ? 'processing' : 'submitted';
-    const now = Date.now();
-    const patch = { kling_task_id: klingTaskId, state, kling_created_at: Number(created.createdAt) || now, kling_updated_at: Number(created.updatedAt) || now, next_check_at: now + ctx.config.reconciler.intervalMs } as const satisfies Record<(typeof PATCHED)[number], unknown>;
-    // Not moved: a callback moved the task on before this answer arrived, and the host row already
-    // carries the newer status (a final one with its result); only the id is news.
-    const hostPatch = (moved: boolean): Partial<NewHostRow> => (moved ? { task_id: klingTaskId ?? '', status: state, updated_at: Math.floor(now / 1000) } : { task_id: klingTaskId ?? '' });
-    const host = ctx.hosts[entry.table];
-    const { direct } = ctx;
-    if (direct && task.client_callback_url === null) {
-      // No notice to write: both updates in one direct transaction, one commit.
-      await direct.transaction((run) => {
-        const { store } = ctx;
-        const moved = run(store.updateTaskTemplate(direct, PATCHED, ['pending']), store.updateTaskValues(task.id, patch, ['pending'])).changes > 0;
-        if (!moved) run(store.updateTaskTemplate(direct, ['kling_task_id']), store.updateTaskValues(task.id, { kling_task_id: klingTaskId }));
-        const change = hostPatch(moved);
-        const update = host.updateTemplate(direct, Object.keys(change) as (keyof NewHostRow)[]);
-        if (update) run(update, host.directValues({ ...change, id: task.host_row_id }));
-      });
-    } else {
-      const write = async (db: Knex.Transaction): Promise<void> => {
-        const moved = await ctx.store.updateTask(db, task.id, patch, ['pending']);
-        // The Kling id is ours to keep whatever the status.
-        if (!moved) await ctx.store.updateTask(db, task.id, { kling_task_id: klingTaskId });
-        await host.update(db, task.host_row_id, hostPatch(moved));
-        // A status a callback applied before Kling's id was known had no notice; it gets one now.
-        const current = moved ? { ...task, ...patch } : task.client_callback_url === null ? undefined : await ctx.store.getTask(db, task.id);
-        if (current && (moved || !isFinal(current))) await ctx.notices?.enqueue(db, current, now);
-      };
-      await writeStatusChange(ctx.db, write);
-    }
+    await accept(ctx, task, { klingTaskId, status: created.status, createdAt: created.createdAt, updatedAt: created.updatedAt }, ctx.config.reconciler.intervalMs);
   } catch (error) {
     // Kling has the task; the reconciler adopts it by external_task_id if this write was lost.
     ctx.logger.error('could not record Kling task id', { ...log, klingTaskId, error: loggableError(error) });

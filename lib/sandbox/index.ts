@@ -1,5 +1,6 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { AccountBook } from './account.js';
 import { signKlingToken } from './auth.js';
 import { CallbackDispatcher } from './callbacks.js';
 import { FaultSwitches } from './faults.js';
@@ -182,7 +183,8 @@ export async function startKlingSandbox(options: SandboxOptions = {}): Promise<K
     dispatcher,
   );
   const faults = new FaultSwitches();
-  const ctx: SandboxContext = { accounts, endpoints, standardPaths, store, faults, requests: [], hung: new Set(), history: options.history };
+  const accountBook = new AccountBook(accounts, () => store.all(), options.history);
+  const ctx: SandboxContext = { accounts, endpoints, standardPaths, store, faults, requests: [], hung: new Set(), history: options.history, accountBook };
 
   const server = createServer(createHandler(ctx));
   await new Promise<void>((resolve, reject) => {
@@ -221,6 +223,7 @@ export async function startKlingSandbox(options: SandboxOptions = {}): Promise<K
     reset() {
       store.reset();
       faults.reset();
+      accountBook.reset();
       dispatcher.reset();
       ctx.requests.length = 0;
     },

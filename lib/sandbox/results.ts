@@ -1,4 +1,5 @@
 import { randomInt, randomUUID } from 'node:crypto';
+import { callUnits, taskUnits } from './prices.js';
 import type { BalanceDeduction, KlingTaskObject, SandboxTask } from './types.js';
 
 /** Generated media live on a made-up host: nothing the relay does should need to fetch them. */
@@ -78,46 +79,47 @@ function images(task: SandboxTask, n: number): Record<string, unknown>[] {
   });
 }
 
-/**
- * A plausible `task_result` and `final_unit_deduction` for a task that succeeded; `duration`, when
- * given, is the length its video or audio reports.
- */
-export function succeededResult(task: SandboxTask, duration?: string): { result: Record<string, unknown>; units: string } {
+/** A plausible `task_result` for a task that succeeded; `duration`, when given, is the length its video or audio reports. */
+function resultOf(task: SandboxTask, duration: string | undefined): Record<string, unknown> {
   const { path, body } = task;
-  if (path === '/v1/audio/text-to-audio') return { result: { audios: [soundtrack(task, duration)] }, units: '1' };
-  if (path === '/v1/audio/video-to-audio') {
-    return { result: { videos: [video(task, duration)], audios: [soundtrack(task, duration)] }, units: '1' };
-  }
+  if (path === '/v1/audio/text-to-audio') return { audios: [soundtrack(task, duration)] };
+  if (path === '/v1/audio/video-to-audio') return { videos: [video(task, duration)], audios: [soundtrack(task, duration)] };
   if (path.includes('custom-voices')) {
     const voice_id = randomUUID();
-    return {
-      result: {
-        voices: [{ voice_id, voice_name: body.voice_name ?? 'voice', trial_url: media('voices', voice_id, 'mp3'), owned_by: 'creator' }],
-      },
-      units: '1',
-    };
+    return { voices: [{ voice_id, voice_name: body.voice_name ?? 'voice', trial_url: media('voices', voice_id, 'mp3'), owned_by: 'creator' }] };
   }
   if (path.includes('custom-elements')) {
-    return {
-      result: { elements: [{ element_id: Number(newTaskId().slice(0, 12)), element_name: body.element_name ?? 'element' }] },
-      units: '1',
-    };
+    return { elements: [{ element_id: Number(newTaskId().slice(0, 12)), element_name: body.element_name ?? 'element' }] };
   }
   if (path.startsWith('/v1/images/')) {
-    if (path === '/v1/images/kolors-virtual-try-on') return { result: { images: images(task, 1) }, units: '1' };
+    if (path === '/v1/images/kolors-virtual-try-on') return { images: images(task, 1) };
     if (path === '/v1/images/omni-image' && body.result_type === 'series') {
-      const amount = count(body.series_amount, 4);
-      return {
-        result: { result_type: 'series', series_images: images(task, amount) },
-        units: String(amount),
-      };
+      return { result_type: 'series', series_images: images(task, count(body.series_amount, 4)) };
     }
-    const n = count(body.n, 1);
-    const result: Record<string, unknown> = { images: images(task, n) };
+    const result: Record<string, unknown> = { images: images(task, count(body.n, 1)) };
     if (path === '/v1/images/omni-image') result.result_type = 'single';
-    return { result, units: String(n) };
+    return result;
   }
-  return { result: { videos: [video(task, duration)] }, units: String(Math.ceil(requestedSeconds(body) / 5)) };
+  return { videos: [video(task, duration)] };
+}
+
+/** The seconds Kling charges a task for: those generated, never more than the request asked for. */
+function chargedSeconds(body: Record<string, unknown>, result: Record<string, unknown>): number | undefined {
+  const first = (list: unknown): Record<string, unknown> => record(Array.isArray(list) ? list[0] : undefined);
+  const generated = positive(first(result.videos).duration ?? first(result.audios).duration_mp3);
+  const asked = positive(body.duration) ?? positive(record(body.input).duration);
+  return generated !== undefined && asked !== undefined ? Math.min(generated, asked) : (generated ?? asked);
+}
+
+/**
+ * A plausible `task_result` and the `final_unit_deduction` Kling's price list gives it, for a task
+ * that succeeded; `duration`, when given, is the length its video or audio reports.
+ */
+export function succeededResult(task: SandboxTask, duration?: string): { result: Record<string, unknown>; units: string } {
+  const result = resultOf(task, duration);
+  const pictures = result.series_images ?? result.images;
+  const delivered = { seconds: chargedSeconds(task.body, result), images: Array.isArray(pictures) ? pictures.length : undefined };
+  return { result, units: taskUnits(task.path, task.body, delivered) };
 }
 
 const CONTINUATIONS = new Set(['/v1/videos/video-extend', '/v1/videos/advanced-lip-sync', '/v1/audio/video-to-audio']);
@@ -160,7 +162,7 @@ function maskList(): Record<string, unknown>[] {
 
 /** The `data` of a synchronous endpoint: identify-face, the multi-elements selection calls, image-recognize and the audio ones. */
 export function syncResult(path: string, body: Record<string, unknown>): Record<string, unknown> {
-  const final_unit_deduction = '1';
+  const final_unit_deduction = callUnits(path);
   const final_balance_deduction = { ...NO_BALANCE_DEDUCTION };
   switch (path.slice(path.lastIndexOf('/') + 1)) {
     case 'identify-face':

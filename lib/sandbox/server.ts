@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { AccountBook } from './account.js';
 import { authenticate } from './auth.js';
 import { KlingError, requestId } from './codes.js';
 import { answerCreate, carriesDataUri } from './create-answer.js';
@@ -21,6 +22,8 @@ export interface SandboxContext {
   hung: Set<ServerResponse>;
   /** Bound on the recorded requests (their bodies cut), or undefined to keep every one whole. */
   history: number | undefined;
+  /** The account endpoints (`/account/...`). */
+  accountBook: AccountBook;
 }
 
 const HUGE_BYTES = 20 * 1024 * 1024;
@@ -64,7 +67,9 @@ async function handle(ctx: SandboxContext, req: IncomingMessage, res: ServerResp
     }
     const accessKey = await authenticate(req.headers.authorization, ctx.accounts);
     entry.accessKey = accessKey;
-    if (entry.method === 'POST') {
+    if (AccountBook.serves(url.pathname)) {
+      sendData(res, ctx.accountBook.answer(accessKey, entry.method, url, body, malformed));
+    } else if (entry.method === 'POST') {
       create(ctx, res, accessKey, url.pathname, body, malformed);
     } else if (entry.method === 'GET') {
       query(ctx, res, accessKey, url);
@@ -98,7 +103,9 @@ function create(
   const delivery = ctx.faults.takeCreateDelivery();
   let data: unknown;
   if (kind === 'sync') {
-    data = syncResult(path, fields);
+    const answer = syncResult(path, fields);
+    ctx.accountBook.recordSync(accessKey, path, fields, answer);
+    data = answer;
   } else {
     // Callbacks wait for the answer to leave, unless the answer is being sabotaged anyway.
     const answered = delivery ? undefined : new Promise((resolve) => res.once('close', resolve));

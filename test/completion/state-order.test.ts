@@ -6,7 +6,8 @@ import { HostTable } from '../../adapters/host-table.js';
 import { KnexQuotaStore } from '../../adapters/quota-store.js';
 import { RelayStore } from '../../adapters/relay-store.js';
 import { callbackToken } from '../../lib/completion/token.js';
-import { finishTask, type TransitionDeps } from '../../lib/completion/transition.js';
+import { finish, type TaskLifeDeps } from '../../lib/task/life.js';
+import { KnexTaskStorage } from '../../lib/task/knex-storage.js';
 import type { KlingRelay } from '../../lib/index.js';
 import { silentLogger } from '../../lib/logger.js';
 import { testDatabases } from '../support/databases.js';
@@ -28,7 +29,7 @@ for (const database of testDatabases()) {
     let single: Knex;
     let second: KlingRelay;
     let app: express.Express;
-    let deps: TransitionDeps;
+    let deps: TaskLifeDeps;
     const start = 1_000_000;
     const hold = Math.round(0.01 * 5 * QPU);
 
@@ -45,7 +46,9 @@ for (const database of testDatabases()) {
         res.locals.user = { id: user };
         next();
       }, second.router);
-      deps = { db: single, store: new RelayStore(), hosts: { video: new HostTable({ name: 'videos' }, 'video'), image: new HostTable({ name: 'images' }, 'image') }, quota: new KnexQuotaStore(), quotaPerUnit: QPU, logger: silentLogger };
+      const store = new RelayStore();
+      const hosts = { video: new HostTable({ name: 'videos' }, 'video'), image: new HostTable({ name: 'images' }, 'image') };
+      deps = { db: single, store, storage: new KnexTaskStorage({ db: single, store, hosts, quota: new KnexQuotaStore() }), quotaPerUnit: QPU, logger: silentLogger };
     });
     afterEach(async () => {
       second?.close();
@@ -54,7 +57,7 @@ for (const database of testDatabases()) {
     });
 
     /**
-     * Starts finishTask(succeed) for the task the moment the relay's compare-and-set moving it to
+     * Starts finish(succeed) for the task the moment the relay's compare-and-set moving it to
      * `state` answers, before the rest of that change is written; resolves to whether it applied.
      */
     function finishWhenMovedTo(state: string): () => Promise<boolean> {
@@ -66,7 +69,7 @@ for (const database of testDatabases()) {
         if (finished || !/^update\b.*kling_relay_tasks.*\bset\b.*[`"]state[`"]\s*=/i.test(query.sql) || !bindings.includes(state)) return;
         // The compare-and-set ends `where id = ? and state in (...)`: the id comes before the states.
         const states = /in\s*\(([^)]*)\)\s*$/i.exec(query.sql)?.[1]?.split(',').length ?? 0;
-        finished = finishTask(deps, Number(bindings[bindings.length - 1 - states]), { status: 'succeed', result: RESULT });
+        finished = finish(deps, Number(bindings[bindings.length - 1 - states]), { status: 'succeed', result: RESULT });
       });
       return () => finished ?? Promise.reject(new Error(`no compare-and-set to ${state} was seen`));
     }

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import knex from 'knex';
 import { PriceBook, loadPricingRules } from '../../lib/pricing/rules.js';
-import { loadRegistry } from '../../lib/registry/load.js';
+import { checkConfiguration } from '../../lib/cli/check.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const READY_TIMEOUT_MS = 8_000;
@@ -170,8 +170,8 @@ describe('demo host (npm start)', function () {
     expect(answer.data.task_id).to.be.a('string').and.not.equal('');
     expect(answer.data.task_status).to.equal('submitted');
     const taskId = answer.data.task_id;
-    // 0.028 USD per second x 5 s x 500000 quota per USD (examples/pricing.json).
-    expect(await balance(dir)).to.equal(START_QUOTA - 70_000);
+    // 0.028 USD per second x the margin 1.25 x 5 s x 500000 quota per USD (examples/pricing.json).
+    expect(await balance(dir)).to.equal(START_QUOTA - 87_500);
 
     const got = await fetch(query.url.replace('TASK_ID', taskId), { headers: query.headers });
     const task = (await got.json()) as { code: number; data: { task_id: string } };
@@ -189,12 +189,12 @@ describe('demo host (npm start)', function () {
     expect(body.request_id).to.be.a('string').and.not.equal('');
     expect(body.data.user.username).to.equal('demo');
     expect(body.data.quota).to.equal(await balance(dir));
-    expect(body.data.quota).to.equal(START_QUOTA - 70_000);
-    expect(body.data.quota_usd).to.equal('9.86');
+    expect(body.data.quota).to.equal(START_QUOTA - 87_500);
+    expect(body.data.quota_usd).to.equal('9.82');
     // The task the previous test submitted, newest first, as the submit answered it.
     expect(body.data.tasks).to.have.length(1);
     const [task] = body.data.tasks;
-    expect(task).to.include({ endpoint: '/v1/videos/text2video', model: 'kling-v1', hold_quota: 70_000 });
+    expect(task).to.include({ endpoint: '/v1/videos/text2video', model: 'kling-v1', hold_quota: 87_500 });
     expect(task!.task_id).to.be.a('string').and.not.equal('');
     expect(task!.task_status).to.be.oneOf(['submitted', 'processing', 'succeed']);
     const queried = await fetch(submit.url + '/' + String(task!.task_id), { headers: me.headers });
@@ -216,7 +216,7 @@ describe('demo host (npm start)', function () {
       expect(body.message).to.be.a('string').and.not.equal('');
       expect(body.request_id).to.be.a('string').and.not.equal('');
     }
-    expect(await balance(dir)).to.equal(START_QUOTA - 70_000);
+    expect(await balance(dir)).to.equal(START_QUOTA - 87_500);
   });
 
   it('accepts a Kling JWT signed with the printed keys, and answers Kling\'s codes for a bad one', async () => {
@@ -226,7 +226,7 @@ describe('demo host (npm start)', function () {
     const answer = (await res.json()) as { code: number; data: { task_id: string } };
     expect(res.status, JSON.stringify(answer)).to.equal(200);
     expect(answer.code).to.equal(0);
-    expect(await balance(dir)).to.equal(START_QUOTA - 140_000);
+    expect(await balance(dir)).to.equal(START_QUOTA - 175_000);
     // The task belongs to the demo user whichever way it authenticates.
     const byToken = await fetch(query.url.replace('TASK_ID', answer.data.task_id), { headers: query.headers });
     expect(byToken.status).to.equal(200);
@@ -244,7 +244,7 @@ describe('demo host (npm start)', function () {
       expect(body.code).to.equal(code);
       expect(body.request_id).to.be.a('string').and.not.equal('');
     }
-    expect(await balance(dir)).to.equal(START_QUOTA - 140_000);
+    expect(await balance(dir)).to.equal(START_QUOTA - 175_000);
   });
 
   it('exits cleanly on SIGTERM', async () => {
@@ -258,28 +258,23 @@ describe('demo host (npm start)', function () {
     demo = await startDemo(dir);
     expect(demo.printed.token).to.equal(first.token);
     expect(demo.printed.kling).to.deep.equal(first.kling);
-    expect(demo.printed.quota).to.equal(START_QUOTA - 140_000);
+    expect(demo.printed.quota).to.equal(START_QUOTA - 175_000);
     const { code } = await stopDemo(demo);
     expect(code).to.equal(0);
   });
 
   it('prices every built-in endpoint with examples/pricing.json', () => {
+    // A typical request of every endpoint (the schema's defaults), as `kling-relay check` prices it.
+    const checked = checkConfiguration({ pricing: join(ROOT, 'examples/pricing.json'), quotaPerUnit: 500_000 });
+    expect(checked.unpriced.map((e) => `${e.entry.path}: ${String(e.reason)}`)).to.deep.equal([]);
     const book = new PriceBook(loadPricingRules(join(ROOT, 'examples/pricing.json')));
-    const registry = loadRegistry(undefined);
-    for (const entry of registry.entries) {
-      // A request without a duration is matched by duration "0" (seed 004).
-      for (const duration of ['0', '5']) {
-        const rule = book.match({ type: entry.type, model: entry.defaultModel ?? 'kling-v1', mode: 'std', duration });
-        expect(rule, `${entry.path} with duration ${duration}`).to.not.equal(undefined);
-      }
-    }
     // 4K costs Kling 3 units (0.42 USD) a second on kling-v3, several times std and pro: never their price.
     for (const type of ['text2video', 'image2video']) {
       const rule = book.match({ type, model: 'kling-v3', mode: '4k', duration: '5' });
-      expect([rule?.pricing_type, rule?.price], `${type} 4k`).to.deep.equal(['per_second', 0.42]);
+      expect([rule?.pricing_type, rule?.price], `${type} 4k`).to.deep.equal(['per_second', 0.42 * 1.25]);
     }
-    // The seed's three rules (README, "Pricing") are there as written.
-    const rules = JSON.parse(readFileSync(join(ROOT, 'examples/pricing.json'), 'utf8')) as { type: string }[];
-    expect(rules.map((r) => r.type)).to.include.members(['motion-control', 'text-to-audio', 'image-generation']);
+    // The three types of the README's pricing example are priced.
+    const list = JSON.parse(readFileSync(join(ROOT, 'examples/pricing.json'), 'utf8')) as { rules: { type: string }[] };
+    expect(list.rules.map((r) => r.type)).to.include.members(['motion-control', 'text-to-audio', 'image-generation']);
   });
 });

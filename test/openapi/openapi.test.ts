@@ -93,8 +93,10 @@ describe('OpenAPI document', () => {
     for (const entry of registry.entries.filter((e) => e.family === 'v1')) {
       const post = paths[entry.path]?.post;
       expect(post, entry.path).to.not.equal(undefined);
-      const schemaRef = ((post?.requestBody as Json).content as Record<string, { schema: { $ref: string } }>)['application/json']?.schema.$ref ?? '';
-      const schema = resolvePointer(doc, schemaRef) as Json | undefined;
+      const bodyRef = (post?.requestBody as { $ref: string }).$ref;
+      const body = resolvePointer(doc, bodyRef) as { required: boolean; content: Record<string, { schema: Json }> };
+      expect(body.required, bodyRef).to.equal(true);
+      const schema = body.content['application/json']?.schema;
       expect(schema?.type, `${entry.path} request schema`).to.equal('object');
       const responses = post?.responses as Json;
       expect(Object.keys(responses)).to.include.members(['200', '400', '401', '402', '404', '413', '415', '429', '502', '503', '504']);
@@ -108,7 +110,7 @@ describe('OpenAPI document', () => {
     expect(paths['/v1/tasks/{id}']?.get).to.not.equal(undefined);
     expect(paths['/openapi.json']?.get).to.not.equal(undefined);
 
-    // The error table of design.md section 3, in the description and in the responses.
+    // The relay's error table (ERROR_TABLE), in the description and in the responses.
     const description = (doc.info as Json).description as string;
     for (const row of ['| 402 | 1102 |', '| 429 | 1302, 1303 |', '| 503 | 5001 |', '| 504 | 5002 |', '| 413 | 1200 |']) expect(description).to.include(row);
     const responses = (doc.components as Json).responses as Record<string, Json>;
@@ -155,7 +157,9 @@ describe('OpenAPI document', () => {
     const post = paths['/v1/general/custom-voices']?.post as Json;
     expect(post['x-kling-relay']).to.deep.equal({ type: 'custom-voice', table: 'video', pricing_type: 'fixed', kind: 'task' });
     const schemas = (doc.components as Json).schemas as Record<string, Json>;
-    const custom = schemas.CustomVoiceRequest as { properties: Record<string, Json> };
+    expect(post.requestBody).to.deep.equal({ $ref: '#/components/requestBodies/CustomVoiceRequest' });
+    const bodies = (doc.components as Json).requestBodies as Record<string, { content: Record<string, { schema: Json }> }>;
+    const custom = bodies.CustomVoiceRequest?.content['application/json']?.schema as { properties: Record<string, Json> };
     expect(custom.properties.voice_name).to.deep.equal({ type: 'string', minLength: 1, maxLength: 20, 'x-errorMessage': 'a name of 1 to 20 characters' });
     expect(custom.properties.voice_url).to.deep.equal({ $ref: '#/components/schemas/KlingDefs_audio' });
     expect(schemas.KlingDefs_audio).to.have.property('x-klingMedia');

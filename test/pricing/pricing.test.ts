@@ -63,7 +63,7 @@ describe('pricing', () => {
     const rules: PricingRule[] = [{ type: 'omni-image', pricing_type: 'per_image', price: 0.01 }];
     const auto = priced('/v1/images/omni-image', { prompt: 'x', n: 1, result_type: 'series', series_amount: 'auto' }, rules);
     expect(auto).to.include({ units: 9, quota: 45_000 });
-    expect(actualCharge(auto.quota, auto.unitPrice, auto.pricingType, { series_images: [{}, {}, {}] }, QPU)).to.deep.equal({ charge: 15_000, units: 3 });
+    expect(actualCharge(auto.quota, { type: auto.pricingType, unit: auto.unitPrice }, { series_images: [{}, {}, {}] }, QPU)).to.deep.equal({ charge: 15_000, units: 3 });
   });
 
   it('refuses a request no rule prices, naming the type and model', () => {
@@ -97,25 +97,25 @@ describe('pricing', () => {
 
   it('recomputes the charge from the result, capped at the hold', () => {
     // motion-control held for 30 s at 0.001 USD/s = 15000; Kling delivered 12.4 s.
-    expect(actualCharge(15_000, 0.001, 'per_second', { videos: [{ duration: '12.4' }] }, QPU)).to.deep.equal({ charge: 6_200, units: 12.4 });
+    expect(actualCharge(15_000, { type: 'per_second', unit: 0.001 }, { videos: [{ duration: '12.4' }] }, QPU)).to.deep.equal({ charge: 6_200, units: 12.4 });
     // A result longer than the estimate is never charged above the hold.
-    expect(actualCharge(2_500, 0.001, 'per_second', { videos: [{ duration: '5.1s' }] }, QPU).charge).to.equal(2_500);
-    expect(actualCharge(30_000, 0.01, 'per_image', { images: [{}, {}] }, QPU)).to.deep.equal({ charge: 10_000, units: 2 });
-    expect(actualCharge(30_000, 0.01, 'per_image', { series_images: [{}, {}, {}, {}] }, QPU).charge).to.equal(20_000);
-    expect(actualCharge(10_000, 0.02, 'fixed', { images: [] }, QPU).charge).to.equal(10_000);
-    expect(actualCharge(10_000, 0.001, 'per_second', { weird: true }, QPU)).to.deep.equal({ charge: 10_000, units: undefined });
+    expect(actualCharge(2_500, { type: 'per_second', unit: 0.001 }, { videos: [{ duration: '5.1s' }] }, QPU).charge).to.equal(2_500);
+    expect(actualCharge(30_000, { type: 'per_image', unit: 0.01 }, { images: [{}, {}] }, QPU)).to.deep.equal({ charge: 10_000, units: 2 });
+    expect(actualCharge(30_000, { type: 'per_image', unit: 0.01 }, { series_images: [{}, {}, {}, {}] }, QPU).charge).to.equal(20_000);
+    expect(actualCharge(10_000, { type: 'fixed', unit: 0.02 }, { images: [] }, QPU).charge).to.equal(10_000);
+    expect(actualCharge(10_000, { type: 'per_second', unit: 0.001 }, { weird: true }, QPU)).to.deep.equal({ charge: 10_000, units: undefined });
   });
 
   it('charges every delivered second, fractions included, never above the hold', () => {
     // A 3.9 s text-to-audio held for 5 s at 0.0008 USD/s: 3.9 x 400 = 1560, not 3 x 400.
-    expect(actualCharge(2_000, 0.0008, 'per_second', { audios: [{ duration: '3.9' }] }, QPU)).to.deep.equal({ charge: 1_560, units: 3.9 });
+    expect(actualCharge(2_000, { type: 'per_second', unit: 0.0008 }, { audios: [{ duration: '3.9' }] }, QPU)).to.deep.equal({ charge: 1_560, units: 3.9 });
     // A 9.96 s video held for 10 s at 0.028 USD/s: 9.96 x 14000 = 139440, not 9 x 14000.
-    expect(actualCharge(140_000, 0.028, 'per_second', { videos: [{ duration: '9.96' }] }, QPU)).to.deep.equal({ charge: 139_440, units: 9.96 });
+    expect(actualCharge(140_000, { type: 'per_second', unit: 0.028 }, { videos: [{ duration: '9.96' }] }, QPU)).to.deep.equal({ charge: 139_440, units: 9.96 });
     // Exactly the requested seconds is exactly the hold, whatever floating point makes of 0.028 x 5.
     const hold = priced('/v1/videos/text2video', { model_name: 'kling-v1', prompt: 'x', duration: '5' }, [{ model: '*', type: 'text2video', mode: '*', duration: '*', pricing_type: 'per_second', price: 0.028, currency: 'USD' }]).quota;
     expect(hold).to.equal(70_000);
-    expect(actualCharge(hold, 0.028, 'per_second', { videos: [{ duration: '5.0' }] }, QPU).charge).to.equal(70_000);
-    expect(actualCharge(hold, 0.028, 'per_second', { videos: [{ duration: '5.1' }] }, QPU).charge).to.equal(70_000);
+    expect(actualCharge(hold, { type: 'per_second', unit: 0.028 }, { videos: [{ duration: '5.0' }] }, QPU).charge).to.equal(70_000);
+    expect(actualCharge(hold, { type: 'per_second', unit: 0.028 }, { videos: [{ duration: '5.1' }] }, QPU).charge).to.equal(70_000);
   });
 
   it('rounds fractional quota to the nearest unit at hold and at settle, the same way both times', () => {
@@ -124,12 +124,12 @@ describe('pricing', () => {
     const hold = (duration: string) => priced('/v1/videos/text2video', { model_name: 'kling-v1', prompt: 'x', duration }, rules).quota;
     expect(hold('5')).to.equal(3); // 3.25
     expect(hold('10')).to.equal(7); // 6.5, half up
-    expect(actualCharge(hold('10'), 0.0000013, 'per_second', { videos: [{ duration: '10.0' }] }, QPU).charge).to.equal(7);
-    expect(actualCharge(hold('10'), 0.0000013, 'per_second', { videos: [{ duration: '9.2' }] }, QPU).charge).to.equal(6); // 5.98
-    expect(actualCharge(hold('10'), 0.0000013, 'per_second', { videos: [{ duration: '7.6' }] }, QPU).charge).to.equal(5); // 4.94
+    expect(actualCharge(hold('10'), { type: 'per_second', unit: 0.0000013 }, { videos: [{ duration: '10.0' }] }, QPU).charge).to.equal(7);
+    expect(actualCharge(hold('10'), { type: 'per_second', unit: 0.0000013 }, { videos: [{ duration: '9.2' }] }, QPU).charge).to.equal(6); // 5.98
+    expect(actualCharge(hold('10'), { type: 'per_second', unit: 0.0000013 }, { videos: [{ duration: '7.6' }] }, QPU).charge).to.equal(5); // 4.94
     // Half a unit rounds up, as decimal arithmetic says, not as floating point's 500.49999999999994 or 7.499999999999999.
     const fixed = priced('/v1/images/generations', { model_name: 'kling-v1', prompt: 'x' }, [{ model: '*', type: '*', mode: '*', duration: '*', pricing_type: 'fixed', price: 0.001001, currency: 'USD' }]);
     expect(fixed.quota).to.equal(501);
-    expect(actualCharge(10, 0.000001, 'per_second', { videos: [{ duration: '15' }] }, QPU).charge).to.equal(8);
+    expect(actualCharge(10, { type: 'per_second', unit: 0.000001 }, { videos: [{ duration: '15' }] }, QPU).charge).to.equal(8);
   });
 });

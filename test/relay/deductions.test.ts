@@ -108,9 +108,9 @@ for (const database of testDatabases()) {
       await start();
       const res = await post('/v1/audio/tts', { text: 'Hello from the relay test', voice_id: 'oversea_male1' });
       expect(res.status, JSON.stringify(res.body)).to.equal(200);
-      expect(res.body.data).to.deep.include({ final_unit_deduction: '1', final_balance_deduction: { quota: '0', list_price: '0' } });
+      expect(res.body.data).to.deep.include({ final_unit_deduction: '0.05', final_balance_deduction: { quota: '0', list_price: '0' } });
       const stored = await get(`/v1/tasks/${res.body.data.task_id as string}`);
-      expect(stored.body.data).to.deep.include({ task_status: 'succeed', final_unit_deduction: '1', final_balance_deduction: { quota: '0', list_price: '0' } });
+      expect(stored.body.data).to.deep.include({ task_status: 'succeed', final_unit_deduction: '0.05', final_balance_deduction: { quota: '0', list_price: '0' } });
     });
 
     it("adds the deductions column to an earlier version's tasks table, and keeps what Kling reports there", async () => {

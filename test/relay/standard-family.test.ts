@@ -202,7 +202,7 @@ for (const database of testDatabases()) {
       expect(rest).to.deep.equal([]);
       expect(task).to.include({ id, status: 'succeeded', message: '', external_id: 'mine-3' });
       expect((task?.outputs as Record<string, unknown>[])[0]).to.include({ type: 'video', duration: '5.1' });
-      expect(task?.billing).to.deep.equal([{ charge_type: 'unit', amount: '1', package_type: 'video' }]);
+      expect(task?.billing).to.deep.equal([{ charge_type: 'unit', amount: harness.sandbox.tasks.getTask(id)?.finalUnitDeduction, package_type: 'video' }]);
       expect((await harness.tasks()).find((t) => t.kling_task_id === id)?.state).to.equal('succeed');
 
       const byOwnId = await ask('external_task_ids=mine-3');

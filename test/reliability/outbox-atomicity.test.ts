@@ -1,33 +1,10 @@
 import { expect } from 'chai';
 import request from 'supertest';
-import type { TestDatabase } from '../support/databases.js';
 import { testDatabases } from '../support/databases.js';
 import { checkAndClose, startHarness, type Harness } from '../support/harness.js';
+import { allowHostStatus, refuseHostStatus } from '../support/host-triggers.js';
 
 const QPU = 500_000;
-const TRIGGER = 'kling_test_refuse_status';
-
-/**
- * A trigger on the host's videos table that makes any update setting `status` to `status` fail, as
- * a host's own trigger or constraint would: the database itself refuses, in the relay's transaction.
- * The table is dropped (with its trigger) by the next harness.
- */
-async function refuseHostStatus(database: TestDatabase, h: Harness, status: 'processing' | 'succeed'): Promise<void> {
-  const message = `host row refuses ${status}`;
-  if (database.name === 'sqlite') {
-    await h.db.raw(`CREATE TRIGGER ${TRIGGER} BEFORE UPDATE OF status ON videos WHEN NEW.status = '${status}' BEGIN SELECT RAISE(ABORT, '${message}'); END`);
-  } else if (database.name === 'mysql') {
-    await h.db.raw(`CREATE TRIGGER ${TRIGGER} BEFORE UPDATE ON videos FOR EACH ROW BEGIN IF NEW.status = '${status}' THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '${message}'; END IF; END`);
-  } else {
-    await h.db.raw(`CREATE OR REPLACE FUNCTION ${TRIGGER}() RETURNS trigger AS $$ BEGIN IF NEW.status = '${status}' THEN RAISE EXCEPTION '${message}'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql`);
-    await h.db.raw(`CREATE TRIGGER ${TRIGGER} BEFORE UPDATE ON videos FOR EACH ROW EXECUTE FUNCTION ${TRIGGER}()`);
-  }
-}
-
-async function allowHostStatus(database: TestDatabase, h: Harness): Promise<void> {
-  await h.db.raw(database.name === 'pg' ? `DROP TRIGGER ${TRIGGER} ON videos` : `DROP TRIGGER ${TRIGGER}`);
-}
-
 for (const database of testDatabases()) {
   describe(`a status change the host row refuses, with a client callback_url, on ${database.name}`, function () {
     let h: Harness;
@@ -63,13 +40,13 @@ for (const database of testDatabases()) {
 
     it('a final transition whose host-row update fails after its notice was written leaves no notice, no state change, no money moved', async () => {
       const klingTaskId = await submit();
-      await refuseHostStatus(database, h, 'succeed');
+      await refuseHostStatus(database, h.db, 'succeed');
       h.sandbox.complete(klingTaskId, { status: 'succeed' });
       await makeDue();
       expect(await h.relay.reconcile()).to.include({ claimed: 1, finished: 0, errors: 1 });
       await expectUnchanged();
       // Once the host row takes it, the same change goes through, with its notice.
-      await allowHostStatus(database, h);
+      await allowHostStatus(database, h.db);
       await makeDue();
       expect(await h.relay.reconcile()).to.include({ finished: 1, errors: 0 });
       expect(await notices()).to.deep.equal(['submitted', 'succeed']);
@@ -78,12 +55,12 @@ for (const database of testDatabases()) {
 
     it('a non-final change whose host-row update fails leaves no notice and no state change', async () => {
       const klingTaskId = await submit();
-      await refuseHostStatus(database, h, 'processing');
+      await refuseHostStatus(database, h.db, 'processing');
       h.sandbox.setStatus(klingTaskId, 'processing');
       await makeDue();
       expect(await h.relay.reconcile()).to.include({ claimed: 1, progressed: 0, errors: 1 });
       await expectUnchanged();
-      await allowHostStatus(database, h);
+      await allowHostStatus(database, h.db);
       await makeDue();
       expect(await h.relay.reconcile()).to.include({ progressed: 1, errors: 0 });
       expect(await notices()).to.deep.equal(['submitted', 'processing']);

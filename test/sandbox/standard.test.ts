@@ -125,7 +125,8 @@ describe('kling sandbox: the standard family', () => {
       expect(video).to.include({ type: 'video', duration: '10.1' });
       expect(video?.url).to.match(/^https:\/\/.+\.mp4$/);
       expect(video?.watermark_url).to.match(/-wm\.mp4$/);
-      expect(taskA?.billing).to.deep.equal([{ charge_type: 'unit', amount: '2', package_type: 'video' }]);
+      expect(taskA?.billing).to.deep.equal([{ charge_type: 'unit', amount: sandbox.tasks.getTask(a)?.finalUnitDeduction, package_type: 'video' }]);
+      expect(Number(sandbox.tasks.getTask(a)?.finalUnitDeduction)).to.be.greaterThan(0);
 
       const byExternal = await getTasks(sandbox, 'external_task_ids=ext-a');
       expect((byExternal.json.data as { id: string }[]).map((t) => t.id)).to.deep.equal([a]);
@@ -243,7 +244,7 @@ describe('kling sandbox: the standard family', () => {
       expect(bodies[2]).to.include({ id, external_id: 'cb-1', message: '' });
       expect(bodies[2]).to.not.have.property('task_id');
       expect((bodies[2]?.outputs as { type: string }[])[0]?.type).to.equal('video');
-      expect(bodies[2]?.billing).to.deep.equal([{ charge_type: 'unit', amount: '1', package_type: 'video' }]);
+      expect(bodies[2]?.billing).to.deep.equal([{ charge_type: 'unit', amount: sandbox.tasks.getTask(id)?.finalUnitDeduction, package_type: 'video' }]);
       for (const r of receiver.raw) {
         expect(() => new Webhook(SECRET).verify(r.body, r.headers as Record<string, string>)).to.not.throw();
       }

@@ -223,7 +223,7 @@ describe('kling sandbox: progress and callbacks', () => {
       const queried = await call(sandbox, 'GET', `/v1/images/generations/${id}`);
       expect(queried.json.data.task_result.images).to.have.length(3);
       expect(queried.json.data.task_result.images[2]).to.have.keys('index', 'url');
-      expect(queried.json.data.final_unit_deduction).to.equal('3');
+      expect(queried.json.data.final_unit_deduction).to.equal('24');
 
       const failed = await call(sandbox, 'POST', '/v1/videos/text2video', { body: { prompt: 'p' } });
       sandbox.complete(failed.json.data.task_id, { status: 'failed', message: 'risk control' });
@@ -243,6 +243,54 @@ describe('kling sandbox: progress and callbacks', () => {
     } finally {
       await sandbox.close();
     }
+  });
+});
+
+describe("kling sandbox: deductions by Kling's price list", () => {
+  let sandbox: KlingSandbox;
+  before(async () => {
+    sandbox = await startKlingSandbox({ schedule: 'manual' });
+  });
+  after(() => sandbox.close());
+
+  /** Creates a task, ends it as given, and answers the final_unit_deduction a query shows. */
+  async function unitsOf(path: string, body: Record<string, unknown>, duration?: string): Promise<unknown> {
+    const created = await call(sandbox, 'POST', path, { body });
+    expect(created.status, created.text).to.equal(200);
+    const id = created.json.data.task_id as string;
+    sandbox.complete(id, duration === undefined ? { status: 'succeed' } : { status: 'succeed', duration });
+    return (await call(sandbox, 'GET', `${path}/${id}`)).json.data.final_unit_deduction;
+  }
+
+  it('deducts video units a second by model, resolution, native audio, voice control and a reference video', async () => {
+    const t2v = (body: Record<string, unknown>) => unitsOf('/v1/videos/text2video', { prompt: 'p', ...body });
+    expect(await t2v({ model_name: 'kling-v3', mode: 'pro', sound: 'on', duration: '5' })).to.equal('6');
+    expect(await t2v({ model_name: 'kling-v3', mode: '4k', sound: 'on', duration: '5' })).to.equal('15');
+    expect(await t2v({ model_name: 'kling-v3', mode: 'std', duration: '10' })).to.equal('6');
+    expect(await t2v({ model_name: 'kling-v2-6', mode: 'pro', sound: 'on', voice_list: [{ voice_id: 'v' }], duration: '10' })).to.equal('12');
+    expect(await t2v({ model_name: 'kling-v2-5-turbo', mode: 'std', duration: '5' })).to.equal('1.5');
+    // A model Kling lists no price for: 0.2 units a second at std.
+    expect(await t2v({ duration: '10' })).to.equal('2');
+    const omni = { prompt: 'p', model_name: 'kling-v3-omni', mode: 'std', duration: '8', video_list: [{ video_url: 'https://x.test/v.mp4', refer_type: 'feature' }] };
+    expect(await unitsOf('/v1/videos/omni-video', omni)).to.equal('7.2');
+  });
+
+  it('charges the seconds generated, never more than asked; motion control rounded to the nearest second; lip-sync per started 5 s', async () => {
+    expect(await unitsOf('/v1/videos/text2video', { prompt: 'p', model_name: 'kling-v3', mode: 'pro', duration: '10' }, '7.5')).to.equal('6');
+    expect(await unitsOf('/v1/videos/motion-control', { model_name: 'kling-v2-6', mode: 'std' }, '9.6')).to.equal('5');
+    expect(await unitsOf('/v1/videos/advanced-lip-sync', { session_id: 's' }, '12')).to.equal('1.5');
+  });
+
+  it('deducts image units per image delivered, and units per call', async () => {
+    expect(await unitsOf('/v1/images/generations', { prompt: 'p', model_name: 'kling-v2-1', n: 4 })).to.equal('16');
+    expect(await unitsOf('/v1/images/generations', { prompt: 'p', model_name: 'kling-v2-1', image: 'https://x.test/a.png', n: 4 })).to.equal('32');
+    expect(await unitsOf('/v1/images/omni-image', { prompt: 'p', model_name: 'kling-v3-omni', resolution: '4k', n: 4 })).to.equal('64');
+    expect(await unitsOf('/v1/images/omni-image', { prompt: 'p', model_name: 'kling-v3-omni', result_type: 'series', series_amount: 'auto' })).to.equal('32');
+    expect(await unitsOf('/v1/audio/text-to-audio', { prompt: 'rain', duration: 5 })).to.equal('0.25');
+    const tts = await call(sandbox, 'POST', '/v1/audio/tts', { body: { text: 'hello', voice_id: 'v' } });
+    expect(tts.json.data.final_unit_deduction).to.equal('0.05');
+    const face = await call(sandbox, 'POST', '/v1/videos/identify-face', { body: { video_id: 'v' } });
+    expect(face.json.data.final_unit_deduction).to.equal('0.05');
   });
 });
 
