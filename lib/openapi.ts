@@ -274,9 +274,15 @@ export function buildOpenApi(registry: Registry, options: OpenApiOptions = {}): 
   };
   const { schemas, requestBodies } = requestBodiesOf({ ...(base.schemas as Json), ...bundle.schemas }, bodies);
   const info = packageInfo();
-  // A schema file that only holds shared $defs (the built-in defs.json) leaves an empty root nothing names.
-  const named = referencedSchemas([paths, schemas, requestBodies]);
-  for (const root of bundle.rootName.values()) if (!named.has(root)) delete schemas[root];
+  // A bundled schema nothing in the document names is left out: the empty root of a file that only
+  // holds shared $defs (the built-in defs.json), and the standard family's schemas and the shared
+  // pieces only they use. Repeated, since leaving out a schema can leave out what only it named.
+  for (let pruned = true; pruned; ) {
+    const named = referencedSchemas([paths, schemas, requestBodies]);
+    const unnamed = Object.keys(bundle.schemas).filter((name) => name in schemas && !named.has(name));
+    for (const name of unnamed) delete schemas[name];
+    pruned = unnamed.length > 0;
+  }
   return {
     openapi: '3.1.0',
     info: { title: 'kling-relay', version: info.version, description: describe(), license: { name: info.license, identifier: info.license } },
