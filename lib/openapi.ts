@@ -276,7 +276,9 @@ export function buildOpenApi(registry: Registry, options: OpenApiOptions = {}): 
   const base = components();
   const paths: Json = {};
   const bodies: Record<string, string[]> = {};
-  for (const entry of [...registry.entries].sort((a, b) => a.path.localeCompare(b.path))) {
+  // The document describes the v1 family; the standard family's routes are not in it yet.
+  const served = registry.entries.filter((entry) => entry.family === 'v1');
+  for (const entry of served.sort((a, b) => a.path.localeCompare(b.path))) {
     const schemaName = bundle.rootName.get(entry.schemaId) as string;
     const properties = (registry.schemas.get(entry.schemaId) as { properties?: Record<string, unknown> } | undefined)?.properties;
     // A GET entry's schema describes query parameters, not a body: its properties become the parameters.
@@ -297,9 +299,15 @@ export function buildOpenApi(registry: Registry, options: OpenApiOptions = {}): 
   };
   const { schemas, requestBodies } = requestBodiesOf({ ...(base.schemas as Json), ...bundle.schemas }, bodies);
   const info = packageInfo();
-  // A schema file that only holds shared $defs (the built-in defs.json) leaves an empty root nothing names.
-  const named = referencedSchemas([paths, schemas, requestBodies]);
-  for (const root of bundle.rootName.values()) if (!named.has(root)) delete schemas[root];
+  // A bundled schema nothing in the document names is left out: the empty root of a file that only
+  // holds shared $defs (the built-in defs.json), and the standard family's schemas and the shared
+  // pieces only they use. Repeated, since leaving out a schema can leave out what only it named.
+  for (let pruned = true; pruned; ) {
+    const named = referencedSchemas([paths, schemas, requestBodies]);
+    const unnamed = Object.keys(bundle.schemas).filter((name) => name in schemas && !named.has(name));
+    for (const name of unnamed) delete schemas[name];
+    pruned = unnamed.length > 0;
+  }
   return {
     openapi: '3.1.0',
     info: { title: 'kling-relay', version: info.version, description: describe(), license: { name: info.license, identifier: info.license } },

@@ -5,6 +5,7 @@ import type { RelayTask } from '../../adapters/types.js';
 import { shownDeductions } from '../completion/deductions.js';
 import type { Registry } from '../registry/types.js';
 import { KLING_STATUSES } from '../task/states.js';
+import { asStandardTask, isStandardPath } from '../upstream/standard.js';
 
 /** The statuses Kling announces; `pending` (Kling has not answered the create yet) is the relay's own. */
 const ANNOUNCED: ReadonlySet<string> = new Set(KLING_STATUSES);
@@ -63,7 +64,7 @@ export class ClientNotices {
       task_id: task.id,
       status: task.state,
       url: task.client_callback_url,
-      body: JSON.stringify(noticeBody(task, now)),
+      body: JSON.stringify(isStandardPath(task.endpoint) ? asStandardTask(noticeBody(task, now)) : noticeBody(task, now)),
       created_at: now,
     });
     const committed = this.onCommitted;

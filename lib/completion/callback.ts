@@ -3,6 +3,7 @@ import type { RelayTask } from '../../adapters/types.js';
 import type { RelayContext } from '../relay/context.js';
 import { sendJson } from '../relay/respond.js';
 import { UpstreamError } from '../upstream/client.js';
+import { asV1Task, isStandardTask } from '../upstream/standard.js';
 import getRawBody from 'raw-body';
 import { checkJsonText, checkJsonValue, parsedByHost } from '../relay/body.js';
 import { SIGNATURE_TOLERANCE_SECONDS, signatureEnvelope, verifySignature, type SignatureCheck } from '../callbacks/signing.js';
@@ -174,7 +175,9 @@ async function handleNotice(ctx: RelayContext, req: IncomingMessage, res: Server
     const check = signatureCheck(ctx, req, read, urlSecrets, urlAccountId);
     if (check !== 'valid') return refuse(check, urlAccountId);
   }
-  const body = parseNotice(read);
+  const notice = parseNotice(read);
+  // A standard-family task is called back in that family's words; the relay reads v1's.
+  const body: KlingTaskObject = isStandardTask(notice as Record<string, unknown>) ? asV1Task(notice as Record<string, unknown>) : notice;
   const checked = checkedTaskId(ctx, { token, task: urlTaskId }, body);
   if (checked === 'forbidden') return reply(res, 401, 1002, 'invalid callback token');
   if (checked === 'unnamed') return reply(res, 401, 1002, 'invalid callback token: neither the callback URL nor the body names the task it is for');

@@ -70,6 +70,30 @@ import type { CustomElementRequest } from './general-custom-elements.js';
 export type { CustomElementRequest };
 import type { AiMultiShotRequest } from './general-ai-multi-shot.js';
 export type { AiMultiShotRequest };
+import type { TextToVideoKling30TurboRequest } from './text-to-video-kling-3.0-turbo.js';
+export type { TextToVideoKling30TurboRequest };
+import type { ImageToVideoKling30TurboRequest } from './image-to-video-kling-3.0-turbo.js';
+export type { ImageToVideoKling30TurboRequest };
+import type { TextToVideoKling30Request } from './text-to-video-kling-3.0.js';
+export type { TextToVideoKling30Request };
+import type { ImageToVideoKling30Request } from './image-to-video-kling-3.0.js';
+export type { ImageToVideoKling30Request };
+import type { OmniVideoKling30OmniRequest } from './omni-video-kling-3.0-omni.js';
+export type { OmniVideoKling30OmniRequest };
+import type { MotionControlKling30Request } from './motion-control-kling-3.0.js';
+export type { MotionControlKling30Request };
+import type { OmniVideoKlingO1Request } from './omni-video-kling-o1.js';
+export type { OmniVideoKlingO1Request };
+import type { TextToVideoKling26Request } from './text-to-video-kling-2.6.js';
+export type { TextToVideoKling26Request };
+import type { ImageToVideoKling26Request } from './image-to-video-kling-2.6.js';
+export type { ImageToVideoKling26Request };
+import type { MotionControlKling26Request } from './motion-control-kling-2.6.js';
+export type { MotionControlKling26Request };
+import type { TextToVideoKling25TurboRequest } from './text-to-video-kling-2.5-turbo.js';
+export type { TextToVideoKling25TurboRequest };
+import type { ImageToVideoKling25TurboRequest } from './image-to-video-kling-2.5-turbo.js';
+export type { ImageToVideoKling25TurboRequest };
 
 /** The request body of every built-in endpoint, by path. */
 export interface KlingRequestBodies {
@@ -108,4 +132,16 @@ export interface KlingRequestBodies {
   '/v1/general/delete-elements': DeleteElementRequest;
   '/v1/general/custom-elements': CustomElementRequest;
   '/v1/general/ai-multi-shot': AiMultiShotRequest;
+  '/text-to-video/kling-3.0-turbo': TextToVideoKling30TurboRequest;
+  '/image-to-video/kling-3.0-turbo': ImageToVideoKling30TurboRequest;
+  '/text-to-video/kling-3.0': TextToVideoKling30Request;
+  '/image-to-video/kling-3.0': ImageToVideoKling30Request;
+  '/omni-video/kling-3.0-omni': OmniVideoKling30OmniRequest;
+  '/motion-control/kling-3.0': MotionControlKling30Request;
+  '/omni-video/kling-o1': OmniVideoKlingO1Request;
+  '/text-to-video/kling-2.6': TextToVideoKling26Request;
+  '/image-to-video/kling-2.6': ImageToVideoKling26Request;
+  '/motion-control/kling-2.6': MotionControlKling26Request;
+  '/text-to-video/kling-2.5-turbo': TextToVideoKling25TurboRequest;
+  '/image-to-video/kling-2.5-turbo': ImageToVideoKling25TurboRequest;
 }

@@ -34,9 +34,10 @@ const FIELD_FIXES: Record<string, string> = {
   table: "use 'video' (video and audio endpoints) or 'image'",
   pricing_type: "use 'per_second', 'fixed' or 'per_image'",
   kind: "use 'task' (answered later by callback) or 'sync' (answered at once)",
-  path: "write the exact Kling path, e.g. '/v1/videos/text2video'",
+  path: "write the exact Kling path: '/v1/...' (e.g. '/v1/videos/text2video'), or '/<product>/<model>' with family 'standard' (e.g. '/text-to-video/kling-3.0-turbo')",
   method: "use 'POST' (a JSON body; the default) or 'GET' (a query string)",
   queryable: "a boolean; a GET entry is the call itself and has no task list, so its queryable is false",
+  family: "use 'v1' (the default) or 'standard'",
 };
 
 /** Checks a registry document against schemas/registry.schema.json; errors name the entry and the fix. */
@@ -65,6 +66,7 @@ export function toEntry(json: RegistryEntryJson, schemaFile: string, schemaId: s
   return {
     path: json.path,
     method: json.method ?? 'POST',
+    family: json.family ?? 'v1',
     type: json.type,
     table: json.table,
     pricingType: json.pricing_type,

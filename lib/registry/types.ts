@@ -21,11 +21,19 @@ export interface PricedFields {
 export type EndpointKind = 'task' | 'sync';
 /** How Kling serves a path: POST with a JSON body, or GET with a query string. */
 export type EndpointMethod = 'POST' | 'GET';
+/**
+ * Kling's API family of a path. `v1`: `/v1/...`, the model in `model_name`, answers of
+ * `task_id`/`task_status`. `standard`: the model in the path, a body of `prompt` or `contents[]` with
+ * `settings` and `options`, answers of `id`/`status`, API keys only (docs/kling.md).
+ */
+export type ApiFamily = 'v1' | 'standard';
 
 /** One entry of a registry file, as written in JSON (schemas/registry.schema.json). */
 export interface RegistryEntryJson {
   path: string;
   method?: EndpointMethod;
+  /** Default 'v1'. */
+  family?: ApiFamily;
   type: string;
   schema: string;
   table: TableKind;
@@ -50,6 +58,7 @@ export interface RegistryEntry {
   path: string;
   /** POST (the body is the request) or GET (the query string is). */
   method: EndpointMethod;
+  family: ApiFamily;
   type: string;
   table: TableKind;
   pricingType: PricingType;

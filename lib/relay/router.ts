@@ -5,7 +5,11 @@ import { loggableError } from '../loggable-error.js';
 import { openApiDocument } from '../openapi.js';
 import { sendError, sendJson } from './respond.js';
 import { queryList, queryOne } from './query.js';
+import { queryStandardTasks } from './standard-query.js';
 import { submit } from './submit.js';
+
+/** The standard family's task queries: `GET /tasks?task_ids=` or `?external_task_ids=`. */
+const STANDARD_TASKS = '/tasks';
 
 export type NextFunction = (error?: unknown) => void;
 
@@ -21,7 +25,11 @@ function routePath(url: string | undefined): string {
 function dispatch(ctx: RelayContext, path: string, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
   const entry = ctx.registry.byPath.get(path);
   if (entry && req.method === entry.method) return submit(ctx, entry, req, res, requestId);
-  if ((req.method === 'GET' || req.method === 'HEAD') && entry?.method !== 'GET') {
+  if (path === STANDARD_TASKS && (req.method === 'GET' || req.method === 'HEAD')) {
+    return queryStandardTasks(ctx, new URLSearchParams((req.url ?? '').split('?')[1] ?? ''), req, res, requestId);
+  }
+  // A standard-family path is a create only; its tasks are queried through /tasks.
+  if ((req.method === 'GET' || req.method === 'HEAD') && entry?.method !== 'GET' && path.startsWith('/v1/')) {
     const search = new URLSearchParams((req.url ?? '').split('?')[1] ?? '');
     if (entry?.queryable) return queryList(ctx, entry, search, req, res, requestId);
     const cut = path.lastIndexOf('/');
@@ -47,7 +55,7 @@ export function createRouter(ctx: RelayContext): RelayRouter {
       sendJson(res, 200, openApiDocument(ctx.registry, (req as { baseUrl?: string }).baseUrl || '/'));
       return;
     }
-    if (!path.startsWith('/v1/')) {
+    if (!path.startsWith('/v1/') && path !== STANDARD_TASKS && ctx.registry.byPath.get(path)?.family !== 'standard') {
       next();
       return;
     }

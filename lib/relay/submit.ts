@@ -22,6 +22,7 @@ import { withinDeadline } from './deadline.js';
 import { taskObject } from '../task/task-object.js';
 import { identifyCaller } from './caller.js';
 import { sendJson, sendSuccess } from './respond.js';
+import { accountFor, createAnswerOf, createdTask, putRelayIds, shownStandardCreate, takeClientIds } from './standard.js';
 
 /** The ids at a refers_to path (`a.b`, `a[].b`), each with its JSON pointer in the body. */
 function idsAt(value: unknown, path: string, pointer = ''): [string, string][] {
@@ -48,9 +49,9 @@ async function chooseAccount(ctx: RelayContext, entry: RegistryEntry, body: Reco
     const at = named.find(([id]) => id === foreign)?.[1];
     if (at !== undefined) throw new RelayHttpError(400, 1201, `invalid request: ${at} is not a resource of yours`, { errors: [{ path: at, message: 'is not a resource of yours' }] });
     const account = owner === undefined ? undefined : ctx.accounts.get(owner);
-    if (account) return account;
+    if (account) return accountFor(entry, ctx.accounts, account);
   }
-  return ctx.accounts.pick();
+  return accountFor(entry, ctx.accounts, undefined);
 }
 
 /** A new task's external_task_id is `before` + its host row's id + `after`. */
@@ -192,7 +193,7 @@ async function afterFailedPost(ctx: RelayContext, entry: RegistryEntry, account:
     }
     if (found !== undefined) {
       ctx.logger.warn('Kling answered an error to a create it carried out; task adopted', { ...upstream, klingTaskId: found.task_id });
-      return { httpStatus: 200, envelope: { code: 0, message: 'SUCCEED', request_id: error.requestId ?? '', data: found } };
+      return { httpStatus: 200, envelope: { code: 0, message: 'SUCCEED', request_id: error.requestId ?? '', data: createAnswerOf(entry, found as Record<string, unknown>) } };
     }
   }
   ctx.logger.warn('Kling create outcome unknown; left for the reconciler', upstream);
@@ -257,7 +258,8 @@ async function answerResent(ctx: RelayContext, res: ServerResponse, first: Relay
     throw new RelayHttpError(504, 5002, `the submit with external_task_id '${clientTaskId}' is still waiting for Kling; query it by that id later`);
   }
   ctx.logger.info('resent submit answered with its first task', { taskId: task.id, userId: task.user_id, clientTaskId, klingTaskId: task.kling_task_id });
-  answer(ctx, res, task.kling_task_id, taskObject(task), requestId);
+  const entry = ctx.registry.byPath.get(task.endpoint);
+  answer(ctx, res, task.kling_task_id, entry ? createAnswerOf(entry, taskObject(task)) : taskObject(task), requestId);
 }
 
 /** The validated request, sent as Kling serves the path: a JSON body, or a query string for a GET entry. */
@@ -275,15 +277,12 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
   const checked = ctx.validator.validate(entry.path, body);
   if (!checked.ok) throw new RelayHttpError(400, 1201, `invalid request: ${checked.errors[0]?.path || '/'} ${checked.errors[0]?.message ?? ''}`.trim(), { errors: checked.errors });
   const kling = checked.body;
-  const clientTaskId = typeof kling.external_task_id === 'string' ? kling.external_task_id : null;
-  const hash = clientTaskId === null ? null : requestHash(entry.path, kling);
-  const clientCallbackUrl = typeof kling.callback_url === 'string' ? kling.callback_url : null;
-  delete kling.external_task_id;
-  delete kling.callback_url;
+  const hash = requestHash(entry.path, kling);
+  const { taskId: clientTaskId, callbackUrl: clientCallbackUrl } = takeClientIds(entry, kling);
 
   const priced = quote(entry, kling, ctx.prices, ctx.config.quotaPerUnit);
   if (!priced.ok) throw new RelayHttpError(503, 5001, `this request cannot be priced: ${priced.reason}`);
-  if (clientTaskId !== null && hash !== null) {
+  if (clientTaskId !== null) {
     const first = await ctx.store.findByClientId(ctx.db, String(caller.id), clientTaskId);
     if (first) return answerResent(ctx, res, first, hash, requestId);
   }
@@ -299,8 +298,8 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
   } catch (error) {
     // A concurrent submit with this external_task_id committed first: UNIQUE(user_id, client_task_id)
     // rolled this one back, hold and rows; it is answered as a resend of that one.
-    const first = clientTaskId !== null && hash !== null && isUniqueViolation(error) ? await ctx.store.findByClientId(ctx.db, String(caller.id), clientTaskId) : undefined;
-    if (!first || hash === null) throw error;
+    const first = clientTaskId !== null && isUniqueViolation(error) ? await ctx.store.findByClientId(ctx.db, String(caller.id), clientTaskId) : undefined;
+    if (!first) throw error;
     return answerResent(ctx, res, first, hash, requestId);
   }
   const log = { taskId: task.id, externalTaskId: task.external_task_id, userId: task.user_id, accountId: account.id, type: entry.type, hold: task.hold_quota };
@@ -309,8 +308,7 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
   ctx.events?.emit('submitted', { taskId: task.id, externalTaskId: task.external_task_id, userId: task.user_id, accountId: account.id, type: entry.type, path: entry.path, hold: task.hold_quota });
 
   if (entry.kind === 'task') {
-    kling.external_task_id = task.external_task_id;
-    kling.callback_url = taskCallbackUrl(ctx.config.callbackUrl, ctx.config.callbackSecret, task.external_task_id, account.id);
+    putRelayIds(entry, kling, task.external_task_id, taskCallbackUrl(ctx.config.callbackUrl, ctx.config.callbackSecret, task.external_task_id, account.id));
   }
 
   let reply: KlingReply;
@@ -322,8 +320,9 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
   }
 
   const data = (reply.envelope.data ?? {}) as Record<string, unknown>;
+  const created = createdTask(entry, data);
   // Kling's ids for the request (a task id, or a sync answer's session), so Kling's records can be found.
-  const answeredId = typeof data.task_id === 'string' ? data.task_id : typeof data.session_id === 'string' ? data.session_id : undefined;
+  const answeredId = created.klingTaskId ?? (typeof data.session_id === 'string' ? data.session_id : undefined);
   ctx.logger.info('Kling accepted the request', { ...log, klingTaskId: answeredId, klingRequestId: reply.envelope.request_id });
   if (entry.kind === 'sync') {
     await recordSession(ctx, account, caller, data);
@@ -334,13 +333,14 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
     return;
   }
 
-  const klingTaskId = typeof data.task_id === 'string' ? data.task_id : null;
+  const { klingTaskId } = created;
   try {
-    await accept(ctx, task, { klingTaskId, status: data.task_status, createdAt: data.created_at, updatedAt: data.updated_at }, ctx.config.reconciler.intervalMs);
+    await accept(ctx, task, { klingTaskId, status: created.status, createdAt: created.createdAt, updatedAt: created.updatedAt }, ctx.config.reconciler.intervalMs);
   } catch (error) {
     // Kling has the task; the reconciler adopts it by external_task_id if this write was lost.
     ctx.logger.error('could not record Kling task id', { ...log, klingTaskId, error: loggableError(error) });
   }
-  answer(ctx, res, klingTaskId, shownTaskInfo(data, clientTaskId), reply.envelope.request_id || requestId);
+  const shown = entry.family === 'v1' ? shownTaskInfo(data, clientTaskId) : shownStandardCreate(data, clientTaskId);
+  answer(ctx, res, klingTaskId, shown, reply.envelope.request_id || requestId);
 }
 

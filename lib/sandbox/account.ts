@@ -207,7 +207,7 @@ export class AccountBook {
     const now = Date.now();
     const balance = data.final_balance_deduction as BalanceDeduction | undefined;
     this.syncCalls.push({
-      taskId: data.task_id, path, accessKey, body, externalTaskId: undefined, callbackUrl: undefined, status: 'succeed', statusMsg: '',
+      taskId: data.task_id, path, family: 'v1', accessKey, body, externalTaskId: undefined, callbackUrl: undefined, status: 'succeed', statusMsg: '',
       createdAt: now, updatedAt: now, result: undefined,
       finalUnitDeduction: typeof data.final_unit_deduction === 'string' ? data.final_unit_deduction : undefined,
       finalBalanceDeduction: balance,

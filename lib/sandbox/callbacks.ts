@@ -1,4 +1,4 @@
-import type { CallbackAttempt, CallbackMode, KlingTaskObject, SandboxAccount } from './types.js';
+import type { CallbackAttempt, CallbackMode, KlingTaskObject, SandboxAccount, StandardTaskObject } from './types.js';
 import { callbackHeaders } from './webhooks.js';
 
 interface Notice {
@@ -6,7 +6,7 @@ interface Notice {
   /** The account whose task it is: its webhook secret signs the notice. */
   accessKey: string;
   url: string;
-  body: KlingTaskObject;
+  body: KlingTaskObject | StandardTaskObject;
 }
 
 /**

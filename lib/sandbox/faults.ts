@@ -36,7 +36,7 @@ export class FaultSwitches {
     this.query = kind;
   }
 
-  /** The next `count` single-task GETs are read and never answered. */
+  /** The next `count` single-task GETs (or standard-family `GET /tasks`) are read and never answered. */
   hangNextQueries(count: number): void {
     this.queryHangs = count;
   }

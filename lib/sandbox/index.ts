@@ -25,6 +25,7 @@ import type {
 export { signKlingToken } from './auth.js';
 export type { SignOptions } from './auth.js';
 export type {
+  ApiFamily,
   BalanceDeduction,
   CallbackAttempt,
   CallbackMode,
@@ -40,6 +41,10 @@ export type {
   SandboxOptions,
   SandboxTask,
   Schedule,
+  StandardBilling,
+  StandardStatus,
+  StandardTaskObject,
+  StandardVideoOutput,
   TaskOutcome,
   TaskStatus,
 } from './types.js';
@@ -80,14 +85,15 @@ export interface KlingSandbox {
   resetNextCreate(): void;
   /** The next successful create makes its task, then answers this Kling error (an ambiguous 5000). */
   failNextCreateAfterCreating(fault: KlingFault): void;
-  /** The next single-task GET answers this broken response. */
+  /** The next single-task GET (or standard-family `GET /tasks`) answers this broken response. */
   failNextQuery(kind: QueryFault): void;
-  /** The next `count` (default 1) single-task GETs are read and never answered, until close(). */
+  /** The next `count` (default 1) single-task GETs (or `GET /tasks`) are read and never answered, until close(). */
   hangNextQueries(count?: number): void;
   /**
    * From now until reset(), a single-task GET of this task (named by Kling's task id or its
    * external_task_id), or of every task when none is given, answers Kling's not-found (HTTP 404,
-   * code 1203) although the task goes on in the sandbox: Kling losing track of a task it accepted.
+   * code 1203), and `GET /tasks` leaves it out, although the task goes on in the sandbox: Kling
+   * losing track of a task it accepted.
    */
   loseTask(taskId?: string): void;
   /** How callbacks are delivered from now on; reset() restores normal delivery. */
@@ -162,7 +168,11 @@ export async function startKlingSandbox(options: SandboxOptions = {}): Promise<K
   checkOptions(options);
   const accounts = (options.accounts ?? [DEFAULT_SANDBOX_ACCOUNT]).map((a) => ({ ...a, ...(a.apiKeys ? { apiKeys: [...a.apiKeys] } : {}) }));
   const endpoints = new Map<string, EndpointKind>();
-  for (const e of [...builtInEndpoints(), ...(options.endpoints ?? [])]) endpoints.set(e.path, e.kind);
+  const standardPaths = new Set<string>();
+  for (const e of [...builtInEndpoints(), ...(options.endpoints ?? [])]) {
+    if (e.family === 'standard') standardPaths.add(e.path);
+    else endpoints.set(e.path, e.kind);
+  }
 
   const dispatcher = new CallbackDispatcher(undefined, accounts);
   const store = new TaskStore(
@@ -175,7 +185,7 @@ export async function startKlingSandbox(options: SandboxOptions = {}): Promise<K
   );
   const faults = new FaultSwitches();
   const accountBook = new AccountBook(accounts, () => store.all(), options.history);
-  const ctx: SandboxContext = { accounts, endpoints, store, resources: new SandboxResources(store), faults, requests: [], hung: new Set(), history: options.history, accountBook };
+  const ctx: SandboxContext = { accounts, endpoints, standardPaths, store, resources: new SandboxResources(store), faults, requests: [], hung: new Set(), history: options.history, accountBook };
 
   const server = createServer(createHandler(ctx));
   await new Promise<void>((resolve, reject) => {

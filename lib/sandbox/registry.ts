@@ -6,18 +6,18 @@ import type { SandboxEndpoint } from './types.js';
 let cached: SandboxEndpoint[] | undefined;
 
 /**
- * The built-in relayed paths. The registry is looked for by walking up from this module, so the
+ * The built-in relayed paths, with their family. The registry is looked for by walking up from this module, so the
  * same code finds it from `lib/sandbox/` under tsx and from `dist/lib/sandbox/` once compiled.
  */
 export function builtInEndpoints(): SandboxEndpoint[] {
   if (cached) return cached;
   const raw = JSON.parse(readFileSync(findRegistryFile(), 'utf8')) as {
-    endpoints?: { path?: unknown; kind?: unknown; method?: unknown }[];
+    endpoints?: { path?: unknown; kind?: unknown; method?: unknown; family?: unknown }[];
   };
   // GET entries are Kling's preset lists, which the sandbox serves by itself (resources.ts).
   cached = (raw.endpoints ?? []).flatMap((entry) =>
     typeof entry.path === 'string' && entry.method !== 'GET' && (entry.kind === 'task' || entry.kind === 'sync')
-      ? [{ path: entry.path, kind: entry.kind }]
+      ? [{ path: entry.path, kind: entry.kind, family: entry.family === 'standard' ? ('standard' as const) : ('v1' as const) }]
       : [],
   );
   return cached;

@@ -34,13 +34,14 @@ function count(value: unknown, fallback: number): number {
   return n === undefined ? fallback : Math.floor(n);
 }
 
-/** The seconds a task asked for: `duration`, or `input.duration` for effects; 5 when none. */
+/** The seconds a task asked for: `duration`, `input.duration` for effects, `settings.duration` in the standard family; 5 when none. */
 function requestedSeconds(body: Record<string, unknown>): number {
-  return positive(body.duration) ?? positive(record(body.input).duration) ?? 5;
+  return positive(body.duration) ?? positive(record(body.input).duration) ?? positive(record(body.settings).duration) ?? 5;
 }
 
+/** `watermark_info.enabled`, at the top of a v1 body or in a standard body's `options`. */
 function watermarked(body: Record<string, unknown>): boolean {
-  return record(body.watermark_info).enabled === true;
+  return record(body.watermark_info).enabled === true || record(record(body.options).watermark_info).enabled === true;
 }
 
 function video(task: SandboxTask, duration: string | undefined): Record<string, unknown> {

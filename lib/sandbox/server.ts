@@ -2,16 +2,20 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AccountBook } from './account.js';
 import { authenticate } from './auth.js';
 import { KlingError, requestId } from './codes.js';
+import { answerCreate, carriesDataUri } from './create-answer.js';
 import type { FaultSwitches } from './faults.js';
 import { readBody, sendData, sendError, sendRaw } from './http.js';
 import { SandboxResources } from './resources.js';
 import { syncResult, taskObject } from './results.js';
+import { apiKeyAccount, handleStandard, servesStandard } from './standard.js';
 import { boundedCopy, type TaskStore } from './tasks.js';
 import type { EndpointKind, RecordedRequest, SandboxAccount } from './types.js';
 
 export interface SandboxContext {
   accounts: readonly SandboxAccount[];
   endpoints: ReadonlyMap<string, EndpointKind>;
+  /** The standard family's create paths (standard.ts serves them and `/tasks`). */
+  standardPaths: ReadonlySet<string>;
   store: TaskStore;
   /** Custom voices and elements per account, and the preset lists. */
   resources: SandboxResources;
@@ -59,6 +63,11 @@ async function handle(ctx: SandboxContext, req: IncomingMessage, res: ServerResp
   if (ctx.history !== undefined && ctx.requests.length >= 2 * ctx.history) ctx.requests.splice(0, ctx.requests.length - ctx.history);
 
   try {
+    if (servesStandard(ctx.standardPaths, entry.method, url.pathname)) {
+      entry.accessKey = apiKeyAccount(req.headers.authorization, ctx.accounts);
+      handleStandard(ctx, res, entry.accessKey, req, url, body, malformed);
+      return;
+    }
     const accessKey = await authenticate(req.headers.authorization, ctx.accounts);
     entry.accessKey = accessKey;
     if (AccountBook.serves(url.pathname)) {
@@ -115,30 +124,7 @@ function create(
     };
   }
 
-  if (delivery?.kind === 'reset') {
-    res.socket?.destroy();
-    return;
-  }
-  if (delivery?.kind === 'error') throw delivery.error;
-  if (delivery?.kind === 'hang') {
-    ctx.hung.add(res);
-    res.once('close', () => ctx.hung.delete(res));
-    if (delivery.ms !== undefined) {
-      const timer = setTimeout(() => sendData(res, data), delivery.ms);
-      timer.unref();
-      res.once('close', () => clearTimeout(timer));
-    }
-    return;
-  }
-  sendData(res, data);
-}
-
-/** Kling refuses `data:...;base64,` prefixes on media fields; this finds one anywhere in the body. */
-function carriesDataUri(value: unknown): boolean {
-  if (typeof value === 'string') return value.startsWith('data:') && value.includes(';base64,');
-  if (Array.isArray(value)) return value.some(carriesDataUri);
-  if (typeof value === 'object' && value !== null) return Object.values(value).some(carriesDataUri);
-  return false;
+  answerCreate(ctx.hung, res, data, delivery);
 }
 
 function query(ctx: SandboxContext, res: ServerResponse, accessKey: string, url: URL): void {

@@ -1,7 +1,8 @@
 import type { CallbackDispatcher } from './callbacks.js';
 import { KlingError } from './codes.js';
 import { NO_BALANCE_DEDUCTION, newTaskId, succeededResult, taskObject } from './results.js';
-import type { SandboxDeductions, SandboxTask, Schedule, TaskOutcome, TaskStatus } from './types.js';
+import { standardTaskObject } from './standard-view.js';
+import type { ApiFamily, SandboxDeductions, SandboxTask, Schedule, TaskOutcome, TaskStatus } from './types.js';
 
 export interface TaskStoreConfig {
   schedule: Schedule;
@@ -74,17 +75,23 @@ export class TaskStore {
 
   /**
    * Creates a task and starts its schedule. `gate` holds back its callbacks until the create
-   * answer is out.
+   * answer is out. `ids` are the task's external_task_id and callback_url, where the family keeps
+   * them (v1: the body's top level; standard: `options`).
    */
-  create(accessKey: string, path: string, body: Record<string, unknown>, gate?: Promise<unknown>): SandboxTask {
-    const externalTaskId = body.external_task_id;
+  create(
+    accessKey: string,
+    path: string,
+    body: Record<string, unknown>,
+    gate?: Promise<unknown>,
+    ids: { family: ApiFamily; externalTaskId: unknown; callbackUrl: unknown } = { family: 'v1', externalTaskId: body.external_task_id, callbackUrl: body.callback_url },
+  ): SandboxTask {
+    const { family, externalTaskId, callbackUrl } = ids;
     if (externalTaskId !== undefined && typeof externalTaskId !== 'string') {
       throw new KlingError(1201, 'external_task_id must be a string');
     }
     if (externalTaskId !== undefined && this.findByExternalId(accessKey, externalTaskId)) {
       throw new KlingError(1201, `external_task_id ${externalTaskId} already exists`);
     }
-    const callbackUrl = body.callback_url;
     if (callbackUrl !== undefined && typeof callbackUrl !== 'string') {
       throw new KlingError(1201, 'callback_url must be a string');
     }
@@ -95,6 +102,7 @@ export class TaskStore {
     const task: SandboxTask = {
       taskId,
       path,
+      family,
       accessKey,
       body: this.config.history === undefined ? body : (boundedCopy(body) as Record<string, unknown>),
       externalTaskId,
@@ -210,7 +218,8 @@ export class TaskStore {
 
   private announce(task: SandboxTask): void {
     if (!task.callbackUrl) return;
-    this.callbacks.notify({ taskId: task.taskId, accessKey: task.accessKey, url: task.callbackUrl, body: taskObject(task) }, isFinal(task.status));
+    const body = task.family === 'standard' ? standardTaskObject(task) : taskObject(task);
+    this.callbacks.notify({ taskId: task.taskId, accessKey: task.accessKey, url: task.callbackUrl, body }, isFinal(task.status));
   }
 
   private clearTimers(): void {

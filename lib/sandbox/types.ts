@@ -20,9 +20,18 @@ export interface SandboxAccount {
 
 export type EndpointKind = 'task' | 'sync';
 
+/**
+ * Kling's API family. `v1`: `/v1/...` paths, JWT or API key, answers of `task_id`/`task_status`.
+ * `standard`: `/<product>/<model>` paths, API keys only, answers of `id`/`status`, tasks queried
+ * through `/tasks`.
+ */
+export type ApiFamily = 'v1' | 'standard';
+
 export interface SandboxEndpoint {
   path: string;
   kind: EndpointKind;
+  /** Default 'v1'. A standard path is always a task. */
+  family?: ApiFamily;
 }
 
 export type TaskStatus = 'submitted' | 'processing' | 'succeed' | 'failed';
@@ -70,7 +79,7 @@ export interface SandboxOptions {
   schedule?: Schedule;
   /** Decides how a task ends when its schedule finalises it. Default: every task succeeds. */
   outcome?: (task: SandboxTask) => TaskOutcome;
-  /** Paths served in addition to the built-in `schemas/registry.json`. */
+  /** Paths served in addition to the built-in `schemas/registry.json` (v1 unless they say `family: 'standard'`). */
   endpoints?: SandboxEndpoint[];
   /**
    * For long runs (the benchmark): remember at most this many recorded requests and final tasks,
@@ -83,8 +92,10 @@ export interface SandboxOptions {
 /** A task as the sandbox keeps it. The object is live: it changes as the task progresses. */
 export interface SandboxTask {
   taskId: string;
-  /** The create path, e.g. `/v1/videos/text2video`. */
+  /** The create path, e.g. `/v1/videos/text2video` or `/text-to-video/kling-3.0-turbo`. */
   path: string;
+  /** The family of the create path: how the task is answered, queried and called back. */
+  family: ApiFamily;
   accessKey: string;
   /** The create body as received. */
   body: Record<string, unknown>;
@@ -115,6 +126,39 @@ export interface KlingTaskObject {
   updated_at: number;
 }
 
+/** A standard-family status: `succeeded` where v1 says `succeed`. */
+export type StandardStatus = 'submitted' | 'processing' | 'succeeded' | 'failed';
+
+/** An output of a standard-family task; the sandbox makes videos. */
+export interface StandardVideoOutput {
+  type: 'video';
+  id: string;
+  url: string;
+  watermark_url?: string;
+  /** Seconds, a decimal string. */
+  duration: string;
+}
+
+/** One charge of a standard-family task: resource-pack units, or money from the balance. */
+export type StandardBilling =
+  | { charge_type: 'unit'; amount: string; package_type: 'video' | 'image' | 'audio' }
+  | { charge_type: 'cash'; cash_type: 'balance' | 'test_balance'; amount: string; currency: 'CNY' | 'USD'; list_price: string };
+
+/** Kling's standard-family task object, as answered by `/tasks` and sent to callbacks. */
+export interface StandardTaskObject {
+  id: string;
+  status: StandardStatus;
+  /** Why the task failed; empty otherwise. */
+  message: string;
+  /** Unix milliseconds. */
+  create_time: number;
+  update_time: number;
+  /** The `options.external_task_id` of the create, when one was given. */
+  external_id?: string;
+  outputs: StandardVideoOutput[];
+  billing: StandardBilling[];
+}
+
 export interface RecordedRequest {
   method: string;
   path: string;
@@ -131,7 +175,8 @@ export interface RecordedRequest {
 export interface CallbackAttempt {
   taskId: string;
   url: string;
-  body: KlingTaskObject;
+  /** The task object of the task's family. */
+  body: KlingTaskObject | StandardTaskObject;
   /** The Standard Webhooks headers sent (`webhook-id`, `webhook-timestamp`, `webhook-signature`); empty when unsigned. */
   headers: Record<string, string>;
   /** The receiver's HTTP status, when it answered. */

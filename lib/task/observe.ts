@@ -2,6 +2,7 @@ import type { RelayTask } from '../../adapters/types.js';
 import { reportedDeductions } from '../completion/deductions.js';
 import type { KlingAccount } from '../upstream/accounts.js';
 import { UpstreamError, type KlingClient } from '../upstream/client.js';
+import { getStandardTask, isStandardPath } from '../upstream/standard.js';
 import { finish, markChecked, progress, type TaskLifeDeps } from './life.js';
 
 /** What asking Kling about a task and applying the answer needs: the task's life, and a Kling client. */
@@ -29,6 +30,7 @@ export interface KlingTaskObject {
  * our external_task_id; undefined when the answer holds no task.
  */
 export async function fetchKlingTask(ctx: Pick<ObserveDeps, 'client'>, account: KlingAccount, task: RelayTask, id: string): Promise<KlingTaskObject | undefined> {
+  if (isStandardPath(task.endpoint)) return getStandardTask(ctx.client, account, id, id === task.external_task_id);
   const reply = await ctx.client.get(account, `${task.endpoint}/${encodeURIComponent(id)}`);
   const data = reply.envelope.data;
   return typeof data === 'object' && data !== null ? (data as KlingTaskObject) : undefined;

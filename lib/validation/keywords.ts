@@ -13,6 +13,9 @@ export const CUSTOM_KEYWORDS = [
   'klingMaxTotalItems',
   'klingMinGap',
   'klingCallbackUrl',
+  'klingUniqueField',
+  'klingReferences',
+  'klingMultiShot',
   'errorMessage',
   'errorFields',
 ] as const;
@@ -267,6 +270,173 @@ const klingMinGap: KeywordDefinition = {
   },
 };
 
+/** The value at a dotted field path (`settings.duration`), or undefined where the path stops. */
+function valueAt(object: Json, dotted: string): unknown {
+  let value: unknown = object;
+  for (const part of dotted.split('.')) {
+    if (!isObject(value)) return undefined;
+    value = value[part];
+  }
+  return value;
+}
+
+const dottedField = { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*$' } as const;
+
+interface ItemFieldSpec {
+  array: string;
+  field: string;
+}
+
+/** `klingUniqueField`: no two items of an array carry the same value in one field (`contents[].id`). */
+const klingUniqueField: KeywordDefinition = {
+  keyword: 'klingUniqueField',
+  type: 'object',
+  errors: true,
+  metaSchema: {
+    type: 'object',
+    properties: { array: { type: 'string', minLength: 1 }, field: { type: 'string', minLength: 1 } },
+    required: ['array', 'field'],
+    additionalProperties: false,
+  },
+  compile(spec: ItemFieldSpec) {
+    const check: Checker = (data, cxt) => {
+      const items = (data as Json)[spec.array];
+      if (!Array.isArray(items)) return true;
+      const firstAt = new Map<unknown, number>();
+      for (const [i, item] of items.entries()) {
+        const value = isObject(item) ? item[spec.field] : undefined;
+        if (value === undefined) continue;
+        const earlier = firstAt.get(value);
+        if (earlier === undefined) {
+          firstAt.set(value, i);
+          continue;
+        }
+        const base = cxt?.instancePath ?? '';
+        return fail(check, 'klingUniqueField', [pointer(base, spec.array, i, spec.field), pointer(base, spec.array, earlier, spec.field)], `${spec.field} ${JSON.stringify(value)} is used by items ${earlier} and ${i} of ${spec.array}; each must be unique`);
+      }
+      return true;
+    };
+    return check;
+  },
+};
+
+interface ReferenceSpec {
+  array: string;
+  text: string;
+  id: string;
+}
+
+/**
+ * `@name` where it starts a word: after the text's start or a character that cannot be part of a
+ * name, so `mail@example.com` is not a reference. A name is letters, digits, `_` and `-`.
+ */
+const REFERENCE = /(?<![\p{L}\p{N}_.@-])@([\p{L}\p{N}_-]+)/gu;
+
+/**
+ * `klingReferences`: every `@name` in the `text` of an item of `array` names the `id` of an item of
+ * the same array. A name that starts with an id counts as that id followed by text (`@image_1,`):
+ * Kling reads references that way, which is why its ids should not be prefixes of each other.
+ */
+const klingReferences: KeywordDefinition = {
+  keyword: 'klingReferences',
+  type: 'object',
+  errors: true,
+  metaSchema: {
+    type: 'object',
+    properties: { array: { type: 'string', minLength: 1 }, text: { type: 'string', minLength: 1 }, id: { type: 'string', minLength: 1 } },
+    required: ['array', 'text', 'id'],
+    additionalProperties: false,
+  },
+  compile(spec: ReferenceSpec) {
+    const check: Checker = (data, cxt) => {
+      const items = (data as Json)[spec.array];
+      if (!Array.isArray(items)) return true;
+      const ids = items.flatMap((item) => (isObject(item) && typeof item[spec.id] === 'string' ? [item[spec.id] as string] : []));
+      for (const [i, item] of items.entries()) {
+        const text = isObject(item) ? item[spec.text] : undefined;
+        if (typeof text !== 'string' || !text.includes('@')) continue;
+        for (const match of text.matchAll(REFERENCE)) {
+          const name = match[1] ?? '';
+          if (ids.some((id) => id !== '' && name.startsWith(id))) continue;
+          const known = ids.length === 0 ? `no item of ${spec.array} has an ${spec.id}` : `the ${spec.id}s are ${ids.map((id) => `'${id}'`).join(', ')}`;
+          return fail(check, 'klingReferences', pointer(cxt?.instancePath ?? '', spec.array, i, spec.text), `@${name} names no item of ${spec.array}: ${known}`);
+        }
+      }
+      return true;
+    };
+    return check;
+  },
+};
+
+interface MultiShotSpec {
+  in: string;
+  duration: string;
+  switch?: string;
+  maxShots: number;
+  maxShotText: number;
+}
+
+const SHOT_START = /^\s*shot\s+\d/i;
+const SHOT = /^shot\s+(\d+)\s*,\s*(\d+)\s*,\s*(\S[\s\S]*)$/i;
+
+/** What is wrong with a multi-shot prompt (`shot n, m, words; ...`), or its total seconds. */
+function readShots(text: string, spec: MultiShotSpec): { problem: string } | { seconds: number } {
+  const parts = text.split(';').map((part) => part.trim()).filter((part) => part !== '');
+  if (parts.length > spec.maxShots) return { problem: `a multi-shot prompt has at most ${spec.maxShots} shots; this one has ${parts.length}` };
+  let seconds = 0;
+  for (const [i, part] of parts.entries()) {
+    const shot = SHOT.exec(part);
+    if (!shot) return { problem: `shot ${i + 1} must read 'shot ${i + 1}, <seconds>, <prompt>;' (shots are separated by ';')` };
+    if (Number(shot[1]) !== i + 1) return { problem: `shots are numbered 1, 2, 3 ... in order; shot ${i + 1} is numbered ${shot[1] ?? ''}` };
+    if (Number(shot[2]) < 1) return { problem: `shot ${i + 1} must last at least 1 second` };
+    if ((shot[3] ?? '').trim().length > spec.maxShotText) return { problem: `the prompt of shot ${i + 1} must be at most ${spec.maxShotText} characters` };
+    seconds += Number(shot[2]);
+  }
+  return { seconds };
+}
+
+/**
+ * `klingMultiShot`: a prompt that starts with `shot 1,` is a multi-shot prompt, `shot n, m, words;`
+ * per shot: shots numbered from 1 in order, at most `maxShots`, each at least 1 second, its words at
+ * most `maxShotText` characters, and the seconds adding up to the `duration` field. Not checked when
+ * the `switch` field is false (the model then reads the prompt as plain text).
+ */
+const klingMultiShot: KeywordDefinition = {
+  keyword: 'klingMultiShot',
+  type: 'object',
+  errors: true,
+  metaSchema: {
+    type: 'object',
+    properties: {
+      in: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]*(\\[\\]\\.[A-Za-z_][A-Za-z0-9_]*)?$' },
+      duration: dottedField,
+      switch: dottedField,
+      maxShots: { type: 'integer', minimum: 1 },
+      maxShotText: { type: 'integer', minimum: 1 },
+    },
+    required: ['in', 'duration', 'maxShots', 'maxShotText'],
+    additionalProperties: false,
+  },
+  compile(spec: MultiShotSpec) {
+    const check: Checker = (data, cxt) => {
+      const object = data as Json;
+      if (spec.switch !== undefined && valueAt(object, spec.switch) === false) return true;
+      const base = cxt?.instancePath ?? '';
+      for (const [text, path] of stringsAt(object, spec.in, base)) {
+        if (!SHOT_START.test(text)) continue;
+        const shots = readShots(text, spec);
+        if ('problem' in shots) return fail(check, 'klingMultiShot', path, shots.problem);
+        const duration = valueAt(object, spec.duration);
+        if (typeof duration === 'number' && shots.seconds !== duration) {
+          return fail(check, 'klingMultiShot', [path, pointer(base, ...spec.duration.split('.'))], `the shots last ${shots.seconds} seconds together, but ${spec.duration} is ${duration}`);
+        }
+      }
+      return true;
+    };
+    return check;
+  },
+};
+
 /**
  * What is wrong with a caller's callback URL, or undefined when the relay may keep it. WHATWG URL
  * parsing is what the delivery uses, so a value that passes here means the same thing there; the raw
@@ -312,7 +482,22 @@ const errorMessage: KeywordDefinition = { keyword: 'errorMessage', schemaType: '
 const errorFields: KeywordDefinition = { keyword: 'errorFields', schemaType: 'array', metaSchema: names };
 
 export function addKlingKeywords(ajv: Ajv2020): void {
-  for (const definition of [klingMedia, klingExactlyOneNonZero, klingPlaceholders, klingSumEquals, klingExpansionArea, klingMaxTotalItems, klingMinGap, klingCallbackUrl, errorMessage, errorFields]) {
+  const definitions = [
+    klingMedia,
+    klingExactlyOneNonZero,
+    klingPlaceholders,
+    klingSumEquals,
+    klingExpansionArea,
+    klingMaxTotalItems,
+    klingMinGap,
+    klingCallbackUrl,
+    klingUniqueField,
+    klingReferences,
+    klingMultiShot,
+    errorMessage,
+    errorFields,
+  ];
+  for (const definition of definitions) {
     ajv.addKeyword(definition);
   }
 }

@@ -132,7 +132,7 @@ function errorPaths(error: ErrorObject): string[] {
     case 'not':
     case 'oneOf':
     case 'anyOf':
-      return compositeFields(error)?.map((field) => `${path}/${escapePointer(field)}`) ?? [path];
+      return compositeFields(error)?.map((field) => (field.startsWith('/') ? `${path}${field}` : `${path}/${escapePointer(field)}`)) ?? [path];
     default:
       return [path];
   }
@@ -168,6 +168,10 @@ function messageFor(error: ErrorObject): string {
       return (error.parentSchema as { errorMessage?: string } | undefined)?.errorMessage ?? `must match the pattern ${String(params.pattern)}`;
     case 'format':
       return `must be a valid ${String(params.format)}`;
+    case 'false schema':
+      return 'is not allowed here';
+    case 'contains':
+      return (error.parentSchema as { errorMessage?: string } | undefined)?.errorMessage ?? error.message ?? 'is invalid';
     case 'not':
     case 'oneOf':
     case 'anyOf':

@@ -230,7 +230,7 @@ describe('kling-relay CLI', () => {
     it('prices a typical request of every endpoint and lists the unpriced ones', async () => {
       const full = await cli(['check', '--pricing', 'examples/pricing.json']);
       expect(full.code, full.stderr).to.equal(0);
-      expect(full.stdout).to.match(/^35 endpoints; 76 pricing rules\./);
+      expect(full.stdout).to.match(/^47 endpoints; 105 pricing rules\./);
       // examples/pricing.json: text2video at 0.028 USD per second x the margin 1.25, 5 s by the schema's default duration.
       expect(full.stdout).to.match(/\/v1\/videos\/text2video\s+text2video\s+0\.175 USD\s+87500 quota\s+per_second \(model=kling-v1 mode=std 5s\)/);
       expect(full.stdout).to.match(/\/v1\/videos\/advanced-lip-sync\s+advanced-lip-sync\s+1\.05 USD\s+525000 quota\s+per_block \(model=kling-advanced-lip-sync 60s = 12 block\(s\)\)/);
@@ -242,7 +242,9 @@ describe('kling-relay CLI', () => {
       const partial = await cli(['check', '--pricing', pricing]);
       expect(partial.code).to.equal(0);
       expect(partial.stdout).to.match(/\/v1\/images\/generations\s+image-generation\s+0\.02 USD\s+10000 quota\s+per_image \(model=kling-v3 1 image\(s\)\)/);
-      expect(partial.stdout).to.include('No rule prices these 33 endpoint(s)');
+      expect(partial.stdout).to.include('No rule prices these 45 endpoint(s)');
+      // A standard-family entry is priced by its path's model.
+      expect(partial.stdout).to.match(/\/text-to-video\/kling-3\.0-turbo\s+text-to-video\s+no pricing rule for type 'text-to-video' and model 'kling-3\.0-turbo'/);
       expect(partial.stdout).to.match(/\/v1\/audio\/tts\s+tts\s+no pricing rule for type 'tts' and model 'kling-tts'/);
       const strict = await cli(['check', '--pricing', pricing, '--strict']);
       expect(strict.code).to.equal(1);
@@ -255,7 +257,7 @@ describe('kling-relay CLI', () => {
       writeFileSync(pricing, JSON.stringify([{ type: 'voice-style', model: 'kling-voice-*', pricing_type: 'fixed', price: 0.3 }]));
       const res = await cli(['check', '--registry', registry, '--pricing', pricing]);
       expect(res.code, res.stderr).to.equal(0);
-      expect(res.stdout).to.match(/^36 endpoints/);
+      expect(res.stdout).to.match(/^48 endpoints/);
       expect(res.stdout).to.match(/\/v1\/general\/voice-styles\s+voice-style\s+0\.3 USD\s+150000 quota\s+fixed \(model=kling-voice-1\)/);
     });
 

@@ -88,7 +88,9 @@ describe('OpenAPI document', () => {
     const paths = doc.paths as Record<string, Record<string, Json>>;
     const registry = loadRegistry(undefined);
     expect(registry.entries.length).to.be.greaterThan(20);
-    for (const entry of registry.entries) {
+    // The document lists the v1 family; the standard family's paths are not in it yet (README, Known limits).
+    for (const entry of registry.entries.filter((e) => e.family === 'standard')) expect(paths[entry.path], entry.path).to.equal(undefined);
+    for (const entry of registry.entries.filter((e) => e.family === 'v1')) {
       if (entry.method === 'GET') {
         // A preset list: a GET whose query parameters are its schema's properties, and no POST.
         const call = paths[entry.path]?.get;

@@ -20,6 +20,15 @@ const EXPECTED_PATHS = [
   'general/delete-elements', 'general/custom-elements', 'general/ai-multi-shot',
 ].map((p) => `/v1/${p}`);
 
+/** Kling's standard family: the model is the path's last segment. */
+const STANDARD_PATHS = [
+  'text-to-video/kling-3.0-turbo', 'image-to-video/kling-3.0-turbo', 'text-to-video/kling-3.0', 'image-to-video/kling-3.0',
+  'omni-video/kling-3.0-omni', 'motion-control/kling-3.0', 'omni-video/kling-o1', 'text-to-video/kling-2.6', 'image-to-video/kling-2.6',
+  'motion-control/kling-2.6', 'text-to-video/kling-2.5-turbo', 'image-to-video/kling-2.5-turbo',
+].map((p) => `/${p}`);
+
+const ALL_PATHS = [...EXPECTED_PATHS, ...STANDARD_PATHS];
+
 /** The request types of seed 004 section 3.1, so that pricing written for the seed works unchanged. */
 const SEED_TYPES: Record<string, [string, string]> = {
   '/v1/videos/motion-control': ['motion-control', 'per_second'],
@@ -80,7 +89,7 @@ describe('registry', () => {
   const registry = loadRegistry(undefined);
 
   it('has exactly one entry for every Kling endpoint, matched by exact path', () => {
-    expect(registry.entries.map((e) => e.path).sort()).to.deep.equal([...EXPECTED_PATHS].sort());
+    expect(registry.entries.map((e) => e.path).sort()).to.deep.equal([...ALL_PATHS].sort());
     // The seed's substring matching sent /videos/avatar/image2video to image2video; exact paths do not.
     expect(registry.byPath.get('/v1/videos/avatar/image2video')?.type).to.equal('avatar-image2video');
     expect(registry.byPath.get('/v1/videos/image2video')?.type).to.equal('image2video');
@@ -123,6 +132,22 @@ describe('registry', () => {
     for (const e of registry.entries) expect(e.queryable, e.path).to.equal(e.kind === 'task');
   });
 
+  it('says which family each entry belongs to: v1 by default, standard for the paths that name their model', () => {
+    for (const path of EXPECTED_PATHS) expect(registry.byPath.get(path)?.family, path).to.equal('v1');
+    for (const path of STANDARD_PATHS) {
+      const e = registry.byPath.get(path);
+      expect(e?.family, path).to.equal('standard');
+      // The model is the path's: it is what the host row records and pricing matches.
+      expect(e?.defaultModel, path).to.equal(path.split('/')[2]);
+      expect(e?.type, path).to.equal(path.split('/')[1]);
+      expect(e?.fields, path).to.include({ mode: 'settings.resolution' });
+      expect(e?.fields.duration ?? `${e?.defaultSeconds ?? ''} s`, path).to.equal(path.startsWith('/motion-control/') ? '30 s' : 'settings.duration');
+      expect([e?.kind, e?.queryable, e?.table, e?.pricingType], path).to.deep.equal(['task', true, 'video', 'per_second']);
+    }
+    expect(registry.byPath.get('/image-to-video/kling-3.0')?.refersTo).to.deep.equal(['contents[].element_id']);
+    expect(registry.byPath.get('/image-to-video/kling-2.6')?.refersTo).to.deep.equal(['contents[].voice_id']);
+  });
+
   it('compiles every built-in schema in strict mode', () => {
     expect(() => createValidator(registry)).to.not.throw();
   });
@@ -135,7 +160,7 @@ describe('registry', () => {
       };
       const file = registryWith([entry({ path: '/v1/videos/custom', type: 'custom-video' })], { 'custom.json': schema });
       const merged = loadRegistry(file);
-      expect(merged.entries).to.have.length(EXPECTED_PATHS.length + 1);
+      expect(merged.entries).to.have.length(ALL_PATHS.length + 1);
       const validator = createValidator(merged);
       const ok = validator.validate('/v1/videos/custom', { prompt: 'hi', image: dataUrl('image/png', PNG_400x300) });
       expect(ok).to.deep.equal({ ok: true, body: { prompt: 'hi', image: PNG_400x300 } });
@@ -146,7 +171,7 @@ describe('registry', () => {
     it('overrides a built-in path with its own entry', () => {
       const file = registryWith([entry({ path: '/v1/videos/text2video', type: 'my-t2v' })]);
       const merged = loadRegistry(file);
-      expect(merged.entries).to.have.length(EXPECTED_PATHS.length);
+      expect(merged.entries).to.have.length(ALL_PATHS.length);
       expect(merged.byPath.get('/v1/videos/text2video')?.type).to.equal('my-t2v');
       expect(createValidator(merged).validate('/v1/videos/text2video', { prompt: 'x' }).ok).to.equal(true);
     });
@@ -207,6 +232,15 @@ describe('registry', () => {
 
     it('a path that is not an exact Kling path', () => {
       expectConfigError(() => loadRegistry(registryWith([entry({ path: 'videos/*' })])), 'ERR_KLING_RELAY_REGISTRY_INVALID', 'exact Kling path');
+    });
+
+    it('a path of the other family', () => {
+      // A v1 path has no model in it; a standard path is /<product>/<model>, never under /v1.
+      expectConfigError(() => loadRegistry(registryWith([entry({ path: '/text-to-video/kling-3.0' })])), 'ERR_KLING_RELAY_REGISTRY_INVALID', "entry '/text-to-video/kling-3.0'", 'exact Kling path');
+      expectConfigError(() => loadRegistry(registryWith([entry({ path: '/v1/videos/kling-3.0', family: 'standard' })])), 'ERR_KLING_RELAY_REGISTRY_INVALID', "family 'standard'");
+      expectConfigError(() => loadRegistry(registryWith([entry({ path: '/text-to-video/a/b', family: 'standard' })])), 'ERR_KLING_RELAY_REGISTRY_INVALID', 'exact Kling path');
+      expectConfigError(() => loadRegistry(registryWith([entry({ family: 'v2' as never })])), 'ERR_KLING_RELAY_REGISTRY_INVALID', "entry '/v1/videos/custom'", 'family');
+      expect(loadRegistry(registryWith([entry({ path: '/text-to-video/kling-9', family: 'standard' })])).byPath.get('/text-to-video/kling-9')?.family).to.equal('standard');
     });
 
     it('an unknown custom keyword in a schema', () => {
