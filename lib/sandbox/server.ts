@@ -7,6 +7,7 @@ import type { FaultSwitches } from './faults.js';
 import { readBody, sendData, sendError, sendRaw } from './http.js';
 import { SandboxResources } from './resources.js';
 import { syncResult, taskObject } from './results.js';
+import { takeQueryFault } from './query-faults.js';
 import { apiKeyAccount, handleStandard, servesStandard } from './standard.js';
 import { boundedCopy, type TaskStore } from './tasks.js';
 import type { EndpointKind, RecordedRequest, SandboxAccount } from './types.js';
@@ -146,22 +147,8 @@ function query(ctx: SandboxContext, res: ServerResponse, accessKey: string, url:
 }
 
 function single(ctx: SandboxContext, res: ServerResponse, accessKey: string, path: string, id: string): void {
-  if (ctx.faults.takeQueryHang()) {
-    ctx.hung.add(res);
-    res.once('close', () => ctx.hung.delete(res));
-    return;
-  }
-  const fault = ctx.faults.takeQueryFault();
-  if (fault === 'http-500') throw new KlingError(5000);
-  if (fault === 'garbage') {
-    // Declared JSON, so a client that trusts the content type is caught out too.
-    sendRaw(res, 200, '<html><body>502 Bad Gateway</body></html>');
-    return;
-  }
-  if (fault === 'no-data') {
-    sendRaw(res, 200, JSON.stringify({ code: 0, message: 'SUCCEED', request_id: requestId() }));
-    return;
-  }
+  const fault = takeQueryFault(ctx, res);
+  if (fault === 'answered') return;
   const task = ctx.store.lookup(accessKey, path, id);
   if (fault === 'huge') {
     const data = task ? taskObject(task) : { task_id: id, task_status: 'submitted' };

@@ -3,6 +3,7 @@ import { KlingError, requestId } from './codes.js';
 import { answerCreate, carriesDataUri } from './create-answer.js';
 import type { FaultSwitches } from './faults.js';
 import { sendData, sendRaw } from './http.js';
+import { takeQueryFault } from './query-faults.js';
 import { standardStatus, standardTaskObject } from './standard-view.js';
 import type { TaskStore } from './tasks.js';
 import type { SandboxAccount, SandboxTask, StandardTaskObject } from './types.js';
@@ -119,21 +120,8 @@ function queryTasks(ctx: StandardContext, res: ServerResponse, accessKey: string
   if ((taskIds === null) === (externalIds === null)) throw new KlingError(1201, 'give one of task_ids or external_task_ids');
   const ids = idList(taskIds ?? externalIds ?? '');
   if (ids.length === 0) throw new KlingError(1201, `${taskIds !== null ? 'task_ids' : 'external_task_ids'} must name at least one task`);
-  if (ctx.faults.takeQueryHang()) {
-    ctx.hung.add(res);
-    res.once('close', () => ctx.hung.delete(res));
-    return;
-  }
-  const fault = ctx.faults.takeQueryFault();
-  if (fault === 'http-500') throw new KlingError(5000);
-  if (fault === 'garbage') {
-    sendRaw(res, 200, '<html><body>502 Bad Gateway</body></html>');
-    return;
-  }
-  if (fault === 'no-data') {
-    sendRaw(res, 200, JSON.stringify({ code: 0, message: 'SUCCEED', request_id: requestId() }));
-    return;
-  }
+  const fault = takeQueryFault(ctx, res);
+  if (fault === 'answered') return;
   const data: (StandardTaskObject | Json)[] = ids.flatMap((id) => {
     const task = ownTask(ctx, accessKey, id, externalIds !== null);
     return task ? [standardTaskObject(task)] : [];
