@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { AccountBook } from './account.js';
 import { signKlingToken } from './auth.js';
 import { CallbackDispatcher } from './callbacks.js';
+import { SlotBook, type SlotUsage, checkConcurrency } from './concurrency.js';
 import { FaultSwitches } from './faults.js';
 import { builtInEndpoints } from './registry.js';
 import { type SandboxContext, createHandler } from './server.js';
@@ -22,6 +23,7 @@ import type {
 } from './types.js';
 
 export { signKlingToken } from './auth.js';
+export type { PackType, SlotUsage } from './concurrency.js';
 export type { SignOptions } from './auth.js';
 export type {
   BalanceDeduction,
@@ -34,6 +36,7 @@ export type {
   QueryFault,
   RecordedRequest,
   SandboxAccount,
+  SandboxConcurrency,
   SandboxDeductions,
   SandboxEndpoint,
   SandboxOptions,
@@ -91,6 +94,11 @@ export interface KlingSandbox {
   loseTask(taskId?: string): void;
   /** How callbacks are delivered from now on; reset() restores normal delivery. */
   callbackMode(mode: CallbackMode): void;
+  /**
+   * Concurrency slots per account, pack type and model version: those in use now and the most in use
+   * at once, since the last reset(); only combinations that have had a task are listed.
+   */
+  slots(): SlotUsage[];
   /** Resolves once no callback delivery is queued or in flight. */
   callbacksIdle(): Promise<void>;
   /** Forgets tasks, requests, callback attempts and every switch. */
@@ -140,6 +148,7 @@ function checkOptions(options: SandboxOptions): void {
   if (options.accounts !== undefined) {
     checkApiKeys(options.accounts);
     checkWebhookSecrets(options.accounts);
+    options.accounts.forEach(checkConcurrency);
   }
   const { schedule } = options;
   if (typeof schedule === 'object') {
@@ -164,6 +173,7 @@ export async function startKlingSandbox(options: SandboxOptions = {}): Promise<K
   for (const e of [...builtInEndpoints(), ...(options.endpoints ?? [])]) endpoints.set(e.path, e.kind);
 
   const dispatcher = new CallbackDispatcher(undefined, accounts);
+  const slots = new SlotBook(accounts);
   const store = new TaskStore(
     {
       schedule: options.schedule ?? DEFAULT_SCHEDULE,
@@ -171,6 +181,7 @@ export async function startKlingSandbox(options: SandboxOptions = {}): Promise<K
       ...(options.history !== undefined ? { history: options.history } : {}),
     },
     dispatcher,
+    slots,
   );
   const faults = new FaultSwitches();
   const accountBook = new AccountBook(accounts, () => store.all(), options.history);
@@ -209,6 +220,7 @@ export async function startKlingSandbox(options: SandboxOptions = {}): Promise<K
     hangNextQueries: (count = 1) => faults.hangNextQueries(count),
     loseTask: (taskId) => faults.loseTask(taskId),
     callbackMode: (mode) => dispatcher.setMode(mode),
+    slots: () => slots.all(),
     callbacksIdle: () => dispatcher.idle(),
     reset() {
       store.reset();
