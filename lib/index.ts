@@ -26,6 +26,7 @@ import { KnexTaskStorage } from './task/knex-storage.js';
 import { SqliteTaskStorage } from './task/sqlite-storage.js';
 import type { TaskStorage, TaskStorageParts } from './task/storage.js';
 import { AccountPool } from './upstream/accounts.js';
+import { SlotBoard } from './dispatch/slots.js';
 import { loggableError } from './loggable-error.js';
 import { KlingClient } from './upstream/client.js';
 import { createValidator } from './validation/validator.js';
@@ -105,6 +106,7 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
   const prices = new PriceBook(loadPricingRules(config.pricing));
   prices.prepare(registry.entries.map((e) => e.type));
   const accounts = new AccountPool(config.accounts);
+  const slots = new SlotBoard(config.accounts);
   const logger = config.logger ?? defaultLogger();
   const client = new KlingClient({ accounts, timeoutMs: config.upstreamTimeoutMs, logger, ...(config.fetch ? { fetch: config.fetch } : {}) });
   let quota: QuotaStore;
@@ -129,6 +131,7 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
     store,
     storage: taskStorage({ db: config.db, store, hosts, quota, notices }),
     accounts,
+    slots,
     client,
     logger,
     db: config.db,

@@ -5,6 +5,8 @@ import { accept, checkAgainAt, finish, hold } from '../task/life.js';
 import { fetchKlingTask, type KlingTaskObject } from '../task/observe.js';
 import type { HoldPlan } from '../task/storage.js';
 import { reportedDeductions } from '../completion/deductions.js';
+import { accountWithFreeSlot } from '../dispatch/choose.js';
+import { type SlotNeed, slotNeed } from '../dispatch/slots.js';
 import { taskCallbackUrl } from '../completion/token.js';
 import { isUniqueViolation } from '../../adapters/dialect.js';
 import { RelayHttpError } from '../errors.js';
@@ -40,7 +42,7 @@ function idsAt(value: unknown, path: string, pointer = ''): [string, string][] {
  * session), else any. A resource another caller created is refused as if the relay did not know it,
  * before anything is held.
  */
-async function chooseAccount(ctx: RelayContext, entry: RegistryEntry, body: Record<string, unknown>, caller: Caller): Promise<KlingAccount> {
+async function chooseAccount(ctx: RelayContext, entry: RegistryEntry, body: Record<string, unknown>, caller: Caller, need: SlotNeed): Promise<KlingAccount> {
   const named = entry.refersTo.flatMap((path) => idsAt(body, path));
   if (named.length > 0) {
     const { account: owner, foreign } = await ctx.store.accountForResources(ctx.db, named.map(([id]) => id), String(caller.id));
@@ -49,7 +51,7 @@ async function chooseAccount(ctx: RelayContext, entry: RegistryEntry, body: Reco
     const account = owner === undefined ? undefined : ctx.accounts.get(owner);
     if (account) return account;
   }
-  return ctx.accounts.pick();
+  return (await accountWithFreeSlot(ctx, need)) ?? ctx.accounts.pick();
 }
 
 function externalId(table: string, rowId: string): string {
@@ -85,7 +87,7 @@ function newHostRow(entry: RegistryEntry, caller: Caller, account: KlingAccount,
   };
 }
 
-function newTask(ctx: RelayContext, entry: RegistryEntry, caller: Caller, account: KlingAccount, price: PriceQuote, client: ClientIds, hostRowId: string, now: number): NewRelayTask {
+function newTask(ctx: RelayContext, entry: RegistryEntry, caller: Caller, account: KlingAccount, price: PriceQuote, client: ClientIds, slots: number, hostRowId: string, now: number): NewRelayTask {
   return {
     external_task_id: externalId(entry.table, hostRowId),
     client_task_id: client.taskId,
@@ -102,6 +104,7 @@ function newTask(ctx: RelayContext, entry: RegistryEntry, caller: Caller, accoun
     hold_quota: price.quota,
     charge_quota: null,
     model: price.model,
+    slots,
     pricing: JSON.stringify(price.terms),
     status_msg: null,
     result: null,
@@ -121,7 +124,7 @@ function newTask(ctx: RelayContext, entry: RegistryEntry, caller: Caller, accoun
 }
 
 /** The hold of a new task: its host row and relay row, and the quota it takes or needs. */
-function holdPlan(ctx: RelayContext, entry: RegistryEntry, caller: Caller, account: KlingAccount, price: PriceQuote, client: ClientIds): HoldPlan {
+function holdPlan(ctx: RelayContext, entry: RegistryEntry, caller: Caller, account: KlingAccount, price: PriceQuote, client: ClientIds, slots: number): HoldPlan {
   const now = Date.now();
   return {
     table: entry.table,
@@ -129,7 +132,7 @@ function holdPlan(ctx: RelayContext, entry: RegistryEntry, caller: Caller, accou
     billing: ctx.config.billing,
     amount: price.quota,
     row: newHostRow(entry, caller, account, price, Math.floor(now / 1000)),
-    task: (hostRowId) => newTask(ctx, entry, caller, account, price, client, hostRowId, now),
+    task: (hostRowId) => newTask(ctx, entry, caller, account, price, client, slots, hostRowId, now),
     now,
   };
 }
@@ -268,12 +271,13 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
     const first = await ctx.store.findByClientId(ctx.db, String(caller.id), clientTaskId);
     if (first) return answerResent(ctx, res, first, hash, requestId);
   }
-  const account = await chooseAccount(ctx, entry, kling, caller);
+  const need = slotNeed(entry, kling, priced.quote.model);
+  const account = await chooseAccount(ctx, entry, kling, caller, need);
   // A hold that commits after the client got its 503 is never sent to Kling: it is refunded at once
   // (or by the reconciler, which finds that Kling never got the task).
   let task: RelayTask;
   try {
-    task = await withinDeadline(hold(ctx, holdPlan(ctx, entry, caller, account, priced.quote, { taskId: clientTaskId, callbackUrl: clientCallbackUrl, requestHash: hash })), ctx.config.dbTimeoutMs, (late) => {
+    task = await withinDeadline(hold(ctx, holdPlan(ctx, entry, caller, account, priced.quote, { taskId: clientTaskId, callbackUrl: clientCallbackUrl, requestHash: hash }, need.slots)), ctx.config.dbTimeoutMs, (late) => {
       finish(ctx, late.id, { status: 'failed', reason: 'the hold committed after the database deadline; Kling was not called' }, ['pending'])
         .catch((error: unknown) => ctx.logger.error('could not refund a late hold', { taskId: late.id, error: loggableError(error) }));
     });

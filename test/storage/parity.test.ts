@@ -60,7 +60,7 @@ function plan(order: Order, now: number) {
   const task = (hostRowId: string): NewRelayTask => ({
     external_task_id: `ours-${order.label}-${Math.random().toString(36).slice(2)}`, client_task_id: order.label, request_hash: null, kling_task_id: null,
     account_id: 'main', endpoint: '/v1/videos/text2video', request_type: 'text2video', table_kind: 'video', host_row_id: hostRowId, user_id: userId,
-    state: 'pending', billing: order.billing ?? 'hold', hold_quota: order.amount, charge_quota: null, model: 'kling-v2-1',
+    state: 'pending', billing: order.billing ?? 'hold', hold_quota: order.amount, charge_quota: null, model: 'kling-v2-1', slots: 1,
     pricing: JSON.stringify(order.pricing ?? { type: 'per_request', unit: order.amount / QPU }), status_msg: null, result: null, deductions: null,
     kling_created_at: null, kling_updated_at: null, client_callback_url: order.callbackUrl ?? null, lease_owner: null, lease_until: null,
     next_check_at: now + 60_000, check_count: 0, checked_at: null, created_at: now, updated_at: now,

@@ -1,0 +1,12 @@
+import type { RelayContext } from '../relay/context.js';
+import type { KlingAccount } from '../upstream/accounts.js';
+import { type SlotNeed, slotsInUse } from './slots.js';
+
+/**
+ * A weighted random account, among those that take new tasks and are not in `skip`, with room for
+ * the task under the cap in force; undefined when none has. Slots in use are read from the database.
+ */
+export async function accountWithFreeSlot(ctx: RelayContext, need: SlotNeed, skip: ReadonlySet<string> = new Set()): Promise<KlingAccount | undefined> {
+  const inUse = need.slots === 0 ? new Map<string, number>() : await slotsInUse(ctx.db, ctx.store.tables.tasks, need);
+  return ctx.accounts.pickAmong((account) => !skip.has(account.id) && ctx.slots.fits(account.id, need, inUse.get(account.id) ?? 0));
+}
