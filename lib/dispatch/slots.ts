@@ -40,6 +40,8 @@ export async function slotsInUse(db: Knex, tasksTable: string, need: SlotNeed): 
 
 /** How long a cap learned from Kling's 1303 answer holds before the configured one applies again. */
 export const LEARNED_CAP_MS = 60_000;
+/** How long an account Kling refused (arrears, exhausted packs, no permission) takes no new tasks. */
+export const ACCOUNT_ASIDE_MS = 300_000;
 
 interface LearnedCap {
   cap: number;
@@ -60,6 +62,8 @@ export interface SlotAccount {
 export class SlotBoard {
   readonly #configured: ReadonlyMap<string, ConcurrencyInit | undefined>;
   readonly #learned = new Map<string, LearnedCap>();
+  /** Accounts set aside, until when. */
+  readonly #aside = new Map<string, number>();
   readonly #now: () => number;
 
   constructor(accounts: readonly SlotAccount[], now: () => number = Date.now) {
@@ -74,9 +78,24 @@ export class SlotBoard {
     return learned === undefined ? configured : Math.min(configured, learned.cap);
   }
 
-  /** Whether the account can take the task now, given the slots in use there. */
+  /** Whether the account can take the task now: not set aside, and room for it beside the slots in use there. */
   fits(accountId: string, need: SlotNeed, inUse: number): boolean {
+    if (this.isAside(accountId)) return false;
     return need.slots === 0 || inUse + need.slots <= this.cap(accountId, need);
+  }
+
+  /**
+   * Kling refused the account itself (arrears, an exhausted pack): it takes no new tasks for a while.
+   * True when it was not already set aside, so the caller logs it once.
+   */
+  setAside(accountId: string): boolean {
+    const fresh = !this.isAside(accountId);
+    this.#aside.set(accountId, this.#now() + ACCOUNT_ASIDE_MS);
+    return fresh;
+  }
+
+  isAside(accountId: string): boolean {
+    return (this.#aside.get(accountId) ?? 0) > this.#now();
   }
 
   /** Kling refused a create with 1303 while `inUse` of the relay's slots ran there: no more than that fit for a while. */

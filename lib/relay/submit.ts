@@ -6,6 +6,7 @@ import { fetchKlingTask, type KlingTaskObject } from '../task/observe.js';
 import type { HoldPlan } from '../task/storage.js';
 import { reportedDeductions } from '../completion/deductions.js';
 import { accountWithFreeSlot } from '../dispatch/choose.js';
+import { sendCreate } from '../dispatch/send.js';
 import { type SlotNeed, slotNeed } from '../dispatch/slots.js';
 import { taskCallbackUrl } from '../completion/token.js';
 import { isUniqueViolation } from '../../adapters/dialect.js';
@@ -14,7 +15,7 @@ import type { Caller } from '../options.js';
 import { quote, type PriceQuote } from '../pricing/estimate.js';
 import type { RegistryEntry } from '../registry/types.js';
 import type { KlingAccount } from '../upstream/accounts.js';
-import { UpstreamError, type KlingReply } from '../upstream/client.js';
+import type { KlingReply, UpstreamError } from '../upstream/client.js';
 import { isAccountProblem, isTaskNotFound, toRelayError } from '../upstream/errors.js';
 import { isJsonRequest, readJsonBody } from './body.js';
 import { loggableError } from '../loggable-error.js';
@@ -42,16 +43,16 @@ function idsAt(value: unknown, path: string, pointer = ''): [string, string][] {
  * session), else any. A resource another caller created is refused as if the relay did not know it,
  * before anything is held.
  */
-async function chooseAccount(ctx: RelayContext, entry: RegistryEntry, body: Record<string, unknown>, caller: Caller, need: SlotNeed): Promise<KlingAccount> {
+async function chooseAccount(ctx: RelayContext, entry: RegistryEntry, body: Record<string, unknown>, caller: Caller, need: SlotNeed): Promise<{ account: KlingAccount; pinned: boolean }> {
   const named = entry.refersTo.flatMap((path) => idsAt(body, path));
   if (named.length > 0) {
     const { account: owner, foreign } = await ctx.store.accountForResources(ctx.db, named.map(([id]) => id), String(caller.id));
     const at = named.find(([id]) => id === foreign)?.[1];
     if (at !== undefined) throw new RelayHttpError(400, 1201, `invalid request: ${at} is not a resource of yours`, { errors: [{ path: at, message: 'is not a resource of yours' }] });
     const account = owner === undefined ? undefined : ctx.accounts.get(owner);
-    if (account) return account;
+    if (account) return { account, pinned: true };
   }
-  return (await accountWithFreeSlot(ctx, need)) ?? ctx.accounts.pick();
+  return { account: (await accountWithFreeSlot(ctx, need)) ?? ctx.accounts.pick(), pinned: false };
 }
 
 function externalId(table: string, rowId: string): string {
@@ -272,7 +273,7 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
     if (first) return answerResent(ctx, res, first, hash, requestId);
   }
   const need = slotNeed(entry, kling, priced.quote.model);
-  const account = await chooseAccount(ctx, entry, kling, caller, need);
+  const { account, pinned } = await chooseAccount(ctx, entry, kling, caller, need);
   // A hold that commits after the client got its 503 is never sent to Kling: it is refunded at once
   // (or by the reconciler, which finds that Kling never got the task).
   let task: RelayTask;
@@ -293,25 +294,20 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
   ctx.logger.info('task submitted', { ...log, ...(task.client_task_id !== null ? { clientTaskId: task.client_task_id } : {}) });
   ctx.events?.emit('submitted', { taskId: task.id, externalTaskId: task.external_task_id, userId: task.user_id, accountId: account.id, type: entry.type, path: entry.path, hold: task.hold_quota });
 
-  if (entry.kind === 'task') {
-    kling.external_task_id = task.external_task_id;
-    kling.callback_url = taskCallbackUrl(ctx.config.callbackUrl, ctx.config.callbackSecret, task.external_task_id, account.id);
-  }
-
-  let reply: KlingReply;
-  try {
-    reply = await ctx.client.post(account, entry.path, kling);
-  } catch (error) {
-    if (!(error instanceof UpstreamError)) throw error;
-    reply = await afterFailedPost(ctx, entry, account, task, error, log);
-  }
+  const held = task;
+  const bodyFor = (to: KlingAccount): Record<string, unknown> =>
+    entry.kind === 'task' ? { ...kling, external_task_id: held.external_task_id, callback_url: taskCallbackUrl(ctx.config.callbackUrl, ctx.config.callbackSecret, held.external_task_id, to.id) } : kling;
+  const sent = await sendCreate(ctx, { entry, task, need, account, pinned, body: bodyFor });
+  const sentWith = sent.account;
+  task = sent.task;
+  const reply = 'reply' in sent ? sent.reply : await afterFailedPost(ctx, entry, sentWith, task, sent.error, { ...log, accountId: sentWith.id });
 
   const data = (reply.envelope.data ?? {}) as Record<string, unknown>;
   // Kling's ids for the request (a task id, or a sync answer's session), so Kling's records can be found.
   const answeredId = typeof data.task_id === 'string' ? data.task_id : typeof data.session_id === 'string' ? data.session_id : undefined;
   ctx.logger.info('Kling accepted the request', { ...log, klingTaskId: answeredId, klingRequestId: reply.envelope.request_id });
   if (entry.kind === 'sync') {
-    await recordSession(ctx, account, caller, data);
+    await recordSession(ctx, sentWith, caller, data);
     const klingTaskId = typeof data.task_id === 'string' ? data.task_id : undefined;
     await finish(ctx, task.id, { status: 'succeed', klingTaskId, result: data.task_result ?? data, deductions: reportedDeductions(data) }, ['pending']);
     const syncId = typeof data.task_id === 'string' ? data.task_id : typeof data.session_id === 'string' ? data.session_id : null;

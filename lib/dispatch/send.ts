@@ -1,0 +1,73 @@
+import type { RelayTask } from '../../adapters/types.js';
+import type { RegistryEntry } from '../registry/types.js';
+import type { RelayContext } from '../relay/context.js';
+import { reassign } from '../task/life.js';
+import type { KlingAccount } from '../upstream/accounts.js';
+import { type KlingReply, UpstreamError } from '../upstream/client.js';
+import { accountWithFreeSlot } from './choose.js';
+import { type SlotNeed, slotsInUse } from './slots.js';
+
+/** Kling's codes for an account that cannot take tasks now: abnormal, in arrears, pack exhausted, model not enabled, IP not allowed. */
+const ACCOUNT_REFUSALS = new Set([1100, 1101, 1102, 1103, 1304]);
+/** Kling's code for a create over the account's concurrency. */
+const OVER_CONCURRENCY = 1303;
+
+/** A create to send: the task as held, the account chosen, and the body for an account (the callback URL names it). */
+export interface CreateToSend {
+  entry: RegistryEntry;
+  task: RelayTask;
+  need: SlotNeed;
+  account: KlingAccount;
+  /** The account owns a resource the request names: the task cannot move. */
+  pinned: boolean;
+  body(account: KlingAccount): Record<string, unknown>;
+}
+
+/** How a create ended: Kling's reply, or the error of the last account tried; with the task and account as they are now. */
+export type SentCreate = { task: RelayTask; account: KlingAccount } & ({ reply: KlingReply } | { error: UpstreamError });
+
+/** Whether Kling refused the create for a reason of the account, before accepting anything. */
+function refusedByAccount(error: UpstreamError): boolean {
+  return error.kind === 'kling' && !error.ambiguous && error.klingCode !== undefined && (error.klingCode === OVER_CONCURRENCY || ACCOUNT_REFUSALS.has(error.klingCode));
+}
+
+/**
+ * Posts a create to Kling. When Kling refuses it for the account's sake (1303 over concurrency, or
+ * 1100-1103/1304 an account problem) it accepted nothing, so the task moves to another eligible
+ * account with a free slot, the same task row and hold, and is posted again; the caller hears of the
+ * refusal only when no account is left. A 1303 lowers the account's cap for that model version for a
+ * while; an account problem sets the account aside for a while, logged once.
+ */
+export async function sendCreate(ctx: RelayContext, create: CreateToSend): Promise<SentCreate> {
+  const tried = new Set<string>();
+  let { task, account } = create;
+  for (;;) {
+    tried.add(account.id);
+    try {
+      const reply = await ctx.client.post(account, create.entry.path, create.body(account));
+      ctx.slots.accepted(account.id, create.need);
+      return { task, account, reply };
+    } catch (error) {
+      if (!(error instanceof UpstreamError)) throw error;
+      if (!refusedByAccount(error)) return { task, account, error };
+      await noteRefusal(ctx, account, create.need, error);
+      const next = create.pinned ? undefined : await accountWithFreeSlot(ctx, create.need, tried);
+      if (!next || !(await reassign(ctx, task, next.id))) return { task, account, error };
+      ctx.logger.info('create moved to another account', { taskId: task.id, from: account.id, to: next.id, klingCode: error.klingCode });
+      task = { ...task, account_id: next.id };
+      account = next;
+    }
+  }
+}
+
+async function noteRefusal(ctx: RelayContext, account: KlingAccount, need: SlotNeed, error: UpstreamError): Promise<void> {
+  if (error.klingCode === OVER_CONCURRENCY) {
+    // The refused task is still counted there (pending); Kling had room for the others only.
+    const inUse = (await slotsInUse(ctx.db, ctx.store.tables.tasks, need)).get(account.id) ?? 0;
+    ctx.slots.refused(account.id, need, Math.max(0, inUse - need.slots));
+    return;
+  }
+  if (ctx.slots.setAside(account.id)) {
+    ctx.logger.error('Kling refused the account; it takes no new tasks for a while', { accountId: account.id, klingCode: error.klingCode, klingMessage: error.klingMessage, klingRequestId: error.requestId });
+  }
+}
