@@ -54,6 +54,7 @@ export async function sendCreate(ctx: RelayContext, create: CreateToSend): Promi
       const next = create.pinned ? undefined : await accountWithFreeSlot(ctx, create.need, tried);
       if (!next || !(await reassign(ctx, task, next.id))) return { task, account, error };
       ctx.logger.info('create moved to another account', { taskId: task.id, from: account.id, to: next.id, klingCode: error.klingCode });
+      ctx.events?.emit('failover', { taskId: task.id, userId: task.user_id, from: account.id, to: next.id, code: error.klingCode ?? 0 });
       task = { ...task, account_id: next.id };
       account = next;
     }
@@ -62,12 +63,14 @@ export async function sendCreate(ctx: RelayContext, create: CreateToSend): Promi
 
 async function noteRefusal(ctx: RelayContext, account: KlingAccount, need: SlotNeed, error: UpstreamError): Promise<void> {
   if (error.klingCode === OVER_CONCURRENCY) {
-    // The refused task is still counted there (pending); Kling had room for the others only.
-    const inUse = (await slotsInUse(ctx.db, ctx.store.tables.tasks, need)).get(account.id) ?? 0;
-    ctx.slots.refused(account.id, need, Math.max(0, inUse - need.slots));
+    // The refused task is counted there too, pending: Kling had room for the others only.
+    const others = Math.max(0, ((await slotsInUse(ctx.db, ctx.store.tables.tasks, need)).get(account.id) ?? 0) - need.slots);
+    ctx.slots.refused(account.id, need, others);
+    ctx.events?.emit('concurrencyRefused', { accountId: account.id, model: need.model, pack: need.pack, inUse: others });
     return;
   }
   if (ctx.slots.setAside(account.id)) {
     ctx.logger.error('Kling refused the account; it takes no new tasks for a while', { accountId: account.id, klingCode: error.klingCode, klingMessage: error.klingMessage, klingRequestId: error.requestId });
+    ctx.events?.emit('accountSetAside', { accountId: account.id, code: error.klingCode ?? 0 });
   }
 }

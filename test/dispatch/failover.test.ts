@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { Registry } from 'prom-client';
 import request from 'supertest';
 import { testDatabases } from '../support/databases.js';
 import { checkAndClose, type Harness, startHarness } from '../support/harness.js';
@@ -39,6 +40,11 @@ for (const database of testDatabases()) {
         ],
       });
       user = await h.user(100_000_000);
+      const metrics = await h.relay.metrics(new Registry());
+      const failovers: unknown[] = [];
+      const refusals: unknown[] = [];
+      h.relay.events.on('failover', (e) => failovers.push([e.from, e.to, e.code]));
+      h.relay.events.on('concurrencyRefused', (e) => refusals.push([e.accountId, e.model, e.pack, e.inUse]));
       for (let i = 0; i < 4; i++) {
         const res = await submit(`task ${i}`);
         expect(res.status, JSON.stringify(res.body)).to.equal(200);
@@ -52,6 +58,11 @@ for (const database of testDatabases()) {
       for (const task of tasks) expect(accountOf(h, h.sandbox.tasks.findByExternalId(h.keys[String(task.account_id)]?.accessKey ?? '', String(task.external_task_id))?.accessKey)).to.equal(task.account_id);
       // One 1303 teaches the relay account a's real cap; then no create is sent there.
       expect(createsSeen(h).filter((c) => c.endsWith('refused'))).to.deep.equal(['a refused']);
+      expect(failovers).to.deep.equal([['a', 'b', 1303]]);
+      expect(refusals).to.deep.equal([['a', 'kling-v2-6', 'video', 1]]);
+      const text = await metrics.metrics();
+      expect(text).to.include('kling_relay_failovers_total{from="a",to="b",code="1303"} 1');
+      expect(text).to.include('kling_relay_concurrency_refusals_total{account="a",model="kling-v2-6"} 1');
       expect(h.sandbox.slots().every((s) => s.peak <= (accountOf(h!, s.accessKey) === 'a' ? 1 : 3))).to.equal(true);
       // One hold per task, nothing refunded.
       const ledger = await h.ledger();
@@ -62,6 +73,8 @@ for (const database of testDatabases()) {
       const logger = recordingLogger();
       h = await startHarness(database, { accounts: [{ id: 'a' }, { id: 'b' }], relay: { logger } });
       user = await h.user(100_000_000);
+      const aside: unknown[] = [];
+      h.relay.events.on('accountSetAside', (e) => aside.push([e.accountId, e.code]));
       h.sandbox.failNextCreate({ code: 1101 });
       const first = await submit('first');
       expect(first.status, JSON.stringify(first.body)).to.equal(200);
@@ -76,6 +89,7 @@ for (const database of testDatabases()) {
       expect(createsSeen(h).filter((c) => c.startsWith(`${arrears} `))).to.have.length(1);
       const setAside = logger.lines.filter((l) => l.message.startsWith('Kling refused the account; it takes no new tasks'));
       expect(setAside.map((l) => [l.level, l.meta.accountId, l.meta.klingCode])).to.deep.equal([['error', arrears, 1101]]);
+      expect(aside).to.deep.equal([[arrears, 1101]]);
     });
 
     it('never moves a follow-up naming a resource: it stays with the account that owns it', async () => {
