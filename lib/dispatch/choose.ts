@@ -7,6 +7,7 @@ import { type SlotNeed, slotsInUse } from './slots.js';
  * the task under the cap in force; undefined when none has. Slots in use are read from the database.
  */
 export async function accountWithFreeSlot(ctx: RelayContext, need: SlotNeed, skip: ReadonlySet<string> = new Set()): Promise<KlingAccount | undefined> {
-  const inUse = need.slots === 0 ? new Map<string, number>() : await slotsInUse(ctx.db, ctx.store.tables.tasks, need);
+  // Without a cap in force anywhere, the count is not needed: a submit then costs no extra query.
+  const inUse = ctx.slots.limited(need) ? await slotsInUse(ctx.db, ctx.store.tables.tasks, need) : new Map<string, number>();
   return ctx.accounts.pickAmong((account) => !skip.has(account.id) && ctx.slots.fits(account.id, need, inUse.get(account.id) ?? 0));
 }

@@ -78,6 +78,15 @@ export class SlotBoard {
     return learned === undefined ? configured : Math.min(configured, learned.cap);
   }
 
+  /** Whether any account has a cap in force for this model version and pack type: if none, slots in use need not be counted. */
+  limited(need: SlotNeed): boolean {
+    if (need.slots === 0) return false;
+    for (const [accountId, concurrency] of this.#configured) {
+      if (configuredCap(concurrency, need.model) !== undefined || this.#current(accountId, need) !== undefined) return true;
+    }
+    return false;
+  }
+
   /** Whether the account can take the task now: not set aside, and room for it beside the slots in use there. */
   fits(accountId: string, need: SlotNeed, inUse: number): boolean {
     if (this.isAside(accountId)) return false;
