@@ -3,7 +3,7 @@ import { KlingRelayConfigError } from '../lib/errors.js';
 import { dialectOf, type Dialect } from './dialect.js';
 import type { HostTable } from './host-table.js';
 import type { ResolvedQuotaStoreOptions } from './quota-store.js';
-import type { HostColumn } from './types.js';
+import type { HostColumn, HostExtraColumn } from './types.js';
 
 /** What can be wrong with a host table, for a host that sorts the problems. */
 export type HostSchemaProblemKind = 'missing-table' | 'missing-column' | 'type' | 'not-null' | 'json';
@@ -26,6 +26,14 @@ export interface HostTablesToCheck {
   video?: HostTable | undefined;
   image?: HostTable | undefined;
   users?: ResolvedQuotaStoreOptions | undefined;
+  /** Whether every account has a `channelId`, so that `channel_id` receives integers rather than account ids. */
+  integerChannels?: boolean | undefined;
+}
+
+/** What the relay writes into a column, for the type check: text or a number, and how the message says it. */
+interface Written {
+  value: 'text' | 'number';
+  what: string;
 }
 
 /** A column as the database declares it. */
@@ -54,7 +62,7 @@ function classify(type: string): ColumnClass {
 }
 
 /** What the relay writes into each logical column: text, or a number, as the messages describe it. */
-const WRITES: Record<Exclude<HostColumn, 'id' | 'user_id'>, { value: 'text' | 'number'; what: string }> = {
+const WRITES: Record<Exclude<HostColumn, 'id' | 'user_id'>, Written> = {
   task_id: { value: 'text', what: "Kling's task id (text, '' until Kling answers)" },
   username: { value: 'text', what: "the caller's username (text)" },
   channel_id: { value: 'text', what: "the Kling account id (text, e.g. 'main')" },
@@ -70,6 +78,24 @@ const WRITES: Record<Exclude<HostColumn, 'id' | 'user_id'>, { value: 'text' | 'n
   created_at: { value: 'number', what: 'unix seconds (an integer)' },
   updated_at: { value: 'number', what: 'unix seconds (an integer)' },
 };
+
+/** What this table's settings make the relay write into a logical column. */
+function writtenInto(host: HostTable, logical: Exclude<HostColumn, 'id' | 'user_id'>, integerChannels: boolean): Written {
+  if (logical === 'channel_id' && integerChannels) return { value: 'number', what: "the account's channelId (an integer)" };
+  if (logical === 'duration' && host.settings.duration === 'text') return { value: 'text', what: 'the seconds as Kling writes them (text, e.g. "5.1")' };
+  return WRITES[logical];
+}
+
+/** What an extra column receives. */
+function extraWritten(extra: HostExtraColumn): Written {
+  if ('from' in extra) {
+    if (extra.from === 'now') return { value: 'number', what: 'unix seconds (an integer)' };
+    if (extra.from === 'requestedCount') return { value: 'number', what: "the request's n (an integer)" };
+    return { value: 'text', what: extra.from === 'url' ? "the result's first URL (text)" : "the result's first video id (text)" };
+  }
+  const values = 'values' in extra ? Object.values(extra.values) : [extra.value];
+  return values.some((v) => typeof v === 'string') ? { value: 'text', what: `the configured text ${JSON.stringify(values)}` } : { value: 'number', what: `the configured number ${JSON.stringify(values)}` };
+}
 
 /** Columns the relay writes as '' when it records a task, before Kling has answered. */
 const EMPTY_AT_INSERT: ReadonlySet<HostColumn> = new Set<HostColumn>(['task_id', 'status', 'result', 'fail_reason']);
@@ -136,7 +162,7 @@ function missingTable(table: string, option: string): HostSchemaProblem {
 }
 
 /** The problems of the Video or Image table against its column mapping. */
-async function checkTaskTable(db: Knex, dialect: Dialect, host: HostTable): Promise<HostSchemaProblem[]> {
+async function checkTaskTable(db: Knex, dialect: Dialect, host: HostTable, integerChannels: boolean): Promise<HostSchemaProblem[]> {
   const columns = await declaredColumns(db, dialect, host.name);
   if (columns === undefined) return [missingTable(host.name, `${host.optionName}.name`)];
   const problems: HostSchemaProblem[] = [];
@@ -152,9 +178,11 @@ async function checkTaskTable(db: Knex, dialect: Dialect, host: HostTable): Prom
     }
     written.add(column.name);
     if (logical === 'id' || logical === 'user_id') continue;
-    const writes = WRITES[logical];
+    const writes = writtenInto(host, logical, integerChannels);
     const declared = classify(column.type);
-    if (writes.value === 'text' && (declared === 'json' || column.jsonChecked)) {
+    // A JSON result column is NULL until the result, then the result's JSON text.
+    const jsonFits = logical === 'result' && host.settings.resultColumn === 'json';
+    if (writes.value === 'text' && !jsonFits && (declared === 'json' || column.jsonChecked)) {
       problems.push(
         problem(
           'json',
@@ -162,7 +190,7 @@ async function checkTaskTable(db: Knex, dialect: Dialect, host: HostTable): Prom
           column.name,
           option,
           `${host.name}.${column.name} is a JSON column, but the relay writes ${EMPTY_AT_INSERT.has(logical) ? "''" : writes.what} into it when it records a task (${option}), which is not JSON: ` +
-            `map ${logical} to a text column or to false${logical === 'result' ? " (the result stays in kling_relay_tasks and the caller's query)" : ''}, or change the column to TEXT.`,
+            `map ${logical} to a text column or to false${logical === 'result' ? ` (the result stays in kling_relay_tasks and the caller's query), set ${host.optionName}.resultColumn to 'json'` : ''}, or change the column to TEXT.`,
         ),
       );
     } else if (REFUSES[writes.value].has(declared)) {
@@ -173,11 +201,12 @@ async function checkTaskTable(db: Knex, dialect: Dialect, host: HostTable): Prom
           column.name,
           option,
           `${host.name}.${column.name} is ${column.type}, but the relay writes ${writes.what} into it (${option}): ` +
-            `map ${logical} to ${writes.value === 'text' ? 'a text' : 'an integer'} column or to false, or change the column's type.`,
+            `map ${logical} to ${writes.value === 'text' ? 'a text' : 'an integer'} column or to false, ${logical === 'channel_id' ? 'give every account its integer channelId, ' : ''}or change the column's type.`,
         ),
       );
     }
   }
+  problems.push(...checkExtraColumns(columns, dialect, host, written));
   for (const column of columns) {
     if (written.has(column.name) || column.nullable || column.hasDefault) continue;
     problems.push(
@@ -190,6 +219,25 @@ async function checkTaskTable(db: Knex, dialect: Dialect, host: HostTable): Prom
           `give it a default, allow NULL, or map the logical column that belongs there to it (${host.optionName}.columns).`,
       ),
     );
+  }
+  return problems;
+}
+
+/** The problems of the table's extra columns; adds the columns found to `written`. */
+function checkExtraColumns(columns: DeclaredColumn[], dialect: Dialect, host: HostTable, written: Set<string>): HostSchemaProblem[] {
+  const problems: HostSchemaProblem[] = [];
+  for (const [name, extra] of Object.entries(host.settings.extraColumns)) {
+    const option = `${host.optionName}.extraColumns.${name}`;
+    const column = find(columns, dialect, name);
+    if (column === undefined) {
+      problems.push(problem('missing-column', host.name, name, option, `${host.name}.${name} does not exist (${option}): remove the extra column or name one the table has.`));
+      continue;
+    }
+    written.add(column.name);
+    const writes = extraWritten(extra);
+    if (REFUSES[writes.value].has(classify(column.type))) {
+      problems.push(problem('type', host.name, column.name, option, `${host.name}.${column.name} is ${column.type}, but the relay writes ${writes.what} into it (${option}): write a value of the column's type, or change the column's type.`));
+    }
   }
   return problems;
 }
@@ -236,7 +284,7 @@ async function checkUsersTable(db: Knex, dialect: Dialect, users: ResolvedQuotaS
 export async function checkHostTables(db: Knex, tables: HostTablesToCheck): Promise<HostSchemaProblem[]> {
   const dialect = dialectOf(db);
   const problems: HostSchemaProblem[] = [];
-  for (const host of [tables.video, tables.image]) if (host) problems.push(...(await checkTaskTable(db, dialect, host)));
+  for (const host of [tables.video, tables.image]) if (host) problems.push(...(await checkTaskTable(db, dialect, host, tables.integerChannels ?? false)));
   if (tables.users) problems.push(...(await checkUsersTable(db, dialect, tables.users)));
   // new-api keeps video and image tasks in one table: the same problem found twice is reported once.
   const seen = new Set<string>();

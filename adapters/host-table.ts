@@ -2,14 +2,41 @@ import type { Knex } from 'knex';
 import { KlingRelayConfigError } from '../lib/errors.js';
 import { assertIdentifier } from './identifiers.js';
 import { insertReturningId, toNumber } from './dialect.js';
-import type { DirectSqlite, Template } from './sqlite-direct.js';
+import type { Template, TemplateSource } from './statement-template.js';
 import { HOST_COLUMNS, REQUIRED_HOST_COLUMNS } from './types.js';
-import type { HostColumn, HostRow, HostTableOptions, NewHostRow, TableKind } from './types.js';
+import type { HostColumn, HostExtraColumn, HostResultShape, HostRow, HostTableOptions, HostWriteMoment, NewHostRow, TableKind, TaskState } from './types.js';
+import { hostTableSettings, type HostTableSettings } from './host-table-options.js';
 
-/** A logical column's value as the relay writes it. */
-function written(logical: HostColumn, value: unknown): unknown {
-  // The host's duration is whole seconds; Kling reports "5.1", which an integer column on PostgreSQL refuses.
-  return logical === 'duration' && typeof value === 'number' ? Math.round(value) : value;
+/** What a write knows beyond the row's own columns. */
+export interface HostWriteFacts {
+  /** Kling's task object as the relay shows it (task_result included on success), when the task became final. */
+  kling?: Record<string, unknown> | undefined;
+  /** The request's `n` (images asked for), 1 when it has none. */
+  requestedCount?: number | undefined;
+}
+
+const FINAL: ReadonlySet<string> = new Set(['succeed', 'failed']);
+
+/** The first item of a result list that has a value under `key`. */
+function firstOf(result: unknown, lists: readonly string[], keys: readonly string[]): string | undefined {
+  if (typeof result !== 'object' || result === null) return undefined;
+  for (const list of lists) {
+    const items = (result as Record<string, unknown>)[list];
+    if (!Array.isArray(items)) continue;
+    for (const item of items as Record<string, unknown>[]) {
+      for (const key of keys) {
+        const value = item?.[key];
+        if (typeof value === 'string' || typeof value === 'number') return String(value);
+      }
+    }
+  }
+  return undefined;
+}
+
+/** Kling's result in the shape the host keeps. */
+function resultText(shape: HostResultShape, kling: Record<string, unknown>): string {
+  if (shape === 'task') return JSON.stringify(kling);
+  return JSON.stringify({ code: 0, message: 'SUCCEED', request_id: '', data: kling });
 }
 
 const NUMERIC_COLUMNS: ReadonlySet<HostColumn> = new Set<HostColumn>(['quota', 'duration', 'created_at', 'updated_at']);
@@ -28,6 +55,9 @@ export class HostTable {
 
   /** Where the options came from (`tables.video`), for messages naming the option to change. */
   readonly optionName: string;
+
+  /** How values are written: status words, result shape, duration form, extra columns. */
+  readonly settings: HostTableSettings;
 
   /**
    * @param kind the Image table has no `duration` column by default; map it explicitly if it has one.
@@ -79,6 +109,7 @@ export class HostTable {
       columns.set(logical, physical);
     }
     this.columns = columns;
+    this.settings = hostTableSettings(options, optionName, new Set([...columns.values()].map((c) => c.toLowerCase())));
   }
 
   /** Whether the host table has this logical column. */
@@ -94,20 +125,30 @@ export class HostTable {
   }
 
   /** Inserts a row and returns the new row's id as a string. */
-  async insert(trx: Knex | Knex.Transaction, row: NewHostRow): Promise<string> {
-    return insertReturningId(trx, this.name, this.column('id'), this.toPhysical(row));
+  async insert(trx: Knex | Knex.Transaction, row: NewHostRow, facts: HostWriteFacts = {}): Promise<string> {
+    return insertReturningId(trx, this.name, this.column('id'), this.toPhysical(row, facts, 'insert'));
+  }
+
+  /**
+   * Whether SQLite's direct templates can write this table: they bind the logical columns only, so a
+   * table with extra columns or a result of another shape is written through knex.
+   */
+  get templatable(): boolean {
+    const { extraColumns, result, resultColumn } = this.settings;
+    return Object.keys(extraColumns).length === 0 && result === 'task_result' && resultColumn === 'text';
   }
 
   /** Writes the given logical columns of one row; absent columns are skipped. Returns whether a row matched. */
-  async update(trx: Knex | Knex.Transaction, id: string | number, patch: Partial<NewHostRow>): Promise<boolean> {
-    const values = this.toPhysical(patch);
+  async update(trx: Knex | Knex.Transaction, id: string | number, patch: Partial<NewHostRow>, facts: HostWriteFacts = {}): Promise<boolean> {
+    const moment = patch.status === undefined || patch.status === 'pending' ? undefined : (patch.status as HostWriteMoment);
+    const values = this.toPhysical(patch, facts, moment);
     if (Object.keys(values).length === 0) return false;
     const changed = await trx(this.name).where(this.column('id'), id).update(values);
     return changed > 0;
   }
 
-  /** The insert of a row as a template of SQLite's direct transactions; run it with `directValues(row)`. */
-  insertTemplate(direct: DirectSqlite): Template {
+  /** The insert of a row as a template of the direct writes; run it with `directValues(row)`. */
+  insertTemplate(direct: TemplateSource): Template {
     return direct.template(`host:${this.name}:insert`, (param) => {
       const values: Record<string, string> = {};
       for (const [logical, physical] of this.columns) if (logical !== 'id') values[physical] = param(logical);
@@ -116,10 +157,10 @@ export class HostTable {
   }
 
   /**
-   * The update of one row's given columns (those the host has) as a template of SQLite's direct
+   * The update of one row's given columns (those the host has) as a template of the direct
    * transactions, or undefined when the host has none of them; run it with `directValues({...patch, id})`.
    */
-  updateTemplate(direct: DirectSqlite, columns: readonly HostColumn[]): Template | undefined {
+  updateTemplate(direct: TemplateSource, columns: readonly HostColumn[]): Template | undefined {
     const present = columns.filter((logical) => logical !== 'id' && this.columns.has(logical));
     if (present.length === 0) return undefined;
     return direct.template(`host:${this.name}:update:${present.join(',')}`, (param) => {
@@ -131,7 +172,9 @@ export class HostTable {
 
   /** A row's values as the templates bind them: by logical name, as `insert` and `update` would write them. */
   directValues(row: Partial<HostRow>): Record<string, unknown> {
-    return row.duration === undefined ? row : { ...row, duration: written('duration', row.duration) };
+    const values: Record<string, unknown> = { ...row };
+    for (const logical of ['status', 'duration', 'result'] as const) if (row[logical] !== undefined) values[logical] = this.written(logical, row[logical]);
+    return values;
   }
 
   async get(db: Knex | Knex.Transaction, id: string | number): Promise<HostRow | undefined> {
@@ -154,23 +197,69 @@ export class HostTable {
     return Object.fromEntries(this.columns);
   }
 
-  private toPhysical(row: Partial<NewHostRow>): Record<string, unknown> {
+  /** A logical column's value as this table keeps it. */
+  private written(logical: HostColumn, value: unknown): unknown {
+    const { statuses, duration, resultColumn } = this.settings;
+    if (logical === 'status') return statuses[value as TaskState] ?? value;
+    if (logical === 'result' && value === '' && resultColumn === 'json') return null;
+    if (logical !== 'duration') return value;
+    // Kling reports "5.1"; an integer column on PostgreSQL refuses it, a text column keeps it.
+    if (duration === 'text') return typeof value === 'number' ? String(value) : value;
+    const seconds = typeof value === 'string' ? Number.parseFloat(value) : (value as number);
+    return Number.isFinite(seconds) ? Math.round(seconds) : 0;
+  }
+
+  private toPhysical(row: Partial<NewHostRow>, facts: HostWriteFacts = {}, moment?: HostWriteMoment): Record<string, unknown> {
     const values: Record<string, unknown> = {};
-    for (const [logical, value] of Object.entries(row) as [HostColumn, unknown][]) {
+    const patch: Partial<NewHostRow> = { ...row };
+    if (moment !== undefined && FINAL.has(moment)) {
+      if (moment === 'failed' && this.settings.failedQuota === 'estimate') delete patch.quota;
+      if (this.settings.result !== 'task_result' && facts.kling) patch.result = resultText(this.settings.result, facts.kling);
+    }
+    for (const [logical, value] of Object.entries(patch) as [HostColumn, unknown][]) {
       // The id is the database's to assign; an update never moves a row to another id.
       if (logical === 'id' || value === undefined) continue;
       const physical = this.columns.get(logical);
       if (physical === undefined) continue;
-      values[physical] = written(logical, value);
+      values[physical] = this.written(logical, value);
+    }
+    if (moment !== undefined) Object.assign(values, this.extraValues(moment, facts));
+    return values;
+  }
+
+  /** The extra columns written at this moment, with their values. */
+  private extraValues(moment: HostWriteMoment, facts: HostWriteFacts): Record<string, unknown> {
+    const values: Record<string, unknown> = {};
+    for (const [column, extra] of Object.entries(this.settings.extraColumns)) {
+      const value = this.extraValue(extra, moment, facts);
+      if (value !== undefined) values[column] = value;
     }
     return values;
+  }
+
+  /** The extra column's value at this moment; undefined when it is not written then. */
+  private extraValue(extra: HostExtraColumn, moment: HostWriteMoment, facts: HostWriteFacts): unknown {
+    if ('values' in extra) return extra.values[moment];
+    if (!(extra.on ?? ['insert']).includes(moment)) return undefined;
+    if ('value' in extra) return extra.value;
+    const result = facts.kling?.task_result;
+    switch (extra.from) {
+      case 'now':
+        return Math.floor(Date.now() / 1000);
+      case 'requestedCount':
+        return facts.requestedCount ?? 1;
+      case 'url':
+        return firstOf(result, ['videos', 'images', 'audios'], ['url', 'url_mp3']);
+      case 'resourceId':
+        return firstOf(result, ['videos', 'audios'], ['id']);
+    }
   }
 
   private toLogical(raw: Record<string, unknown>): HostRow {
     const row: Record<string, string | number> = {};
     for (const logical of HOST_COLUMNS) {
       const value = raw[logical];
-      row[logical] = NUMERIC_COLUMNS.has(logical) ? toNumber(value) : value === null || value === undefined ? '' : String(value);
+      row[logical] = NUMERIC_COLUMNS.has(logical) && !(logical === 'duration' && this.settings.duration === 'text') ? toNumber(value) : value === null || value === undefined ? '' : String(value);
     }
     return row as unknown as HostRow;
   }

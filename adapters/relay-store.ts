@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import { KlingRelayConfigError } from '../lib/errors.js';
 import { assertIdentifier } from './identifiers.js';
-import type { DirectSqlite, Template } from './sqlite-direct.js';
+import type { Template, TemplateSource } from './statement-template.js';
 import { OUTBOX_INDEX_SUFFIXES, OutboxStore } from './outbox-store.js';
 import { addColumnIfAbsent, affectedRows, createTableIfAbsent, dialectOf, indexExists, insertReturningId, isUniqueViolation, toNumber, toNumberOrNull, toStringOrNull } from './dialect.js';
 import { ACTIVE_STATES } from '../lib/task/states.js';
@@ -292,8 +292,8 @@ export class RelayStore {
     return Number(await insertReturningId(trx, this.tables.tasks, 'id', row));
   }
 
-  /** The insert of a task as a template of SQLite's direct transactions; run it with the task. */
-  insertTaskTemplate(direct: DirectSqlite): Template {
+  /** The insert of a task as a template of the direct writes; run it with the task. */
+  insertTaskTemplate(direct: TemplateSource): Template {
     return direct.template(`${this.tables.tasks}:insert`, (param) => direct.db(this.tables.tasks).insert(Object.fromEntries(NEW_TASK_COLUMNS.map((c) => [c, param(c)]))));
   }
 
@@ -376,11 +376,11 @@ export class RelayStore {
   }
 
   /**
-   * `updateTask` as a template of SQLite's direct transactions, for a patch of these columns (plus
+   * `updateTask` as a template of the direct writes, for a patch of these columns (plus
    * `updated_at`) and, when `expectedStates` is given, only from those states. Run it with
    * `updateTaskValues`.
    */
-  updateTaskTemplate(direct: DirectSqlite, columns: readonly (keyof NewRelayTask)[], expectedStates?: readonly TaskState[]): Template {
+  updateTaskTemplate(direct: TemplateSource, columns: readonly (keyof NewRelayTask)[], expectedStates?: readonly TaskState[]): Template {
     if (expectedStates !== undefined && expectedStates.length === 0) throw new Error('updateTaskTemplate: expectedStates is empty, so nothing may change');
     const set = [...new Set([...columns, 'updated_at' as const])];
     const key = `${this.tables.tasks}:update:${set.join(',')}:${expectedStates?.join(',') ?? '*'}`;
@@ -410,8 +410,8 @@ export class RelayStore {
     return Number(await insertReturningId(trx, this.tables.ledger, 'id', ledgerRow(entry)));
   }
 
-  /** The insert of a balance movement as a template of SQLite's direct transactions; run it with `ledgerValues(entry)`. */
-  addLedgerTemplate(direct: DirectSqlite): Template {
+  /** The insert of a balance movement as a template of the direct writes; run it with `ledgerValues(entry)`. */
+  addLedgerTemplate(direct: TemplateSource): Template {
     return direct.template(`${this.tables.ledger}:insert`, (param) =>
       direct.db(this.tables.ledger).insert(Object.fromEntries(Object.keys(ledgerRow({ task_id: 0, user_id: '', kind: 'hold', amount: 0 })).map((c) => [c, param(c)]))),
     );

@@ -1,5 +1,8 @@
 import type { Knex } from 'knex';
 import { keepPrepared } from './sqlite-tuning.js';
+import { bindingsOf, isTemplate, TemplateCache, type Template, type TemplateSource } from './statement-template.js';
+
+export type { Template } from './statement-template.js';
 
 /** What better-sqlite3 answers for a statement that writes. */
 export interface RunResult {
@@ -8,22 +11,10 @@ export interface RunResult {
 }
 
 /**
- * A write statement knex compiled once, its bindings named: `run(template, values)` binds
- * `values[name]` for each name, in order. Made by `DirectSqlite.template`.
- */
-export interface Template {
-  readonly sql: string;
-  readonly names: readonly string[];
-}
-
-/**
  * Runs one statement in the transaction and answers at once: a query built with knex's query builder,
  * or a template with its values.
  */
 export type RunStatement = (statement: Knex.QueryBuilder | Template, values?: Readonly<Record<string, unknown>>) => RunResult;
-
-/** Stands for a named value while knex compiles a template; never reaches the database. */
-const PARAMETER = '\u0000kling-relay-parameter:';
 
 /** The parts of a better-sqlite3 connection and statement used here. */
 interface Statement {
@@ -53,9 +44,9 @@ interface PoolClient {
  * while it runs, and the connection, taken from knex's pool for a batch, is never held across an
  * await. knex's `query` events do not fire for these statements.
  */
-export class DirectSqlite {
+export class DirectSqlite implements TemplateSource {
   readonly #client: PoolClient;
-  readonly #templates = new Map<string, Template>();
+  readonly #templates = new TemplateCache();
 
   private constructor(readonly db: Knex) {
     this.#client = db.client as PoolClient;
@@ -74,20 +65,9 @@ export class DirectSqlite {
    * `param(name)` for every value; compiling a statement is most of what knex costs per statement,
    * and the relay's writes come in a few shapes.
    */
+  /** The statement `build` makes, compiled by knex once per `key` (adapters/statement-template.ts). */
   template(key: string, build: (param: (name: string) => string) => Knex.QueryBuilder): Template {
-    let template = this.#templates.get(key);
-    if (template === undefined) {
-      const { sql, bindings } = build((name) => PARAMETER + name).toSQL().toNative();
-      const names = bindings.map((binding: unknown) => {
-        if (typeof binding !== 'string' || !binding.startsWith(PARAMETER)) {
-          throw new TypeError(`DirectSqlite.template("${key}"): every value must be a param(), found ${String(binding)} in ${sql}`);
-        }
-        return binding.slice(PARAMETER.length);
-      });
-      template = { sql, names };
-      this.#templates.set(key, template);
-    }
-    return template;
+    return this.#templates.get(key, build);
   }
 
   /**
@@ -180,10 +160,7 @@ function runOn(connection: Connection, statement: Knex.QueryBuilder | Template, 
   let bindings: readonly unknown[];
   if (isTemplate(statement)) {
     sql = statement.sql;
-    bindings = statement.names.map((name) => {
-      if (!(name in values)) throw new TypeError(`DirectSqlite: no value for "${name}" in ${sql}`);
-      return values[name] ?? null;
-    });
+    bindings = bindingsOf(statement, values);
   } else {
     ({ sql, bindings } = statement.toSQL().toNative());
   }
@@ -214,10 +191,6 @@ function prepare(connection: Connection, sql: string): Statement {
     prepared.set(connection, kept);
   }
   return kept(sql);
-}
-
-function isTemplate(statement: Knex.QueryBuilder | Template): statement is Template {
-  return Array.isArray((statement as Partial<Template>).names) && typeof (statement as Partial<Template>).sql === 'string';
 }
 
 function isThenable(value: unknown): boolean {

@@ -36,7 +36,47 @@ export const REQUIRED_HOST_COLUMNS: readonly HostColumn[] = ['id', 'task_id', 'u
 export interface HostTableOptions {
   name: string;
   columns?: Partial<Record<HostColumn, string | false>>;
+  /**
+   * The word written into `status` for each state of a task. Default: Kling's own words, and `''`
+   * for a task Kling has not answered yet (`pending`).
+   */
+  statuses?: Partial<Record<TaskState, string>>;
+  /**
+   * What `result` holds once a task is final: `'task_result'` (default: Kling's task_result, written on
+   * success only), `'task'` (Kling's whole task object, on success and failure), or `'envelope'`
+   * (Kling's query answer `{code, message, request_id, data: <task object>}`, on success and failure).
+   */
+  result?: HostResultShape;
+  /** `'text'` (default): `result` is `''` until written. `'json'`: NULL until written, for a JSON column. */
+  resultColumn?: 'text' | 'json';
+  /** `'seconds'` (default): `duration` in whole seconds. `'text'`: the seconds as Kling writes them ("5", "5.1"). */
+  duration?: 'seconds' | 'text';
+  /** What `quota` shows for a failed task: `'zero'` (default) or `'estimate'` (the estimate stays, as the row was written). */
+  failedQuota?: 'zero' | 'estimate';
+  /** Columns the relay's logical columns do not cover, by the host's name (`platform`, `progress`, `store_url`). */
+  extraColumns?: Record<string, HostExtraColumn>;
 }
+
+export type HostResultShape = 'task_result' | 'task' | 'envelope';
+
+/** When an extra column is written: when the row is recorded, or when the task reaches a state. */
+export type HostWriteMoment = 'insert' | Exclude<TaskState, 'pending'>;
+
+/**
+ * Where an extra column's value comes from: `now` (unix seconds), `url` (the first video's, image's
+ * or audio's URL in Kling's result), `resourceId` (the first video's or audio's id in the result),
+ * `requestedCount` (the request's `n`, 1 when it has none).
+ */
+export type HostExtraSource = 'now' | 'url' | 'resourceId' | 'requestedCount';
+
+/**
+ * One extra column: a fixed value or a source, written at the given moments (default `['insert']`),
+ * or a value per moment (`{ values: { insert: '0%', succeed: '100%' } }`), written at those moments.
+ */
+export type HostExtraColumn =
+  | { value: string | number; on?: HostWriteMoment[] }
+  | { from: HostExtraSource; on?: HostWriteMoment[] }
+  | { values: Partial<Record<HostWriteMoment, string | number>> };
 
 /** A host row as the relay reads and writes it, in logical column names. Unix seconds. */
 export interface HostRow {
@@ -44,14 +84,16 @@ export interface HostRow {
   task_id: string;
   user_id: string;
   username: string;
-  channel_id: string;
+  /** The account's integer `channelId` when it has one, else its id. */
+  channel_id: string | number;
   model: string;
   provider: string;
   type: string;
   status: string;
   quota: number;
   mode: string;
-  duration: number;
+  /** Seconds; Kling's text ("5.1") once it reported it, for a table whose duration is text. */
+  duration: number | string;
   result: string;
   fail_reason: string;
   created_at: number;
@@ -63,6 +105,49 @@ export type NewHostRow = Omit<HostRow, 'id'>;
 export type { TaskState } from '../lib/task/states.js';
 
 export type Billing = 'hold' | 'charge-on-success';
+
+/**
+ * A task's final transition, handed to the `onTransition` hook inside the transaction that applies
+ * it (the relay's task row, the host row, the ledger and the balance).
+ */
+export interface TaskTransition {
+  /** `kling_relay_tasks.id`. */
+  taskId: number;
+  /** The relay's external_task_id, sent to Kling. */
+  externalTaskId: string;
+  /** The caller's own external_task_id, if it sent one. */
+  clientTaskId: string | null;
+  klingTaskId: string | null;
+  table: TableKind;
+  /** The host table's name and the host row's id. */
+  hostTable: string;
+  hostRowId: string;
+  userId: string;
+  accountId: string;
+  /** The account's `channelId`, or its id when it has none. */
+  channelId: number | string;
+  /** The request type (`text2video`) and model. */
+  type: string;
+  model: string;
+  from: TaskState;
+  to: 'succeed' | 'failed';
+  billing: Billing;
+  /** The estimate held (billing 'hold') or checked (billing 'charge-on-success') at submit. */
+  hold: number;
+  /** What the success took from the balance; 0 for a failure. */
+  charge: number;
+  /** What the failure gave back to the balance (the hold under billing 'hold'; 0 under 'charge-on-success'). */
+  refund: number;
+  /** When the relay recorded the task, unix ms. */
+  createdAt: number;
+}
+
+/**
+ * The host's own writes of a final transition (its consume log, request counts, a channel's used
+ * quota), run in the transition's transaction: a hook that throws rolls the whole change back, and the
+ * task stays unsettled for the next callback, query or reconciler pass to try again.
+ */
+export type TransitionHook = (trx: Knex.Transaction, change: TaskTransition) => Promise<void> | void;
 
 /** A row of `kling_relay_tasks`. Times are unix milliseconds. */
 export interface RelayTask {

@@ -8,7 +8,9 @@
  * 1000,100000,1000000), BENCH_MYSQL_URL / BENCH_PG_URL (also measure on that database: its bench
  * tables are dropped and recreated), BENCH_OUT (results path), BENCH_PROFILE=dir (the servers run
  * with --cpu-prof and write their profiles there), BENCH_SCENARIOS (a subset of
- * submit,rate,query,large,junk,tables,lookup, e.g. to profile one path), BENCH_RATE (requests/s offered to both
+ * submit,rate,query,large,junk,tables,lookup,two-process, e.g. to profile one path; two-process runs on
+ * MariaDB/PostgreSQL only), BENCH_TWO_PROCESS_SUBMITS (submits offered to each of the two relay processes,
+ * default 4000), BENCH_RATE (requests/s offered to both
  * servers in the equal-rate run; default 40% of the relay's saturated submit rate at 16 connections),
  * BENCH_LOOKUP_ROWS (tasks of the one caller in the lookup run, default 1000,1000000).
  */
@@ -20,6 +22,7 @@ import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BENCH_TOKEN, SMALL_BODY, junkBody, largeBody } from './config.js';
+import type { Knex } from 'knex';
 import { connect } from './database.js';
 import { seed } from './seed.js';
 import type { ChildMessage } from './servers.js';
@@ -36,7 +39,9 @@ const LARGE_IN_FLIGHT = 4;
 const largeRequests = quick ? 4 : 24;
 const outFile = resolve(process.env.BENCH_OUT ?? join(here, 'results.json'));
 const profileDir = process.env.BENCH_PROFILE ? resolve(process.env.BENCH_PROFILE) : undefined;
-const scenarios = new Set((process.env.BENCH_SCENARIOS ?? 'submit,rate,query,large,junk,tables,lookup').split(','));
+const scenarios = new Set((process.env.BENCH_SCENARIOS ?? 'submit,rate,query,large,junk,tables,lookup,two-process').split(','));
+/** Submits offered to each of the two relay processes of the two-process run; the balance covers 3/4 of all of them. */
+const twoProcessSubmits = Number(process.env.BENCH_TWO_PROCESS_SUBMITS ?? (quick ? 200 : 4000));
 /** Requests of the burst of junk bodies (LARGE_IN_FLIGHT at a time). */
 const JUNK_REQUESTS = quick ? 4 : 16;
 /** How many tasks the one caller of the lookup run has. */
@@ -377,6 +382,90 @@ async function tableSizeRun(sandbox: Server, dir: string): Promise<{ rows: numbe
   return out;
 }
 
+interface TwoProcessFigures {
+  database: string;
+  /** Submits offered to each relay process, 8 connections each. */
+  offeredEach: number;
+  startBalance: number;
+  relays: Figures[];
+  /** All answers of both relays per second of the run. */
+  rps: number;
+  bare: Figures;
+  /** Both relays' requests per second over the bare proxy's at 16 connections, the same submits offered. */
+  ratio: number;
+  check: TwoProcessCheck;
+}
+
+interface TwoProcessCheck {
+  tasks: number;
+  hostRows: number;
+  ledgerHolds: number;
+  /** Tasks without exactly one hold row in the ledger. */
+  tasksNotHeldOnce: number;
+  /** Sum of the tasks' holds, of the ledger's hold rows (negated), and the balance's fall. */
+  taskHolds: number;
+  ledgerHoldSum: number;
+  balanceFall: number;
+  endBalance: number;
+  /** 2xx answers of both relays, which must equal the tasks. */
+  accepted: number;
+  refused402: number;
+  held: boolean;
+}
+
+/**
+ * Two relay processes on one MariaDB/PostgreSQL database, each offered the same number of submits
+ * (8 connections each, 16 in all) by the same caller, whose balance covers three quarters of them;
+ * then the money guarantees are checked on the database: each task has one hold row, the holds of the
+ * tasks, the ledger's holds and the balance's fall are one sum, the balance is not negative, and every
+ * 2xx answer is a task.
+ */
+async function twoProcessRun(name: string, database: string, sandbox: Server, bare: Server): Promise<TwoProcessFigures> {
+  const db = connect(database);
+  const { userId } = await seed(db, 0);
+  try {
+    const relays = [await startServer('relay', [sandbox.url, database]), await startServer('relay', [sandbox.url, database])];
+    try {
+      // The hold of one small submit, read off a task: the balance is then set to cover 3/4 of all.
+      await json(relays[0]!.url + SUBMIT_PATH, { method: 'POST', body: SMALL_BODY });
+      const [first] = (await db('kling_relay_tasks').select('hold_quota')) as { hold_quota: unknown }[];
+      const hold = Number(first?.hold_quota);
+      for (const table of ['kling_relay_ledger', 'kling_relay_tasks', 'videos']) await db(table).delete();
+      const startBalance = Math.floor((2 * twoProcessSubmits * 3) / 4) * hold;
+      await db('users').where({ id: userId }).update({ quota: startBalance });
+      const bareFigures = await measure(bare, { path: SUBMIT_PATH, body: SMALL_BODY, connections: 16, amount: 2 * twoProcessSubmits });
+      const started = performance.now();
+      const figures = await Promise.all(relays.map((relay) => measure(relay, { path: SUBMIT_PATH, body: SMALL_BODY, connections: 8, amount: twoProcessSubmits })));
+      const seconds = (performance.now() - started) / 1000;
+      const answered = figures.reduce((sum, f) => sum + f.ok + f.non2xx, 0);
+      const rps = round(answered / seconds);
+      const check = await checkMoney(db, userId, startBalance, figures);
+      return { database: name, offeredEach: twoProcessSubmits, startBalance, relays: figures, rps, bare: bareFigures, ratio: round(rps / Math.max(bareFigures.rps, 1e-9), 3), check };
+    } finally {
+      for (const relay of relays) await relay.stop();
+    }
+  } finally {
+    await db.destroy();
+  }
+}
+
+async function checkMoney(db: Knex, userId: number, startBalance: number, figures: Figures[]): Promise<TwoProcessCheck> {
+  const count = async (query: Knex.QueryBuilder): Promise<number> => Number(((await query.count({ n: '*' })) as { n: unknown }[])[0]?.n);
+  const sum = async (query: Knex.QueryBuilder, column: string): Promise<number> => Number(((await query.sum({ s: column })) as { s: unknown }[])[0]?.s ?? 0);
+  const tasks = await count(db('kling_relay_tasks'));
+  const hostRows = await count(db('videos'));
+  const ledgerHolds = await count(db('kling_relay_ledger').where({ kind: 'hold' }));
+  const heldOnce = await count(db('kling_relay_tasks as t').whereRaw("(select count(*) from kling_relay_ledger l where l.task_id = t.id and l.kind = 'hold') = 1"));
+  const taskHolds = await sum(db('kling_relay_tasks'), 'hold_quota');
+  const ledgerHoldSum = -(await sum(db('kling_relay_ledger').where({ kind: 'hold' }), 'amount'));
+  const endBalance = Number(((await db('users').where({ id: userId }).select('quota')) as { quota: unknown }[])[0]?.quota);
+  const accepted = figures.reduce((total, f) => total + f.ok, 0);
+  const refused402 = figures.reduce((total, f) => total + f.non2xx, 0);
+  const balanceFall = startBalance - endBalance;
+  const held = tasks === accepted && hostRows === tasks && ledgerHolds === tasks && heldOnce === tasks && taskHolds === ledgerHoldSum && ledgerHoldSum === balanceFall && endBalance >= 0;
+  return { tasks, hostRows, ledgerHolds, tasksNotHeldOnce: tasks - heldOnce, taskHolds, ledgerHoldSum, balanceFall, endBalance, accepted, refused402, held };
+}
+
 // ---- report ----
 
 interface Target {
@@ -416,6 +505,7 @@ async function main(): Promise<void> {
     const query: (Pair & { database: string; connections: number })[] = [];
     let large: { bodyBytes: number; inFlight: number; relay: LargeFigures; bare: LargeFigures; addedMs: number } | undefined;
     let junk: (JunkFigures & { bodyBytes: number; requests: number; inFlight: number }) | undefined;
+    const twoProcess: TwoProcessFigures[] = [];
     for (const [name, database] of databases) {
       console.error(`${name}: submits and queries`);
       const result = await databaseRun(name, database, sandbox, bare);
@@ -430,6 +520,10 @@ async function main(): Promise<void> {
         large = { bodyBytes: body.length, inFlight: LARGE_IN_FLIGHT, relay: r, bare: b, addedMs: round(r.latency.mean - b.latency.mean, 2) };
       }
       await result.relay.stop();
+      if (name !== 'sqlite' && scenarios.has('two-process')) {
+        console.error(`${name}: two relay processes on one database`);
+        twoProcess.push(await twoProcessRun(name, database, sandbox, bare));
+      }
       if (name === 'sqlite' && scenarios.has('junk')) {
         console.error('sqlite: a burst of junk bodies');
         junk = { ...(await junkRun(sandbox, database, LARGE_BYTES)), requests: JUNK_REQUESTS, inFlight: LARGE_IN_FLIGHT };
@@ -494,6 +588,7 @@ async function main(): Promise<void> {
       query,
       largeBody: large,
       junkBody: junk,
+      twoProcess,
       tableSizes: tables,
       lookups,
       targets,
@@ -514,6 +609,13 @@ async function main(): Promise<void> {
     }
     if (junk) {
       console.log(`\n${junk.requests} junk bodies of ${junk.bodyBytes} bytes, ${junk.inFlight} in flight: ${junk.refused} refused, peak RSS growth ${(junk.peakGrowthBytes / 2 ** 20).toFixed(0)} MB (${junk.perRequestFactor}x the body each), ${junk.answeringAfter ? 'answering after' : 'NOT answering after'}`);
+    }
+    for (const t of twoProcess) {
+      const [a, b] = t.relays;
+      console.log(`\ntwo relay processes on one ${t.database} database, ${t.offeredEach} submits offered to each (8 connections each), balance for 3/4 of them`);
+      console.log(`  ${t.rps} r/s in all (bare proxy ${t.bare.rps} r/s at 16 connections, ${Math.round(t.ratio * 100)}%); p50 ${a?.p50} / ${b?.p50} ms, p99 ${a?.p99} / ${b?.p99} ms; cpu ${a?.cpuUsPerRequest} / ${b?.cpuUsPerRequest} us per request`);
+      const c = t.check;
+      console.log(`  ${c.accepted} accepted, ${c.refused402} refused; ${c.tasks} tasks, ${c.hostRows} host rows, ${c.ledgerHolds} ledger holds (${c.tasksNotHeldOnce} tasks not held once); holds ${c.taskHolds} = ledger ${c.ledgerHoldSum} = balance fall ${c.balanceFall}; balance ${c.endBalance}: ${c.held ? 'guarantees held' : 'GUARANTEES BROKEN'}`);
     }
     console.log('\nsubmit with rows already in the tables (SQLite, 16 connections)');
     for (const t of tables) console.log(`  ${String(t.rows).padStart(8)} rows: ${t.relay.rps} r/s, p50 ${t.relay.p50} ms, p99 ${t.relay.p99} ms`);

@@ -1,14 +1,16 @@
 /**
  * A production-shaped host (`npx tsx examples/host.ts`): what docs/guide.md describes, in one file.
- * Unlike the demo, the host's schema is "existing" and not the relay's defaults: a one-api / new-api
- * style `users` table with its own balance columns and `tokens` table, and task tables with other
- * column names, all reached through the relay's column mapping. It also serves Prometheus metrics
- * and the OpenAPI document, trusts one reverse proxy, and shuts down cleanly.
+ * The host's schema is one-api's (the fork with Kling's Video and Image tables): `users` with its
+ * balance, `tokens`, `channels`, `logs`, `videos` and `images`, created here with the columns the relay
+ * and one-api's readers use when they are absent. `profile: 'one-api'` writes them as one-api does
+ * (status words, Kling's task object in `result`, the consume log at settle). It also serves
+ * Prometheus metrics and the OpenAPI document, trusts one reverse proxy, and shuts down cleanly.
  *
  * Environment:
  *   DATABASE_URL        mysql://..., postgres://... or a SQLite file (default .demo/host.sqlite)
  *   PORT (3000), HOST (127.0.0.1)
  *   KLING_API_KEY, or KLING_ACCESS_KEY and KLING_SECRET_KEY   real Kling; without them the bundled sandbox answers
+ *   KLING_CHANNEL_ID    the one-api channel (channels.id) of that Kling account (default 1)
  *   KLING_CALLBACK_URL  the public URL of /kling/callback (default http://HOST:PORT/kling/callback)
  *   KLING_CALLBACK_SECRET  at least 32 characters (default: a fixed development value)
  */
@@ -22,53 +24,90 @@ import { knexConfigFor } from '../lib/cli/migrate.js';
 // In your app: from 'kling-relay'.
 import { createKlingRelay, startKlingSandbox, type KlingRelayOptions } from '../lib/index.js';
 
-/** The "existing" schema: the shape of a one-api / new-api host, created here only when absent. */
-async function existingSchema(db: Knex): Promise<void> {
-  if (!(await db.schema.hasTable('users'))) {
-    await db.schema.createTable('users', (t) => {
-      t.increments('id');
-      t.string('username', 64).notNullable();
-      t.bigInteger('remain_quota').notNullable().defaultTo(0);
-      t.bigInteger('used_quota').notNullable().defaultTo(0);
-    });
-    await db('users').insert({ username: 'alice', remain_quota: 5_000_000 });
-  }
-  if (!(await db.schema.hasTable('tokens'))) {
-    await db.schema.createTable('tokens', (t) => {
-      t.increments('id');
-      t.integer('user_id').notNullable();
-      t.string('key', 64).notNullable().unique();
-    });
-    await db('tokens').insert({ user_id: 1, key: 'sk-alice-example' });
-  }
-  for (const name of ['kling_video_tasks', 'kling_image_tasks']) {
-    if (await db.schema.hasTable(name)) continue;
-    await db.schema.createTable(name, (t) => {
-      t.increments('id');
-      t.string('platform_task_id', 191).notNullable().defaultTo('').index();
-      t.string('user_id', 64).notNullable();
-      t.string('channel', 64).notNullable().defaultTo('');
-      t.string('model', 64).notNullable().defaultTo('');
-      t.string('action', 64).notNullable().defaultTo('');
-      t.string('status', 32).notNullable().defaultTo('');
-      t.bigInteger('quota').notNullable().defaultTo(0);
-      t.text('data');
-      t.text('fail_reason');
-      t.bigInteger('submit_time').notNullable().defaultTo(0);
-      t.bigInteger('update_time').notNullable().defaultTo(0);
-    });
-  }
+const CHANNEL_ID = Number(process.env.KLING_CHANNEL_ID ?? 1);
+
+/** Creates a table of one-api's when it is absent. */
+async function ensureTable(db: Knex, name: string, build: (t: Knex.CreateTableBuilder) => void): Promise<boolean> {
+  if (await db.schema.hasTable(name)) return false;
+  await db.schema.createTable(name, build);
+  return true;
 }
 
-/** The host's own token check: `Authorization: Bearer <key>` -> res.locals.user. */
+/** one-api's tables, the columns the relay and one-api's own readers use (one-api's migrations create the rest). */
+async function oneApiSchema(db: Knex): Promise<void> {
+  if (await ensureTable(db, 'users', (t) => {
+    t.increments('id');
+    t.string('username', 191).unique();
+    t.text('password').notNullable();
+    t.integer('quota').defaultTo(0);
+    t.integer('used_quota').defaultTo(0);
+    t.integer('request_count').defaultTo(0);
+  })) await db('users').insert({ username: 'alice', password: 'not-a-real-hash', quota: 5_000_000 });
+  if (await ensureTable(db, 'tokens', (t) => {
+    t.increments('id');
+    t.integer('user_id');
+    t.string('key', 48).unique();
+    t.integer('status').defaultTo(1);
+    t.text('name');
+  })) await db('tokens').insert({ user_id: 1, key: 'alice-example-key', name: 'example' });
+  if (await ensureTable(db, 'channels', (t) => {
+    t.increments('id');
+    t.bigInteger('type').defaultTo(0);
+    t.string('name', 191);
+    t.bigInteger('used_quota').defaultTo(0);
+  })) await db('channels').insert({ id: CHANNEL_ID, type: 50, name: 'kling' });
+  await ensureTable(db, 'logs', (t) => {
+    t.increments('id');
+    t.bigInteger('user_id');
+    t.bigInteger('created_at');
+    t.bigInteger('type');
+    t.text('content');
+    t.string('username', 191).defaultTo('');
+    t.string('token_name', 191).defaultTo('');
+    t.string('model_name', 191).defaultTo('');
+    t.bigInteger('quota').defaultTo(0);
+    t.bigInteger('channel_id');
+    t.double('duration').defaultTo(0);
+  });
+  const task = (t: Knex.CreateTableBuilder): void => {
+    t.bigIncrements('id');
+    t.string('task_id', 200);
+    t.bigInteger('created_at');
+    t.bigInteger('updated_at');
+    t.string('provider', 191);
+    t.text('mode');
+    t.string('username', 191);
+    t.bigInteger('channel_id');
+    t.bigInteger('user_id');
+    t.string('model', 191);
+    t.string('status', 191);
+    t.text('fail_reason');
+    t.text('store_url');
+    t.bigInteger('quota');
+    t.bigInteger('n');
+    t.text('result');
+  };
+  await ensureTable(db, 'videos', (t) => {
+    task(t);
+    t.text('type');
+    t.text('duration');
+    t.string('video_id', 191);
+  });
+  await ensureTable(db, 'images', (t) => {
+    task(t);
+    t.text('image_id');
+  });
+}
+
+/** The host's own token check, as one-api's: `Authorization: Bearer sk-<key>` -> res.locals.user. */
 function tokenAuth(db: Knex) {
   return (req: Request, res: Response, next: NextFunction): void => {
-    const key = /^Bearer\s+(\S+)$/i.exec(req.get('authorization') ?? '')?.[1];
+    const key = /^Bearer\s+sk-(\S+)$/i.exec(req.get('authorization') ?? '')?.[1];
     if (!key) {
       res.status(401).json({ code: 1000, message: 'missing token', request_id: '' });
       return;
     }
-    db('tokens').join('users', 'users.id', 'tokens.user_id').where('tokens.key', key).first('users.id as id', 'users.username as username')
+    db('tokens').join('users', 'users.id', 'tokens.user_id').where({ 'tokens.key': key, 'tokens.status': 1 }).first('users.id as id', 'users.username as username')
       .then((user: { id: number; username: string } | undefined) => {
         if (!user) res.status(401).json({ code: 1000, message: 'invalid token', request_id: '' });
         else {
@@ -85,7 +124,7 @@ const host = process.env.HOST || '127.0.0.1';
 const databaseUrl = process.env.DATABASE_URL || '.demo/host.sqlite';
 if (!/^[a-z]+:\/\//i.test(databaseUrl)) mkdirSync('.demo', { recursive: true });
 const db = knex(knexConfigFor(databaseUrl));
-await existingSchema(db);
+await oneApiSchema(db);
 
 const app = express();
 // One reverse proxy (nginx, a load balancer) in front: req.ip is the client's, not the proxy's.
@@ -94,25 +133,28 @@ const server = app.listen(port, host);
 await new Promise((resolve) => server.once('listening', resolve));
 const base = `http://${host}:${(server.address() as AddressInfo).port}`;
 
-const realKling = Boolean(process.env.KLING_API_KEY || process.env.KLING_ACCESS_KEY);
-const sandbox = realKling ? undefined : await startKlingSandbox({ schedule: { processingAfterMs: 2_000, finalAfterMs: 6_000 } });
-const accounts: KlingRelayOptions['accounts'] = sandbox
-  ? [{ id: 'sandbox', apiKey: sandbox.accounts[0]?.apiKeys?.[0] as string, baseUrl: sandbox.url }]
-  : undefined; // from KLING_API_KEY, or KLING_ACCESS_KEY / KLING_SECRET_KEY
+/** The Kling account of the one-api channel CHANNEL_ID, from the environment; undefined without keys. */
+function accountFromEnv(): NonNullable<KlingRelayOptions['accounts']>[number] | undefined {
+  const { KLING_API_KEY: apiKey, KLING_ACCESS_KEY: accessKey, KLING_SECRET_KEY: secretKey, KLING_BASE_URL: baseUrl } = process.env;
+  const account = { id: 'kling', channelId: CHANNEL_ID, ...(baseUrl ? { baseUrl } : {}) };
+  if (apiKey) return { ...account, apiKey };
+  if (accessKey && secretKey) return { ...account, accessKey, secretKey };
+  return undefined;
+}
+
+const realAccount = accountFromEnv();
+const sandbox = realAccount ? undefined : await startKlingSandbox({ schedule: { processingAfterMs: 2_000, finalAfterMs: 6_000 } });
+const account = realAccount ?? { id: 'sandbox', apiKey: sandbox?.accounts[0]?.apiKeys?.[0] as string, baseUrl: sandbox?.url as string, channelId: CHANNEL_ID };
 
 const relay = createKlingRelay({
   db,
-  ...(accounts ? { accounts } : {}),
+  accounts: [account],
   callbackUrl: process.env.KLING_CALLBACK_URL || `${base}/kling/callback`,
   callbackSecret: process.env.KLING_CALLBACK_SECRET || 'development-only-secret-0123456789abcdef',
   pricing: new URL('./pricing.json', import.meta.url).pathname,
   identify: (_req, res) => res.locals.user as { id: number; username: string } | undefined,
-  // The existing schema, mapped column by column; `false` where the host has no such column.
-  tables: {
-    video: { name: 'kling_video_tasks', columns: { task_id: 'platform_task_id', channel_id: 'channel', type: 'action', result: 'data', created_at: 'submit_time', updated_at: 'update_time', username: false, provider: false, mode: false, duration: false } },
-    image: { name: 'kling_image_tasks', columns: { task_id: 'platform_task_id', channel_id: 'channel', type: 'action', result: 'data', created_at: 'submit_time', updated_at: 'update_time', username: false, provider: false, mode: false, duration: false } },
-  },
-  quota: { table: 'users', idColumn: 'id', quotaColumn: 'remain_quota', usedColumn: 'used_quota' },
+  // one-api's own tables, written as one-api does; billing 'charge-on-success', its consume log at settle.
+  profile: 'one-api',
   reconciler: { intervalMs: 5_000 },
 });
 await relay.migrate();
@@ -131,7 +173,7 @@ app.get('/healthz', (_req, res) => {
   res.json({ ok: true });
 });
 relay.start();
-console.log(`host ready on ${base}: POST ${base}/kling/v1/videos/text2video with Authorization: Bearer sk-alice-example; metrics on ${base}/metrics`);
+console.log(`host ready on ${base}: POST ${base}/kling/v1/videos/text2video with Authorization: Bearer sk-alice-example-key; metrics on ${base}/metrics`);
 
 async function shutdown(): Promise<void> {
   server.close();

@@ -94,8 +94,10 @@ Idempotent: running it again changes nothing. Host tables are never altered.`,
   --strict               exit 1 when some endpoint has no price
   --db <url>             also check the host tables in this database (as for migrate) against the
                          relay's writes: exits 1 naming each problem (ERR_KLING_RELAY_HOST_SCHEMA)
-  --tables <file>        JSON {"tables": {"video": {...}, "image": {...}}, "quota": {...} or false}: the
-                         tables and quota options given to createKlingRelay (default: videos, images, users)
+  --tables <file>        JSON {"profile": "one-api", "channelIds": true, "tables": {"video": {...},
+                         "image": {...}}, "quota": {...} or false}, each optional: the profile, tables and
+                         quota options given to createKlingRelay, and whether every account has a
+                         channelId (default: true with a profile); default: videos, images, users
 
 A typical request uses the schema's defaults (else its first example or enum value) for the model,
 mode, duration and count fields. Exits 1 with the coded error when the registry or pricing is invalid.`,

@@ -1,6 +1,8 @@
 import { checkHostTables, type HostSchemaProblem } from '../adapters/host-check.js';
 import { HostTable } from '../adapters/host-table.js';
 import { DirectSqlite } from '../adapters/sqlite-direct.js';
+import { MysqlDirect } from '../adapters/mysql-direct.js';
+import { PgDirect } from '../adapters/pg-direct.js';
 import { assertQuotaStore, KnexQuotaStore } from '../adapters/quota-store.js';
 import { RelayStore } from '../adapters/relay-store.js';
 import type { QuotaStore } from '../adapters/types.js';
@@ -24,6 +26,7 @@ import type { RelayContext } from './relay/context.js';
 import { createRouter, type RelayRouter } from './relay/router.js';
 import { KnexTaskStorage } from './task/knex-storage.js';
 import { SqliteTaskStorage } from './task/sqlite-storage.js';
+import { ServerTaskStorage } from './task/server-storage.js';
 import type { TaskStorage, TaskStorageParts } from './task/storage.js';
 import { AccountPool } from './upstream/accounts.js';
 import { SlotBoard } from './dispatch/slots.js';
@@ -87,8 +90,10 @@ export interface KlingRelay {
 
 /** The task storage for the host's database: the better-sqlite3 one on better-sqlite3, knex's on any other. */
 function taskStorage(parts: TaskStorageParts): TaskStorage {
-  const direct = DirectSqlite.for(parts.db);
-  return direct ? new SqliteTaskStorage(parts, direct) : new KnexTaskStorage(parts);
+  const sqlite = DirectSqlite.for(parts.db);
+  if (sqlite) return new SqliteTaskStorage(parts, sqlite);
+  const server = MysqlDirect.for(parts.db, parts.store) ?? PgDirect.for(parts.db, parts.store);
+  return server ? new ServerTaskStorage(parts, server) : new KnexTaskStorage(parts);
 }
 
 function isQuotaStore(value: object): value is QuotaStore {
@@ -129,7 +134,7 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
     validator,
     prices,
     store,
-    storage: taskStorage({ db: config.db, store, hosts, quota, notices }),
+    storage: taskStorage({ db: config.db, store, hosts, quota, notices, onTransition: config.onTransition }),
     accounts,
     slots,
     client,
@@ -140,7 +145,12 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
   const reconciler = new Reconciler(ctx, delivery);
   const accountApi = new KlingAccountApi(client);
   const hostProblems = (): Promise<HostSchemaProblem[]> =>
-    checkHostTables(config.db, { video: hosts.video, image: hosts.image, users: quota instanceof KnexQuotaStore ? quota.options : undefined });
+    checkHostTables(config.db, {
+      video: hosts.video,
+      image: hosts.image,
+      users: quota instanceof KnexQuotaStore ? quota.options : undefined,
+      integerChannels: accounts.all().every((account) => account.channelId !== undefined),
+    });
   return {
     router: createRouter(ctx),
     reconcile: () => reconciler.reconcile(),
@@ -177,6 +187,7 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
     migrate: () => store.migrate(config.db, logger),
     close: () => {
       client.close();
+      ctx.storage.close?.();
       delivery.close();
     },
     openapi: (openApiOptions) => openApiDocument(registry, openApiOptions?.serverUrl),
@@ -206,7 +217,8 @@ export type { Period } from './billing/period.js';
 export type { BillingReport, BillingStatus, TaskBilling, AccountBilling } from './billing/reconcile.js';
 export type { RelayBilledTask } from './billing/relay-rows.js';
 export type { PricingRule, PriceList } from './pricing/rules.js';
-export type { QuotaStore, HostTableOptions, HostColumn } from '../adapters/types.js';
+export type { QuotaStore, HostTableOptions, HostColumn, HostExtraColumn, HostExtraSource, HostResultShape, HostWriteMoment, TaskTransition, TransitionHook, TaskState } from '../adapters/types.js';
+export { PROFILE_DEFAULTS as hostProfiles, type Profile, type ProfileName } from './profiles.js';
 export type { HostSchemaProblem, HostSchemaProblemKind } from '../adapters/host-check.js';
 export { createDefaultHostTables } from '../adapters/host-schema.js';
 export { sqliteAfterCreate, type SqliteTuning } from '../adapters/sqlite-tuning.js';

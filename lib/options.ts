@@ -1,7 +1,8 @@
 import type { Request, Response } from 'express';
 import type { Knex } from 'knex';
 import { isIP } from 'node:net';
-import type { HostTableOptions, QuotaStore, Billing } from '../adapters/types.js';
+import type { HostTableOptions, QuotaStore, Billing, TransitionHook } from '../adapters/types.js';
+import { composeHooks, PROFILE_DEFAULTS, PROFILES, type ProfileName } from './profiles.js';
 import type { KnexQuotaStoreOptions } from '../adapters/quota-store.js';
 import { KlingRelayConfigError } from './errors.js';
 import { concurrencyProblem } from './dispatch/caps.js';
@@ -38,9 +39,25 @@ export interface KlingRelayOptions {
   identify?: (req: Request, res: Response) => Caller | null | undefined | Promise<Caller | null | undefined>;
   /** Pricing rules (README, "Pricing"), or the path of a JSON file holding them. Required. */
   pricing: PricingRule[] | PriceList | string;
+  /**
+   * Write the tables of this host application as the application itself does (docs/guide.md):
+   * `'one-api'` (videos, images, users, channels, logs; billing 'charge-on-success') or `'new-api'`
+   * (tasks, users; billing 'hold'). It sets `tables`, `quota` and `billing` where they are left out;
+   * give each account its channel's `channelId`.
+   */
+  profile?: ProfileName;
+  /**
+   * The host's own writes when a task becomes final (succeed, or failed and refunded), called inside
+   * the transaction that writes the task's state, host row, ledger and balance; a hook that throws
+   * rolls all of it back and the task is settled again later. After the profile's own writes.
+   */
+  onTransition?: TransitionHook;
   /** Quota units per 1 USD. Default 500000 (one-api / new-api convention). */
   quotaPerUnit?: number;
-  /** The host's Video and Image tables and their column mapping. Default `videos` and `images`. */
+  /**
+   * The host's Video and Image tables: their column mapping, status words, result shape, extra columns
+   * (HostTableOptions). Default `videos` and `images`, or the profile's tables.
+   */
   tables?: { video?: HostTableOptions; image?: HostTableOptions };
   /** The host's balance: a users table description, or an object implementing QuotaStore. */
   quota?: KnexQuotaStoreOptions | QuotaStore;
@@ -101,7 +118,7 @@ export interface ClientCallbacksOptions {
 export const OPTION_KEYS = [
   'db', 'accounts', 'callbackUrl', 'callbackSecret', 'identify', 'pricing', 'quotaPerUnit', 'tables', 'quota', 'registry',
   'billing', 'responseFormat', 'upstreamTimeoutMs', 'bodyLimit', 'logger', 'fetch', 'reconciler',
-  'dbTimeoutMs', 'clientCallbacks',
+  'dbTimeoutMs', 'clientCallbacks', 'profile', 'onTransition',
 ] as const satisfies readonly (keyof KlingRelayOptions)[];
 
 /** Options normalised once: every field present, environment fallbacks applied. */
@@ -125,6 +142,9 @@ export interface Configuration {
   reconciler: { intervalMs: number; taskTimeoutMs: number; leaseMs: number };
   dbTimeoutMs: number;
   clientCallbacks: ClientCallbackConfig;
+  profile: ProfileName | undefined;
+  /** The profile's hook and the host's, in that order. */
+  onTransition: TransitionHook | undefined;
 }
 
 function fail(option: string, message: string): never {
@@ -282,7 +302,11 @@ export function normalizeOptions(options: unknown, env: NodeJS.ProcessEnv = proc
   if (o.pricing === undefined) fail('pricing', 'required: an array of pricing rules, {margin, rules}, or the path of a JSON file holding either (README, "Pricing").');
   if (typeof o.pricing !== 'string' && (typeof o.pricing !== 'object' || o.pricing === null)) fail('pricing', 'must be an array of rules, {margin, rules}, or a file path.');
 
-  const billing = o.billing ?? 'hold';
+  if (o.profile !== undefined && !(PROFILES as readonly unknown[]).includes(o.profile)) fail('profile', `must be ${PROFILES.map((p) => `'${p}'`).join(' or ')}, got ${JSON.stringify(o.profile)}.`);
+  const profile = o.profile === undefined ? undefined : PROFILE_DEFAULTS[o.profile as ProfileName];
+  if (o.onTransition !== undefined && typeof o.onTransition !== 'function') fail('onTransition', 'must be a function (trx, change) => Promise<void>, run inside the transaction of each final transition.');
+
+  const billing = o.billing ?? profile?.billing ?? 'hold';
   if (billing !== 'hold' && billing !== 'charge-on-success') fail('billing', `must be 'hold' or 'charge-on-success', got ${JSON.stringify(billing)}.`);
   const responseFormat = o.responseFormat ?? 'kling';
   if (responseFormat !== 'kling' && responseFormat !== 'standard') fail('responseFormat', `must be 'kling' or 'standard', got ${JSON.stringify(responseFormat)}.`);
@@ -297,7 +321,7 @@ export function normalizeOptions(options: unknown, env: NodeJS.ProcessEnv = proc
   if (o.fetch !== undefined && typeof o.fetch !== 'function') fail('fetch', 'must be a fetch-compatible function, e.g. globalThis.fetch.');
 
   const tables = (o.tables ?? {}) as { video?: HostTableOptions; image?: HostTableOptions };
-  if (typeof tables !== 'object' || tables === null) fail('tables', 'must be { video?: { name, columns? }, image?: { name, columns? } }.');
+  if (typeof tables !== 'object' || tables === null) fail('tables', 'must be { video?: { name, columns?, statuses?, result?, resultColumn?, duration?, failedQuota?, extraColumns? }, image?: {...} }.');
   for (const key of Object.keys(tables)) if (key !== 'video' && key !== 'image') fail('tables', `unknown table '${key}'; use 'video' and 'image'.`);
 
   const reconciler = (o.reconciler ?? {}) as Record<string, unknown>;
@@ -311,7 +335,7 @@ export function normalizeOptions(options: unknown, env: NodeJS.ProcessEnv = proc
   if (registry !== undefined && typeof registry !== 'string' && (typeof registry !== 'object' || registry === null)) {
     fail('registry', 'must be the path of a registry JSON file or a registry object { endpoints: [...] }.');
   }
-  const quota = o.quota ?? {};
+  const quota = o.quota ?? profile?.quota ?? {};
   if (typeof quota !== 'object' || quota === null) fail('quota', 'must be { table, idColumn, quotaColumn, usedColumn } or an object implementing QuotaStore.');
 
   return {
@@ -322,7 +346,7 @@ export function normalizeOptions(options: unknown, env: NodeJS.ProcessEnv = proc
     identify: (o.identify as Configuration['identify'] | undefined) ?? defaultIdentify,
     pricing: o.pricing as PricingRule[] | PriceList | string,
     quotaPerUnit: positiveNumber('quotaPerUnit', o.quotaPerUnit, 500_000),
-    tables: { video: tables.video ?? { name: 'videos' }, image: tables.image ?? { name: 'images' } },
+    tables: { video: tables.video ?? profile?.tables.video ?? { name: 'videos' }, image: tables.image ?? profile?.tables.image ?? { name: 'images' } },
     quota: quota as Configuration['quota'],
     registry: registry as Configuration['registry'],
     billing,
@@ -338,5 +362,7 @@ export function normalizeOptions(options: unknown, env: NodeJS.ProcessEnv = proc
     },
     dbTimeoutMs: positiveNumber('dbTimeoutMs', o.dbTimeoutMs, 10_000),
     clientCallbacks: clientCallbacksOption(o.clientCallbacks, env),
+    profile: o.profile as ProfileName | undefined,
+    onTransition: composeHooks(profile?.onTransition, o.onTransition as TransitionHook | undefined),
   };
 }

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { checkHostTables, hostSchemaError, type HostTablesToCheck } from '../../adapters/host-check.js';
+import { PROFILE_DEFAULTS, PROFILES, type ProfileName } from '../profiles.js';
 import { HostTable } from '../../adapters/host-table.js';
 import { resolveQuotaStoreOptions, type KnexQuotaStoreOptions } from '../../adapters/quota-store.js';
 import type { HostTableOptions } from '../../adapters/types.js';
@@ -140,41 +141,60 @@ export function formatCheck(result: CheckResult): string {
   return lines.join('\n');
 }
 
-/** The `--tables` file: `{tables?: {video?, image?}, quota?}`, as createKlingRelay takes them. */
+/**
+ * The `--tables` file: `{profile?, channelIds?, tables?: {video?, image?}, quota?}`, as createKlingRelay
+ * takes them. `channelIds`: whether every account has a `channelId` (default: true with a profile).
+ */
 interface TablesFile {
+  profile?: ProfileName;
+  channelIds?: boolean;
   tables?: { video?: HostTableOptions; image?: HostTableOptions };
   /** `false`: the host's own QuotaStore, so no users table to check. */
   quota?: KnexQuotaStoreOptions | false;
 }
 
+const TABLES_FILE_KEYS = ['profile', 'channelIds', 'tables', 'quota'];
+
 function tablesFileError(file: string, message: string, cause?: unknown): KlingRelayConfigError {
-  return new KlingRelayConfigError('ERR_KLING_RELAY_CLI_TABLES', `${file}: ${message}. Give {"tables": {"video": {...}, "image": {...}}, "quota": {...} or false}, as createKlingRelay takes them.`, { cause });
+  return new KlingRelayConfigError(
+    'ERR_KLING_RELAY_CLI_TABLES',
+    `${file}: ${message}. Give {"profile": "one-api" or "new-api", "channelIds": true or false, "tables": {"video": {...}, "image": {...}}, "quota": {...} or false}, each optional, as createKlingRelay takes them.`,
+    { cause },
+  );
+}
+
+function readTablesFile(file: string): TablesFile {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (cause) {
+    throw tablesFileError(file, `Cannot read the tables file (${(cause as Error).message})`, cause);
+  }
+  let parsed: TablesFile;
+  try {
+    parsed = JSON.parse(text) as TablesFile;
+  } catch (cause) {
+    throw tablesFileError(file, `Invalid JSON (${(cause as Error).message})`, cause);
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw tablesFileError(file, 'Not an object');
+  for (const key of Object.keys(parsed)) if (!TABLES_FILE_KEYS.includes(key)) throw tablesFileError(file, `${key} is not an option here`);
+  if (parsed.profile !== undefined && !(PROFILES as readonly unknown[]).includes(parsed.profile)) throw tablesFileError(file, `profile must be ${PROFILES.map((p) => `'${p}'`).join(' or ')}`);
+  if (parsed.channelIds !== undefined && typeof parsed.channelIds !== 'boolean') throw tablesFileError(file, 'channelIds must be true or false');
+  const tables = parsed.tables ?? {};
+  for (const key of Object.keys(tables)) if (key !== 'video' && key !== 'image') throw tablesFileError(file, `tables.${key} is not a table; use video and image`);
+  return parsed;
 }
 
 /** The host tables to check: the defaults, or those a `--tables` file describes. */
 export function hostTablesOf(file: string | undefined): HostTablesToCheck {
-  let parsed: TablesFile = {};
-  if (file !== undefined) {
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (cause) {
-      throw tablesFileError(file, `Cannot read the tables file (${(cause as Error).message})`, cause);
-    }
-    try {
-      parsed = JSON.parse(text) as TablesFile;
-    } catch (cause) {
-      throw tablesFileError(file, `Invalid JSON (${(cause as Error).message})`, cause);
-    }
-    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw tablesFileError(file, 'Not an object');
-    for (const key of Object.keys(parsed)) if (key !== 'tables' && key !== 'quota') throw tablesFileError(file, `${key} is not an option here`);
-    const tables = parsed.tables ?? {};
-    for (const key of Object.keys(tables)) if (key !== 'video' && key !== 'image') throw tablesFileError(file, `tables.${key} is not a table; use video and image`);
-  }
+  const parsed: TablesFile = file === undefined ? {} : readTablesFile(file);
+  const profile = parsed.profile === undefined ? undefined : PROFILE_DEFAULTS[parsed.profile];
+  const quota = parsed.quota ?? profile?.quota ?? {};
   return {
-    video: new HostTable(parsed.tables?.video ?? { name: 'videos' }, 'video'),
-    image: new HostTable(parsed.tables?.image ?? { name: 'images' }, 'image'),
-    users: parsed.quota === false ? undefined : resolveQuotaStoreOptions(parsed.quota ?? {}, 'quota'),
+    video: new HostTable(parsed.tables?.video ?? profile?.tables.video ?? { name: 'videos' }, 'video'),
+    image: new HostTable(parsed.tables?.image ?? profile?.tables.image ?? { name: 'images' }, 'image'),
+    users: quota === false ? undefined : resolveQuotaStoreOptions(quota, 'quota'),
+    integerChannels: parsed.channelIds ?? profile !== undefined,
   };
 }
 

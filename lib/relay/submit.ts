@@ -1,9 +1,10 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { NewHostRow, NewRelayTask, RelayTask } from '../../adapters/types.js';
+import type { HostWriteFacts } from '../../adapters/host-table.js';
 import { accept, checkAgainAt, finish, hold } from '../task/life.js';
 import { fetchKlingTask, type KlingTaskObject } from '../task/observe.js';
-import type { HoldPlan } from '../task/storage.js';
+import type { ExternalIdParts, HoldPlan } from '../task/storage.js';
 import { reportedDeductions } from '../completion/deductions.js';
 import { accountWithFreeSlot } from '../dispatch/choose.js';
 import { sendCreate } from '../dispatch/send.js';
@@ -21,7 +22,7 @@ import { isJsonRequest, readJsonBody } from './body.js';
 import { loggableError } from '../loggable-error.js';
 import type { RelayContext } from './context.js';
 import { withinDeadline } from './deadline.js';
-import { taskObject } from './query.js';
+import { taskObject } from '../task/task-object.js';
 import { identifyCaller } from './caller.js';
 import { sendJson, sendSuccess } from './respond.js';
 
@@ -55,11 +56,13 @@ async function chooseAccount(ctx: RelayContext, entry: RegistryEntry, body: Reco
   return { account: (await accountWithFreeSlot(ctx, need)) ?? ctx.accounts.pick(), pinned: false };
 }
 
-function externalId(table: string, rowId: string): string {
+/** A new task's external_task_id is `before` + its host row's id + `after`. */
+function externalIdAround(table: string): ExternalIdParts {
   // 48 random bits: the last 12 hex digits of a v4 UUID are all random. randomUUID draws from a
   // buffer it refills now and then; randomBytes asked OpenSSL every time (20 µs a submit under load).
-  return `kr-${table}-${rowId}-${randomUUID().slice(-12)}`;
+  return { before: `kr-${table}-`, after: `-${randomUUID().slice(-12)}` };
 }
+
 
 interface ClientIds {
   taskId: string | null;
@@ -73,11 +76,11 @@ function newHostRow(entry: RegistryEntry, caller: Caller, account: KlingAccount,
     task_id: '',
     user_id: String(caller.id),
     username: caller.username ?? '',
-    channel_id: account.id,
+    channel_id: account.channelId ?? account.id,
     model: price.model,
     provider: 'kling',
     type: entry.type,
-    status: '',
+    status: 'pending',
     quota: price.quota,
     mode: price.mode,
     duration: Math.floor(price.seconds),
@@ -88,9 +91,9 @@ function newHostRow(entry: RegistryEntry, caller: Caller, account: KlingAccount,
   };
 }
 
-function newTask(ctx: RelayContext, entry: RegistryEntry, caller: Caller, account: KlingAccount, price: PriceQuote, client: ClientIds, slots: number, hostRowId: string, now: number): NewRelayTask {
+function newTask(ctx: RelayContext, entry: RegistryEntry, caller: Caller, account: KlingAccount, price: PriceQuote, client: ClientIds, slots: number, externalId: ExternalIdParts, hostRowId: string, now: number): NewRelayTask {
   return {
-    external_task_id: externalId(entry.table, hostRowId),
+    external_task_id: `${externalId.before}${hostRowId}${externalId.after}`,
     client_task_id: client.taskId,
     request_hash: client.requestHash,
     kling_task_id: null,
@@ -125,17 +128,26 @@ function newTask(ctx: RelayContext, entry: RegistryEntry, caller: Caller, accoun
 }
 
 /** The hold of a new task: its host row and relay row, and the quota it takes or needs. */
-function holdPlan(ctx: RelayContext, entry: RegistryEntry, caller: Caller, account: KlingAccount, price: PriceQuote, client: ClientIds, slots: number): HoldPlan {
+function holdPlan(ctx: RelayContext, entry: RegistryEntry, caller: Caller, account: KlingAccount, price: PriceQuote, client: ClientIds, slots: number, facts: HostWriteFacts): HoldPlan {
   const now = Date.now();
+  const externalId = externalIdAround(entry.table);
   return {
     table: entry.table,
     userId: String(caller.id),
     billing: ctx.config.billing,
     amount: price.quota,
     row: newHostRow(entry, caller, account, price, Math.floor(now / 1000)),
-    task: (hostRowId) => newTask(ctx, entry, caller, account, price, client, slots, hostRowId, now),
+    task: (hostRowId) => newTask(ctx, entry, caller, account, price, client, slots, externalId, hostRowId, now),
+    externalId,
+    facts,
     now,
   };
+}
+
+/** The images (or other items) a request asks for: its `n`, 1 when it has none. */
+function requestedCount(body: Record<string, unknown>): number {
+  const n = Number(body.n);
+  return Number.isSafeInteger(n) && n > 0 ? n : 1;
 }
 
 /** A sync answer's session id (results are recorded by the transition), so follow-ups reach the same account. */
@@ -278,7 +290,7 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
   // (or by the reconciler, which finds that Kling never got the task).
   let task: RelayTask;
   try {
-    task = await withinDeadline(hold(ctx, holdPlan(ctx, entry, caller, account, priced.quote, { taskId: clientTaskId, callbackUrl: clientCallbackUrl, requestHash: hash }, need.slots)), ctx.config.dbTimeoutMs, (late) => {
+    task = await withinDeadline(hold(ctx, holdPlan(ctx, entry, caller, account, priced.quote, { taskId: clientTaskId, callbackUrl: clientCallbackUrl, requestHash: hash }, need.slots, { requestedCount: requestedCount(kling) })), ctx.config.dbTimeoutMs, (late) => {
       finish(ctx, late.id, { status: 'failed', reason: 'the hold committed after the database deadline; Kling was not called' }, ['pending'])
         .catch((error: unknown) => ctx.logger.error('could not refund a late hold', { taskId: late.id, error: loggableError(error) }));
     });

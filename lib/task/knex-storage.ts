@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import type { HostTable } from '../../adapters/host-table.js';
 import type { RelayStore } from '../../adapters/relay-store.js';
-import type { QuotaStore, RelayTask, TableKind } from '../../adapters/types.js';
+import type { QuotaStore, RelayTask, TableKind, TransitionHook } from '../../adapters/types.js';
 import type { ClientNotices } from '../callbacks/notice.js';
 import { isFinal, type TaskState } from './states.js';
 import { acceptedHostRow, type Acceptance, type Bookkeeping, type HoldPlan, type Settlement, type StateChange, type TaskStorage, type TaskStorageParts } from './storage.js';
@@ -30,6 +30,7 @@ export class KnexTaskStorage implements TaskStorage {
   protected readonly hosts: Record<TableKind, HostTable>;
   protected readonly quota: QuotaStore;
   protected readonly notices: ClientNotices | undefined;
+  protected readonly onTransition: TransitionHook | undefined;
 
   constructor(parts: TaskStorageParts) {
     this.db = parts.db;
@@ -37,6 +38,7 @@ export class KnexTaskStorage implements TaskStorage {
     this.hosts = parts.hosts;
     this.quota = parts.quota;
     this.notices = parts.notices;
+    this.onTransition = parts.onTransition;
   }
 
   /**
@@ -53,7 +55,7 @@ export class KnexTaskStorage implements TaskStorage {
     return unlessShort(
       this.transact(async (trx) => {
         if (plan.billing !== 'hold') await this.checkChargeable(trx, plan);
-        const hostRowId = await this.hosts[plan.table].insert(trx, plan.row);
+        const hostRowId = await this.hosts[plan.table].insert(trx, plan.row, plan.facts);
         const task = plan.task(hostRowId);
         const id = await this.store.insertTask(trx, task);
         if (plan.billing === 'hold') {
@@ -115,14 +117,16 @@ export class KnexTaskStorage implements TaskStorage {
       else await this.quota.debit(trx, task.user_id, balance.amount);
       await this.store.addLedger(trx, { task_id: task.id, user_id: task.user_id, kind: ledger.kind, amount: ledger.amount });
       if (settlement.used !== undefined) await this.quota.addUsed(trx, task.user_id, settlement.used);
+      // Last in the transaction: a hook that throws rolls the whole change back.
+      await this.onTransition?.(trx, { ...settlement.transition, hostTable: this.hosts[task.table_kind].name });
       return { task, settlement };
     });
   }
 
-  reassign(task: RelayTask, accountId: string, now: number): Promise<boolean> {
+  reassign(task: RelayTask, to: { accountId: string; channelId: string | number }, now: number): Promise<boolean> {
     return this.transact(async (trx) => {
-      if (!(await this.store.updateTask(trx, task.id, { account_id: accountId }, ['pending']))) return false;
-      await this.hosts[task.table_kind].update(trx, task.host_row_id, { channel_id: accountId, updated_at: Math.floor(now / 1000) });
+      if (!(await this.store.updateTask(trx, task.id, { account_id: to.accountId }, ['pending']))) return false;
+      await this.hosts[task.table_kind].update(trx, task.host_row_id, { channel_id: to.channelId, updated_at: Math.floor(now / 1000) });
       return true;
     });
   }
@@ -131,9 +135,12 @@ export class KnexTaskStorage implements TaskStorage {
     return this.store.updateTask(this.db, taskId, bookkeeping, from);
   }
 
+  /** Closes connections of its own: this storage has none beyond knex's pool. */
+  close(): void {}
+
   /** After the compare-and-set: the notice of the new status, then the host row. */
   private async announceAndMirror(trx: Knex.Transaction, task: RelayTask, change: StateChange): Promise<void> {
     await this.notices?.enqueue(trx, { ...task, ...change.patch }, change.now);
-    await this.hosts[task.table_kind].update(trx, task.host_row_id, change.host);
+    await this.hosts[task.table_kind].update(trx, task.host_row_id, change.host, change.hostFacts);
   }
 }

@@ -1,12 +1,14 @@
 import type { Knex } from 'knex';
 import type { RelayStore } from '../../adapters/relay-store.js';
 import type { KlingDeductions, NewRelayTask, RelayTask } from '../../adapters/types.js';
+import type { AccountPool } from '../upstream/accounts.js';
+import { taskObject } from './task-object.js';
 import { RelayHttpError } from '../errors.js';
 import type { RelayEvents } from '../metrics/events.js';
 import { actualCharge, parseDuration, type SettleTerms } from '../pricing/estimate.js';
 import { loggable, type Logger } from '../upstream/client.js';
 import { ACTIVE_STATES, earlierThan, type TaskState } from './states.js';
-import type { HoldPlan, Settlement, StateChange, TaskStorage } from './storage.js';
+import type { HoldPlan, HookTransition, Settlement, StateChange, TaskStorage } from './storage.js';
 
 /**
  * Every change of a task's state is made here, through the storage (lib/task/storage.ts): the hold
@@ -21,6 +23,8 @@ export interface TaskLifeDeps {
   logger: Logger;
   /** The relay's events (relay.events); emitted after the transaction commits. */
   events?: RelayEvents | undefined;
+  /** The accounts, for the channel id a transition names. */
+  accounts?: AccountPool | undefined;
 }
 
 function unixSeconds(ms: number): number {
@@ -74,7 +78,8 @@ export function progress(deps: TaskLifeDeps, task: RelayTask, status: 'submitted
  * and its host row name that account from now on. False when the task has left `pending`.
  */
 export function reassign(deps: TaskLifeDeps, task: RelayTask, accountId: string): Promise<boolean> {
-  return deps.storage.reassign(task, accountId, Date.now());
+  // The host row names the account by its channel id where the host gives one.
+  return deps.storage.reassign(task, { accountId, channelId: deps.accounts?.get(accountId)?.channelId ?? accountId }, Date.now());
 }
 
 /** A create whose outcome is unknown: the reconciler looks it up at `at`, while it is still pending. */
@@ -127,6 +132,30 @@ export function resultResources(data: unknown): [string, string][] {
   return found;
 }
 
+/** The final transition as the host's `onTransition` hook sees it. */
+function transition(deps: TaskLifeDeps, task: RelayTask, to: 'succeed' | 'failed', charge: number, refund: number, klingTaskId: string | null): HookTransition {
+  return {
+    taskId: task.id,
+    externalTaskId: task.external_task_id,
+    clientTaskId: task.client_task_id,
+    klingTaskId,
+    table: task.table_kind,
+    hostRowId: task.host_row_id,
+    userId: task.user_id,
+    accountId: task.account_id,
+    channelId: deps.accounts?.get(task.account_id)?.channelId ?? task.account_id,
+    type: task.request_type,
+    model: task.model,
+    from: task.state,
+    to,
+    billing: task.billing,
+    hold: task.hold_quota,
+    charge,
+    refund,
+    createdAt: task.created_at,
+  };
+}
+
 /** What a task's final state writes, decided from the task as the transaction read it. */
 function settlement(deps: TaskLifeDeps, task: RelayTask, outcome: Outcome, from: readonly TaskState[], now: number): Settlement {
   const klingTaskId = outcome.klingTaskId ?? task.kling_task_id;
@@ -134,16 +163,19 @@ function settlement(deps: TaskLifeDeps, task: RelayTask, outcome: Outcome, from:
   const common = { deductions, kling_task_id: klingTaskId, kling_updated_at: outcome.klingUpdatedAt ?? task.kling_updated_at, lease_owner: null, lease_until: null, next_check_at: null } as const satisfies Partial<NewRelayTask>;
   if (outcome.status === 'failed') {
     const refund = task.billing === 'hold' ? task.hold_quota : 0;
+    const patch = { state: 'failed', charge_quota: 0, status_msg: outcome.reason, ...common } as const;
     return {
       change: {
-        patch: { state: 'failed', charge_quota: 0, status_msg: outcome.reason, ...common },
+        patch,
         host: { status: 'failed', task_id: klingTaskId ?? '', fail_reason: outcome.reason, quota: 0, updated_at: unixSeconds(now) },
+        hostFacts: { kling: taskObject({ ...task, ...patch }) },
         from,
         now,
       },
       balance: { move: 'credit', amount: refund },
       ledger: { kind: 'refund', amount: refund },
       charge: 0,
+      transition: transition(deps, task, 'failed', 0, refund, klingTaskId),
     };
   }
   const pricing = storedPricing(task);
@@ -151,10 +183,12 @@ function settlement(deps: TaskLifeDeps, task: RelayTask, outcome: Outcome, from:
   const result = JSON.stringify(outcome.result ?? null);
   const seconds = pricing?.type === 'per_second' ? units : parseDuration((outcome.result as { videos?: { duration?: unknown }[] } | undefined)?.videos?.[0]?.duration);
   const back = task.hold_quota - charge;
+  const patch = { state: 'succeed', charge_quota: charge, result, ...common } as const;
   return {
     change: {
-      patch: { state: 'succeed', charge_quota: charge, result, ...common },
+      patch,
       host: { status: 'succeed', task_id: klingTaskId ?? '', result, quota: charge, ...(seconds !== undefined ? { duration: seconds } : {}), updated_at: unixSeconds(now) },
+      hostFacts: { kling: taskObject({ ...task, ...patch }) },
       from,
       now,
     },
@@ -163,6 +197,7 @@ function settlement(deps: TaskLifeDeps, task: RelayTask, outcome: Outcome, from:
     ledger: { kind: 'settle', amount: task.billing === 'hold' ? back : -charge },
     used: charge,
     charge,
+    transition: transition(deps, task, 'succeed', charge, 0, klingTaskId),
   };
 }
 

@@ -19,13 +19,14 @@ export class SqliteTaskStorage extends KnexTaskStorage {
   }
 
   /**
-   * Direct under billing 'hold' with the built-in quota store. A store that overrides any method (a
-   * subclass's own hold) is called through knex, as is charge-on-success's check.
+   * Direct under billing 'hold' with the built-in quota store, on a host table the templates can
+   * write. A store that overrides any method (a subclass's own hold) is called through knex, as is
+   * charge-on-success's check and a table with extra columns or another result shape.
    */
   override hold(plan: HoldPlan): Promise<RelayTask | undefined> {
     const { direct, quota, store } = this;
-    if (plan.billing !== 'hold' || !isBuiltInQuotaStore(quota)) return super.hold(plan);
     const host = this.hosts[plan.table];
+    if (plan.billing !== 'hold' || !isBuiltInQuotaStore(quota) || !host.templatable) return super.hold(plan);
     return unlessShort(
       direct.transaction((run) => {
         if (run(quota.holdQuery(direct.db, plan.userId, plan.amount)).changes === 0) throw new ShortBalance();
@@ -38,11 +39,11 @@ export class SqliteTaskStorage extends KnexTaskStorage {
     );
   }
 
-  /** Direct when there is no notice to write (the task has no callback URL). */
+  /** Direct when there is no notice to write (the task has no callback URL) and the templates can write the host table. */
   override async accept(task: RelayTask, answer: Acceptance): Promise<void> {
-    if (task.client_callback_url !== null) return super.accept(task, answer);
-    const { direct, store } = this;
     const host = this.hosts[task.table_kind];
+    if (task.client_callback_url !== null || !host.templatable) return super.accept(task, answer);
+    const { direct, store } = this;
     await direct.transaction((run) => {
       const moved = run(store.updateTaskTemplate(direct, ACCEPTED_COLUMNS, ['pending']), store.updateTaskValues(task.id, answer.patch, ['pending'])).changes > 0;
       if (!moved) run(store.updateTaskTemplate(direct, ['kling_task_id']), store.updateTaskValues(task.id, { kling_task_id: answer.patch.kling_task_id }));

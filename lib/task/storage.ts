@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
-import type { HostTable } from '../../adapters/host-table.js';
+import type { HostTable, HostWriteFacts } from '../../adapters/host-table.js';
 import type { RelayStore } from '../../adapters/relay-store.js';
-import type { Billing, LedgerKind, NewHostRow, NewRelayTask, QuotaStore, RelayTask, TableKind } from '../../adapters/types.js';
+import type { Billing, LedgerKind, NewHostRow, NewRelayTask, QuotaStore, RelayTask, TableKind, TaskTransition, TransitionHook } from '../../adapters/types.js';
 import type { ClientNotices } from '../callbacks/notice.js';
 import type { ActiveState, TaskState } from './states.js';
 
@@ -13,6 +13,14 @@ export interface TaskStorageParts {
   quota: QuotaStore;
   /** Writes the caller's callback notice of each status change, in the transaction that applies it. */
   notices?: ClientNotices | undefined;
+  /** The host's own writes of a final transition (option `onTransition`), last in its transaction. */
+  onTransition?: TransitionHook | undefined;
+}
+
+/** A new task's external_task_id is `before` + its host row's id + `after`. */
+export interface ExternalIdParts {
+  before: string;
+  after: string;
 }
 
 /** A new task: its host row, its relay row (once the host row's id is known) and the quota it holds or needs. */
@@ -24,6 +32,10 @@ export interface HoldPlan {
   amount: number;
   row: NewHostRow;
   task(hostRowId: string): NewRelayTask;
+  /** The parts of `task(hostRowId).external_task_id` around the host row's id. */
+  externalId: ExternalIdParts;
+  /** What the host row's extra columns may be written from (the images asked for). */
+  facts?: HostWriteFacts | undefined;
   now: number;
 }
 
@@ -31,6 +43,8 @@ export interface HoldPlan {
 export interface StateChange {
   patch: Partial<NewRelayTask> & { state: TaskState };
   host: Partial<NewHostRow>;
+  /** What the host row's result and extra columns may be written from (Kling's task object, when final). */
+  hostFacts?: HostWriteFacts | undefined;
   /** The states the compare-and-set moves the task from. */
   from: readonly TaskState[];
   now: number;
@@ -52,7 +66,12 @@ export interface Settlement {
   used?: number | undefined;
   /** What the task was charged. */
   charge: number;
+  /** The transition as the host's `onTransition` hook sees it (the storage adds the host table's name). */
+  transition: HookTransition;
 }
+
+/** A transition for the `onTransition` hook, but for the host table's name, which the storage knows. */
+export type HookTransition = Omit<TaskTransition, 'hostTable'>;
 
 /** Writes of the reconciler's bookkeeping on a task row: when it was checked, and when to check again. */
 export type Bookkeeping = Partial<Pick<NewRelayTask, 'checked_at' | 'check_count' | 'next_check_at'>>;
@@ -85,9 +104,11 @@ export interface TaskStorage {
    * Moves a task Kling has not accepted (still `pending`) to another account: the relay row's account
    * and the host row's channel together. False when the task has left `pending`: then nothing changed.
    */
-  reassign(task: RelayTask, accountId: string, now: number): Promise<boolean>;
+  reassign(task: RelayTask, to: { accountId: string; channelId: string | number }, now: number): Promise<boolean>;
   /** The reconciler's bookkeeping, only while the task is in `from` when given; false when nothing matched. */
   note(taskId: number, bookkeeping: Bookkeeping, from?: readonly TaskState[]): Promise<boolean>;
+  /** Closes connections of its own, if it has any. */
+  close?(): void;
 }
 
 /** The host row's part of an acceptance: the status too when the task moved, else only the id. */

@@ -7,8 +7,13 @@ import type { ConcurrencyInit } from '../dispatch/caps.js';
 export const DEFAULT_KLING_BASE_URL = 'https://api-singapore.klingai.com';
 
 interface KlingAccountBase {
-  /** Stable id; stored with every task (the host row's `channel_id`) so follow-ups reach the same account. */
+  /** Stable id; stored with every task so follow-ups reach the same account. */
   readonly id: string;
+  /**
+   * The host's own integer id for this account (a one-api / new-api channel's id): written into the
+   * host row's `channel_id` instead of `id`, and handed to `onTransition`. Undefined: `id` is written.
+   */
+  readonly channelId?: number;
   /** Origin without a trailing slash, e.g. `https://api-singapore.klingai.com`. */
   readonly baseUrl: string;
   /**
@@ -59,6 +64,8 @@ interface KlingAccountInitBase {
   previousWebhookSecret?: string;
   /** How many slots the relay may run on this account at once, per model version (README, "Options"). */
   concurrency?: ConcurrencyInit;
+  /** The host's integer id for this account (its one-api / new-api channel), written into the host row's `channel_id`. */
+  channelId?: number;
 }
 
 /** An account as configured: either `apiKey` or `accessKey` with `secretKey`; `baseUrl` and `weight` may be left out. */
@@ -151,8 +158,13 @@ function freezeAccount(raw: unknown, index: number): KlingAccount {
   if (typeof weight !== 'number' || !Number.isFinite(weight) || weight < 0) {
     throw configError(`${where}.weight (account "${init.id}") must be a finite number >= 0 (0 = take no new tasks).`);
   }
+  const channelId = init.channelId;
+  if (channelId !== undefined && (typeof channelId !== 'number' || !Number.isSafeInteger(channelId) || channelId <= 0)) {
+    throw configError(`${where}.channelId (account "${init.id}") must be a positive integer: the id of the host's channel for this account (one-api's and new-api's channels.id).`);
+  }
   const account: KlingAccount = {
     id: init.id,
+    ...(channelId !== undefined ? { channelId } : {}),
     ...credential,
     ...webhookSecrets(init, where, init.id),
     baseUrl: normaliseBaseUrl(init.baseUrl ?? DEFAULT_KLING_BASE_URL, where),

@@ -58,6 +58,7 @@ describe('npm run bench (smoke run, BENCH_QUICK=1)', function () {
       junkBody: { bodyBytes: number; requests: number; refused: number; answeringAfter: boolean; peakGrowthBytes: number };
       tableSizes: { rows: number; relay: Figures }[];
       lookups: { tasks: number; relay: Figures }[];
+      twoProcess: unknown[];
       targets: { name: string; target: string; value: string; met: boolean }[];
     };
     expect(results.quick).to.equal(true);
@@ -86,6 +87,8 @@ describe('npm run bench (smoke run, BENCH_QUICK=1)', function () {
     expect(results.junkBody.bodyBytes).to.be.greaterThan(10 * 1024 * 1024);
     expect([results.junkBody.refused, results.junkBody.answeringAfter]).to.deep.equal([results.junkBody.requests, true]);
     expect(results.junkBody.peakGrowthBytes).to.be.a('number').and.at.least(0);
+    // Two relay processes share a server database; without BENCH_MYSQL_URL/BENCH_PG_URL there is none.
+    expect(results.twoProcess).to.deep.equal([]);
     expect(results.lookups.map((l) => l.tasks)).to.deep.equal([100, 1000]);
     for (const l of results.lookups) answered(l.relay, `relay, a caller with ${l.tasks} tasks`);
     expect(results.targets.map((t) => t.target)).to.deep.equal(['>= 50%', '<= 10 ms', '<= 10 ms', '>= 70%', '<= 50 ms', '< 4x the body', '<= valid', 'flat', 'flat']);

@@ -16,6 +16,8 @@ const QPU = 500_000;
 const CHARGE = 0.01 * 5 * QPU;
 /** A synchronous call at the test's fixed price of 0.01 USD. */
 const SYNC_CHARGE = 0.01 * QPU;
+/** What Kling reports deducting for the tasks whose figures the test sets. */
+const ONE_UNIT = { unit: '1', balance: { quota: '0', list_price: '0' } };
 
 interface Run {
   code: number | null;
@@ -80,6 +82,7 @@ for (const database of testDatabases()) {
       alice = await h.user(10_000_000);
       const from = Date.now() - 60_000;
 
+      // One unit each, whatever Kling's price list would give a 5 s video, so that the figures below are plain.
       const agreed = await submit('settled');
       const refunded = await submit('failed, not billed');
       const unbilled = await submit('charged, then Kling forgets it');
@@ -88,13 +91,13 @@ for (const database of testDatabases()) {
       const differs = await submit('billed twice what it reported');
       const open = await submit('still running');
       const rowTampered = await submit('its row rewritten');
-      h.sandbox.complete(agreed, { status: 'succeed' });
+      h.sandbox.complete(agreed, { status: 'succeed', deductions: ONE_UNIT });
       h.sandbox.complete(refunded, { status: 'failed', message: 'content policy' });
-      h.sandbox.complete(unbilled, { status: 'succeed' });
+      h.sandbox.complete(unbilled, { status: 'succeed', deductions: ONE_UNIT });
       h.sandbox.complete(billedFailed, { status: 'failed', message: 'timeout', deductions: { unit: '1', balance: { quota: '0', list_price: '0' } } });
       h.sandbox.complete(cash, { status: 'succeed', deductions: { unit: '0.5', balance: { quota: '0.35', list_price: '0.7' } } });
-      h.sandbox.complete(differs, { status: 'succeed' });
-      h.sandbox.complete(rowTampered, { status: 'succeed' });
+      h.sandbox.complete(differs, { status: 'succeed', deductions: ONE_UNIT });
+      h.sandbox.complete(rowTampered, { status: 'succeed', deductions: ONE_UNIT });
       for (const id of [agreed, refunded, unbilled, billedFailed, cash, differs, rowTampered]) await settle(id);
       // The relay's side tampered: the task row claims a charge its ledger rows never took.
       expect(await h.db('kling_relay_tasks').where({ kling_task_id: rowTampered }).update({ charge_quota: 1 })).to.equal(1);
@@ -117,7 +120,7 @@ for (const database of testDatabases()) {
         body: JSON.stringify({ prompt: 'made elsewhere' }),
       });
       const stray = ((await direct.json()) as { data: { task_id: string } }).data.task_id;
-      h.sandbox.complete(stray, { status: 'succeed' });
+      h.sandbox.complete(stray, { status: 'succeed', deductions: ONE_UNIT });
       const to = Date.now() + 60_000;
 
       const report = await h.relay.reconcileBilling({ from: new Date(from), to });
@@ -130,7 +133,8 @@ for (const database of testDatabases()) {
       expect(tasks.get(rowTampered)?.reason).to.equal(`the task row says the caller was charged 1 quota, its ledger rows took ${CHARGE}`);
       const faceRow = report.tasks.find((t) => t.relay?.endpoint === '/v1/videos/identify-face');
       expect(faceRow).to.include({ klingTaskId: null, status: 'unchecked', reason: 'Kling answered it without a task id, so its bill cannot be found', callerCharged: SYNC_CHARGE });
-      expect(tasks.get(recognizedId)).to.include({ klingUnits: 1, callerCharged: SYNC_CHARGE });
+      // Kling's list: 0.1 units per image recognition.
+      expect(tasks.get(recognizedId)).to.include({ klingUnits: 0.1, callerCharged: SYNC_CHARGE });
       expect(tasks.get(agreed)).to.include({ klingUnits: 1, klingBalance: 0, callerCharged: CHARGE });
       expect(tasks.get(refunded)).to.include({ klingUnits: 0, callerCharged: 0 });
       expect(tasks.get(unbilled)).to.include({ klingUnits: 0, callerCharged: CHARGE });
@@ -142,7 +146,7 @@ for (const database of testDatabases()) {
       expect(tasks.get(stray)).to.include({ relay: undefined, klingUnits: 1, callerCharged: 0, accountId: 'a' });
       expect(report.disagreements.map((d) => d.klingTaskId).sort()).to.deep.equal([unbilled, billedFailed, differs, rowTampered, stray].sort());
       expect(report.totals).to.deep.equal({
-        klingUnits: 1 + 1 + 0.5 + 3 + 1 + 1 + 1,
+        klingUnits: 1 + 1 + 0.5 + 3 + 1 + 0.1 + 1,
         klingBalance: { USD: 0.35 },
         callerCharged: 6 * CHARGE + 2 * SYNC_CHARGE,
         tasks: 11,
@@ -165,7 +169,7 @@ for (const database of testDatabases()) {
       const text = await cli(['reconcile-billing', '--from', day(from), '--to', day(to), '--db', dbUrl, '--accounts', accounts]);
       expect(text.code, text.stderr).to.equal(3);
       expect(text.stdout).to.include('11 tasks, 5 disagree.');
-      expect(text.stdout).to.include(`Total: Kling 8.5 units and 0.35 USD; callers charged ${6 * CHARGE + 2 * SYNC_CHARGE} quota; 5 disagreements, 1 open, 1 unchecked.`);
+      expect(text.stdout).to.include(`Total: Kling 7.6 units and 0.35 USD; callers charged ${6 * CHARGE + 2 * SYNC_CHARGE} quota; 5 disagreements, 1 open, 1 unchecked.`);
       expect(text.stdout).to.match(new RegExp(`${billedFailed} \\(account [ab], relay task \\d+, user ${alice}\\): billed_but_refunded: Kling billed it, the relay failed it and refunded the caller`));
       expect(text.stdout).to.include(`${stray} (account a): not_recorded: Kling billed a task the relay has no record of`);
 

@@ -108,7 +108,7 @@ describe('OpenAPI document', () => {
     expect(paths['/v1/tasks/{id}']?.get).to.not.equal(undefined);
     expect(paths['/openapi.json']?.get).to.not.equal(undefined);
 
-    // The error table of design.md section 3, in the description and in the responses.
+    // The relay's error table (ERROR_TABLE), in the description and in the responses.
     const description = (doc.info as Json).description as string;
     for (const row of ['| 402 | 1102 |', '| 429 | 1302, 1303 |', '| 503 | 5001 |', '| 504 | 5002 |', '| 413 | 1200 |']) expect(description).to.include(row);
     const responses = (doc.components as Json).responses as Record<string, Json>;

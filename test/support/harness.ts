@@ -56,6 +56,8 @@ const TABLES = ['kling_relay_ledger', 'kling_relay_tasks', 'kling_relay_resource
 
 export interface HarnessAccount {
   id: string;
+  /** The host's integer channel id for this account (one-api's and new-api's channels.id). */
+  channelId?: number;
   weight?: number;
   /** Sign with this instead of the key the sandbox knows, as with a revoked or mistyped key. */
   secretKey?: string;
@@ -118,6 +120,7 @@ export async function startHarness(database: TestDatabase, options: HarnessOptio
     keys[a.id] = known;
     const settings = {
       ...(a.weight !== undefined ? { weight: a.weight } : {}),
+      ...(a.channelId !== undefined ? { channelId: a.channelId } : {}),
       ...(a.webhookSecret !== undefined ? { webhookSecret: a.webhookSecret } : {}),
       ...(a.previousWebhookSecret !== undefined ? { previousWebhookSecret: a.previousWebhookSecret } : {}),
       ...(a.concurrency !== undefined ? { concurrency: a.concurrency } : {}),

@@ -47,14 +47,14 @@ export function mismatchProblems(dbName: 'sqlite' | 'mysql' | 'pg'): [string, st
       'videos',
       'channel_id',
       'tables.video.columns.channel_id',
-      "videos.channel_id is bigint, but the relay writes the Kling account id (text, e.g. 'main') into it (tables.video.columns.channel_id): map channel_id to a text column or to false, or change the column's type.",
+      "videos.channel_id is bigint, but the relay writes the Kling account id (text, e.g. 'main') into it (tables.video.columns.channel_id): map channel_id to a text column or to false, give every account its integer channelId, or change the column's type.",
     ],
     [
       'json',
       'videos',
       'result',
       'tables.video.columns.result',
-      "videos.result is a JSON column, but the relay writes '' into it when it records a task (tables.video.columns.result), which is not JSON: map result to a text column or to false (the result stays in kling_relay_tasks and the caller's query), or change the column to TEXT.",
+      "videos.result is a JSON column, but the relay writes '' into it when it records a task (tables.video.columns.result), which is not JSON: map result to a text column or to false (the result stays in kling_relay_tasks and the caller's query), set tables.video.resultColumn to 'json', or change the column to TEXT.",
     ],
     [
       'missing-column',

@@ -1,0 +1,150 @@
+/** A statement of a group: its text, its values in order, and for pg the name it is prepared under. */
+export interface GroupStatement {
+  readonly text: string;
+  readonly values: readonly unknown[];
+  readonly name?: string;
+  /** The part of the statement a driver's error came from, when the driver does not say. */
+  readonly failed?: (error: object) => string | undefined;
+}
+
+/** A row a write's statement answers (its last result's first row). */
+export type AnswerRow = Record<string, unknown>;
+
+/** A database connection as the group commit uses it. */
+export interface GroupConnection {
+  /**
+   * Runs the statements in order, stopping at the first that fails (then it throws), and answers the
+   * row of each write (a `GroupStatement`) in order. Control statements (BEGIN, COMMIT, savepoints)
+   * are plain strings and answer nothing.
+   */
+  run(statements: readonly (GroupStatement | string)[]): Promise<AnswerRow[]>;
+}
+
+/** Where a group gets its connection: taken for one group, then given back (`broken` when it failed past a rollback). */
+export interface GroupConnections {
+  acquire(): Promise<GroupConnection>;
+  release(connection: GroupConnection, broken: boolean): Promise<void>;
+}
+
+interface Pending {
+  statement: GroupStatement;
+  resolve: (row: AnswerRow) => void;
+  reject: (error: unknown) => void;
+}
+
+const SAVEPOINT = 'SAVEPOINT kling_relay_work';
+
+/** How a group ended: answered, to run again one by one, or with its connection in an unknown state. */
+type Outcome = 'done' | 'again' | 'broken';
+
+/**
+ * Group commit of short writes on a server database: every write queued while the previous group is
+ * at the database goes in the next group, and a group is one transaction, `BEGIN`, the writes,
+ * `COMMIT`. On a server database a commit waits for its log to reach the disk (several ms on a
+ * shared machine), and a caller's conditional hold locks its balance row until then: in one group
+ * the holds of one caller follow each other inside one transaction instead of each waiting for the
+ * commit of the one before.
+ *
+ * Each write is answered after its group's COMMIT. When a write fails, the group is rolled back and
+ * its writes run again one by one in one transaction, each after a savepoint, so only the failing
+ * one is refused (a server database stops a transaction's work at its first error: PostgreSQL
+ * refuses every later statement, MySQL stops a multi-statement text). If the rollback or the COMMIT
+ * fails, every write of the group fails, and nothing of it is known to remain: the connection is
+ * dropped.
+ */
+export class GroupCommit {
+  readonly #queue: Pending[] = [];
+  #busy = false;
+
+  constructor(private readonly connections: GroupConnections) {}
+
+  /** Runs one write in the next group; its row once the group committed. */
+  run(statement: GroupStatement): Promise<AnswerRow> {
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ statement, resolve, reject });
+      this.#schedule();
+    });
+  }
+
+  #schedule(): void {
+    if (this.#busy) return;
+    this.#busy = true;
+    // After this turn's I/O callbacks, so that the requests read in one turn share a commit.
+    setImmediate(() => {
+      void this.#flush().then(() => {
+        this.#busy = false;
+        if (this.#queue.length > 0) this.#schedule();
+      });
+    });
+  }
+
+  async #flush(): Promise<void> {
+    // Writes queued while a connection was awaited join this group too.
+    let connection: GroupConnection;
+    try {
+      connection = await this.connections.acquire();
+    } catch (error) {
+      for (const pending of this.#queue.splice(0)) pending.reject(error);
+      return;
+    }
+    const group = this.#queue.splice(0);
+    let outcome: Outcome = 'broken';
+    try {
+      outcome = await this.#together(connection, group);
+      if (outcome === 'again') outcome = await this.#oneByOne(connection, group);
+    } finally {
+      await this.connections.release(connection, outcome === 'broken').catch(() => undefined);
+    }
+  }
+
+  /** The group in one transaction; 'again' when it was rolled back and must run one by one. */
+  async #together(connection: GroupConnection, group: readonly Pending[]): Promise<Outcome> {
+    let rows: AnswerRow[];
+    try {
+      rows = await connection.run(['BEGIN', ...group.map((p) => p.statement), 'COMMIT']);
+    } catch (error) {
+      const clean = await rolledBack(connection);
+      if (clean && group.length > 1) return 'again';
+      for (const pending of group) pending.reject(error);
+      return clean ? 'done' : 'broken';
+    }
+    group.forEach((pending, i) => pending.resolve(rows[i] ?? {}));
+    return 'done';
+  }
+
+  /** The group again, each write after a savepoint. */
+  async #oneByOne(connection: GroupConnection, group: readonly Pending[]): Promise<Outcome> {
+    const done: { pending: Pending; row: AnswerRow }[] = [];
+    const refused: { pending: Pending; error: unknown }[] = [];
+    try {
+      await connection.run(['BEGIN']);
+      for (const pending of group) {
+        try {
+          const [row] = await connection.run([SAVEPOINT, pending.statement]);
+          done.push({ pending, row: row ?? {} });
+        } catch (error) {
+          // A deadlock ends the whole transaction: then the savepoint is gone and the group fails.
+          await connection.run([`ROLLBACK TO ${SAVEPOINT}`]);
+          refused.push({ pending, error });
+        }
+      }
+      await connection.run(['COMMIT']);
+    } catch (error) {
+      const clean = await rolledBack(connection);
+      for (const pending of group) pending.reject(error);
+      return clean ? 'done' : 'broken';
+    }
+    // The refused hear of it after the COMMIT too: a submit refused for a duplicate of a write in
+    // its own group then finds that write committed.
+    for (const { pending, row } of done) pending.resolve(row);
+    for (const { pending, error } of refused) pending.reject(error);
+    return 'done';
+  }
+}
+
+async function rolledBack(connection: GroupConnection): Promise<boolean> {
+  return connection.run(['ROLLBACK']).then(
+    () => true,
+    () => false,
+  );
+}

@@ -1,0 +1,268 @@
+import type { Knex } from 'knex';
+import type { AcceptWrite, DirectWrites, HoldWrite } from './direct-writes.js';
+import { acceptShape, holdLedgerValues, holdValues } from './direct-writes.js';
+import { GroupCommit, type AnswerRow, type GroupConnection, type GroupConnections, type GroupStatement } from './group-commit.js';
+import type { HostTable } from './host-table.js';
+import type { RelayStore } from './relay-store.js';
+import type { HostColumn, NewHostRow, RelayTask } from './types.js';
+import { toNumber } from './dialect.js';
+
+/** The parts of a mysql2 connection (callback API) used here. */
+interface MysqlConnection {
+  query(sql: string, values: unknown[], callback: (error: Error | null, result: unknown) => void): void;
+  on(event: 'error', listener: (error: Error) => void): void;
+  destroy(): void;
+  end(callback: (error?: Error | null) => void): void;
+  readonly stream?: { unref(): void };
+}
+
+/** knex's mysql2 client: the driver and the settings its pool connects with. */
+interface Mysql2Client {
+  driverName?: string;
+  driver?: { createConnection(settings: Record<string, unknown>): MysqlConnection };
+  connectionSettings?: unknown;
+  connectionConfigProvider?: unknown;
+  config?: { connectionPool?: unknown };
+}
+
+/** A statement text and the names of its values, in order; `;`-separated statements, one round trip. */
+interface Script {
+  readonly sql: string;
+  readonly values: readonly string[];
+}
+
+/**
+ * The submit's writes on MariaDB/MySQL outside knex's runner, in group commits of one round trip.
+ * Each write is a script of statements sent as one text: the hold is the conditional balance
+ * update, then the host row, the task row and the ledger row, each inserted only if the update
+ * matched a row, the new ids passed on in session variables; the write after Kling's answer is the
+ * task's compare-and-set, else its Kling id alone, and the host row. The scripts of every submit that
+ * arrives while the previous group is at the database go out together as ONE text, `BEGIN; ...;
+ * COMMIT` (adapters/group-commit.ts), so a group costs one round trip and one commit.
+ *
+ * mysql2 sends several statements in one text only on a connection opened with
+ * `multipleStatements`, which knex's pool connections are not: the group commit opens one connection
+ * of its own with the settings of knex's pool. Values are escaped by mysql2, as knex has it do
+ * everywhere, and identifiers are quoted by knex.
+ */
+export class MysqlDirect implements DirectWrites {
+  readonly #connection: OwnConnection;
+  readonly #group: GroupCommit;
+  readonly #scripts = new Map<string, Script>();
+
+  private constructor(
+    readonly db: Knex,
+    readonly store: RelayStore,
+    connect: () => MysqlConnection,
+  ) {
+    this.#connection = new OwnConnection(connect);
+    this.#group = new GroupCommit(this.#connection);
+  }
+
+  /**
+   * For a knex instance on mysql2 (not a transaction) whose connection settings are an object;
+   * undefined otherwise (another database, settings from a function, a pool of the host's own).
+   */
+  static for(db: Knex, store: RelayStore): MysqlDirect | undefined {
+    const client = db.client as Mysql2Client;
+    const settings = client.connectionSettings;
+    if (client.driverName !== 'mysql2' || (db as { isTransaction?: boolean }).isTransaction === true) return undefined;
+    if (client.driver === undefined || client.connectionConfigProvider !== undefined || client.config?.connectionPool !== undefined) return undefined;
+    if (settings === null || typeof settings !== 'object') return undefined;
+    const driver = client.driver;
+    // FOUND_ROWS: ROW_COUNT() of an UPDATE counts the rows matched, so a hold of 0 is seen to match.
+    const connect = (): MysqlConnection => driver.createConnection({ ...settings, multipleStatements: true, flags: ['FOUND_ROWS'] });
+    return new MysqlDirect(db, store, connect);
+  }
+
+  /** Closes its connection; a write after this opens another. */
+  close(): void {
+    this.#connection.close(false);
+  }
+
+  async hold(write: HoldWrite): Promise<RelayTask | undefined> {
+    const script = this.#script(`hold:${write.quota.options.table}:${write.host.name}`, () => this.#holdScript(write));
+    const row = await this.#run(script, holdValues(this.store, write));
+    if (toNumber(row.held) !== 1) return undefined;
+    const hostRowId = String(row.host_id);
+    return { ...write.task, id: toNumber(row.task_id), host_row_id: hostRowId, external_task_id: `${write.externalId.before}${hostRowId}${write.externalId.after}` };
+  }
+
+  async accept(write: AcceptWrite): Promise<boolean> {
+    const shape = acceptShape(write);
+    const script = this.#script(shape.key, () => this.#acceptScript(write.host, shape.columns, shape.hostColumns, shape.moved, shape.kept));
+    const row = await this.#run(script, shape.values);
+    return toNumber(row.moved) === 1;
+  }
+
+  #holdScript(write: HoldWrite): Script {
+    const { table, idColumn, quotaColumn } = write.quota.options;
+    const { tasks, ledger } = this.store.tables;
+    const s = new ScriptWriter();
+    const id = this.#ident;
+    const only = 'FROM DUAL WHERE @kling_relay_held';
+    s.add(`UPDATE ${id(table)} SET ${id(quotaColumn)} = ${id(quotaColumn)} - ${s.value('amount')} WHERE ${id(idColumn)} = ${s.value('user_id')} AND ${id(quotaColumn)} >= ${s.value('amount')}`);
+    s.add('SET @kling_relay_held = ROW_COUNT() > 0, @kling_relay_host = NULL, @kling_relay_task = NULL');
+    const hostColumns = [...write.host.columns].filter(([logical]) => logical !== 'id');
+    s.add(`INSERT INTO ${id(write.host.name)} (${hostColumns.map(([, physical]) => id(physical)).join(', ')}) SELECT ${hostColumns.map(([logical]) => s.value(`host_${logical}`)).join(', ')} ${only}`);
+    s.add('SET @kling_relay_host = IF(@kling_relay_held, LAST_INSERT_ID(), NULL)');
+    const taskColumns = Object.keys(write.task);
+    const taskValue = (column: string): string =>
+      column === 'host_row_id' ? '@kling_relay_host' : column === 'external_task_id' ? `CONCAT(${s.value('id_before')}, @kling_relay_host, ${s.value('id_after')})` : s.value(`task_${column}`);
+    s.add(`INSERT INTO ${id(tasks)} (${taskColumns.map(id).join(', ')}) SELECT ${taskColumns.map(taskValue).join(', ')} ${only}`);
+    s.add('SET @kling_relay_task = IF(@kling_relay_held, LAST_INSERT_ID(), NULL)');
+    const ledgerColumns = Object.keys(holdLedgerValues(this.store, write, 0));
+    s.add(`INSERT INTO ${id(ledger)} (${ledgerColumns.map(id).join(', ')}) SELECT ${ledgerColumns.map((c) => (c === 'task_id' ? '@kling_relay_task' : s.value(`ledger_${c}`))).join(', ')} ${only}`);
+    s.add('SELECT @kling_relay_held AS held, @kling_relay_host AS host_id, @kling_relay_task AS task_id');
+    return s.script();
+  }
+
+  #acceptScript(host: HostTable, columns: readonly string[], hostColumns: readonly HostColumn[], moved: Partial<NewHostRow>, kept: Partial<NewHostRow>): Script {
+    const { tasks } = this.store.tables;
+    const s = new ScriptWriter();
+    const id = this.#ident;
+    const set = (names: readonly string[]): string => names.map((column) => `${id(column)} = ${s.value(`task_${column}`)}`).join(', ');
+    s.add(`UPDATE ${id(tasks)} SET ${set(columns)} WHERE id = ${s.value('task_id')} AND state = ${s.value('state_pending')}`);
+    s.add('SET @kling_relay_moved = ROW_COUNT() > 0');
+    s.add(`UPDATE ${id(tasks)} SET ${set(['kling_task_id', 'updated_at'])} WHERE id = ${s.value('task_id')} AND NOT @kling_relay_moved`);
+    if (hostColumns.length > 0) {
+      const hostValue = (column: HostColumn, patch: Partial<NewHostRow>, prefix: string): string => (column in patch ? s.value(`${prefix}_${column}`) : id(host.columns.get(column) as string));
+      const assignments = hostColumns.map((column) => `${id(host.columns.get(column) as string)} = IF(@kling_relay_moved, ${hostValue(column, moved, 'moved')}, ${hostValue(column, kept, 'kept')})`);
+      s.add(`UPDATE ${id(host.name)} SET ${assignments.join(', ')} WHERE ${id(host.columns.get('id') ?? 'id')} = ${s.value('host_id')}`);
+    }
+    s.add('SELECT @kling_relay_moved AS moved');
+    return s.script();
+  }
+
+  #run(script: Script, values: Readonly<Record<string, unknown>>): Promise<AnswerRow> {
+    return this.#group.run({ text: script.sql, values: bindings(script, values) });
+  }
+
+  #script(key: string, make: () => Script): Script {
+    let script = this.#scripts.get(key);
+    if (script === undefined) {
+      script = make();
+      this.#scripts.set(key, script);
+    }
+    return script;
+  }
+
+  /** An identifier quoted as knex quotes it for this instance (its `wrapIdentifier` included). */
+  readonly #ident = (name: string): string => this.db.raw('??', [name]).toQuery();
+}
+
+
+/**
+ * Writes a script. Before each statement that writes, the session variable `@kling_relay_step` is
+ * set to its kind and table (`INSERT INTO \`kling_relay_tasks\``): MySQL does not say which
+ * statement of a text failed, and a log line must name it without its values.
+ */
+class ScriptWriter {
+  readonly #statements: string[] = [];
+  readonly #values: string[] = [];
+
+  add(statement: string): void {
+    const writes = /^(?:UPDATE|INSERT INTO) \S+/.exec(statement)?.[0];
+    if (writes !== undefined) {
+      const step = `@kling_relay_step = '${writes}'`;
+      const last = this.#statements.length - 1;
+      const previous = this.#statements[last];
+      if (previous?.startsWith('SET ')) this.#statements[last] = `${previous}, ${step}`;
+      else this.#statements.push(`SET ${step}`);
+    }
+    this.#statements.push(statement);
+  }
+
+  /** A placeholder for the value of this name, in the order the statements use them. */
+  value(name: string): string {
+    this.#values.push(name);
+    return '?';
+  }
+
+  script(): Script {
+    return { sql: this.#statements.join(';\n'), values: [...this.#values] };
+  }
+}
+
+/**
+ * The one connection of the group commit, opened with `multipleStatements`: a group goes out as one
+ * text. A connection that failed (killed, timed out by the server) is replaced at the next group.
+ */
+class OwnConnection implements GroupConnections, GroupConnection {
+  #connection: MysqlConnection | undefined;
+
+  constructor(private readonly connect: () => MysqlConnection) {}
+
+  acquire(): Promise<GroupConnection> {
+    return Promise.resolve(this);
+  }
+
+  release(_connection: GroupConnection, broken: boolean): Promise<void> {
+    if (broken) this.close(true);
+    return Promise.resolve();
+  }
+
+  /**
+   * One text, one round trip. No timer of its own: the server runs a text it received to its end
+   * whatever the client does, so a group is over only when the server says so (or the connection
+   * dies); the submit's own deadline answers the caller meanwhile.
+   */
+  run(statements: readonly (GroupStatement | string)[]): Promise<AnswerRow[]> {
+    const connection = this.#open();
+    const text = statements.map((s) => (typeof s === 'string' ? s : s.text)).join(';\n');
+    const values = statements.flatMap((s) => (typeof s === 'string' ? [] : s.values));
+    // A write's script is several statements, ending with the SELECT of its answer; mysql2 answers
+    // one result per statement then, and a lone control statement's result by itself.
+    const several = statements.length > 1 || typeof statements[0] !== 'string';
+    return new Promise((resolve, reject) => {
+      connection.query(text, values, (error, result) => {
+        if (error) void named(connection, error).then(reject);
+        else resolve(several ? (result as unknown[]).filter((r): r is AnswerRow[] => Array.isArray(r)).map((rows) => rows[0] ?? {}) : []);
+      });
+    });
+  }
+
+  close(broken: boolean): void {
+    const connection = this.#connection;
+    this.#connection = undefined;
+    if (connection === undefined) return;
+    if (broken) connection.destroy();
+    else connection.end(() => undefined);
+  }
+
+  #open(): MysqlConnection {
+    if (this.#connection === undefined) {
+      const connection = this.connect();
+      connection.on('error', () => {
+        if (this.#connection === connection) this.#connection = undefined;
+      });
+      // Like a pool's idle connection, it does not keep the process alive (a host that destroys its
+      // knex instance without relay.close() still exits); a write in flight belongs to a request,
+      // whose socket does.
+      connection.stream?.unref();
+      this.#connection = connection;
+    }
+    return this.#connection;
+  }
+}
+
+/**
+ * The error with its `sql` the statement that failed (the last step a script set), without values:
+ * mysql2's own `sql` is the whole text with the values written into it.
+ */
+function named(connection: MysqlConnection, error: Error): Promise<Error> {
+  return new Promise((resolve) => {
+    connection.query('SELECT @kling_relay_step AS step', [], (failed, rows) => {
+      const step = failed ? undefined : (rows as { step?: unknown }[])[0]?.step;
+      Object.defineProperty(error, 'sql', { value: typeof step === 'string' ? step : undefined, enumerable: false, configurable: true, writable: true });
+      resolve(error);
+    });
+  });
+}
+
+function bindings(script: Script, values: Readonly<Record<string, unknown>>): unknown[] {
+  return script.values.map((name) => {
+    if (!(name in values)) throw new TypeError(`MysqlDirect: no value for "${name}" in ${script.sql}`);
+    return values[name] ?? null;
+  });
+}

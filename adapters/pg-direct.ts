@@ -1,0 +1,256 @@
+import { createHash } from 'node:crypto';
+import type { Knex } from 'knex';
+import type { AcceptWrite, DirectWrites, HoldWrite, PoolClient } from './direct-writes.js';
+import { acceptShape, holdLedgerValues, holdValues, poolClientOf } from './direct-writes.js';
+import { GroupCommit, type AnswerRow, type GroupConnection, type GroupConnections, type GroupStatement } from './group-commit.js';
+import type { HostTable } from './host-table.js';
+import type { RelayStore } from './relay-store.js';
+import type { HostColumn, NewHostRow, RelayTask } from './types.js';
+import { toNumber } from './dialect.js';
+
+/** The parts of a pg client used here. */
+interface PgConnection {
+  query(config: string | { name?: string; text: string; values: unknown[] }): Promise<{ rows: Record<string, unknown>[] }>;
+}
+
+/** A statement and the order of its values. */
+interface Statement {
+  readonly name: string;
+  readonly text: string;
+  readonly values: readonly string[];
+  /** Its CTEs' statements, for naming the one that failed. */
+  readonly parts: readonly { at: number; sql: string }[];
+}
+
+/** A statement as written, with the statements of its CTEs. */
+interface Text {
+  readonly text: string;
+  readonly values: readonly string[];
+  readonly parts: readonly string[];
+}
+
+/** The data-modifying statements of a statement's CTEs, by where each starts in its text. */
+function partsOf(text: string, parts: readonly string[]): { at: number; sql: string }[] {
+  return parts.map((sql) => ({ at: text.indexOf(sql) + 1, sql }));
+}
+
+/**
+ * The CTE a PostgreSQL error came from, without values: the one at the error's position (a
+ * statement PostgreSQL refused), else the one writing the error's table (a constraint), else none.
+ */
+function failedPart(parts: readonly { at: number; sql: string }[], error: { position?: unknown; table?: unknown }): string | undefined {
+  const position = Number(error.position);
+  if (Number.isFinite(position) && position > 0) return parts.filter((part) => part.at <= position).at(-1)?.sql;
+  if (typeof error.table !== 'string') return undefined;
+  const table = error.table;
+  return parts.find((part) => new RegExp(`^(?:INSERT INTO|UPDATE) "?${table}"?\\s`).test(part.sql))?.sql;
+}
+
+/**
+ * The submit's writes on PostgreSQL outside knex's runner, each ONE statement run as a named prepared
+ * statement on a connection of knex's pool:
+ *
+ * - the hold is a chain of data-modifying CTEs: the conditional balance update, then the host row,
+ *   the task row and the ledger's hold row, each inserted `SELECT ... FROM` the step before it, so
+ *   when the balance does not cover the amount the update matches no row and nothing is inserted;
+ * - the write after Kling's answer updates the task while it is pending, else only its Kling id, and
+ *   the host row, as CTEs of one statement.
+ *
+ * The statements of concurrent submits are committed in groups (adapters/group-commit.ts): `BEGIN`,
+ * one statement per write, `COMMIT`, one round trip each. Autocommitted one by one, each hold would
+ * keep its caller's balance row locked until its own commit reached the disk, and the next hold of
+ * that caller would wait for it. Values are cast to their column's type (read once per table from
+ * the catalog): a parameter of `INSERT ... SELECT` has no type of its own. The type is cast without
+ * its length, so a value too long for its column is refused as through knex, not cut.
+ */
+export class PgDirect implements DirectWrites {
+  readonly #group: GroupCommit;
+  readonly #statements = new Map<string, Promise<Statement>>();
+  readonly #types = new Map<string, Promise<Map<string, string>>>();
+
+  private constructor(
+    readonly db: Knex,
+    readonly store: RelayStore,
+    client: PoolClient<PgConnection>,
+  ) {
+    this.#group = new GroupCommit(new PooledConnections(client));
+  }
+
+  /** For a knex instance on pg (not a transaction); undefined for any other database. */
+  static for(db: Knex, store: RelayStore): PgDirect | undefined {
+    const client = poolClientOf<PgConnection>(db, 'pg');
+    return client && new PgDirect(db, store, client);
+  }
+
+  async hold(write: HoldWrite): Promise<RelayTask | undefined> {
+    const { quota, host } = write;
+    const statement = await this.#statement(`hold:${quota.options.table}:${host.name}`, () => this.#holdText(write));
+    const row = await this.#run(statement, holdValues(this.store, write));
+    if (row.id === null || row.id === undefined) return undefined;
+    return { ...write.task, id: toNumber(row.id), host_row_id: String(row.host_row_id), external_task_id: String(row.external_task_id) };
+  }
+
+  async accept(write: AcceptWrite): Promise<boolean> {
+    const shape = acceptShape(write);
+    const statement = await this.#statement(shape.key, () => this.#acceptText(write.host, shape.columns, shape.hostColumns, shape.moved, shape.kept));
+    const row = await this.#run(statement, shape.values);
+    return row.moved === true;
+  }
+
+  async #holdText(write: HoldWrite): Promise<Text> {
+    const { quota, host } = write;
+    const { table, idColumn, quotaColumn } = quota.options;
+    const { tasks, ledger } = this.store.tables;
+    const p = new Parameters();
+    const users = await this.#typesOf(table);
+    const hostTypes = await this.#typesOf(host.name);
+    const taskTypes = await this.#typesOf(tasks);
+    const ledgerTypes = await this.#typesOf(ledger);
+    const id = this.#ident;
+    const amount = p.cast('amount', users, quotaColumn);
+    const held = `UPDATE ${id(table)} SET ${id(quotaColumn)} = ${id(quotaColumn)} - ${amount} WHERE ${id(idColumn)} = ${p.cast('user_id', users, idColumn)} AND ${id(quotaColumn)} >= ${amount} RETURNING 1`;
+    const hostColumns = [...host.columns].filter(([logical]) => logical !== 'id');
+    const hostRow = `INSERT INTO ${id(host.name)} (${hostColumns.map(([, physical]) => id(physical)).join(', ')}) SELECT ${hostColumns.map(([logical, physical]) => p.cast(`host_${logical}`, hostTypes, physical)).join(', ')} FROM held RETURNING ${id(host.columns.get('id') ?? 'id')}::text AS id`;
+    const taskColumns = Object.keys(write.task);
+    const taskValue = (column: string): string =>
+      column === 'host_row_id' ? 'host_row.id' : column === 'external_task_id' ? `${p.text('id_before')} || host_row.id || ${p.text('id_after')}` : p.cast(`task_${column}`, taskTypes, column);
+    const task = `INSERT INTO ${id(tasks)} (${taskColumns.map(id).join(', ')}) SELECT ${taskColumns.map(taskValue).join(', ')} FROM host_row RETURNING id, host_row_id, external_task_id`;
+    const ledgerColumns = Object.keys(holdLedgerValues(this.store, write, 0));
+    const ledgerValue = (column: string): string => (column === 'task_id' ? 'task.id' : p.cast(`ledger_${column}`, ledgerTypes, column));
+    const ledgerRow = `INSERT INTO ${id(ledger)} (${ledgerColumns.map(id).join(', ')}) SELECT ${ledgerColumns.map(ledgerValue).join(', ')} FROM task RETURNING 1`;
+    return {
+      // One row whether or not the balance covered the amount: its id is NULL when it did not.
+      text: `WITH held AS (${held}), host_row AS (${hostRow}), task AS (${task}), ledger_row AS (${ledgerRow}) SELECT task.id, task.host_row_id, task.external_task_id FROM (SELECT 1) AS one LEFT JOIN task ON true`,
+      values: p.names,
+      parts: [held, hostRow, task, ledgerRow],
+    };
+  }
+
+  async #acceptText(host: HostTable, columns: readonly string[], hostColumns: readonly HostColumn[], moved: Partial<NewHostRow>, kept: Partial<NewHostRow>): Promise<Text> {
+    const { tasks } = this.store.tables;
+    const p = new Parameters();
+    const taskTypes = await this.#typesOf(tasks);
+    const hostTypes = await this.#typesOf(host.name);
+    const id = this.#ident;
+    const set = (names: readonly string[]): string => names.map((column) => `${id(column)} = ${p.cast(`task_${column}`, taskTypes, column)}`).join(', ');
+    const taskId = p.cast('task_id', taskTypes, 'id');
+    const movedTask = `UPDATE ${id(tasks)} SET ${set(columns)} WHERE id = ${taskId} AND state = ${p.cast('state_pending', taskTypes, 'state')} RETURNING 1`;
+    const keptTask = `UPDATE ${id(tasks)} SET ${set(['kling_task_id', 'updated_at'])} WHERE id = ${taskId} AND NOT EXISTS (SELECT 1 FROM moved) RETURNING 1`;
+    const parts = [`moved AS (${movedTask})`, `kept AS (${keptTask})`];
+    const statements = [movedTask, keptTask];
+    if (hostColumns.length > 0) {
+      const hostValue = (column: HostColumn, patch: Partial<NewHostRow>, prefix: string): string => {
+        const physical = host.columns.get(column) as string;
+        return column in patch ? p.cast(`${prefix}_${column}`, hostTypes, physical) : id(physical);
+      };
+      const assignments = hostColumns.map((column) => `${id(host.columns.get(column) as string)} = CASE WHEN EXISTS (SELECT 1 FROM moved) THEN ${hostValue(column, moved, 'moved')} ELSE ${hostValue(column, kept, 'kept')} END`);
+      const hostId = host.columns.get('id') ?? 'id';
+      const hostUpdate = `UPDATE ${id(host.name)} SET ${assignments.join(', ')} WHERE ${id(hostId)} = ${p.cast('host_id', hostTypes, hostId)} RETURNING 1`;
+      parts.push(`host_row AS (${hostUpdate})`);
+      statements.push(hostUpdate);
+    }
+    return { text: `WITH ${parts.join(', ')} SELECT EXISTS (SELECT 1 FROM moved) AS moved`, values: p.names, parts: statements };
+  }
+
+  /** A statement made once per key; its name is its text's hash, so a connection prepares it once. */
+  #statement(key: string, make: () => Promise<Omit<Statement, 'name' | 'parts'> & { parts: readonly string[] }>): Promise<Statement> {
+    let statement = this.#statements.get(key);
+    if (statement === undefined) {
+      statement = make().then(({ text, values, parts }) => ({ name: `kling_relay_${createHash('sha256').update(text).digest('hex').slice(0, 32)}`, text, values, parts: partsOf(text, parts) }));
+      // A failure (a table not there yet) is not kept: the next call tries again.
+      statement.catch(() => this.#statements.delete(key));
+      this.#statements.set(key, statement);
+    }
+    return statement;
+  }
+
+  #run(statement: Statement, values: Readonly<Record<string, unknown>>): Promise<AnswerRow> {
+    const bound = statement.values.map((name) => {
+      if (!(name in values)) throw new TypeError(`PgDirect: no value for "${name}" in ${statement.text}`);
+      return values[name] ?? null;
+    });
+    return this.#group.run({ name: statement.name, text: statement.text, values: bound, failed: (error) => failedPart(statement.parts, error as { position?: unknown; table?: unknown }) });
+  }
+
+  /** Each column's type without its length (`character varying`, `bigint`), read once per table. */
+  #typesOf(table: string): Promise<Map<string, string>> {
+    let types = this.#types.get(table);
+    if (types === undefined) {
+      types = this.db
+        .raw('SELECT attname AS name, format_type(atttypid, NULL) AS type FROM pg_attribute WHERE attrelid = to_regclass(?) AND attnum > 0 AND NOT attisdropped', [this.#ident(table)])
+        .then((result: { rows: { name: string; type: string }[] }) => {
+          if (result.rows.length === 0) throw new Error(`PgDirect: table ${table} not found`);
+          return new Map(result.rows.map((row) => [row.name, row.type]));
+        });
+      types.catch(() => this.#types.delete(table));
+      this.#types.set(table, types);
+    }
+    return types;
+  }
+
+  /** An identifier quoted as knex quotes it for this instance (its `wrapIdentifier` included). */
+  readonly #ident = (name: string): string => this.db.raw('??', [name]).toQuery();
+}
+
+/** A connection of knex's pool for each group; one that failed past its rollback is marked for knex to drop. */
+class PooledConnections implements GroupConnections {
+  readonly #connections = new WeakMap<GroupConnection, PgConnection>();
+
+  constructor(private readonly client: PoolClient<PgConnection>) {}
+
+  async acquire(): Promise<GroupConnection> {
+    const connection = await this.client.acquireConnection();
+    const group: GroupConnection = { run: (statements) => runInOrder(connection, statements) };
+    this.#connections.set(group, connection);
+    return group;
+  }
+
+  async release(group: GroupConnection, broken: boolean): Promise<void> {
+    const connection = this.#connections.get(group);
+    if (connection === undefined) return;
+    // knex's pool validates a connection before handing it out again, and drops one marked so.
+    if (broken) (connection as { __knex__disposed?: unknown }).__knex__disposed = new Error('a group commit failed past its rollback');
+    await this.client.releaseConnection(connection);
+  }
+}
+
+/** The error with its `sql` the failing CTE's statement (placeholders, no values), as knex's errors name theirs. */
+function named(error: unknown, statement: GroupStatement): unknown {
+  const sql = typeof error === 'object' && error !== null ? statement.failed?.(error) : undefined;
+  if (sql !== undefined) Object.defineProperty(error, 'sql', { value: sql, enumerable: false, configurable: true, writable: true });
+  return error;
+}
+
+/** The statements one after the other (node-postgres sends the next once the previous answered). */
+async function runInOrder(connection: PgConnection, statements: readonly (GroupStatement | string)[]): Promise<AnswerRow[]> {
+  const rows: AnswerRow[] = [];
+  for (const statement of statements) {
+    if (typeof statement === 'string') await connection.query(statement);
+    else rows.push((await connection.query({ name: statement.name, text: statement.text, values: [...statement.values] }).catch((error: unknown) => Promise.reject(named(error, statement)))).rows[0] ?? {});
+  }
+  return rows;
+}
+
+/** The numbered parameters of a statement being written, one per name however often it is used. */
+class Parameters {
+  readonly names: string[] = [];
+
+  /**
+   * `$n::type` of the column's type; `$n` alone for a column the table does not have, which
+   * PostgreSQL then refuses by name (42703), as it would through knex.
+   */
+  cast(name: string, types: ReadonlyMap<string, string>, column: string): string {
+    const type = types.get(column);
+    return type === undefined ? this.#number(name) : `${this.#number(name)}::${type}`;
+  }
+
+  text(name: string): string {
+    return `${this.#number(name)}::text`;
+  }
+
+  #number(name: string): string {
+    let index = this.names.indexOf(name);
+    if (index < 0) index = this.names.push(name) - 1;
+    return `$${index + 1}`;
+  }
+}

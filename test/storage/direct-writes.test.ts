@@ -1,0 +1,139 @@
+import { expect } from 'chai';
+import type { Knex } from 'knex';
+import type { DirectWrites, HoldWrite } from '../../adapters/direct-writes.js';
+import { HostTable } from '../../adapters/host-table.js';
+import { MysqlDirect } from '../../adapters/mysql-direct.js';
+import { PgDirect } from '../../adapters/pg-direct.js';
+import { KnexQuotaStore } from '../../adapters/quota-store.js';
+import { isUniqueViolation, RelayStore } from '../../adapters/relay-store.js';
+import type { NewRelayTask } from '../../adapters/types.js';
+import { finish } from '../../lib/task/life.js';
+import { KnexTaskStorage } from '../../lib/task/knex-storage.js';
+import { silentLogger } from '../../lib/logger.js';
+import { testDatabases } from '../support/databases.js';
+import { checkAndClose, startHarness, type Harness } from '../support/harness.js';
+
+const HOLD = 25_000;
+
+/** The direct writes of a server database (SQLite has its own, tested in sqlite-direct.test.ts). */
+function directWritesFor(db: Knex, store: RelayStore): DirectWrites {
+  const direct = MysqlDirect.for(db, store) ?? PgDirect.for(db, store);
+  if (!direct) throw new Error('no direct writes for this database');
+  return direct;
+}
+
+for (const database of testDatabases().filter((d) => d.name !== 'sqlite')) {
+  describe(`adapters/${database.name === 'mysql' ? 'mysql' : 'pg'}-direct: the submit's writes on ${database.name} without knex's runner`, function () {
+    let h: Harness;
+    let direct: DirectWrites;
+    const store = new RelayStore();
+    const host = new HostTable({ name: 'videos' }, 'video');
+    const quota = new KnexQuotaStore();
+
+    beforeEach(async () => {
+      h = await startHarness(database);
+      direct = directWritesFor(h.db, store);
+    });
+    afterEach(async () => {
+      direct.close?.();
+      await checkAndClose(h);
+    });
+
+    function holdOf(userId: number, amount = HOLD, clientTaskId: string | null = null): HoldWrite {
+      const now = Date.now();
+      const user = String(userId);
+      const task: NewRelayTask = {
+        external_task_id: '', client_task_id: clientTaskId, request_hash: clientTaskId === null ? null : 'hash', kling_task_id: null, account_id: 'main',
+        endpoint: '/v1/videos/text2video', request_type: 'text2video', table_kind: 'video', host_row_id: '', user_id: user, state: 'pending', billing: 'hold',
+        hold_quota: amount, charge_quota: null, model: 'kling-v1', slots: 1, pricing: '{}', status_msg: null, result: null, deductions: null, kling_created_at: null,
+        kling_updated_at: null, client_callback_url: null, lease_owner: null, lease_until: null, next_check_at: now + 60_000, check_count: 0, checked_at: null,
+        created_at: now, updated_at: now,
+      };
+      const hostRow = { task_id: '', user_id: user, username: 'u', channel_id: 'main', model: 'kling-v1', provider: 'kling', type: 'text2video', status: '', quota: amount, mode: 'std', duration: 5, result: '', fail_reason: '', created_at: 1, updated_at: 1 };
+      return { quota, host, userId: user, amount, hostRow, task, externalId: { before: 'kr-video-', after: `-${Math.random().toString(16).slice(2, 14)}` } };
+    }
+
+    it('holds: the balance, the host row, the task row with the host row id in its external id, and the ledger hold, committed', async () => {
+      const user = await h.user(100_000);
+      const task = await direct.hold(holdOf(user));
+      expect(task).to.not.equal(undefined);
+      const [row] = await h.rows('videos');
+      expect(task?.host_row_id).to.equal(String(row?.id));
+      expect(task?.external_task_id).to.match(new RegExp(`^kr-video-${String(row?.id)}-[0-9a-f]+$`));
+      const [stored] = await h.tasks();
+      expect([Number(stored?.id), stored?.external_task_id, stored?.host_row_id, stored?.state]).to.deep.equal([task?.id, task?.external_task_id, task?.host_row_id, 'pending']);
+      expect((await h.ledger()).map((l) => [Number(l.task_id), l.kind, Number(l.amount)])).to.deep.equal([[task?.id, 'hold', -HOLD]]);
+      expect(Number(row?.quota)).to.equal(HOLD);
+      expect(await h.balance(user)).to.equal(100_000 - HOLD);
+    });
+
+    it('refuses a hold the balance does not cover and leaves nothing behind', async () => {
+      const user = await h.user(HOLD - 1);
+      expect(await direct.hold(holdOf(user))).to.equal(undefined);
+      expect([await h.rows('videos'), await h.tasks(), await h.ledger()]).to.deep.equal([[], [], []]);
+      expect(await h.balance(user)).to.equal(HOLD - 1);
+    });
+
+    it('holds an amount of 0 when the balance is not negative', async () => {
+      const user = await h.user(0);
+      const task = await direct.hold(holdOf(user, 0));
+      expect(task?.hold_quota).to.equal(0);
+      expect((await h.ledger()).map((l) => Number(l.amount))).to.deep.equal([0]);
+      expect(await h.balance(user)).to.equal(0);
+    });
+
+    it('gives a burst of 50 holds with a balance for 20 exactly 20 tasks, 20 ledger holds, 20 host rows and a balance of 0', async () => {
+      const user = await h.user(20 * HOLD);
+      const answers = await Promise.all(Array.from({ length: 50 }, () => direct.hold(holdOf(user))));
+      const held = answers.filter((task) => task !== undefined);
+      expect(held).to.have.length(20);
+      expect(await h.balance(user)).to.equal(0);
+      const tasks = await h.tasks();
+      const ledger = await h.ledger();
+      expect(tasks.map((t) => Number(t.id)).sort((a, b) => a - b)).to.deep.equal(held.map((t) => t?.id).sort((a, b) => Number(a) - Number(b)));
+      expect(ledger.filter((l) => l.kind === 'hold').map((l) => Number(l.task_id)).sort((a, b) => a - b)).to.deep.equal(tasks.map((t) => Number(t.id)).sort((a, b) => a - b));
+      expect((await h.rows('videos')).map((r) => String(r.id)).sort()).to.deep.equal(tasks.map((t) => String(t.host_row_id)).sort());
+    });
+
+    it('refuses only the write that fails inside a group: a duplicate external_task_id undoes its own hold and rows, not the others', async () => {
+      const user = await h.user(10 * HOLD);
+      const first = await direct.hold(holdOf(user, HOLD, 'mine-1'));
+      // Three together, in one group: the middle one repeats the caller's external_task_id.
+      const answers = await Promise.allSettled([direct.hold(holdOf(user, HOLD, 'mine-2')), direct.hold(holdOf(user, HOLD, 'mine-1')), direct.hold(holdOf(user, HOLD, 'mine-3'))]);
+      expect(answers.map((a) => a.status)).to.deep.equal(['fulfilled', 'rejected', 'fulfilled']);
+      expect(isUniqueViolation((answers[1] as PromiseRejectedResult).reason)).to.equal(true);
+      const tasks = await h.tasks();
+      expect(tasks.map((t) => t.client_task_id).sort()).to.deep.equal(['mine-1', 'mine-2', 'mine-3']);
+      expect(tasks.find((t) => t.client_task_id === 'mine-1')?.id).to.satisfy((id: unknown) => Number(id) === first?.id);
+      expect(await h.rows('videos')).to.have.length(3);
+      expect((await h.ledger()).filter((l) => l.kind === 'hold')).to.have.length(3);
+      expect(await h.balance(user)).to.equal(7 * HOLD);
+    });
+
+    it("records Kling's answer on a pending task and its host row, and only the Kling id once a final transition came first", async () => {
+      const user = await h.user(10 * HOLD);
+      const accept = (id: number, hostRowId: string, klingTaskId: string): Promise<boolean> => {
+        const now = Date.now();
+        return direct.accept({
+          host, taskId: id, hostRowId,
+          patch: { kling_task_id: klingTaskId, state: 'submitted', kling_created_at: now, kling_updated_at: now, next_check_at: now + 1000, updated_at: now },
+          hostPatch: (moved) => (moved ? { task_id: klingTaskId, status: 'submitted', updated_at: 7 } : { task_id: klingTaskId }),
+        });
+      };
+      const a = await direct.hold(holdOf(user));
+      const b = await direct.hold(holdOf(user));
+      if (!a || !b) throw new Error('both holds should pass');
+      expect(await accept(a.id, a.host_row_id, 'kling-a')).to.equal(true);
+      // b is settled before its answer is recorded (a callback overtook the submit).
+      const storage = new KnexTaskStorage({ db: h.db, store, hosts: { video: host, image: new HostTable({ name: 'images' }, 'image') }, quota });
+      const deps = { storage, db: h.db, store, quotaPerUnit: 500_000, logger: silentLogger };
+      expect(await finish(deps, b.id, { status: 'succeed', result: { videos: [] } })).to.equal(true);
+      expect(await accept(b.id, b.host_row_id, 'kling-b')).to.equal(false);
+      const tasks = await h.tasks();
+      const rows = await h.rows('videos');
+      expect(tasks.map((t) => [t.kling_task_id, t.state])).to.deep.equal([['kling-a', 'submitted'], ['kling-b', 'succeed']]);
+      expect(rows.map((r) => [r.task_id, r.status])).to.deep.equal([['kling-a', 'submitted'], ['kling-b', 'succeed']]);
+      expect(Number(rows[0]?.updated_at)).to.equal(7);
+    });
+  });
+}
