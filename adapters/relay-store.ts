@@ -51,6 +51,7 @@ const TASK_COLUMN_SET: Record<keyof RelayTask, true> = {
   hold_quota: true,
   charge_quota: true,
   model: true,
+  slots: true,
   pricing: true,
   status_msg: true,
   result: true,
@@ -82,7 +83,7 @@ function ledgerRow(entry: NewLedgerRow): Record<string, unknown> {
   };
 }
 
-const NUMBER_COLUMNS = new Set<string>(['id', 'hold_quota', 'check_count', 'created_at', 'updated_at']);
+const NUMBER_COLUMNS = new Set<string>(['id', 'hold_quota', 'slots', 'check_count', 'created_at', 'updated_at']);
 const NULLABLE_NUMBER_COLUMNS = new Set<string>(['charge_quota', 'kling_created_at', 'kling_updated_at', 'lease_until', 'next_check_at', 'checked_at']);
 const STRING_COLUMNS = new Set<string>(['host_row_id', 'user_id']);
 
@@ -186,6 +187,7 @@ export class RelayStore {
       t.bigInteger('hold_quota').notNullable().defaultTo(0);
       t.bigInteger('charge_quota').nullable();
       t.string('model', 191).notNullable().defaultTo('');
+      t.integer('slots').notNullable().defaultTo(1);
       t.string('pricing', 191).notNullable().defaultTo('');
       t.text('status_msg').nullable();
       // MySQL's TEXT stops at 64 KB; a task_result with many URLs can pass that.
@@ -208,6 +210,7 @@ export class RelayStore {
     });
     await addColumnIfAbsent(db, this.tables.tasks, 'request_hash', (t) => void t.string('request_hash', 64).nullable());
     await addColumnIfAbsent(db, this.tables.tasks, 'deductions', (t) => void t.text('deductions').nullable());
+    await addColumnIfAbsent(db, this.tables.tasks, 'slots', (t) => void t.integer('slots').notNullable().defaultTo(1));
     await createTableIfAbsent(db, this.tables.ledger, (t) => {
       t.increments('id').primary();
       t.integer('task_id').notNullable();

@@ -176,6 +176,11 @@ export interface RelayTask {
   /** Final charge once settled; null before. */
   charge_quota: number | null;
   model: string;
+  /**
+   * The concurrency slots the task holds at Kling while it runs: 1 for a video task, one per image
+   * for an image task, 0 for a synchronous call.
+   */
+  slots: number;
   /** How the hold was priced, JSON `{"type": "per_second", "unit": 0.001}`: the settle recomputes the charge from it. */
   pricing: string;
   /** Kling's task_status_msg. */

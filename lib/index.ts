@@ -29,6 +29,7 @@ import { SqliteTaskStorage } from './task/sqlite-storage.js';
 import { ServerTaskStorage } from './task/server-storage.js';
 import type { TaskStorage, TaskStorageParts } from './task/storage.js';
 import { AccountPool } from './upstream/accounts.js';
+import { SlotBoard } from './dispatch/slots.js';
 import { loggableError } from './loggable-error.js';
 import { KlingClient } from './upstream/client.js';
 import { createValidator } from './validation/validator.js';
@@ -110,6 +111,7 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
   const prices = new PriceBook(loadPricingRules(config.pricing));
   prices.prepare(registry.entries.map((e) => e.type));
   const accounts = new AccountPool(config.accounts);
+  const slots = new SlotBoard(config.accounts);
   const logger = config.logger ?? defaultLogger();
   const client = new KlingClient({ accounts, timeoutMs: config.upstreamTimeoutMs, logger, ...(config.fetch ? { fetch: config.fetch } : {}) });
   let quota: QuotaStore;
@@ -134,6 +136,7 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
     store,
     storage: taskStorage({ db: config.db, store, hosts, quota, notices, onTransition: config.onTransition }),
     accounts,
+    slots,
     client,
     logger,
     db: config.db,

@@ -5,6 +5,7 @@ import type { HostTableOptions, QuotaStore, Billing, TransitionHook } from '../a
 import { composeHooks, PROFILE_DEFAULTS, PROFILES, type ProfileName } from './profiles.js';
 import type { KnexQuotaStoreOptions } from '../adapters/quota-store.js';
 import { KlingRelayConfigError } from './errors.js';
+import { concurrencyProblem } from './dispatch/caps.js';
 import type { KlingAccountInit } from './upstream/accounts.js';
 import type { FetchLike, Logger } from './upstream/client.js';
 import type { PriceList, PricingRule } from './pricing/rules.js';
@@ -277,6 +278,10 @@ export function normalizeOptions(options: unknown, env: NodeJS.ProcessEnv = proc
     fail('accounts', 'no Kling account: pass accounts: [{ id, apiKey }] or [{ id, accessKey, secretKey }], or set KLING_API_KEY (or KLING_ACCESS_KEY and KLING_SECRET_KEY).');
   }
   if (!Array.isArray(accounts) || accounts.length === 0) fail('accounts', 'must be a non-empty array of { id, apiKey, baseUrl?, weight? } or { id, accessKey, secretKey, baseUrl?, weight? }.');
+  accounts.forEach((account: unknown, index) => {
+    const problem = concurrencyProblem((account as { concurrency?: unknown } | null)?.concurrency);
+    if (problem) fail('accounts', `accounts[${index}].concurrency ${problem}.`);
+  });
 
   const callbackUrl = o.callbackUrl ?? callbackUrlFromEnv(env);
   if (typeof callbackUrl !== 'string') fail('callbackUrl', 'missing: pass the absolute URL where you route relay.callback, or set KLING_CALLBACK_URL (or KLING_CALLBACK_DOMAIN).');

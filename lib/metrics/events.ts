@@ -29,6 +29,16 @@ export interface RelayEventMap {
   refunded: [TaskEventBase & { amount: number }];
   /** A Kling callback for a known task, with the delay since Kling's `updated_at` (undefined when it sent none). */
   callback: [{ taskId: number; externalTaskId: string; status: string | undefined; delayMs: number | undefined }];
+  /**
+   * Kling refused a create for its account's sake before accepting anything, and the task moved to
+   * another account (same task row and hold): `code` is Kling's (1303 over concurrency, 1100-1103 or
+   * 1304 an account problem).
+   */
+  failover: [{ taskId: number; userId: string; from: string; to: string; code: number }];
+  /** Kling answered a create with 1303: the account's slots for this model version and pack type were full at Kling while the relay ran `inUse` there. */
+  concurrencyRefused: [{ accountId: string; model: string; pack: 'video' | 'image'; inUse: number }];
+  /** Kling refused an account (arrears, exhausted packs, no permission, IP): it takes no new tasks for a while. Once per setting aside. */
+  accountSetAside: [{ accountId: string; code: number }];
   /** One reconciler pass finished. */
   reconcile: [ReconcileReport & { durationMs: number }];
 }

@@ -62,6 +62,9 @@ export async function attachPrometheus(events: RelayEvents, given?: MetricsRegis
   const passes = counter('kling_relay_reconcile_passes_total', 'Reconciler passes.', []);
   const passTasks = counter('kling_relay_reconcile_tasks_total', 'Tasks the reconciler looked at, by what came of them.', ['outcome']);
   const passSeconds = histogram('kling_relay_reconcile_duration_seconds', 'Duration of one reconciler pass.', [], PASS_BUCKETS);
+  const failovers = counter('kling_relay_failovers_total', 'Creates Kling refused for the account, moved to another account before acceptance, by accounts and Kling code.', ['from', 'to', 'code']);
+  const refusals = counter('kling_relay_concurrency_refusals_total', "Creates Kling refused with 1303 (over the account's concurrency), by account and model version.", ['account', 'model']);
+  const setAside = counter('kling_relay_accounts_set_aside_total', 'Accounts set aside after Kling refused them (arrears, exhausted packs, no permission), by account and Kling code.', ['account', 'code']);
   const clientCallbacks = counter('kling_relay_client_callback_attempts_total', "Attempts to deliver notices to callers' callback URLs, by outcome (delivered, retrying, gave_up).", ['outcome']);
 
   events.on('submitted', (e) => {
@@ -74,6 +77,9 @@ export async function attachPrometheus(events: RelayEvents, given?: MetricsRegis
   });
   events.on('failed', (e) => failed.inc({ type: e.type }));
   events.on('refunded', (e) => refunded.inc({ type: e.type }, e.amount));
+  events.on('failover', (e) => failovers.inc({ from: e.from, to: e.to, code: String(e.code) }));
+  events.on('concurrencyRefused', (e) => refusals.inc({ account: e.accountId, model: e.model }));
+  events.on('accountSetAside', (e) => setAside.inc({ account: e.accountId, code: String(e.code) }));
   events.on('callback', (e) => {
     const status = e.status ?? 'unknown';
     callbacks.inc({ status });

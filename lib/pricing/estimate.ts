@@ -72,7 +72,8 @@ export function switchValue(value: unknown): 'on' | 'off' {
   return 'on';
 }
 
-function imageCount(entry: RegistryEntry, body: Record<string, unknown>): number {
+/** The images a request makes: a series' amount (its most when Kling chooses), else the count field, default 1. */
+export function imageCount(entry: RegistryEntry, body: Record<string, unknown>): number {
   if (entry.series && fieldValue(body, entry.series.field) === entry.series.value) {
     const n = Number(fieldValue(body, entry.series.count));
     if (Number.isInteger(n) && n > 0) return n;

@@ -1,4 +1,5 @@
 import type { RelayStore } from '../../adapters/relay-store.js';
+import type { SlotBoard } from '../dispatch/slots.js';
 import type { Configuration } from '../options.js';
 import type { PriceBook } from '../pricing/rules.js';
 import type { Registry } from '../registry/types.js';
@@ -15,6 +16,8 @@ export interface RelayContext extends TaskLifeDeps {
   prices: PriceBook;
   store: RelayStore;
   accounts: AccountPool;
+  /** The concurrency caps in force per account and model version. */
+  slots: SlotBoard;
   client: KlingClient;
   logger: Logger;
 }

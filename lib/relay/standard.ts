@@ -40,11 +40,21 @@ export function takeClientIds(entry: RegistryEntry, body: Json): ClientIdsInBody
   return { taskId, callbackUrl };
 }
 
-/** Puts the relay's own external_task_id and callback URL where Kling reads them for this family. */
-export function putRelayIds(entry: RegistryEntry, body: Json, externalTaskId: string, callbackUrl: string): void {
-  const holder = idHolder(entry, body);
+/**
+ * A copy of the body with the relay's own external_task_id and callback URL where Kling reads them for
+ * this family; the body itself is left as it is (a create moved to another account gets another URL).
+ */
+export function withRelayIds(entry: RegistryEntry, body: Json, externalTaskId: string, callbackUrl: string): Json {
+  const copy = isObject(body.options) ? { ...body, options: { ...body.options } } : { ...body };
+  const holder = idHolder(entry, copy);
   holder.external_task_id = externalTaskId;
   holder.callback_url = callbackUrl;
+  return copy;
+}
+
+/** Whether an account can serve the entry: any for the v1 family, those with an API key for the standard family. */
+export function servesFamily(entry: RegistryEntry): (account: KlingAccount) => boolean {
+  return entry.family === 'v1' ? () => true : (account) => account.apiKey !== undefined;
 }
 
 /** An account weighted pick among those that authenticate with an API key, or undefined when none does. */

@@ -6,6 +6,9 @@ import { accept, checkAgainAt, finish, hold } from '../task/life.js';
 import { fetchKlingTask, type KlingTaskObject } from '../task/observe.js';
 import type { ExternalIdParts, HoldPlan } from '../task/storage.js';
 import { reportedDeductions } from '../completion/deductions.js';
+import { accountWithFreeSlot } from '../dispatch/choose.js';
+import { sendCreate } from '../dispatch/send.js';
+import { type SlotNeed, slotNeed } from '../dispatch/slots.js';
 import { taskCallbackUrl } from '../completion/token.js';
 import { isUniqueViolation } from '../../adapters/dialect.js';
 import { RelayHttpError } from '../errors.js';
@@ -13,7 +16,7 @@ import type { Caller } from '../options.js';
 import { quote, type PriceQuote } from '../pricing/estimate.js';
 import type { RegistryEntry } from '../registry/types.js';
 import type { KlingAccount } from '../upstream/accounts.js';
-import { UpstreamError, type KlingReply } from '../upstream/client.js';
+import type { KlingReply, UpstreamError } from '../upstream/client.js';
 import { isAccountProblem, isTaskNotFound, toRelayError } from '../upstream/errors.js';
 import { isJsonRequest, queryInput, readJsonBody } from './body.js';
 import { loggableError } from '../loggable-error.js';
@@ -22,7 +25,7 @@ import { withinDeadline } from './deadline.js';
 import { taskObject } from '../task/task-object.js';
 import { identifyCaller } from './caller.js';
 import { sendJson, sendSuccess } from './respond.js';
-import { accountFor, createAnswerOf, createdTask, putRelayIds, shownStandardCreate, takeClientIds } from './standard.js';
+import { accountFor, createAnswerOf, createdTask, servesFamily, shownStandardCreate, takeClientIds, withRelayIds } from './standard.js';
 
 /** The ids at a refers_to path (`a.b`, `a[].b`), each with its JSON pointer in the body. */
 function idsAt(value: unknown, path: string, pointer = ''): [string, string][] {
@@ -42,16 +45,16 @@ function idsAt(value: unknown, path: string, pointer = ''): [string, string][] {
  * session), else any. A resource another caller created is refused as if the relay did not know it,
  * before anything is held.
  */
-async function chooseAccount(ctx: RelayContext, entry: RegistryEntry, body: Record<string, unknown>, caller: Caller): Promise<KlingAccount> {
+async function chooseAccount(ctx: RelayContext, entry: RegistryEntry, body: Record<string, unknown>, caller: Caller, need: SlotNeed): Promise<{ account: KlingAccount; pinned: boolean }> {
   const named = entry.refersTo.flatMap((path) => idsAt(body, path));
   if (named.length > 0) {
     const { account: owner, foreign } = await ctx.store.accountForResources(ctx.db, named.map(([id]) => id), String(caller.id));
     const at = named.find(([id]) => id === foreign)?.[1];
     if (at !== undefined) throw new RelayHttpError(400, 1201, `invalid request: ${at} is not a resource of yours`, { errors: [{ path: at, message: 'is not a resource of yours' }] });
     const account = owner === undefined ? undefined : ctx.accounts.get(owner);
-    if (account) return accountFor(entry, ctx.accounts, account);
+    if (account) return { account: accountFor(entry, ctx.accounts, account), pinned: true };
   }
-  return accountFor(entry, ctx.accounts, undefined);
+  return { account: (await accountWithFreeSlot(ctx, need, new Set(), servesFamily(entry))) ?? accountFor(entry, ctx.accounts, undefined), pinned: false };
 }
 
 /** A new task's external_task_id is `before` + its host row's id + `after`. */
@@ -89,7 +92,7 @@ function newHostRow(entry: RegistryEntry, caller: Caller, account: KlingAccount,
   };
 }
 
-function newTask(ctx: RelayContext, entry: RegistryEntry, caller: Caller, account: KlingAccount, price: PriceQuote, client: ClientIds, externalId: ExternalIdParts, hostRowId: string, now: number): NewRelayTask {
+function newTask(ctx: RelayContext, entry: RegistryEntry, caller: Caller, account: KlingAccount, price: PriceQuote, client: ClientIds, slots: number, externalId: ExternalIdParts, hostRowId: string, now: number): NewRelayTask {
   return {
     external_task_id: `${externalId.before}${hostRowId}${externalId.after}`,
     client_task_id: client.taskId,
@@ -106,6 +109,7 @@ function newTask(ctx: RelayContext, entry: RegistryEntry, caller: Caller, accoun
     hold_quota: price.quota,
     charge_quota: null,
     model: price.model,
+    slots,
     pricing: JSON.stringify(price.terms),
     status_msg: null,
     result: null,
@@ -125,7 +129,7 @@ function newTask(ctx: RelayContext, entry: RegistryEntry, caller: Caller, accoun
 }
 
 /** The hold of a new task: its host row and relay row, and the quota it takes or needs. */
-function holdPlan(ctx: RelayContext, entry: RegistryEntry, caller: Caller, account: KlingAccount, price: PriceQuote, client: ClientIds, facts: HostWriteFacts): HoldPlan {
+function holdPlan(ctx: RelayContext, entry: RegistryEntry, caller: Caller, account: KlingAccount, price: PriceQuote, client: ClientIds, slots: number, facts: HostWriteFacts): HoldPlan {
   const now = Date.now();
   const externalId = externalIdAround(entry.table);
   return {
@@ -134,7 +138,7 @@ function holdPlan(ctx: RelayContext, entry: RegistryEntry, caller: Caller, accou
     billing: ctx.config.billing,
     amount: price.quota,
     row: newHostRow(entry, caller, account, price, Math.floor(now / 1000)),
-    task: (hostRowId) => newTask(ctx, entry, caller, account, price, client, externalId, hostRowId, now),
+    task: (hostRowId) => newTask(ctx, entry, caller, account, price, client, slots, externalId, hostRowId, now),
     externalId,
     facts,
     now,
@@ -286,12 +290,13 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
     const first = await ctx.store.findByClientId(ctx.db, String(caller.id), clientTaskId);
     if (first) return answerResent(ctx, res, first, hash, requestId);
   }
-  const account = await chooseAccount(ctx, entry, kling, caller);
+  const need = slotNeed(entry, kling, priced.quote.model);
+  const { account, pinned } = await chooseAccount(ctx, entry, kling, caller, need);
   // A hold that commits after the client got its 503 is never sent to Kling: it is refunded at once
   // (or by the reconciler, which finds that Kling never got the task).
   let task: RelayTask;
   try {
-    task = await withinDeadline(hold(ctx, holdPlan(ctx, entry, caller, account, priced.quote, { taskId: clientTaskId, callbackUrl: clientCallbackUrl, requestHash: hash }, { requestedCount: requestedCount(kling) })), ctx.config.dbTimeoutMs, (late) => {
+    task = await withinDeadline(hold(ctx, holdPlan(ctx, entry, caller, account, priced.quote, { taskId: clientTaskId, callbackUrl: clientCallbackUrl, requestHash: hash }, need.slots, { requestedCount: requestedCount(kling) })), ctx.config.dbTimeoutMs, (late) => {
       finish(ctx, late.id, { status: 'failed', reason: 'the hold committed after the database deadline; Kling was not called' }, ['pending'])
         .catch((error: unknown) => ctx.logger.error('could not refund a late hold', { taskId: late.id, error: loggableError(error) }));
     });
@@ -307,17 +312,14 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
   ctx.logger.info('task submitted', { ...log, ...(task.client_task_id !== null ? { clientTaskId: task.client_task_id } : {}) });
   ctx.events?.emit('submitted', { taskId: task.id, externalTaskId: task.external_task_id, userId: task.user_id, accountId: account.id, type: entry.type, path: entry.path, hold: task.hold_quota });
 
-  if (entry.kind === 'task') {
-    putRelayIds(entry, kling, task.external_task_id, taskCallbackUrl(ctx.config.callbackUrl, ctx.config.callbackSecret, task.external_task_id, account.id));
-  }
-
-  let reply: KlingReply;
-  try {
-    reply = await callKling(ctx, account, entry, kling);
-  } catch (error) {
-    if (!(error instanceof UpstreamError)) throw error;
-    reply = await afterFailedPost(ctx, entry, account, task, error, log);
-  }
+  const held = task;
+  // The callback URL names the account, so a create moved to another account gets its own body.
+  const bodyFor = (to: KlingAccount): Record<string, unknown> =>
+    entry.kind === 'task' ? withRelayIds(entry, kling, held.external_task_id, taskCallbackUrl(ctx.config.callbackUrl, ctx.config.callbackSecret, held.external_task_id, to.id)) : kling;
+  const sent = await sendCreate(ctx, { entry, task, need, account, pinned, eligible: servesFamily(entry), call: (to) => callKling(ctx, to, entry, bodyFor(to)) });
+  const sentWith = sent.account;
+  task = sent.task;
+  const reply = 'reply' in sent ? sent.reply : await afterFailedPost(ctx, entry, sentWith, task, sent.error, { ...log, accountId: sentWith.id });
 
   const data = (reply.envelope.data ?? {}) as Record<string, unknown>;
   const created = createdTask(entry, data);
@@ -325,7 +327,7 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
   const answeredId = created.klingTaskId ?? (typeof data.session_id === 'string' ? data.session_id : undefined);
   ctx.logger.info('Kling accepted the request', { ...log, klingTaskId: answeredId, klingRequestId: reply.envelope.request_id });
   if (entry.kind === 'sync') {
-    await recordSession(ctx, account, caller, data);
+    await recordSession(ctx, sentWith, caller, data);
     const klingTaskId = typeof data.task_id === 'string' ? data.task_id : undefined;
     await finish(ctx, task.id, { status: 'succeed', klingTaskId, result: data.task_result ?? data, deductions: reportedDeductions(data) }, ['pending']);
     const syncId = typeof data.task_id === 'string' ? data.task_id : typeof data.session_id === 'string' ? data.session_id : null;

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { AccountBook } from './account.js';
 import { signKlingToken } from './auth.js';
 import { CallbackDispatcher } from './callbacks.js';
+import { SlotBook, type SlotUsage, checkConcurrency } from './concurrency.js';
 import { FaultSwitches } from './faults.js';
 import { builtInEndpoints } from './registry.js';
 import { SandboxResources } from './resources.js';
@@ -23,6 +24,7 @@ import type {
 } from './types.js';
 
 export { signKlingToken } from './auth.js';
+export type { PackType, SlotUsage } from './concurrency.js';
 export type { SignOptions } from './auth.js';
 export type {
   ApiFamily,
@@ -36,6 +38,7 @@ export type {
   QueryFault,
   RecordedRequest,
   SandboxAccount,
+  SandboxConcurrency,
   SandboxDeductions,
   SandboxEndpoint,
   SandboxOptions,
@@ -98,6 +101,11 @@ export interface KlingSandbox {
   loseTask(taskId?: string): void;
   /** How callbacks are delivered from now on; reset() restores normal delivery. */
   callbackMode(mode: CallbackMode): void;
+  /**
+   * Concurrency slots per account, pack type and model version: those in use now and the most in use
+   * at once, since the last reset(); only combinations that have had a task are listed.
+   */
+  slots(): SlotUsage[];
   /** Resolves once no callback delivery is queued or in flight. */
   callbacksIdle(): Promise<void>;
   /** Forgets tasks, requests, callback attempts and every switch. */
@@ -147,6 +155,7 @@ function checkOptions(options: SandboxOptions): void {
   if (options.accounts !== undefined) {
     checkApiKeys(options.accounts);
     checkWebhookSecrets(options.accounts);
+    options.accounts.forEach(checkConcurrency);
   }
   const { schedule } = options;
   if (typeof schedule === 'object') {
@@ -175,6 +184,7 @@ export async function startKlingSandbox(options: SandboxOptions = {}): Promise<K
   }
 
   const dispatcher = new CallbackDispatcher(undefined, accounts);
+  const slots = new SlotBook(accounts);
   const store = new TaskStore(
     {
       schedule: options.schedule ?? DEFAULT_SCHEDULE,
@@ -182,6 +192,7 @@ export async function startKlingSandbox(options: SandboxOptions = {}): Promise<K
       ...(options.history !== undefined ? { history: options.history } : {}),
     },
     dispatcher,
+    slots,
   );
   const faults = new FaultSwitches();
   const accountBook = new AccountBook(accounts, () => store.all(), options.history);
@@ -220,6 +231,7 @@ export async function startKlingSandbox(options: SandboxOptions = {}): Promise<K
     hangNextQueries: (count = 1) => faults.hangNextQueries(count),
     loseTask: (taskId) => faults.loseTask(taskId),
     callbackMode: (mode) => dispatcher.setMode(mode),
+    slots: () => slots.all(),
     callbacksIdle: () => dispatcher.idle(),
     reset() {
       store.reset();

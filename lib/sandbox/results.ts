@@ -34,6 +34,16 @@ function count(value: unknown, fallback: number): number {
   return n === undefined ? fallback : Math.floor(n);
 }
 
+/**
+ * How many images an image task makes: one for a try-on, `series_amount` for a series (4 when Kling
+ * chooses, "auto"), `n` otherwise (default 1).
+ */
+export function imagesMade(path: string, body: Record<string, unknown>): number {
+  if (path === '/v1/images/kolors-virtual-try-on') return 1;
+  if (path === '/v1/images/omni-image' && body.result_type === 'series') return count(body.series_amount, 4);
+  return count(body.n, 1);
+}
+
 /** The seconds a task asked for: `duration`, `input.duration` for effects, `settings.duration` in the standard family; 5 when none. */
 function requestedSeconds(body: Record<string, unknown>): number {
   return positive(body.duration) ?? positive(record(body.input).duration) ?? positive(record(body.settings).duration) ?? 5;
@@ -143,11 +153,10 @@ function resultOf(task: SandboxTask, duration: string | undefined): Record<strin
   if (path.includes('custom-elements')) return { elements: [element(body)] };
   if (path === '/v1/general/ai-multi-shot') return { images: angleSets(task) };
   if (path.startsWith('/v1/images/')) {
-    if (path === '/v1/images/kolors-virtual-try-on') return { images: images(task, 1) };
     if (path === '/v1/images/omni-image' && body.result_type === 'series') {
-      return { result_type: 'series', series_images: images(task, count(body.series_amount, 4)) };
+      return { result_type: 'series', series_images: images(task, imagesMade(path, body)) };
     }
-    const result: Record<string, unknown> = { images: images(task, count(body.n, 1)) };
+    const result: Record<string, unknown> = { images: images(task, imagesMade(path, body)) };
     if (path === '/v1/images/omni-image') result.result_type = 'single';
     return result;
   }

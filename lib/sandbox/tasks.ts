@@ -1,5 +1,6 @@
 import type { CallbackDispatcher } from './callbacks.js';
 import { KlingError } from './codes.js';
+import { type SlotBook, type SlotClaim, slotClaim } from './concurrency.js';
 import { NO_BALANCE_DEDUCTION, newTaskId, succeededResult, taskObject } from './results.js';
 import { standardTaskObject } from './standard-view.js';
 import type { ApiFamily, SandboxDeductions, SandboxTask, Schedule, TaskOutcome, TaskStatus } from './types.js';
@@ -39,10 +40,13 @@ export class TaskStore {
   // By access key and external_task_id: a create checks uniqueness, and a scan would grow with every task.
   private readonly byExternal = new Map<string, SandboxTask>();
   private readonly timers = new Map<string, NodeJS.Timeout[]>();
+  // The slots each running task holds, freed when it ends.
+  private readonly claims = new Map<string, SlotClaim>();
 
   constructor(
     private readonly config: TaskStoreConfig,
     private readonly callbacks: CallbackDispatcher,
+    private readonly slots: SlotBook,
   ) {}
 
   getTask(taskId: string): SandboxTask | undefined {
@@ -96,8 +100,12 @@ export class TaskStore {
       throw new KlingError(1201, 'callback_url must be a string');
     }
 
+    const claim = slotClaim(path, body);
+    this.slots.take(accessKey, claim);
+
     let taskId = newTaskId();
     while (this.tasks.has(taskId)) taskId = newTaskId();
+    this.claims.set(taskId, claim);
     const now = Date.now();
     const task: SandboxTask = {
       taskId,
@@ -147,6 +155,8 @@ export class TaskStore {
     this.clearTimers();
     this.tasks.clear();
     this.byExternal.clear();
+    this.claims.clear();
+    this.slots.reset();
   }
 
   /** With a bounded history, forgets the oldest final tasks past the bound; a task still running is kept. */
@@ -199,6 +209,7 @@ export class TaskStore {
   private finish(task: SandboxTask, outcome: TaskOutcome): void {
     for (const timer of this.timers.get(task.taskId) ?? []) clearTimeout(timer);
     this.timers.delete(task.taskId);
+    this.freeSlots(task);
     let deducted: SandboxDeductions;
     if (outcome.status === 'succeed') {
       const { result, units } = succeededResult(task, outcome.duration);
@@ -214,6 +225,13 @@ export class TaskStore {
     task.finalUnitDeduction = deductions?.unit;
     task.finalBalanceDeduction = deductions ? { ...deductions.balance } : undefined;
     this.move(task, outcome.status);
+  }
+
+  private freeSlots(task: SandboxTask): void {
+    const claim = this.claims.get(task.taskId);
+    if (!claim) return;
+    this.claims.delete(task.taskId);
+    this.slots.release(task.accessKey, claim);
   }
 
   private announce(task: SandboxTask): void {

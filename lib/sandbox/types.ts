@@ -16,7 +16,18 @@ export interface SandboxAccount {
   webhookSecret?: string;
   /** The secret before `webhookSecret`, during a standard rotation: callbacks carry a signature of each. */
   previousWebhookSecret?: string;
+  /**
+   * How many slots the account's running tasks may hold at once, per model version and pack type
+   * (video or image), as Kling counts them: a create over it answers HTTP 429, code 1303. Default: no cap.
+   */
+  concurrency?: SandboxConcurrency;
 }
+
+/**
+ * One cap for every model version, or caps per model version (`model_name`, or the create path for an
+ * endpoint without one) with an optional `default` for the others; a model without a cap is not limited.
+ */
+export type SandboxConcurrency = number | Readonly<Record<string, number>>;
 
 export type EndpointKind = 'task' | 'sync';
 

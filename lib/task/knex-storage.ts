@@ -123,6 +123,14 @@ export class KnexTaskStorage implements TaskStorage {
     });
   }
 
+  reassign(task: RelayTask, to: { accountId: string; channelId: string | number }, now: number): Promise<boolean> {
+    return this.transact(async (trx) => {
+      if (!(await this.store.updateTask(trx, task.id, { account_id: to.accountId }, ['pending']))) return false;
+      await this.hosts[task.table_kind].update(trx, task.host_row_id, { channel_id: to.channelId, updated_at: Math.floor(now / 1000) });
+      return true;
+    });
+  }
+
   note(taskId: number, bookkeeping: Bookkeeping, from?: readonly TaskState[]): Promise<boolean> {
     return this.store.updateTask(this.db, taskId, bookkeeping, from);
   }

@@ -73,6 +73,15 @@ export function progress(deps: TaskLifeDeps, task: RelayTask, status: 'submitted
   return deps.storage.progress(task, change);
 }
 
+/**
+ * Sends a task Kling refused before accepting anything (still `pending`) to another account: its row
+ * and its host row name that account from now on. False when the task has left `pending`.
+ */
+export function reassign(deps: TaskLifeDeps, task: RelayTask, accountId: string): Promise<boolean> {
+  // The host row names the account by its channel id where the host gives one.
+  return deps.storage.reassign(task, { accountId, channelId: deps.accounts?.get(accountId)?.channelId ?? accountId }, Date.now());
+}
+
 /** A create whose outcome is unknown: the reconciler looks it up at `at`, while it is still pending. */
 export function checkAgainAt(deps: TaskLifeDeps, taskId: number, at: number): Promise<boolean> {
   return deps.storage.note(taskId, { next_check_at: at }, ['pending']);

@@ -100,6 +100,11 @@ export interface TaskStorage {
    * of it. Returns the task as it was read and the settlement, or undefined when nothing changed.
    */
   finish(taskId: number, from: readonly TaskState[], settle: (task: RelayTask) => Settlement): Promise<{ task: RelayTask; settlement: Settlement } | undefined>;
+  /**
+   * Moves a task Kling has not accepted (still `pending`) to another account: the relay row's account
+   * and the host row's channel together. False when the task has left `pending`: then nothing changed.
+   */
+  reassign(task: RelayTask, to: { accountId: string; channelId: string | number }, now: number): Promise<boolean>;
   /** The reconciler's bookkeeping, only while the task is in `from` when given; false when nothing matched. */
   note(taskId: number, bookkeeping: Bookkeeping, from?: readonly TaskState[]): Promise<boolean>;
   /** Closes connections of its own, if it has any. */

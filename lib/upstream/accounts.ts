@@ -1,6 +1,7 @@
 import { inspect } from 'node:util';
 import { KlingRelayConfigError } from '../errors.js';
 import { secretFormatProblem } from '../callbacks/signing.js';
+import type { ConcurrencyInit } from '../dispatch/caps.js';
 
 /** Kling's API host for servers outside mainland China (it replaced https://api.klingai.com). */
 export const DEFAULT_KLING_BASE_URL = 'https://api-singapore.klingai.com';
@@ -61,6 +62,8 @@ interface KlingAccountInitBase {
   webhookSecret?: string;
   /** The previous Webhook Secret, while a standard rotation lasts; needs `webhookSecret`. */
   previousWebhookSecret?: string;
+  /** How many slots the relay may run on this account at once, per model version (README, "Options"). */
+  concurrency?: ConcurrencyInit;
   /** The host's integer id for this account (its one-api / new-api channel), written into the host row's `channel_id`. */
   channelId?: number;
 }
@@ -230,6 +233,20 @@ export class AccountPool {
     // Unreachable: the constructor guarantees a non-empty pickable list.
     if (!account) throw new Error('AccountPool has no pickable account');
     return account;
+  }
+
+  /**
+   * A weighted random account among the pickable ones `accept` takes (one with a free slot, say);
+   * undefined when it takes none.
+   */
+  pickAmong(accept: (account: KlingAccount) => boolean): KlingAccount | undefined {
+    const eligible = this.#pickable.filter(accept);
+    let target = this.#random() * eligible.reduce((sum, a) => sum + a.weight, 0);
+    for (const account of eligible) {
+      target -= account.weight;
+      if (target < 0) return account;
+    }
+    return eligible[eligible.length - 1];
   }
 
   /** The account with this id, including weight-0 ones; undefined when it is no longer configured. */

@@ -11,7 +11,7 @@ import { RelayHttpError } from '../../lib/errors.js';
 import { silentLogger } from '../../lib/logger.js';
 import { loadRegistry } from '../../lib/registry/load.js';
 import { KnexTaskStorage } from '../../lib/task/knex-storage.js';
-import { accept, checkAgainAt, finish, hold, markChecked, progress, type TaskLifeDeps } from '../../lib/task/life.js';
+import { accept, checkAgainAt, finish, hold, markChecked, progress, reassign, type TaskLifeDeps } from '../../lib/task/life.js';
 import { SqliteTaskStorage } from '../../lib/task/sqlite-storage.js';
 import { ServerTaskStorage } from '../../lib/task/server-storage.js';
 import { MysqlDirect } from '../../adapters/mysql-direct.js';
@@ -71,7 +71,7 @@ function plan(order: Order, now: number) {
   const task = (hostRowId: string): NewRelayTask => ({
     external_task_id: `${externalId.before}${hostRowId}${externalId.after}`, client_task_id: order.label, request_hash: null, kling_task_id: null,
     account_id: 'main', endpoint: '/v1/videos/text2video', request_type: 'text2video', table_kind: 'video', host_row_id: hostRowId, user_id: userId,
-    state: 'pending', billing: order.billing ?? 'hold', hold_quota: order.amount, charge_quota: null, model: 'kling-v2-1',
+    state: 'pending', billing: order.billing ?? 'hold', hold_quota: order.amount, charge_quota: null, model: 'kling-v2-1', slots: 1,
     pricing: JSON.stringify(order.pricing ?? { type: 'per_request', unit: order.amount / QPU }), status_msg: null, result: null, deductions: null,
     kling_created_at: null, kling_updated_at: null, client_callback_url: order.callbackUrl ?? null, lease_owner: null, lease_until: null,
     next_check_at: now + 60_000, check_count: 0, checked_at: null, created_at: now, updated_at: now,
@@ -129,6 +129,13 @@ async function script(deps: TaskLifeDeps): Promise<unknown[]> {
   seen.push(await refusal({ label: 'too-much', userId: LATER, amount: 300_000, billing: 'charge-on-success' }));
   await accept(deps, h, answer('k-H', 'submitted'), 60_000);
   seen.push(await finish(deps, h.id, { status: 'succeed', result: FIVE_SECONDS }));
+
+  // A create refused before Kling accepted anything moves to another account; once accepted it stays.
+  const i = await place({ label: 'I', userId: RICH, amount: 20_000 });
+  seen.push(await reassign(deps, i, 'spare'));
+  await accept(deps, { ...i, account_id: 'spare' }, answer('k-I', 'submitted'), 60_000);
+  seen.push(await reassign(deps, i, 'main'));
+  seen.push(await finish(deps, i.id, { status: 'failed', reason: 'refused' }));
   return seen;
 }
 
@@ -208,7 +215,10 @@ for (const database of testDatabases()) {
       const [first, ...others] = results;
       // hold refused; forward, backward refused; settled, duplicate; B refunded; C and D moved by a
       // "callback"; E refunded; F rescheduled and checked; G settled; H's second estimate refused, H settled.
-      expect(first?.seen).to.deep.equal(['402/1102', true, false, true, false, true, true, true, true, true, true, true, '402/1102', true]);
+      // I moved to another account while pending, not once accepted, then refunded.
+      expect(first?.seen).to.deep.equal(['402/1102', true, false, true, false, true, true, true, true, true, true, true, '402/1102', true, true, false, true]);
+      const moved = first?.rows.tasks?.find((t) => t.client_task_id === 'I');
+      expect([moved?.account_id, first?.rows.videos?.find((v) => v.task_id === 'k-I')?.channel_id]).to.deep.equal(['spare', 'spare']);
       const balances = first?.rows.users?.map((u) => [u.quota, u.used_quota]);
       // RICH: A 250000, C and D 50000 each held, F 30000 held, G charged 160000 (3.2 s at 0.1 USD); B and E refunded.
       // LATER: H charged 300000 at the end. POOR: untouched.

@@ -8,6 +8,7 @@ import type { Server } from 'node:http';
 import { createDefaultHostTables } from '../../adapters/host-schema.js';
 import { createKlingRelay, klingJwtAuth, type KlingKey, type KlingRelay, type KlingRelayOptions, type PricingRule } from '../../lib/index.js';
 import { defaultLogger, silentLogger } from '../../lib/logger.js';
+import type { ConcurrencyInit } from '../../lib/dispatch/caps.js';
 import { startKlingSandbox, type KlingSandbox, type SandboxAccount, type SandboxOptions } from '../../lib/sandbox/index.js';
 import type { TestDatabase } from './databases.js';
 
@@ -70,6 +71,10 @@ export interface HarnessAccount {
   previousWebhookSecret?: string;
   /** What the sandbox (Kling) signs with, when it differs from what the relay is given (a rotation). */
   klingWebhookSecrets?: { webhookSecret?: string; previousWebhookSecret?: string };
+  /** The relay account's `concurrency` option. */
+  concurrency?: ConcurrencyInit;
+  /** The cap the sandbox (Kling) enforces on this account; default none. */
+  klingConcurrency?: ConcurrencyInit;
 }
 
 export interface HarnessOptions {
@@ -93,6 +98,7 @@ function sandboxKeys(account: HarnessAccount): SandboxAccount {
     apiKeys: [`apikey-${id}-0123456789abcdef0123456789abcdef`],
     ...(webhook.webhookSecret !== undefined ? { webhookSecret: webhook.webhookSecret } : {}),
     ...(webhook.previousWebhookSecret !== undefined ? { previousWebhookSecret: webhook.previousWebhookSecret } : {}),
+    ...(account.klingConcurrency !== undefined ? { concurrency: account.klingConcurrency } : {}),
   };
 }
 
@@ -117,6 +123,7 @@ export async function startHarness(database: TestDatabase, options: HarnessOptio
       ...(a.channelId !== undefined ? { channelId: a.channelId } : {}),
       ...(a.webhookSecret !== undefined ? { webhookSecret: a.webhookSecret } : {}),
       ...(a.previousWebhookSecret !== undefined ? { previousWebhookSecret: a.previousWebhookSecret } : {}),
+      ...(a.concurrency !== undefined ? { concurrency: a.concurrency } : {}),
     };
     if (a.apiKey !== undefined) {
       const apiKey = a.apiKey === true ? known.apiKeys?.[0] : a.apiKey;

@@ -21,6 +21,7 @@ export function newTask(overrides: Partial<NewRelayTask> = {}): NewRelayTask {
     hold_quota: 100,
     charge_quota: null,
     model: 'kling-v2-1',
+    slots: 1,
     pricing: '{"type":"per_second","unit":0.001}',
     status_msg: null,
     result: null,

@@ -1,0 +1,13 @@
+import type { RelayContext } from '../relay/context.js';
+import type { KlingAccount } from '../upstream/accounts.js';
+import { type SlotNeed, slotsInUse } from './slots.js';
+
+/**
+ * A weighted random account, among those that take new tasks and are not in `skip`, with room for
+ * the task under the cap in force; undefined when none has. Slots in use are read from the database.
+ */
+export async function accountWithFreeSlot(ctx: RelayContext, need: SlotNeed, skip: ReadonlySet<string> = new Set(), eligible: (account: KlingAccount) => boolean = () => true): Promise<KlingAccount | undefined> {
+  // Without a cap in force anywhere, the count is not needed: a submit then costs no extra query.
+  const inUse = ctx.slots.limited(need) ? await slotsInUse(ctx.db, ctx.store.tables.tasks, need) : new Map<string, number>();
+  return ctx.accounts.pickAmong((account) => eligible(account) && !skip.has(account.id) && ctx.slots.fits(account.id, need, inUse.get(account.id) ?? 0));
+}
