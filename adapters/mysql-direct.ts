@@ -11,6 +11,7 @@ import { toNumber } from './dialect.js';
 interface MysqlConnection {
   query(sql: string, values: unknown[], callback: (error: Error | null, result: unknown) => void): void;
   on(event: 'error', listener: (error: Error) => void): void;
+  connect(callback: (error: Error | null) => void): void;
   destroy(): void;
   end(callback: (error?: Error | null) => void): void;
   readonly stream?: { unref(): void };
@@ -71,7 +72,9 @@ export class MysqlDirect implements DirectWrites {
     if (settings === null || typeof settings !== 'object') return undefined;
     const driver = client.driver;
     // FOUND_ROWS: ROW_COUNT() of an UPDATE counts the rows matched, so a hold of 0 is seen to match.
-    const connect = (): MysqlConnection => driver.createConnection({ ...settings, multipleStatements: true, flags: ['FOUND_ROWS'] });
+    // knex keeps the password as a property that a spread does not copy (so that it is not logged).
+    const { password } = settings as { password?: unknown };
+    const connect = (): MysqlConnection => driver.createConnection({ ...settings, ...(password !== undefined ? { password } : {}), multipleStatements: true, flags: ['FOUND_ROWS'] });
     return new MysqlDirect(db, store, connect);
   }
 
@@ -190,11 +193,27 @@ class ScriptWriter {
  */
 class OwnConnection implements GroupConnections, GroupConnection {
   #connection: MysqlConnection | undefined;
+  /** Settles when #connection has logged in, or failed to (then the next group opens another). */
+  #ready: Promise<void> | undefined;
 
   constructor(private readonly connect: () => MysqlConnection) {}
 
-  acquire(): Promise<GroupConnection> {
-    return Promise.resolve(this);
+  /**
+   * The connection, logged in: a refused login (a wrong password, an unknown database) fails the
+   * group with the server's error, as knex's pool fails a query, and the next group tries again.
+   */
+  async acquire(): Promise<GroupConnection> {
+    if (this.#connection === undefined || this.#ready === undefined) {
+      const connection = this.#open();
+      const ready = new Promise<void>((resolve, reject) => connection.connect((error) => (error ? reject(error) : resolve())));
+      this.#ready = ready;
+      ready.catch(() => {
+        if (this.#connection !== connection) return;
+        this.close(true);
+      });
+    }
+    await this.#ready;
+    return this;
   }
 
   release(_connection: GroupConnection, broken: boolean): Promise<void> {
@@ -225,6 +244,7 @@ class OwnConnection implements GroupConnections, GroupConnection {
   close(broken: boolean): void {
     const connection = this.#connection;
     this.#connection = undefined;
+    this.#ready = undefined;
     if (connection === undefined) return;
     if (broken) connection.destroy();
     else connection.end(() => undefined);
@@ -234,7 +254,9 @@ class OwnConnection implements GroupConnections, GroupConnection {
     if (this.#connection === undefined) {
       const connection = this.connect();
       connection.on('error', () => {
-        if (this.#connection === connection) this.#connection = undefined;
+        if (this.#connection !== connection) return;
+        this.#connection = undefined;
+        this.#ready = undefined;
       });
       // Like a pool's idle connection, it does not keep the process alive (a host that destroys its
       // knex instance without relay.close() still exits); a write in flight belongs to a request,
@@ -246,13 +268,21 @@ class OwnConnection implements GroupConnections, GroupConnection {
   }
 }
 
+/** How long the failed statement's name is waited for. */
+const NAMING_WAIT_MS = 1_000;
+
 /**
  * The error with its `sql` the statement that failed (the last step a script set), without values:
  * mysql2's own `sql` is the whole text with the values written into it.
  */
 function named(connection: MysqlConnection, error: Error): Promise<Error> {
+  // A connection that died (a refused login, a lost link) leaves no session to ask, and mysql2 may
+  // never answer a query on it: the error then goes on unnamed.
+  if ((error as { fatal?: boolean }).fatal === true) return Promise.resolve(error);
   return new Promise((resolve) => {
+    const unanswered = setTimeout(() => resolve(error), NAMING_WAIT_MS);
     connection.query('SELECT @kling_relay_step AS step', [], (failed, rows) => {
+      clearTimeout(unanswered);
       const step = failed ? undefined : (rows as { step?: unknown }[])[0]?.step;
       Object.defineProperty(error, 'sql', { value: typeof step === 'string' ? step : undefined, enumerable: false, configurable: true, writable: true });
       resolve(error);

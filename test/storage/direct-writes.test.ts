@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import type { Knex } from 'knex';
+import knex, { type Knex } from 'knex';
 import type { DirectWrites, HoldWrite } from '../../adapters/direct-writes.js';
 import { HostTable } from '../../adapters/host-table.js';
 import { MysqlDirect } from '../../adapters/mysql-direct.js';
@@ -65,6 +65,26 @@ for (const database of testDatabases().filter((d) => d.name !== 'sqlite')) {
       expect((await h.ledger()).map((l) => [Number(l.task_id), l.kind, Number(l.amount)])).to.deep.equal([[task?.id, 'hold', -HOLD]]);
       expect(Number(row?.quota)).to.equal(HOLD);
       expect(await h.balance(user)).to.equal(100_000 - HOLD);
+    });
+
+    // MariaDB/MySQL only: its writer opens a connection of its own from knex's settings (PostgreSQL's
+    // uses knex's pool, and the test server trusts any password).
+    if (database.name === 'mysql') it('connects with the password knex was given: a wrong one is refused as knex refuses it', async () => {
+      const url = new URL(process.env.TEST_MYSQL_URL ?? '');
+      url.password = 'not-the-password-of-this-user';
+      // A settings object, as a host passes it; knex keeps the password out of the object's enumerable keys.
+      const wrong = knex({ client: 'mysql2', connection: { host: url.hostname, port: Number(url.port), user: decodeURIComponent(url.username), password: url.password, database: url.pathname.slice(1) }, pool: { min: 0, max: 1 }, acquireConnectionTimeout: 2_000 });
+      const writes = directWritesFor(wrong, store);
+      try {
+        const byKnex = await wrong.raw('SELECT 1').then(() => 'connected', (error: { code?: string }) => error.code);
+        const user = await h.user(100_000);
+        const byDirect = await writes.hold(holdOf(user)).then(() => 'connected', (error: { code?: string }) => error.code);
+        expect(byKnex).to.equal('ER_ACCESS_DENIED_ERROR');
+        expect(byDirect).to.equal(byKnex);
+      } finally {
+        writes.close?.();
+        await wrong.destroy();
+      }
     });
 
     it('refuses a hold the balance does not cover and leaves nothing behind', async () => {
