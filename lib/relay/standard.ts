@@ -31,6 +31,12 @@ function idHolder(entry: RegistryEntry, body: Json): Json {
  * Takes the caller's external_task_id and callback_url out of the body: the relay keeps them and
  * never forwards them. An empty external_task_id is none (Kling's own examples send "").
  */
+/** The caller's external_task_id as the body carries it (not taken out; an empty one is none). */
+export function clientTaskIdIn(entry: RegistryEntry, body: Json): string | null {
+  const holder = entry.family === 'v1' ? body : isObject(body.options) ? body.options : {};
+  return typeof holder.external_task_id === 'string' && holder.external_task_id !== '' ? holder.external_task_id : null;
+}
+
 export function takeClientIds(entry: RegistryEntry, body: Json): ClientIdsInBody {
   const holder = idHolder(entry, body);
   const taskId = typeof holder.external_task_id === 'string' && holder.external_task_id !== '' ? holder.external_task_id : null;

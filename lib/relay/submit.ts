@@ -25,7 +25,7 @@ import { withinDeadline } from './deadline.js';
 import { taskObject } from '../task/task-object.js';
 import { identifyCaller } from './caller.js';
 import { sendJson, sendSuccess } from './respond.js';
-import { accountFor, createAnswerOf, createdTask, servesFamily, shownStandardCreate, takeClientIds, withRelayIds } from './standard.js';
+import { accountFor, clientTaskIdIn, createAnswerOf, createdTask, servesFamily, shownStandardCreate, takeClientIds, withRelayIds } from './standard.js';
 
 /** The ids at a refers_to path (`a.b`, `a[].b`), each with its JSON pointer in the body. */
 function idsAt(value: unknown, path: string, pointer = ''): [string, string][] {
@@ -281,12 +281,14 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
   const checked = ctx.validator.validate(entry.path, body);
   if (!checked.ok) throw new RelayHttpError(400, 1201, `invalid request: ${checked.errors[0]?.path || '/'} ${checked.errors[0]?.message ?? ''}`.trim(), { errors: checked.errors });
   const kling = checked.body;
-  const hash = requestHash(entry.path, kling);
+  // Only a submit that names its external_task_id can be resent: the hash of its whole body (ids
+  // included) is kept to tell a resend from another request.
+  const hash = clientTaskIdIn(entry, kling) === null ? null : requestHash(entry.path, kling);
   const { taskId: clientTaskId, callbackUrl: clientCallbackUrl } = takeClientIds(entry, kling);
 
   const priced = quote(entry, kling, ctx.prices, ctx.config.quotaPerUnit);
   if (!priced.ok) throw new RelayHttpError(503, 5001, `this request cannot be priced: ${priced.reason}`);
-  if (clientTaskId !== null) {
+  if (clientTaskId !== null && hash !== null) {
     const first = await ctx.store.findByClientId(ctx.db, String(caller.id), clientTaskId);
     if (first) return answerResent(ctx, res, first, hash, requestId);
   }
@@ -303,8 +305,8 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
   } catch (error) {
     // A concurrent submit with this external_task_id committed first: UNIQUE(user_id, client_task_id)
     // rolled this one back, hold and rows; it is answered as a resend of that one.
-    const first = clientTaskId !== null && isUniqueViolation(error) ? await ctx.store.findByClientId(ctx.db, String(caller.id), clientTaskId) : undefined;
-    if (!first) throw error;
+    const first = clientTaskId !== null && hash !== null && isUniqueViolation(error) ? await ctx.store.findByClientId(ctx.db, String(caller.id), clientTaskId) : undefined;
+    if (!first || hash === null) throw error;
     return answerResent(ctx, res, first, hash, requestId);
   }
   const log = { taskId: task.id, externalTaskId: task.external_task_id, userId: task.user_id, accountId: account.id, type: entry.type, hold: task.hold_quota };

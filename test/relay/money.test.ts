@@ -99,6 +99,17 @@ for (const database of testDatabases()) {
       expect(await h.balance(user)).to.equal(START - hold);
     });
 
+    it('keeps a request hash only for a submit that names its external_task_id: the hash is what a resend is checked against', async () => {
+      expect((await post('/v1/videos/text2video', { prompt: 'a kite', duration: '5' })).status).to.equal(200);
+      expect((await post('/v1/videos/text2video', { prompt: 'a kite', duration: '5', external_task_id: 'hashed-1' })).status).to.equal(200);
+      const tasks = await h.tasks();
+      expect(tasks.map((t) => [t.client_task_id, typeof t.request_hash === 'string' && /^[0-9a-f]{64}$/.test(t.request_hash)])).to.deep.equal([
+        [null, false],
+        ['hashed-1', true],
+      ]);
+      expect(tasks[0]?.request_hash).to.equal(null);
+    });
+
     it('answers 5 concurrent identical submits with one task: one hold, one Kling create, five answers with its task_id', async () => {
       const body = { prompt: 'a kite', external_task_id: 'burst-1' };
       const answers = await Promise.all(Array.from({ length: 5 }, () => post('/v1/videos/text2video', body)));
