@@ -3,6 +3,7 @@ import type { HostTable } from '../../adapters/host-table.js';
 import type { RelayStore } from '../../adapters/relay-store.js';
 import type { QuotaStore, RelayTask, TableKind, TransitionHook } from '../../adapters/types.js';
 import type { ClientNotices } from '../callbacks/notice.js';
+import { isBuiltInQuotaStore, type KnexQuotaStore } from '../../adapters/quota-store.js';
 import { isFinal, type TaskState } from './states.js';
 import { acceptedHostRow, type Acceptance, type Bookkeeping, type HoldPlan, type Settlement, type StateChange, type TaskStorage, type TaskStorageParts } from './storage.js';
 
@@ -133,6 +134,22 @@ export class KnexTaskStorage implements TaskStorage {
 
   note(taskId: number, bookkeeping: Bookkeeping, from?: readonly TaskState[]): Promise<boolean> {
     return this.store.updateTask(this.db, taskId, bookkeeping, from);
+  }
+
+  /**
+   * The quota store, when a storage that runs the hold's statements without knex may do so for
+   * `plan`: billing 'hold' with the built-in quota store (a store that overrides any method, a
+   * subclass's own hold, is called through knex, as is charge-on-success's check), on a host table
+   * its templates can write (no extra columns, no other result shape). Undefined otherwise.
+   */
+  protected directHoldQuota(plan: HoldPlan): KnexQuotaStore | undefined {
+    const { quota } = this;
+    return plan.billing === 'hold' && isBuiltInQuotaStore(quota) && this.hosts[plan.table].templatable ? quota : undefined;
+  }
+
+  /** Whether Kling's answer may be written without knex: no notice to write, and a host table the templates can write. */
+  protected acceptsDirectly(task: RelayTask): boolean {
+    return task.client_callback_url === null && this.hosts[task.table_kind].templatable;
   }
 
   /** Closes connections of its own: this storage has none beyond knex's pool. */

@@ -1,5 +1,4 @@
 import type { NewHostRow, RelayTask } from '../../adapters/types.js';
-import { isBuiltInQuotaStore } from '../../adapters/quota-store.js';
 import type { DirectSqlite } from '../../adapters/sqlite-direct.js';
 import { KnexTaskStorage, ShortBalance, unlessShort } from './knex-storage.js';
 import { acceptedHostRow, type Acceptance, type HoldPlan, type TaskStorageParts } from './storage.js';
@@ -18,15 +17,12 @@ export class SqliteTaskStorage extends KnexTaskStorage {
     super(parts);
   }
 
-  /**
-   * Direct under billing 'hold' with the built-in quota store, on a host table the templates can
-   * write. A store that overrides any method (a subclass's own hold) is called through knex, as is
-   * charge-on-success's check and a table with extra columns or another result shape.
-   */
+  /** Direct where `directHoldQuota` allows it, else through knex. */
   override hold(plan: HoldPlan): Promise<RelayTask | undefined> {
-    const { direct, quota, store } = this;
+    const { direct, store } = this;
+    const quota = this.directHoldQuota(plan);
+    if (!quota) return super.hold(plan);
     const host = this.hosts[plan.table];
-    if (plan.billing !== 'hold' || !isBuiltInQuotaStore(quota) || !host.templatable) return super.hold(plan);
     return unlessShort(
       direct.transaction((run) => {
         if (run(quota.holdQuery(direct.db, plan.userId, plan.amount)).changes === 0) throw new ShortBalance();
@@ -39,11 +35,11 @@ export class SqliteTaskStorage extends KnexTaskStorage {
     );
   }
 
-  /** Direct when there is no notice to write (the task has no callback URL) and the templates can write the host table. */
+  /** Direct where `acceptsDirectly` allows it, else through knex. */
   override async accept(task: RelayTask, answer: Acceptance): Promise<void> {
-    const host = this.hosts[task.table_kind];
-    if (task.client_callback_url !== null || !host.templatable) return super.accept(task, answer);
+    if (!this.acceptsDirectly(task)) return super.accept(task, answer);
     const { direct, store } = this;
+    const host = this.hosts[task.table_kind];
     await direct.transaction((run) => {
       const moved = run(store.updateTaskTemplate(direct, ACCEPTED_COLUMNS, ['pending']), store.updateTaskValues(task.id, answer.patch, ['pending'])).changes > 0;
       if (!moved) run(store.updateTaskTemplate(direct, ['kling_task_id']), store.updateTaskValues(task.id, { kling_task_id: answer.patch.kling_task_id }));
