@@ -4,6 +4,7 @@ import knex, { type Knex } from 'knex';
 import request from 'supertest';
 import { createKlingRelay, KlingRelayConfigError, type KlingRelayOptions } from '../../lib/index.js';
 import { normalizeOptions } from '../../lib/options.js';
+import { refused } from '../support/config-errors.js';
 import { TEST_PRICING } from '../support/harness.js';
 
 describe('createKlingRelay options', () => {
@@ -20,18 +21,6 @@ describe('createKlingRelay options', () => {
     callbackSecret: 'x'.repeat(32),
     pricing: TEST_PRICING,
   });
-
-  function refused(options: unknown, code: string, ...fragments: string[]): void {
-    let caught: unknown;
-    try {
-      createKlingRelay(options as KlingRelayOptions);
-    } catch (error) {
-      caught = error;
-    }
-    expect(caught, code).to.be.instanceOf(KlingRelayConfigError);
-    expect((caught as KlingRelayConfigError).code).to.equal(code);
-    for (const fragment of fragments) expect((caught as Error).message).to.include(fragment);
-  }
 
   it('creates a relay from good options, with the documented defaults', () => {
     const relay = createKlingRelay(base());

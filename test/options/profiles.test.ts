@@ -1,7 +1,8 @@
 import { expect } from 'chai';
 import knex, { type Knex } from 'knex';
-import { createKlingRelay, hostProfiles, KlingRelayConfigError, type KlingRelayOptions } from '../../lib/index.js';
+import { createKlingRelay, hostProfiles, type KlingRelayOptions } from '../../lib/index.js';
 import { normalizeOptions } from '../../lib/options.js';
+import { refused } from '../support/config-errors.js';
 import { TEST_PRICING } from '../support/harness.js';
 
 describe('profile, onTransition, channelId and the table write options', () => {
@@ -18,18 +19,6 @@ describe('profile, onTransition, channelId and the table write options', () => {
     callbackSecret: 'x'.repeat(32),
     pricing: TEST_PRICING,
   });
-
-  function refused(options: unknown, code: string, ...fragments: string[]): void {
-    let caught: unknown;
-    try {
-      createKlingRelay(options as KlingRelayOptions);
-    } catch (error) {
-      caught = error;
-    }
-    expect(caught, code).to.be.instanceOf(KlingRelayConfigError);
-    expect((caught as KlingRelayConfigError).code).to.equal(code);
-    for (const fragment of fragments) expect((caught as Error).message).to.include(fragment);
-  }
 
   it("sets one-api's tables, users balance and billing where the host left them out", () => {
     const config = normalizeOptions({ ...base(), profile: 'one-api' });
