@@ -170,6 +170,26 @@ export class OutboxStore {
   }
 
   /**
+   * Deletes at most `limit` notices that were delivered or given up before `before`, oldest first;
+   * returns how many. A notice that ended is never written again (a task's status is announced once),
+   * and a pending one is never deleted. A notice ends at or after it was due, so the due index
+   * (`state`, `next_attempt_at`) narrows the search to the old ones.
+   */
+  async prune(db: Db, before: number, limit: number): Promise<number> {
+    const ended = ['delivered', 'gave_up'];
+    const rows = (await db(this.table)
+      .select('id')
+      .whereIn('state', ended)
+      .andWhere('next_attempt_at', '<', before)
+      .andWhere('updated_at', '<', before)
+      .orderBy([{ column: 'next_attempt_at' }, { column: 'id' }])
+      .limit(limit)) as { id: number | string }[];
+    if (rows.length === 0) return 0;
+    const deleted = await db(this.table).whereIn('id', rows.map((row) => toNumber(row.id))).whereIn('state', ended).delete();
+    return affectedRows(deleted);
+  }
+
+  /**
    * Records a failed attempt: due again at `retryAt`, or given up for good when `retryAt` is null.
    * Only the lease owner can; false when the lease was lost.
    */

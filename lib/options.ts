@@ -113,6 +113,8 @@ export interface ClientCallbacksOptions {
   timeoutMs?: number;
   /** How long in ms a notice is retried (exponential backoff from 1 s, at most 1 h apart) before it is given up. Default 86400000 (24 h). */
   retryForMs?: number;
+  /** How long a delivered or given-up notice stays in the outbox before a reconciler pass deletes it; null keeps it for ever. */
+  keepForMs?: number | null;
 }
 
 export const OPTION_KEYS = [
@@ -219,10 +221,10 @@ function callbackUrlFromEnv(env: NodeJS.ProcessEnv): string | undefined {
 }
 
 const HOST_NAME = /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/;
-const CLIENT_CALLBACK_FIELDS = ['secret', 'allowHosts', 'timeoutMs', 'retryForMs'];
+const CLIENT_CALLBACK_FIELDS = ['secret', 'allowHosts', 'timeoutMs', 'retryForMs', 'keepForMs'];
 
 function clientCallbacksOption(value: unknown, env: NodeJS.ProcessEnv): ClientCallbackConfig {
-  const shape = '{ secret?, allowHosts?, timeoutMs?, retryForMs? }';
+  const shape = '{ secret?, allowHosts?, timeoutMs?, retryForMs?, keepForMs? }';
   if (value !== undefined && (typeof value !== 'object' || value === null || Array.isArray(value))) fail('clientCallbacks', `must be an object ${shape}.`);
   const o = (value ?? {}) as Record<string, unknown>;
   for (const key of Object.keys(o)) if (!CLIENT_CALLBACK_FIELDS.includes(key)) fail('clientCallbacks', `unknown field '${key}'; use ${CLIENT_CALLBACK_FIELDS.join(', ')}.`);
@@ -243,6 +245,7 @@ function clientCallbacksOption(value: unknown, env: NodeJS.ProcessEnv): ClientCa
     allowHosts: allowHosts as string[],
     timeoutMs: positiveNumber('clientCallbacks', o.timeoutMs, 10_000, 'timeoutMs must be a positive number of milliseconds'),
     retryForMs: positiveNumber('clientCallbacks', o.retryForMs, 86_400_000, 'retryForMs must be a positive number of milliseconds'),
+    keepForMs: o.keepForMs === null ? null : positiveNumber('clientCallbacks', o.keepForMs, 30 * 86_400_000, 'keepForMs must be a positive number of milliseconds or null (keep for ever)'),
   };
 }
 

@@ -18,6 +18,8 @@ export interface ClientCallbackConfig {
   timeoutMs: number;
   /** How long after it was written a notice is retried before it is given up. */
   retryForMs: number;
+  /** How long a delivered or given-up notice is kept; null: for ever. */
+  keepForMs: number | null;
 }
 
 /** What one delivery pass did (`relay.reconcile()` reports it as `callbacks`). */
@@ -39,6 +41,9 @@ const BATCH = 50;
 const CONCURRENCY = 4;
 const FIRST_RETRY_MS = 1_000;
 const MAX_RETRY_MS = 60 * 60_000;
+/** Ended notices are deleted at most this often per process, and at most PRUNE_BATCH at a time. */
+const PRUNE_EVERY_MS = 10 * 60_000;
+const PRUNE_BATCH = 1_000;
 
 /**
  * Delivers the outbox: claims due notices with a lease (several host instances share one database),
@@ -59,6 +64,7 @@ export class CallbackDelivery {
   private kickBudgetMs = Number.POSITIVE_INFINITY;
   /** Whether the operator was told that notices go out unsigned: once per relay, when it first matters. */
   private warnedUnsigned = false;
+  private lastPruneAt = 0;
 
   constructor(
     private readonly db: Knex,
@@ -82,6 +88,7 @@ export class CallbackDelivery {
   async deliverDue(budgetMs = Number.POSITIVE_INFINITY): Promise<CallbackReport> {
     const report: CallbackReport = { claimed: 0, delivered: 0, retrying: 0, gaveUp: 0 };
     const started = Date.now();
+    await this.pruneIfDue(started);
     let claims = 0;
     const worker = async (): Promise<void> => {
       while (claims < BATCH && Date.now() - started < budgetMs) {
@@ -96,6 +103,24 @@ export class CallbackDelivery {
     };
     await Promise.all(Array.from({ length: CONCURRENCY }, worker));
     return report;
+  }
+
+  /**
+   * Deletes notices that ended (delivered or given up) more than keepForMs ago, at most once per
+   * PRUNE_EVERY_MS (or per keepForMs, when shorter) in this process. A failure is logged and left for
+   * a later pass: the outbox's notices matter more than its size.
+   */
+  private async pruneIfDue(now: number): Promise<void> {
+    const keep = this.config.keepForMs;
+    if (keep === null || now - this.lastPruneAt < Math.min(PRUNE_EVERY_MS, keep)) return;
+    this.lastPruneAt = now;
+    const endedBefore = now - keep;
+    try {
+      const count = await this.outbox.prune(this.db, endedBefore, PRUNE_BATCH);
+      if (count > 0) this.logger.info('client callback notices deleted', { count, endedBefore });
+    } catch (error) {
+      this.logger.warn('could not delete ended client callback notices', { error: loggableError(error) });
+    }
   }
 
   /**

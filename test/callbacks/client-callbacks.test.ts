@@ -8,6 +8,7 @@ import { callbackToken } from '../../lib/completion/token.js';
 import type { KlingRelayOptions } from '../../lib/index.js';
 import { testDatabases } from '../support/databases.js';
 import { CALLBACK_SECRET, checkAndClose, startHarness, type Harness } from '../support/harness.js';
+import { recordingLogger } from '../support/logger.js';
 import { startReceiver, type Receiver } from './receiver.js';
 
 /** A Standard Webhooks secret: whsec_ + base64 of 32 bytes. */
@@ -151,6 +152,36 @@ for (const database of testDatabases()) {
       const text = await registry.metrics();
       expect(text).to.include('kling_relay_client_callback_attempts_total{outcome="retrying"} 1');
       expect(text).to.include('kling_relay_client_callback_attempts_total{outcome="delivered"} 1');
+    });
+
+    it('deletes notices keepForMs after they were delivered or given up, in a later pass; never a pending one', async () => {
+      const logger = recordingLogger();
+      await start({ keepForMs: 50, retryForMs: 60_000 }, { logger });
+      const delivered = await submitted();
+      const down = await startReceiver();
+      await down.stop();
+      await submitted({ callback_url: down.url });
+      const pass = await h.relay.reconcile();
+      expect(pass.callbacks).to.deep.include({ claimed: 2, delivered: 1, retrying: 1 });
+      expect((await outbox()).map((n) => n.state)).to.deep.equal(['delivered', 'pending']);
+      await sleep(80);
+      await h.relay.reconcile();
+      const left = await outbox();
+      expect(left.map((n) => n.state), 'the delivered notice is gone, the one still retried stays').to.deep.equal(['pending']);
+      expect(left[0]?.url).to.equal(down.url);
+      expect(logger.lines.filter((line) => line.message === 'client callback notices deleted').map((line) => line.meta)).to.deep.equal([{ count: 1, endedBefore: logger.lines.find((line) => line.message === 'client callback notices deleted')?.meta.endedBefore }]);
+      // The task itself is untouched: its status is still answered.
+      const res = await request(h.url).get(`/kling/v1/videos/text2video/${delivered}`).set('X-User-Id', String(user));
+      expect(res.status).to.equal(200);
+    });
+
+    it('keeps ended notices for ever with keepForMs: null', async () => {
+      await start({ keepForMs: null });
+      await submitted();
+      await h.relay.reconcile();
+      await sleep(20);
+      await h.relay.reconcile();
+      expect((await outbox()).map((n) => n.state)).to.deep.equal(['delivered']);
     });
 
     it('holds a task\'s later notice while an earlier one is pending, then sends both in order', async () => {

@@ -97,5 +97,24 @@ for (const database of testDatabases()) {
       expect((await outbox.forTask(db, 1))[0]).to.include({ state: 'delivered', lease_owner: null, attempts: 2, last_http_status: 204, delivered_at: T0 + 1_003 + LEASE });
       expect(await outbox.claim(db, id, 'b', T0 + 10 * LEASE, LEASE), 'delivered is final').to.equal(false);
     });
+    it('prunes delivered and given-up notices that ended before a time, oldest first and at most a limit; never a pending one', async () => {
+      for (let task = 1; task <= 5; task++) await outbox.add(db, notice(task, 'succeed'));
+      const [d1, d2, g3, d4] = await outbox.claimDue(db, 'a', T0, LEASE, 10);
+      await outbox.markDelivered(db, d1?.id ?? 0, 'a', 1, 200, T0 + 10);
+      await outbox.markDelivered(db, d2?.id ?? 0, 'a', 1, 200, T0 + 20);
+      await outbox.markFailed(db, g3?.id ?? 0, 'a', { attempts: 1, error: 'HTTP 410', httpStatus: 410, retryAt: null }, T0 + 30);
+      await outbox.markDelivered(db, d4?.id ?? 0, 'a', 1, 200, T0 + 1_000);
+      // Task 5's notice stays pending (leased by a, never answered); a later one is retried.
+      await outbox.add(db, notice(6, 'succeed'));
+      const tasks = async () => (await db(outbox.table).select('task_id').orderBy('task_id')).map((r: { task_id: number }) => Number(r.task_id));
+
+      expect(await outbox.prune(db, T0 + 100, 2), 'two at most, oldest first').to.equal(2);
+      expect(await tasks()).to.deep.equal([3, 4, 5, 6]);
+      expect(await outbox.prune(db, T0 + 100, 10), 'the given-up one; the later delivery stays').to.equal(1);
+      expect(await tasks()).to.deep.equal([4, 5, 6]);
+      expect(await outbox.prune(db, T0 + 10 * LEASE, 10), 'pending notices are never pruned').to.equal(1);
+      expect(await tasks()).to.deep.equal([5, 6]);
+      expect(await outbox.prune(db, T0 + 10 * LEASE, 10)).to.equal(0);
+    });
   });
 }

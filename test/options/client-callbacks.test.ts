@@ -37,13 +37,15 @@ describe('createKlingRelay option clientCallbacks', () => {
     for (const fragment of fragments) expect((caught as Error).message, JSON.stringify(clientCallbacks)).to.include(fragment);
   }
 
-  it('defaults: unsigned, no allowed hosts, 10 s per attempt, retried for 24 h', () => {
-    expect(normalizeOptions(base(), {}).clientCallbacks).to.deep.equal({ secret: undefined, allowHosts: [], timeoutMs: 10_000, retryForMs: 86_400_000 });
+  it('defaults: unsigned, no allowed hosts, 10 s per attempt, retried for 24 h, kept for 30 days once ended', () => {
+    expect(normalizeOptions(base(), {}).clientCallbacks).to.deep.equal({ secret: undefined, allowHosts: [], timeoutMs: 10_000, retryForMs: 86_400_000, keepForMs: 2_592_000_000 });
   });
 
   it('takes its fields, and the secret from KLING_CLIENT_CALLBACK_SECRET when not given', () => {
-    const given = { secret: SECRET, allowHosts: ['hooks.internal', '10.0.0.7', '::1', '[fd00::1]'], timeoutMs: 500, retryForMs: 60_000 };
+    const given = { secret: SECRET, allowHosts: ['hooks.internal', '10.0.0.7', '::1', '[fd00::1]'], timeoutMs: 500, retryForMs: 60_000, keepForMs: 3_600_000 };
     expect(normalizeOptions(base(given), {}).clientCallbacks).to.deep.equal(given);
+    // null keeps ended notices for ever.
+    expect(normalizeOptions(base({ keepForMs: null }), {}).clientCallbacks.keepForMs).to.equal(null);
     expect(normalizeOptions(base(), { KLING_CLIENT_CALLBACK_SECRET: SECRET }).clientCallbacks.secret).to.equal(SECRET);
     // The option wins over the environment.
     const other = `whsec_${Buffer.from('fedcba9876543210fedcba9876543210').toString('base64')}`;
@@ -52,7 +54,9 @@ describe('createKlingRelay option clientCallbacks', () => {
 
   it('refuses each bad value with a code naming the field and the fix', () => {
     refused('whsec_x', {}, 'must be an object');
-    refused({ secrets: SECRET }, {}, "unknown field 'secrets'", 'secret, allowHosts, timeoutMs, retryForMs');
+    refused({ secrets: SECRET }, {}, "unknown field 'secrets'", 'secret, allowHosts, timeoutMs, retryForMs, keepForMs');
+    refused({ keepForMs: 0 }, {}, 'keepForMs must be a positive number of milliseconds or null');
+    refused({ keepForMs: '30d' }, {}, 'keepForMs must be a positive number of milliseconds or null');
     refused({ secret: 'x'.repeat(40) }, {}, "secret must start with 'whsec_'", 'openssl rand -base64 32');
     refused({ secret: 'whsec_not base64!' }, {}, 'standard base64');
     refused({ secret: `whsec_${Buffer.from('short').toString('base64')}` }, {}, '5-byte key', '24 to 64');
