@@ -200,18 +200,23 @@ function defaultIdentify(req: Request, res: Response): Caller | null {
 
 /**
  * The account `default` from KLING_API_KEY, or from KLING_ACCESS_KEY with KLING_SECRET_KEY (and
- * KLING_BASE_URL); undefined when neither is set. Throws `ERR_KLING_RELAY_OPTION_ACCOUNTS` when both are.
+ * KLING_BASE_URL, KLING_WEBHOOK_SECRET, KLING_PREVIOUS_WEBHOOK_SECRET); undefined when neither is set. Throws `ERR_KLING_RELAY_OPTION_ACCOUNTS` when both are.
  */
 export function accountsFromEnv(env: NodeJS.ProcessEnv): KlingAccountInit[] | undefined {
   const { KLING_API_KEY: apiKey, KLING_ACCESS_KEY: accessKey, KLING_SECRET_KEY: secretKey } = env;
   const baseUrl = env.KLING_BASE_URL ? { baseUrl: env.KLING_BASE_URL } : {};
+  // Kling's Webhook Secret of the account (and the one before it during a rotation), checked as an account's own.
+  const secrets = {
+    ...(env.KLING_WEBHOOK_SECRET ? { webhookSecret: env.KLING_WEBHOOK_SECRET } : {}),
+    ...(env.KLING_PREVIOUS_WEBHOOK_SECRET ? { previousWebhookSecret: env.KLING_PREVIOUS_WEBHOOK_SECRET } : {}),
+  };
   if (apiKey && (accessKey || secretKey)) {
     // Which one the operator means cannot be guessed, and the two may belong to different Kling accounts.
     fail('accounts', 'set KLING_API_KEY, or KLING_ACCESS_KEY with KLING_SECRET_KEY, not both: unset the one you do not use.');
   }
-  if (apiKey) return [{ id: 'default', apiKey, ...baseUrl }];
+  if (apiKey) return [{ id: 'default', apiKey, ...baseUrl, ...secrets }];
   if (!accessKey || !secretKey) return undefined;
-  return [{ id: 'default', accessKey, secretKey, ...baseUrl }];
+  return [{ id: 'default', accessKey, secretKey, ...baseUrl, ...secrets }];
 }
 
 function callbackUrlFromEnv(env: NodeJS.ProcessEnv): string | undefined {

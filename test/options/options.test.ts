@@ -63,6 +63,18 @@ describe('createKlingRelay options', () => {
     expect(normalizeOptions(base(), { KLING_API_KEY: 'key-env', KLING_ACCESS_KEY: 'ak-env' }).accounts).to.deep.equal(base().accounts);
   });
 
+  it('gives the environment account Kling\'s Webhook Secret from KLING_WEBHOOK_SECRET (and KLING_PREVIOUS_WEBHOOK_SECRET during a rotation)', () => {
+    const { accounts: _a, ...rest } = base();
+    const secret = `whsec_${Buffer.from('kling-webhook-secret-for-tests-32').toString('base64')}`;
+    const previous = `whsec_${Buffer.from('kling-webhook-previous-secret-32b').toString('base64')}`;
+    expect(normalizeOptions(rest, { KLING_API_KEY: 'key-env', KLING_WEBHOOK_SECRET: secret }).accounts).to.deep.equal([{ id: 'default', apiKey: 'key-env', webhookSecret: secret }]);
+    expect(normalizeOptions(rest, { KLING_ACCESS_KEY: 'ak-env', KLING_SECRET_KEY: 'sk-env', KLING_WEBHOOK_SECRET: secret, KLING_PREVIOUS_WEBHOOK_SECRET: previous }).accounts).to.deep.equal([
+      { id: 'default', accessKey: 'ak-env', secretKey: 'sk-env', webhookSecret: secret, previousWebhookSecret: previous },
+    ]);
+    // A secret alone makes no account.
+    expect(() => normalizeOptions(rest, { KLING_WEBHOOK_SECRET: secret })).to.throw(KlingRelayConfigError, 'no Kling account');
+  });
+
   it('refuses an unknown option, suggesting the one that was meant', () => {
     refused({ ...base(), callbackSecert: 'x' }, 'ERR_KLING_RELAY_UNKNOWN_OPTION', "'callbackSecert'", "Did you mean 'callbackSecret'?");
     refused({ ...base(), colour: 'red' }, 'ERR_KLING_RELAY_UNKNOWN_OPTION', "'colour'");
