@@ -346,4 +346,28 @@ describe('kling-relay CLI', () => {
     const missing = await cli(['gen-types', '--registry', join(dir, 'registry.json')]);
     expect([missing.code, missing.stderr.split('\n')[0]]).to.deep.equal([2, 'kling-relay gen-types: --out <dir> is required']);
   });
+
+  it("gen-types: names the file of a standard-family entry after its path, as the built-in types are", async () => {
+    const dir = tempDir();
+    writeFileSync(
+      join(dir, 'acme.json'),
+      JSON.stringify({
+        $schema: 'https://json-schema.org/draft/2020-12/schema',
+        $id: 'https://example.com/schemas/acme.json',
+        title: 'AcmeTextToVideoRequest',
+        type: 'object',
+        properties: { prompt: { type: 'string', minLength: 1 }, options: { $ref: 'https://kling-relay.dev/schemas/defs.json#/$defs/standard_options' } },
+        required: ['prompt'],
+        additionalProperties: false,
+      }),
+    );
+    const registry = join(dir, 'registry.json');
+    writeFileSync(registry, JSON.stringify({ endpoints: [{ path: '/text-to-video/acme-1.0', family: 'standard', type: 'text-to-video', schema: 'acme.json', table: 'video', pricing_type: 'fixed', kind: 'task', default_model: 'acme-1.0', queryable: true }] }));
+    const out = join(dir, 'types');
+    const res = await cli(['gen-types', '--registry', registry, '--out', out]);
+    expect(res.code, res.stderr).to.equal(0);
+    expect(res.stdout).to.include('wrote text-to-video-acme-1.0.ts, index.ts');
+    expect(readFileSync(join(out, 'text-to-video-acme-1.0.ts'), 'utf8')).to.match(/export interface AcmeTextToVideoRequest \{/);
+    expect(readFileSync(join(out, 'index.ts'), 'utf8')).to.include("import type { AcmeTextToVideoRequest } from './text-to-video-acme-1.0.js';");
+  });
 });
