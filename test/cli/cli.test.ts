@@ -234,6 +234,8 @@ describe('kling-relay CLI', () => {
       // examples/pricing.json: text2video at 0.028 USD per second x the margin 1.25, 5 s by the schema's default duration.
       expect(full.stdout).to.match(/\/v1\/videos\/text2video\s+text2video\s+0\.175 USD\s+87500 quota\s+per_second \(model=kling-v1 mode=std 5s\)/);
       expect(full.stdout).to.match(/\/v1\/videos\/advanced-lip-sync\s+advanced-lip-sync\s+1\.05 USD\s+525000 quota\s+per_block \(model=kling-advanced-lip-sync 60s = 12 block\(s\)\)/);
+      // The standard family's paths, priced by the path's model and settings.resolution.
+      expect(full.stdout).to.match(/\/text-to-video\/kling-3\.0-turbo\s+text-to-video\s+0\.7 USD\s+350000 quota\s+per_second \(model=kling-3\.0-turbo mode=720p 5s\)/);
       expect(full.stdout).to.include('Every endpoint is priced.');
 
       const dir = tempDir();
