@@ -2,7 +2,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RelayTask, TaskState } from '../../adapters/types.js';
-import { RelayHttpError } from '../errors.js';
+import { RelayHttpError, type FieldError } from '../errors.js';
 import type { RegistryEntry } from '../registry/types.js';
 import { TASK_STATES } from '../task/states.js';
 import { taskObject } from '../task/task-object.js';
@@ -85,8 +85,9 @@ interface CursorContent extends Window {
   id: number;
 }
 
-function badField(path: string, message: string): RelayHttpError {
-  return new RelayHttpError(400, 1201, `invalid request: ${path} ${message}`, { errors: [{ path, message }] });
+/** 400/1201 naming the field; `errors` when a schema found several. */
+function badField(path: string, message: string, errors: FieldError[] = [{ path, message }]): RelayHttpError {
+  return new RelayHttpError(400, 1201, `invalid request: ${path || '/'} ${message}`, { errors });
 }
 
 function signature(secret: string, payload: string): Buffer {
@@ -159,7 +160,7 @@ export async function listStandardTasks(ctx: RelayContext, req: IncomingMessage,
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw badField('', 'the request body must be a JSON object');
   if (!validBody(body)) {
     const errors = toFieldErrors(validBody.errors ?? []);
-    throw new RelayHttpError(400, 1201, `invalid request: ${errors[0]?.path ?? ''} ${errors[0]?.message ?? ''}`, { errors });
+    throw badField(errors[0]?.path ?? '', errors[0]?.message ?? '', errors);
   }
   const fields = body as Json;
   const cursor = typeof fields.cursor === 'string' && fields.cursor !== '' ? readCursor(ctx.config.callbackSecret, fields.cursor, user) : undefined;
