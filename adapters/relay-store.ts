@@ -14,6 +14,19 @@ export interface MigrateLogger {
   warn(message: string, fields?: Record<string, unknown>): void;
 }
 
+/** Which of a user's tasks `pageForUser` reads. */
+export interface TaskPageQuery {
+  endpoints: readonly string[];
+  /** Only tasks in these states; all states when absent. */
+  states?: readonly TaskState[];
+  /** Created within [start, end], unix ms. */
+  start: number;
+  end: number;
+  /** The last task of the previous page. */
+  after?: { createdAt: number; id: number };
+  limit: number;
+}
+
 export interface RelayStoreOptions {
   /** Prefix of the relay's own tables. Default `kling_relay_`. */
   prefix?: string;
@@ -353,6 +366,27 @@ export class RelayStore {
       .orderBy([{ column: 'created_at', order: 'desc' }, { column: 'id', order: 'desc' }])
       .limit(size)
       .offset((page - 1) * size);
+    return rows.map((row) => toTask(row as Record<string, unknown>));
+  }
+
+  /**
+   * A page of this user's tasks of these endpoints created in [start, end], newest first by
+   * (created_at, id), strictly after `after` in that order when given: a keyset page, so tasks made or
+   * finished between two pages neither repeat nor skip a task. `states` narrows to those states.
+   * Served by the (user_id, endpoint, created_at) index.
+   */
+  async pageForUser(db: Db, userId: string, page: TaskPageQuery): Promise<RelayTask[]> {
+    if (page.endpoints.length === 0 || page.states?.length === 0) return [];
+    const query = db(this.tables.tasks)
+      .select(TASK_COLUMNS)
+      .where('user_id', String(userId))
+      .whereIn('endpoint', page.endpoints)
+      .andWhere('created_at', '>=', page.start)
+      .andWhere('created_at', '<=', page.end);
+    if (page.states) void query.whereIn('state', page.states);
+    const after = page.after;
+    if (after) void query.andWhere((older) => void older.where('created_at', '<', after.createdAt).orWhere((tie) => void tie.where('created_at', after.createdAt).andWhere('id', '<', after.id)));
+    const rows: unknown[] = await query.orderBy([{ column: 'created_at', order: 'desc' }, { column: 'id', order: 'desc' }]).limit(Math.max(1, Math.floor(page.limit)));
     return rows.map((row) => toTask(row as Record<string, unknown>));
   }
 

@@ -3,7 +3,10 @@ import { join } from 'node:path';
 import { packageRoot } from './paths.js';
 import { bundleSchemas } from './registry/bundle.js';
 import type { Registry, RegistryEntry } from './registry/types.js';
+import { LISTING_BODY_SCHEMA, LISTING_STATUSES } from './relay/task-listing.js';
+import { MAX_TASKS_PER_QUERY } from './relay/standard-query.js';
 import { KLING_STATUSES } from './task/states.js';
+import { CUSTOM_KEYWORDS } from './validation/keywords.js';
 
 type Json = Record<string, unknown>;
 
@@ -21,7 +24,7 @@ interface ErrorCase {
 
 /** The relay's errors, as every route may answer them; the OpenAPI document lists them. */
 export const ERROR_TABLE: readonly ErrorCase[] = [
-  { status: 400, codes: '1201', when: 'the body fails the schema or a cross-field rule (with `errors: [{path, message}]`), or a bad pageNum/pageSize' },
+  { status: 400, codes: '1201', when: 'the body fails the schema or a cross-field rule (with `errors: [{path, message}]`), a bad pageNum/pageSize, a bad `GET /tasks` query, or a bad `POST /tasks` body or cursor' },
   { status: 400, codes: '1200', when: 'the body is not JSON or is malformed' },
   { status: 415, codes: '1200', when: 'wrong content type (not application/json)' },
   { status: 413, codes: '1200', when: 'the body is over the relay\'s body limit' },
@@ -54,7 +57,7 @@ function packageInfo(): { version: string; license: string } {
   }
 }
 
-function components(): Json {
+function components(standard: boolean): Json {
   const envelope = (data: Json | undefined, description: string): Json => ({
     type: 'object',
     description,
@@ -96,9 +99,12 @@ function components(): Json {
       content: { 'application/json': { schema: { $ref: '#/components/schemas/KlingError' } } },
     };
   }
+  const family = standard ? standardComponents(envelope) : { schemas: {}, requestBodies: {} };
   return {
     securitySchemes: SECURITY_SCHEMES,
+    requestBodies: family.requestBodies,
     schemas: {
+      ...family.schemas,
       KlingTask: taskObject,
       KlingTaskSubmitted: {
         type: 'object',
@@ -138,6 +144,98 @@ function components(): Json {
   };
 }
 
+/** The relay's own keywords renamed `x-<keyword>`, as the bundled registry schemas have them: OpenAPI allows those. */
+function withExtensionKeywords(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(withExtensionKeywords);
+  if (typeof value !== 'object' || value === null) return value;
+  return Object.fromEntries(
+    Object.entries(value as Json).map(([key, child]) => {
+      if (key === 'properties') return [key, Object.fromEntries(Object.entries(child as Json).map(([name, sub]) => [name, withExtensionKeywords(sub)]))];
+      return [(CUSTOM_KEYWORDS as readonly string[]).includes(key) ? `x-${key}` : key, withExtensionKeywords(child)];
+    }),
+  );
+}
+
+/** The standard family's answers (docs/kling.md): its create answer, its task object, and `/tasks`' answers. */
+function standardComponents(envelope: (data: Json, description: string) => Json): { schemas: Json; requestBodies: Json } {
+  const text = (description: string): Json => ({ type: 'string', description });
+  const millis = { type: 'integer', description: 'Unix milliseconds.' };
+  const status = { type: 'string', enum: [...LISTING_STATUSES] };
+  const output: Json = {
+    type: 'object',
+    description: 'One result, by type: video {id, url, watermark_url, duration}, image {url, watermark_url}, audio {id, mp3_url, wav_url, mp3_duration, wav_duration}.',
+    required: ['type'],
+    properties: {
+      type: { type: 'string', enum: ['video', 'image', 'audio'] },
+      id: { type: 'string' },
+      url: { type: 'string' },
+      watermark_url: { type: 'string', description: 'When the request turned options.watermark_info on.' },
+      duration: text('Seconds of video, a decimal string.'),
+      mp3_url: { type: 'string' },
+      wav_url: { type: 'string' },
+      mp3_duration: { type: 'string' },
+      wav_duration: { type: 'string' },
+    },
+  };
+  const billing: Json = {
+    type: 'object',
+    description: 'One charge Kling reported: resource-pack units (`unit`) or money from the balance (`cash`); amounts are decimal strings.',
+    required: ['charge_type', 'amount'],
+    properties: {
+      charge_type: { type: 'string', enum: ['unit', 'cash'] },
+      amount: { type: 'string' },
+      package_type: text('With `unit`: the pack the units came from.'),
+      cash_type: text('With `cash`: `balance` or `test_balance`.'),
+      currency: text('With `cash`, when Kling gave it: `USD` or `CNY`.'),
+      list_price: text('With `cash`: the list price.'),
+    },
+  };
+  const listingBody = withExtensionKeywords(LISTING_BODY_SCHEMA) as Json;
+  return {
+    schemas: {
+      StandardTaskSubmitted: {
+        type: 'object',
+        description: "The standard family's create answer: Kling's task id and status; external_id is the caller's own options.external_task_id (absent when it sent none), never the relay's.",
+        required: ['id', 'status'],
+        properties: { id: { type: 'string' }, status, create_time: millis, update_time: millis, external_id: { type: 'string' } },
+      },
+      StandardSubmitEnvelope: envelope({ $ref: '#/components/schemas/StandardTaskSubmitted' }, "Kling's envelope around a standard-family create answer."),
+      StandardTask: {
+        type: 'object',
+        description: "The standard family's task object, answered from the relay's database; external_id is the caller's own id, if it sent one.",
+        required: ['id', 'status', 'outputs', 'billing'],
+        properties: {
+          id: { type: 'string' },
+          status,
+          message: text('Why the task failed; empty otherwise.'),
+          create_time: millis,
+          update_time: millis,
+          external_id: { type: 'string' },
+          outputs: { type: 'array', items: output },
+          billing: { type: 'array', items: billing, description: 'On a final task, what Kling reported it charged.' },
+        },
+      },
+      StandardTaskListEnvelope: envelope({ type: 'array', items: { $ref: '#/components/schemas/StandardTask' } }, "Kling's envelope around the caller's tasks named, in the order asked; ids of no task of the caller's are left out."),
+      StandardTaskPageEnvelope: envelope(
+        {
+          type: 'object',
+          required: ['result', 'count', 'next_cursor', 'has_more'],
+          properties: {
+            result: { type: 'array', items: { $ref: '#/components/schemas/StandardTask' }, description: 'Newest first.' },
+            count: { type: 'integer', description: 'Tasks in result.' },
+            next_cursor: text("The next page's cursor; empty on the last page."),
+            has_more: { type: 'boolean' },
+          },
+        },
+        "Kling's envelope around one page of the caller's standard-family tasks.",
+      ),
+    },
+    requestBodies: {
+      StandardTaskListing: { description: 'The body of POST /tasks.', required: true, content: { 'application/json': { schema: { title: 'StandardTaskListing', ...listingBody } } } },
+    },
+  };
+}
+
 /**
  * How a caller authenticates: the host's own token check in front of the relay (any bearer token the
  * host issues), or a Kling-style JWT where the host mounts `klingJwtAuth` (HS256, `iss` the access key
@@ -155,16 +253,18 @@ const SECURITY_SCHEMES: Json = {
 /** Either scheme: a host uses its token check, klingJwtAuth, or both (one falling back on the other). */
 const SECURITY = [{ hostToken: [] }, { klingJwt: [] }];
 
+/** v1 paths by their product (`/v1/videos/...` → videos), standard ones by their first segment (text-to-video). */
 function tag(entry: RegistryEntry): string {
-  return entry.path.split('/')[2] ?? 'other';
+  return entry.path.split('/')[entry.family === 'standard' ? 1 : 2] ?? 'other';
 }
 
 /** The relay's POST to a caller's callback_url (README, "Client callbacks"), as an OpenAPI callback. */
-function clientCallback(): Json {
+function clientCallback(entry: RegistryEntry): Json {
+  const standard = entry.family === 'standard';
   const header = (name: string, description: string, required = true): Json => ({ name, in: 'header', required, description, schema: { type: 'string' } });
   return {
     clientCallback: {
-      '{$request.body#/callback_url}': {
+      [standard ? '{$request.body#/options/callback_url}' : '{$request.body#/callback_url}']: {
         post: {
           summary: "The relay's notice of a status change",
           description:
@@ -175,7 +275,7 @@ function clientCallback(): Json {
             header('webhook-timestamp', 'Unix seconds of this attempt.'),
             header('webhook-signature', 'v1,<base64 HMAC-SHA256 of "id.timestamp.body">, when the host configured a secret.', false),
           ],
-          requestBody: { required: true, content: { 'application/json': { schema: { $ref: '#/components/schemas/KlingTask' } } } },
+          requestBody: { required: true, content: { 'application/json': { schema: { $ref: `#/components/schemas/${standard ? 'StandardTask' : 'KlingTask'}` } } } },
           responses: {
             '2XX': { description: 'Received.' },
             '4XX': { description: 'Not received: retried with backoff, as any answer other than a 2xx.' },
@@ -193,15 +293,15 @@ function submitOperation(entry: RegistryEntry, schemaName: string, acceptsCallba
     summary: isTask ? `Submit a ${entry.type} task` : `Call ${entry.type}`,
     description:
       `Validates the body, prices it (${entry.pricingType}), holds the caller's quota, records the task in the host's ${entry.table} table and forwards it to Kling ${entry.path}. ` +
-      (isTask ? 'The result comes later: query the task, or wait for it to settle.' : "Kling's answer is the result; the hold is settled at once."),
+      (!isTask ? "Kling's answer is the result; the hold is settled at once." : entry.family === 'standard' ? 'The result comes later: query it with GET /tasks, or wait for it to settle.' : 'The result comes later: query the task, or wait for it to settle.'),
     tags: [tag(entry)],
     'x-kling-relay': { type: entry.type, table: entry.table, pricing_type: entry.pricingType, kind: entry.kind },
     requestBody: { $ref: `#/components/requestBodies/${schemaName}` },
-    ...(isTask && acceptsCallbackUrl ? { callbacks: clientCallback() } : {}),
+    ...(isTask && acceptsCallbackUrl ? { callbacks: clientCallback(entry) } : {}),
     responses: {
       '200': {
         description: isTask ? "Accepted by Kling: Kling's envelope with the task id." : "Kling's answer in its envelope.",
-        content: { 'application/json': { schema: { $ref: `#/components/schemas/${isTask ? 'KlingSubmitEnvelope' : 'KlingSyncEnvelope'}` } } },
+        content: { 'application/json': { schema: { $ref: `#/components/schemas/${entry.family === 'standard' ? 'StandardSubmitEnvelope' : isTask ? 'KlingSubmitEnvelope' : 'KlingSyncEnvelope'}` } } },
       },
       ...errorResponses([400, 401, 402, 404, 413, 415, 429, 502, 503, 504]),
     },
@@ -241,6 +341,39 @@ function listOperation(entry: RegistryEntry): Json {
   };
 }
 
+/** `GET /tasks` and `POST /tasks`: the standard family's queries, over the caller's own tasks. */
+function standardTasksPath(): Json {
+  const ids = (name: string, what: string): Json => ({
+    name,
+    in: 'query',
+    description: `${what}, comma-separated, at most ${MAX_TASKS_PER_QUERY}; give task_ids or external_task_ids, not both.`,
+    schema: { type: 'string', minLength: 1 },
+  });
+  return {
+    get: {
+      operationId: 'get_standard_tasks',
+      summary: "The caller's standard-family tasks named by id",
+      description: "Each task is refreshed from Kling first when it is not final and was not checked lately. Another caller's task, a v1 task and an unknown id are left out.",
+      tags: ['tasks'],
+      parameters: [ids('task_ids', "Kling's task ids"), ids('external_task_ids', "The caller's own external_task_ids")],
+      responses: { '200': { description: 'The tasks found.', content: { 'application/json': { schema: { $ref: '#/components/schemas/StandardTaskListEnvelope' } } } }, ...errorResponses([400, 401, 503]) },
+    },
+    post: {
+      operationId: 'list_standard_tasks',
+      summary: "A page of the caller's standard-family tasks, newest first",
+      description:
+        "Kling's cursor listing over the caller's own tasks, answered from the relay's database (not refreshed from Kling): the tasks the relay received in [start_time, end_time], " +
+        'filtered by status and product type. Pass next_cursor back as cursor for the next page; a cursor is only good for the caller it was given to.',
+      tags: ['tasks'],
+      requestBody: { $ref: '#/components/requestBodies/StandardTaskListing' },
+      responses: {
+        '200': { description: 'One page.', content: { 'application/json': { schema: { $ref: '#/components/schemas/StandardTaskPageEnvelope' } } } },
+        ...errorResponses([400, 401, 413, 415, 503]),
+      },
+    },
+  };
+}
+
 function getOperation(operationId: string, summary: string, tags: string[]): Json {
   return {
     operationId,
@@ -256,7 +389,8 @@ function describe(): string {
   return [
     "Kling AI's video, image and audio APIs, resold through the host's kling-relay. Every body and error is Kling's envelope " +
       '(`{"code": 0, "message": "SUCCEED", "request_id": "...", "data": {...}}`), so a Kling client works by changing its base URL. ' +
-      'The host authenticates callers (its own token check); a caller only ever sees its own tasks.',
+      'The host authenticates callers (its own token check); a caller only ever sees its own tasks. ' +
+      "Kling's standard family (the model in the path, e.g. `/text-to-video/kling-3.0-turbo`) answers in its own shape (`{id, status, ...}`) and is queried through `/tasks`.",
     '',
     '| HTTP | code | when |',
     '|---|---|---|',
@@ -273,12 +407,11 @@ function describe(): string {
  */
 export function buildOpenApi(registry: Registry, options: OpenApiOptions = {}): Json {
   const bundle = bundleSchemas(registry, '#/components/schemas/');
-  const base = components();
+  const standard = registry.entries.some((entry) => entry.family === 'standard');
+  const base = components(standard);
   const paths: Json = {};
   const bodies: Record<string, string[]> = {};
-  // The document describes the v1 family; the standard family's routes are not in it yet.
-  const served = registry.entries.filter((entry) => entry.family === 'v1');
-  for (const entry of served.sort((a, b) => a.path.localeCompare(b.path))) {
+  for (const entry of [...registry.entries].sort((a, b) => a.path.localeCompare(b.path))) {
     const schemaName = bundle.rootName.get(entry.schemaId) as string;
     const properties = (registry.schemas.get(entry.schemaId) as { properties?: Record<string, unknown> } | undefined)?.properties;
     // A GET entry's schema describes query parameters, not a body: its properties become the parameters.
@@ -288,20 +421,26 @@ export function buildOpenApi(registry: Registry, options: OpenApiOptions = {}): 
       continue;
     }
     bodies[schemaName] = [...(bodies[schemaName] ?? []), entry.path];
+    if (entry.family === 'standard') {
+      // The family's callback_url lives in options (shared defs), its tasks are queried through /tasks.
+      paths[entry.path] = { post: submitOperation(entry, schemaName, true) };
+      continue;
+    }
     paths[entry.path] = { post: submitOperation(entry, schemaName, properties?.callback_url !== undefined), ...(entry.queryable ? { get: listOperation(entry) } : {}) };
     if (entry.queryable) {
       paths[`${entry.path}/{id}`] = { get: getOperation(`get_${entry.path.replace(/[^A-Za-z0-9]+/g, '_')}`, `One of the caller's ${entry.type} tasks`, [tag(entry)]) };
     }
   }
   paths['/v1/tasks/{id}'] = { get: getOperation('get_task', "One of the caller's tasks, whatever its endpoint", ['tasks']) };
+  if (standard) paths['/tasks'] = standardTasksPath();
   paths['/openapi.json'] = {
     get: { operationId: 'openapi', summary: 'This document', tags: ['meta'], responses: { '200': { description: 'The OpenAPI document.', content: { 'application/json': { schema: { type: 'object' } } } }, ...errorResponses([401]) } },
   };
   const { schemas, requestBodies } = requestBodiesOf({ ...(base.schemas as Json), ...bundle.schemas }, bodies);
   const info = packageInfo();
   // A bundled schema nothing in the document names is left out: the empty root of a file that only
-  // holds shared $defs (the built-in defs.json), and the standard family's schemas and the shared
-  // pieces only they use. Repeated, since leaving out a schema can leave out what only it named.
+  // holds shared $defs (the built-in defs.json). Repeated, since leaving out a schema can leave out
+  // what only it named.
   for (let pruned = true; pruned; ) {
     const named = referencedSchemas([paths, schemas, requestBodies]);
     const unnamed = Object.keys(bundle.schemas).filter((name) => name in schemas && !named.has(name));
@@ -315,7 +454,7 @@ export function buildOpenApi(registry: Registry, options: OpenApiOptions = {}): 
     servers: [{ url: options.serverUrl || '/', description: 'Where the host mounts the relay.' }],
     security: SECURITY,
     paths,
-    components: { ...base, schemas, requestBodies },
+    components: { ...base, schemas, requestBodies: { ...(base.requestBodies as Json), ...requestBodies } },
   };
 }
 

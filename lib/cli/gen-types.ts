@@ -43,8 +43,9 @@ function referenced(schemas: Record<string, Json>, start: Json): Set<string> {
   return found;
 }
 
+/** The file of an entry's type: its path without `/v1/`, e.g. general-voice-styles or text-to-video-kling-3.0 (a model's dots kept). */
 function moduleName(path: string): string {
-  return path.replace(/^\/v1\//, '').replace(/[^A-Za-z0-9]+/g, '-');
+  return path.replace(/^\/(v1\/)?/, '').replace(/[^A-Za-z0-9.]+/g, '-');
 }
 
 /**

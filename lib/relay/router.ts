@@ -7,8 +7,9 @@ import { sendError, sendJson } from './respond.js';
 import { queryList, queryOne } from './query.js';
 import { queryStandardTasks } from './standard-query.js';
 import { submit } from './submit.js';
+import { listStandardTasks } from './task-listing.js';
 
-/** The standard family's task queries: `GET /tasks?task_ids=` or `?external_task_ids=`. */
+/** The standard family's task queries: `GET /tasks?task_ids=` or `?external_task_ids=`, and the `POST /tasks` listing. */
 const STANDARD_TASKS = '/tasks';
 
 export type NextFunction = (error?: unknown) => void;
@@ -28,6 +29,7 @@ function dispatch(ctx: RelayContext, path: string, req: IncomingMessage, res: Se
   if (path === STANDARD_TASKS && (req.method === 'GET' || req.method === 'HEAD')) {
     return queryStandardTasks(ctx, new URLSearchParams((req.url ?? '').split('?')[1] ?? ''), req, res, requestId);
   }
+  if (path === STANDARD_TASKS && req.method === 'POST') return listStandardTasks(ctx, req, res, requestId);
   // A standard-family path is a create only; its tasks are queried through /tasks.
   if ((req.method === 'GET' || req.method === 'HEAD') && entry?.method !== 'GET' && path.startsWith('/v1/')) {
     const search = new URLSearchParams((req.url ?? '').split('?')[1] ?? '');

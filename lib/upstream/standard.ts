@@ -47,7 +47,18 @@ function addDecimals(amounts: string[]): string {
   return String(amounts.reduce((sum, amount) => sum + Math.round(Number(amount) * scale), 0) / scale);
 }
 
-/** `billing[]` as v1's `final_unit_deduction` (units) and `final_balance_deduction` (money). */
+/** The one string value all charges give a field, or undefined when they give none or differ. */
+function sharedText(charges: Json[], field: string): string | undefined {
+  const values = new Set(charges.map((c) => c[field]));
+  const [value] = values;
+  return values.size === 1 && typeof value === 'string' ? value : undefined;
+}
+
+/**
+ * `billing[]` as v1's `final_unit_deduction` (units) and `final_balance_deduction` (money). The
+ * balance deduction also keeps the charges' `currency` and `cash_type` (when they agree), which v1's
+ * has no field for, so that `billing[]` is shown back as Kling wrote it.
+ */
 function deductions(billing: unknown): Json {
   if (!Array.isArray(billing)) return {};
   const charges = billing.filter(isObject);
@@ -57,7 +68,12 @@ function deductions(billing: unknown): Json {
   if (units.length > 0) out.final_unit_deduction = addDecimals(units);
   if (cash.length > 0) {
     const listPrices = cash.map((c) => (typeof c.list_price === 'string' ? c.list_price : '0'));
-    out.final_balance_deduction = { quota: addDecimals(cash.map((c) => c.amount as string)), list_price: addDecimals(listPrices) };
+    const balance: Json = { quota: addDecimals(cash.map((c) => c.amount as string)), list_price: addDecimals(listPrices) };
+    for (const field of ['currency', 'cash_type']) {
+      const value = sharedText(cash, field);
+      if (value !== undefined) balance[field] = value;
+    }
+    out.final_balance_deduction = balance;
   }
   return out;
 }
@@ -122,7 +138,9 @@ function billingOf(task: Json): Json[] {
   }
   const balance = task.final_balance_deduction;
   if (isObject(balance) && typeof balance.quota === 'string' && Number(balance.quota) > 0) {
-    billing.push({ charge_type: 'cash', cash_type: 'balance', amount: balance.quota, list_price: balance.list_price });
+    const cash: Json = { charge_type: 'cash', cash_type: typeof balance.cash_type === 'string' ? balance.cash_type : 'balance', amount: balance.quota };
+    if (typeof balance.currency === 'string') cash.currency = balance.currency;
+    billing.push({ ...cash, list_price: balance.list_price });
   }
   return billing;
 }

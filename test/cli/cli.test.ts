@@ -234,6 +234,8 @@ describe('kling-relay CLI', () => {
       // examples/pricing.json: text2video at 0.028 USD per second x the margin 1.25, 5 s by the schema's default duration.
       expect(full.stdout).to.match(/\/v1\/videos\/text2video\s+text2video\s+0\.175 USD\s+87500 quota\s+per_second \(model=kling-v1 mode=std 5s\)/);
       expect(full.stdout).to.match(/\/v1\/videos\/advanced-lip-sync\s+advanced-lip-sync\s+1\.05 USD\s+525000 quota\s+per_block \(model=kling-advanced-lip-sync 60s = 12 block\(s\)\)/);
+      // The standard family's paths, priced by the path's model and settings.resolution.
+      expect(full.stdout).to.match(/\/text-to-video\/kling-3\.0-turbo\s+text-to-video\s+0\.7 USD\s+350000 quota\s+per_second \(model=kling-3\.0-turbo mode=720p 5s\)/);
       expect(full.stdout).to.include('Every endpoint is priced.');
 
       const dir = tempDir();
@@ -345,5 +347,29 @@ describe('kling-relay CLI', () => {
     expect(readFileSync(join(out, 'index.ts'), 'utf8')).to.include("'/v1/general/voice-styles': VoiceStyleRequest;");
     const missing = await cli(['gen-types', '--registry', join(dir, 'registry.json')]);
     expect([missing.code, missing.stderr.split('\n')[0]]).to.deep.equal([2, 'kling-relay gen-types: --out <dir> is required']);
+  });
+
+  it("gen-types: names the file of a standard-family entry after its path, as the built-in types are", async () => {
+    const dir = tempDir();
+    writeFileSync(
+      join(dir, 'acme.json'),
+      JSON.stringify({
+        $schema: 'https://json-schema.org/draft/2020-12/schema',
+        $id: 'https://example.com/schemas/acme.json',
+        title: 'AcmeTextToVideoRequest',
+        type: 'object',
+        properties: { prompt: { type: 'string', minLength: 1 }, options: { $ref: 'https://kling-relay.dev/schemas/defs.json#/$defs/standard_options' } },
+        required: ['prompt'],
+        additionalProperties: false,
+      }),
+    );
+    const registry = join(dir, 'registry.json');
+    writeFileSync(registry, JSON.stringify({ endpoints: [{ path: '/text-to-video/acme-1.0', family: 'standard', type: 'text-to-video', schema: 'acme.json', table: 'video', pricing_type: 'fixed', kind: 'task', default_model: 'acme-1.0', queryable: true }] }));
+    const out = join(dir, 'types');
+    const res = await cli(['gen-types', '--registry', registry, '--out', out]);
+    expect(res.code, res.stderr).to.equal(0);
+    expect(res.stdout).to.include('wrote text-to-video-acme-1.0.ts, index.ts');
+    expect(readFileSync(join(out, 'text-to-video-acme-1.0.ts'), 'utf8')).to.match(/export interface AcmeTextToVideoRequest \{/);
+    expect(readFileSync(join(out, 'index.ts'), 'utf8')).to.include("import type { AcmeTextToVideoRequest } from './text-to-video-acme-1.0.js';");
   });
 });

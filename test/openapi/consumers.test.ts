@@ -108,4 +108,44 @@ describe('OpenAPI document with its consumers', function () {
     );
     expect(typeErrors([join(dir, 'client.ts')])).to.deep.equal([]);
   });
+
+  it("gives openapi-typescript types for the standard family: Kling's text-to-video example and a POST /tasks listing compile, wrong settings do not", async () => {
+    const { file, doc } = documentFile();
+    const dir = mkdtempSync(join(tmpdir(), 'kling-openapi-ts-'));
+    const generated = await tool('openapi-typescript', 'bin/cli.js', [file, '--output', join(dir, 'api.ts')]);
+    expect(generated.code, generated.stderr).to.equal(0);
+    const paths = doc.paths as Record<string, Record<string, Json>>;
+    const create = (paths['/text-to-video/kling-3.0-turbo']?.post?.operationId ?? '') as string;
+    const list = (paths['/tasks']?.post?.operationId ?? '') as string;
+    expect([create, list]).to.not.include('');
+    const example = {
+      prompt: 'A girl sat on the train, looking out the window with a melancholic expression, her head swaying with the train.',
+      options: { callback_url: 'https://xxx/callback', watermark_info: { enabled: false }, external_task_id: '' },
+      settings: { duration: 3, resolution: '720p', aspect_ratio: '9:16' },
+    };
+    writeFileSync(
+      join(dir, 'client.ts'),
+      [
+        "import type { operations } from './api.js';",
+        `type TextToVideo = NonNullable<operations['${create}']['requestBody']>['content']['application/json'];`,
+        `type Created = operations['${create}']['responses']['200']['content']['application/json'];`,
+        `type Listing = NonNullable<operations['${list}']['requestBody']>['content']['application/json'];`,
+        `type Page = operations['${list}']['responses']['200']['content']['application/json'];`,
+        `export const fromKling: TextToVideo = ${JSON.stringify(example)};`,
+        "export const minimal: TextToVideo = { prompt: 'a paper boat' };",
+        '// @ts-expect-error resolution is 720p or 1080p on Kling 3.0 Turbo',
+        "export const badResolution: TextToVideo = { prompt: 'x', settings: { resolution: '4k' } };",
+        '// @ts-expect-error duration is an integer',
+        "export const badDuration: TextToVideo = { prompt: 'x', settings: { duration: '5' } };",
+        "export const createdId = (answer: Created): string | undefined => answer.data?.id;",
+        "export const listing: Listing = { start_time: 1781193600000, end_time: '1781516352968', cursor: '', limit: 500, filters: [{ key: 'status', values: ['succeeded'] }] };",
+        '// @ts-expect-error a filter key is status or product_type',
+        "export const badKey: Listing = { filters: [{ key: 'model', values: ['x'] }] };",
+        "export const nextCursor = (page: Page): string | undefined => page.data?.next_cursor;",
+        "export const firstStatus = (page: Page): string | undefined => page.data?.result[0]?.status;",
+        '',
+      ].join('\n'),
+    );
+    expect(typeErrors([join(dir, 'client.ts')])).to.deep.equal([]);
+  });
 });

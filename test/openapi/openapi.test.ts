@@ -88,8 +88,32 @@ describe('OpenAPI document', () => {
     const paths = doc.paths as Record<string, Record<string, Json>>;
     const registry = loadRegistry(undefined);
     expect(registry.entries.length).to.be.greaterThan(20);
-    // The document lists the v1 family; the standard family's paths are not in it yet (README, Known limits).
-    for (const entry of registry.entries.filter((e) => e.family === 'standard')) expect(paths[entry.path], entry.path).to.equal(undefined);
+    // The standard family: a POST per create path with its schema as the body and Kling's create answer
+    // of that family, the caller's callback at options.callback_url, and its queries through /tasks.
+    for (const entry of registry.entries.filter((e) => e.family === 'standard')) {
+      const post = paths[entry.path]?.post;
+      expect(Object.keys(paths[entry.path] ?? {}), entry.path).to.deep.equal(['post']);
+      const body = resolvePointer(doc, (post?.requestBody as { $ref: string }).$ref) as { content: Record<string, { schema: Json }> };
+      const schema = body.content['application/json']?.schema as { properties: Json };
+      expect(Object.keys(schema.properties), entry.path).to.include.members(['settings', 'options']);
+      expect(post?.tags, entry.path).to.deep.equal([entry.path.split('/')[1]]);
+      const ok = (post?.responses as Record<string, Json>)['200'] as { content: Record<string, { schema: Json }> };
+      expect(ok.content['application/json']?.schema, entry.path).to.deep.equal({ $ref: '#/components/schemas/StandardSubmitEnvelope' });
+      expect(Object.keys(post?.responses as Json)).to.include.members(['400', '401', '402', '413', '415', '429', '502', '503', '504']);
+      expect(Object.keys((post?.callbacks as Json).clientCallback as Json), entry.path).to.deep.equal(['{$request.body#/options/callback_url}']);
+    }
+    const submitted = ((doc.components as Json).schemas as Record<string, { properties: Json }>).StandardTaskSubmitted;
+    expect(Object.keys(submitted?.properties ?? {})).to.deep.equal(['id', 'status', 'create_time', 'update_time', 'external_id']);
+    const tasks = paths['/tasks'] as Record<string, Json>;
+    expect((tasks.get?.parameters as { name: string; in: string }[]).map((p) => [p.name, p.in])).to.deep.equal([['task_ids', 'query'], ['external_task_ids', 'query']]);
+    const listed = ((tasks.get?.responses as Record<string, Json>)['200'] as { content: Record<string, { schema: Json }> }).content['application/json']?.schema;
+    expect(listed).to.deep.equal({ $ref: '#/components/schemas/StandardTaskListEnvelope' });
+    const listing = resolvePointer(doc, (tasks.post?.requestBody as { $ref: string }).$ref) as { content: Record<string, { schema: { properties: Json } }> };
+    expect(Object.keys(listing.content['application/json']?.schema.properties ?? {})).to.deep.equal(['start_time', 'end_time', 'cursor', 'limit', 'filters']);
+    const page = ((tasks.post?.responses as Record<string, Json>)['200'] as { content: Record<string, { schema: Json }> }).content['application/json']?.schema;
+    expect(page).to.deep.equal({ $ref: '#/components/schemas/StandardTaskPageEnvelope' });
+    const pageData = resolvePointer(doc, '#/components/schemas/StandardTaskPageEnvelope/properties/data') as { required: string[] };
+    expect(pageData.required).to.deep.equal(['result', 'count', 'next_cursor', 'has_more']);
     for (const entry of registry.entries.filter((e) => e.family === 'v1')) {
       if (entry.method === 'GET') {
         // A preset list: a GET whose query parameters are its schema's properties, and no POST.

@@ -30,7 +30,8 @@ describe("upstream: a standard-family task read in v1's words", () => {
       audios: [{ id: 'a', url_mp3: 'https://x/a.mp3', url_wav: 'https://x/a.wav', duration_mp3: '3', duration_wav: '3' }],
     });
     expect(task).to.include({ final_unit_deduction: '0.9' });
-    expect(task.final_balance_deduction).to.deep.equal({ quota: '0.7', list_price: '1.4' });
+    // v1's balance deduction has no currency or cash type: they are kept beside the amounts, to show them back.
+    expect(task.final_balance_deduction).to.deep.equal({ quota: '0.7', list_price: '1.4', currency: 'USD', cash_type: 'balance' });
   });
 
   it('tells a standard callback body from a v1 one', () => {
@@ -47,7 +48,10 @@ describe("upstream: a standard-family task read in v1's words", () => {
       update_time: 2,
       external_id: 'mine',
       outputs: [{ type: 'video', id: 'v', url: 'https://x/v.mp4', duration: '5.1' }],
-      billing: [{ charge_type: 'unit', amount: '1', package_type: 'video' }],
+      billing: [
+        { charge_type: 'unit', amount: '1', package_type: 'video' },
+        { charge_type: 'cash', cash_type: 'test_balance', amount: '0.7', currency: 'CNY', list_price: '1.4' },
+      ],
     };
     expect(asStandardTask(asV1Task(kling))).to.deep.equal(kling);
     expect(asStandardTask({ task_id: '2', task_status: 'failed', task_status_msg: 'risk', created_at: 1, updated_at: 2, task_info: {} })).to.deep.equal({
