@@ -241,6 +241,28 @@ for (const database of testDatabases()) {
       expect(harness.creates()[0]?.path).to.equal(T2V);
     });
 
+    it("refunds a create Kling answered 5000 to and does not have, and adopts one it made although it answered 5000, answering /v1's create shape", async () => {
+      const harness = await start();
+      harness.sandbox.failNextCreate({ code: 5000 });
+      const lost = await post(harness, T2V, { model_name: 'kling-3.0-turbo', prompt: 'a boat' });
+      expect([lost.status, lost.body.code]).to.deep.equal([502, 5000]);
+      expect((await harness.tasks())[0]?.state).to.equal('failed');
+      expect((await harness.ledger()).map((l) => l.kind)).to.deep.equal(['hold', 'refund']);
+      expect(await harness.balance(user)).to.equal(START);
+
+      harness.sandbox.failNextCreateAfterCreating({ code: 5000 });
+      const adopted = await post(harness, T2V, { model_name: 'kling-3.0-turbo', prompt: 'a kite', external_task_id: 'sdk-2' });
+      expect(adopted.status, JSON.stringify(adopted.body)).to.equal(200);
+      const task = (await harness.tasks()).find((t) => t.client_task_id === 'sdk-2');
+      expect(adopted.body.data).to.deep.include({ task_id: task?.kling_task_id, task_status: 'submitted', task_info: { external_task_id: 'sdk-2' } });
+      expect(adopted.body.data).to.not.have.property('id');
+      // Both creates were looked up by the relay's external id, in the standard family's words.
+      const lookUps = harness.sandbox.requests.filter((r) => r.method === 'GET').map((r) => [r.path, Object.keys(r.query)]);
+      expect(lookUps).to.deep.equal([['/tasks', ['external_task_ids']], ['/tasks', ['external_task_ids']]]);
+      expect(harness.sandbox.requests.filter((r) => r.method === 'GET')[1]?.query).to.deep.equal({ external_task_ids: String(task?.external_task_id) });
+      expect(task?.state).to.equal('submitted');
+    });
+
     it('answers a resent submit (same body, same external_task_id) with the first task in /v1 shape, holding once', async () => {
       const harness = await start();
       const body = { model_name: 'kling-3.0-turbo', prompt: 'a boat', external_task_id: 'again' };
