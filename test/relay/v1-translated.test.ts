@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import express from 'express';
 import request from 'supertest';
 import { callbackToken } from '../../lib/completion/token.js';
 import type { PricingRule } from '../../lib/pricing/index.js';
@@ -261,6 +262,30 @@ for (const database of testDatabases()) {
       expect(lookUps).to.deep.equal([['/tasks', ['external_task_ids']], ['/tasks', ['external_task_ids']]]);
       expect(harness.sandbox.requests.filter((r) => r.method === 'GET')[1]?.query).to.deep.equal({ external_task_ids: String(task?.external_task_id) });
       expect(task?.state).to.equal('submitted');
+    });
+
+    it("settles on Kling's standard-shape callback (confirmed through GET /tasks) and writes the caller's notice in /v1's shape", async () => {
+      const harness = await start();
+      const res = await post(harness, T2V, { model_name: 'kling-3.0-turbo', prompt: 'a boat', callback_url: 'https://client.example.com/hook' });
+      const id = String(res.body.data.task_id);
+      harness.sandbox.complete(id, { status: 'succeed' });
+      await harness.sandbox.callbacksIdle();
+      const notice = harness.sandbox.callbacks.map((c) => c.body).find((b) => 'status' in b && b.status === 'succeeded');
+      expect(notice).to.include({ id });
+      const url = new URL(String((harness.creates()[0]?.body as { options: { callback_url: string } }).options.callback_url));
+      const app = express();
+      app.post('/kling/callback', harness.relay.callback);
+      const answer = await request(app).post(`${url.pathname}${url.search}`).send(notice as object);
+      expect(answer.status, JSON.stringify(answer.body)).to.equal(200);
+
+      expect((await harness.tasks())[0]).to.include({ state: 'succeed', kling_task_id: id });
+      expect((await harness.ledger()).map((l) => l.kind)).to.deep.equal(['hold', 'settle']);
+      expect(harness.sandbox.requests.filter((r) => r.method === 'GET').map((r) => [r.path, r.query])).to.deep.equal([['/tasks', { task_ids: id }]]);
+      const rows: { body: string }[] = await harness.db('kling_relay_outbox').select('body').orderBy('id');
+      const last = JSON.parse(String(rows[rows.length - 1]?.body)) as Record<string, unknown>;
+      expect(last).to.include({ task_id: id, task_status: 'succeed' });
+      expect(last).to.not.have.property('outputs');
+      expect((last.task_result as { videos: { duration: string }[] }).videos[0]?.duration).to.equal('5.1');
     });
 
     it('answers a resent submit (same body, same external_task_id) with the first task in /v1 shape, holding once', async () => {
