@@ -28,7 +28,7 @@ const SERVED_THROUGH: Readonly<Record<string, Readonly<Record<string, Target>>>>
 const RESOLUTION: Readonly<Record<string, string>> = { std: '720p', pro: '1080p', '4k': '4k' };
 
 /** The fields the translation places; every other field the caller gave has no counterpart. */
-const PLACED = new Set(['model_name', 'prompt', 'negative_prompt', 'image', 'image_tail', 'mode', 'duration', 'aspect_ratio', 'sound', 'multi_shot', 'watermark_info', 'callback_url', 'external_task_id']);
+const PLACED = new Set(['model_name', 'prompt', 'negative_prompt', 'image', 'image_tail', 'mode', 'duration', 'aspect_ratio', 'sound', 'multi_shot', 'shot_type', 'multi_prompt', 'watermark_info', 'callback_url', 'external_task_id']);
 
 /** A /v1 request that Kling serves through its standard family: the entry it goes to, and how. */
 export interface Translation {
@@ -54,6 +54,28 @@ function targetShape(schema: Json | undefined): { prompt: boolean; settings: Set
   const items = isObject(properties.contents) && isObject(properties.contents.items) ? properties.contents.items : {};
   const type = isObject(items.properties) && isObject(items.properties.type) ? items.properties.type : {};
   return { prompt: 'prompt' in properties, settings: new Set(settings), items: new Set(Array.isArray(type.enum) ? type.enum.map(String) : []) };
+}
+
+/**
+ * A multi-shot request's shots as the standard family writes them in its prompt: `shot 1, 2, words;
+ * shot 2, 3, words;` (shot number from 1 in order, seconds, words), the caller's `multi_prompt` taken
+ * in `index` order. Kling picks the shots itself only on /v1 (`shot_type: intelligence`), and `;` ends
+ * a shot, so both are refused; undefined then.
+ */
+function shotPrompt(v1: Json, model: string, refuse: (field: string, message: string) => void): string | undefined {
+  if (v1.shot_type !== 'customize') {
+    refuse('shot_type', `must be 'customize' on ${model}, which cannot choose the shots itself; give them in multi_prompt`);
+    return undefined;
+  }
+  const items: unknown[] = Array.isArray(v1.multi_prompt) ? v1.multi_prompt : [];
+  const shots = items.map((shot, at) => ({ ...(isObject(shot) ? shot : {}), at }) as Json & { at: number });
+  const broken = shots.filter((shot) => String(shot.prompt).includes(';'));
+  for (const shot of broken) refuse(`multi_prompt/${shot.at}/prompt`, `must not contain ';' on ${model}, where ';' ends a shot`);
+  if (broken.length > 0) return undefined;
+  return shots
+    .sort((a, b) => Number(a.index) - Number(b.index))
+    .map((shot, i) => `shot ${i + 1}, ${String(shot.duration)}, ${String(shot.prompt)};`)
+    .join(' ');
 }
 
 function refused(errors: FieldError[]): RelayHttpError {
@@ -86,9 +108,13 @@ export function translate(validator: Validator, registry: Registry, translation:
     contents.push({ type, ...fields });
   };
 
-  if (typeof v1.prompt === 'string' && v1.prompt !== '') {
-    if (shape.prompt) place(out, '', 'prompt', v1.prompt, 'prompt');
-    else item('prompt', { text: v1.prompt }, 'prompt');
+  // As on /v1, multi_shot true makes Kling ignore prompt, and false ignore shot_type and multi_prompt.
+  const multiShot = v1.multi_shot === true;
+  const text = multiShot ? shotPrompt(v1, model, refuse) : typeof v1.prompt === 'string' && v1.prompt !== '' ? v1.prompt : undefined;
+  const textField = multiShot ? 'multi_prompt' : 'prompt';
+  if (text !== undefined) {
+    if (shape.prompt) place(out, '', 'prompt', text, textField);
+    else item('prompt', { text }, textField);
   }
   if (shape.items.has('first_frame')) {
     if (typeof v1.image === 'string') item('first_frame', { url: v1.image }, 'image');
@@ -111,8 +137,6 @@ export function translate(validator: Validator, registry: Registry, translation:
       refuse(field, `is not taken by ${model} from an image: the video has the first frame's aspect ratio`);
     } else if (field === 'sound' && !shape.settings.has('audio') && translation.alwaysAudio && value !== 'on') {
       refuse(field, `must be 'on' or left out: ${model} always makes native audio`);
-    } else if ((field === 'multi_shot' && value === true) || field === 'shot_type' || field === 'multi_prompt') {
-      refuse(field, `is not taken by ${model}; write the shots in prompt as "shot 1, 2, words; shot 2, 3, words;" (shot, seconds, words)`);
     } else if (!PLACED.has(field) && value !== undefined) {
       refuse(field, `is not taken by ${model}: it has no counterpart in Kling's standard family (${target.path})`);
     }

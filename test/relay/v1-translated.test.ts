@@ -196,9 +196,12 @@ for (const database of testDatabases()) {
       expect(t2v.body.errors.map((e: { path: string }) => e.path)).to.deep.equal(['/negative_prompt', '/cfg_scale', '/camera_control', '/sound']);
       expect(t2v.body.message).to.include('/negative_prompt').and.include('kling-3.0-turbo');
 
-      const shots = await post(harness, T2V, { model_name: 'kling-3.0-turbo', multi_shot: true, shot_type: 'customize', multi_prompt: [{ index: 1, prompt: 'a', duration: '5' }] });
+      const shots = await post(harness, T2V, { model_name: 'kling-3.0-turbo', multi_shot: true, shot_type: 'intelligence', prompt: 'a boat, then a storm' });
       expect(shots.status).to.equal(400);
-      expect(shots.body.errors.map((e: { path: string }) => e.path)).to.deep.equal(['/multi_shot', '/shot_type', '/multi_prompt']);
+      expect(shots.body.errors.map((e: { path: string }) => e.path)).to.deep.equal(['/shot_type']);
+      const semicolon = await post(harness, T2V, { model_name: 'kling-3.0-turbo', multi_shot: true, shot_type: 'customize', multi_prompt: [{ index: 1, prompt: 'a boat; a storm', duration: '5' }] });
+      expect(semicolon.status).to.equal(400);
+      expect(semicolon.body.errors.map((e: { path: string }) => e.path)).to.deep.equal(['/multi_prompt/0/prompt']);
 
       const tail = await post(harness, I2V, { model_name: 'kling-3.0-turbo', image: IMAGE_URL, image_tail: IMAGE_URL, prompt: 'a' });
       expect([tail.status, tail.body.code]).to.deep.equal([400, 1201]);
@@ -229,6 +232,23 @@ for (const database of testDatabases()) {
       expect(syntax.status).to.equal(400);
       expect(syntax.body.errors.map((e: { path: string }) => e.path)).to.include('/prompt');
       await expectNothingLeft(harness);
+    });
+
+    it("writes a customize multi_prompt as the standard family's shot syntax in prompt, shots numbered in index order", async () => {
+      const harness = await start();
+      const res = await post(harness, T2V, {
+        model_name: 'kling-3.0-turbo',
+        multi_shot: true,
+        shot_type: 'customize',
+        multi_prompt: [{ index: 2, prompt: 'a storm', duration: '3' }, { index: 1, prompt: 'a boat', duration: '2' }],
+        duration: '5',
+      });
+      expect(res.status, JSON.stringify(res.body)).to.equal(200);
+      expect(harness.creates()[0]?.body).to.deep.include({ prompt: 'shot 1, 2, a boat; shot 2, 3, a storm;', settings: { resolution: '720p', aspect_ratio: '16:9', duration: 5 } });
+
+      const i2v = await post(harness, I2V, { model_name: 'kling-3.0-turbo', image: IMAGE_URL, multi_shot: true, shot_type: 'customize', multi_prompt: [{ index: 1, prompt: 'waves', duration: '5' }], duration: '5' });
+      expect(i2v.status, JSON.stringify(i2v.body)).to.equal(200);
+      expect((harness.creates()[1]?.body as { contents: unknown }).contents).to.deep.equal([{ type: 'prompt', text: 'shot 1, 5, waves;' }, { type: 'first_frame', url: IMAGE_URL }]);
     });
 
     it('refuses with 503 when no account has an API key, leaving nothing behind; other /v1 models still use key pairs', async () => {
