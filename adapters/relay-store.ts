@@ -55,6 +55,7 @@ const TASK_COLUMN_SET: Record<keyof RelayTask, true> = {
   kling_task_id: true,
   account_id: true,
   endpoint: true,
+  client_endpoint: true,
   request_type: true,
   table_kind: true,
   host_row_id: true,
@@ -191,6 +192,7 @@ export class RelayStore {
       exact(t.string('kling_task_id', 191)).nullable();
       exact(t.string('account_id', 191)).notNullable();
       t.string('endpoint', 191).notNullable();
+      t.string('client_endpoint', 191).nullable();
       t.string('request_type', 64).notNullable();
       t.string('table_kind', 16).notNullable();
       exact(t.string('host_row_id', 64)).notNullable();
@@ -224,6 +226,7 @@ export class RelayStore {
     await addColumnIfAbsent(db, this.tables.tasks, 'request_hash', (t) => void t.string('request_hash', 64).nullable());
     await addColumnIfAbsent(db, this.tables.tasks, 'deductions', (t) => void t.text('deductions').nullable());
     await addColumnIfAbsent(db, this.tables.tasks, 'slots', (t) => void t.integer('slots').notNullable().defaultTo(1));
+    await addColumnIfAbsent(db, this.tables.tasks, 'client_endpoint', (t) => void t.string('client_endpoint', 191).nullable());
     await createTableIfAbsent(db, this.tables.ledger, (t) => {
       t.increments('id').primary();
       t.integer('task_id').notNullable();
@@ -331,14 +334,14 @@ export class RelayStore {
    * served by an index that names the task ((user_id, kling_task_id), (user_id, client_task_id)): an OR
    * across both columns, an ORDER BY or an endpoint filter in the query would let SQLite pick
    * (user_id, endpoint, created_at) instead and walk every task of the caller. An id names one task
-   * (or a few), so the endpoint and the order are applied to the matches here.
+   * (or a few), so the endpoint (the one the caller posted to) and the order are applied to the matches here.
    */
   async findForUser(db: Db, userId: string, idOrClientId: string, endpoint?: string): Promise<RelayTask | undefined> {
     const matches = async (column: 'kling_task_id' | 'client_task_id'): Promise<RelayTask[]> => {
       const rows: unknown[] = await db(this.tables.tasks).select(TASK_COLUMNS).where('user_id', String(userId)).andWhere(column, idOrClientId);
       return rows.map((row) => toTask(row as Record<string, unknown>));
     };
-    const found = [...(await matches('kling_task_id')), ...(await matches('client_task_id'))].filter((task) => endpoint === undefined || task.endpoint === endpoint);
+    const found = [...(await matches('kling_task_id')), ...(await matches('client_task_id'))].filter((task) => endpoint === undefined || (task.client_endpoint ?? task.endpoint) === endpoint);
     return found.reduce<RelayTask | undefined>((newest, task) => (newest === undefined || task.created_at > newest.created_at || (task.created_at === newest.created_at && task.id > newest.id) ? task : newest), undefined);
   }
 
@@ -356,13 +359,15 @@ export class RelayStore {
     return toNumber((row as { total?: unknown } | undefined)?.total);
   }
 
-  /** A page of this user's tasks of one endpoint, newest first. `pageNum` starts at 1. */
+  /** A page of this user's tasks of one endpoint as the caller posted them (`client_endpoint`, else `endpoint`), newest first. `pageNum` starts at 1. */
   async listForUser(db: Db, userId: string, endpoint: string, pageNum: number, pageSize: number): Promise<RelayTask[]> {
     const size = Math.max(1, Math.floor(pageSize));
     const page = Math.max(1, Math.floor(pageNum));
     const rows: unknown[] = await db(this.tables.tasks)
       .select(TASK_COLUMNS)
-      .where({ user_id: String(userId), endpoint })
+      .where('user_id', String(userId))
+      // A translated task's endpoint is another family's path, so the two never match one path together.
+      .andWhere((q) => void q.where('endpoint', endpoint).orWhere('client_endpoint', endpoint))
       .orderBy([{ column: 'created_at', order: 'desc' }, { column: 'id', order: 'desc' }])
       .limit(size)
       .offset((page - 1) * size);

@@ -163,8 +163,14 @@ export interface RelayTask {
   request_hash: string | null;
   kling_task_id: string | null;
   account_id: string;
-  /** Registry path, e.g. `/v1/videos/text2video`. */
+  /** Registry path, e.g. `/v1/videos/text2video`: where Kling has the task. */
   endpoint: string;
+  /**
+   * The path the caller posted to, when the relay sent the request to another family's path (a /v1
+   * request for a model Kling serves only through its standard family); null when it is `endpoint`.
+   * The caller sees and queries the task as this path's.
+   */
+  client_endpoint: string | null;
   request_type: string;
   table_kind: TableKind;
   host_row_id: string;

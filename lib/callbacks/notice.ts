@@ -64,7 +64,8 @@ export class ClientNotices {
       task_id: task.id,
       status: task.state,
       url: task.client_callback_url,
-      body: JSON.stringify(isStandardPath(task.endpoint) ? asStandardTask(noticeBody(task, now)) : noticeBody(task, now)),
+      // In the family the caller posted in, which for a translated request is not the one Kling has the task in.
+      body: JSON.stringify(isStandardPath(task.client_endpoint ?? task.endpoint) ? asStandardTask(noticeBody(task, now)) : noticeBody(task, now)),
       created_at: now,
     });
     const committed = this.onCommitted;

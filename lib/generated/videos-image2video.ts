@@ -8,7 +8,7 @@ export type Image2VideoRequest = {
   [k: string]: unknown | undefined;
 } & {
   /**
-   * Model. CONFLICT on the default: S5 (OpenAPI) says kling-v2-master, the official docs (S1/S2/S3) kling-v1; the official kling-v1 is filled in. The legacy alias `model` is not accepted (dropped; Kling treats it as an empty model_name, i.e. kling-v1).
+   * Model. CONFLICT on the default: S5 (OpenAPI) says kling-v2-master, the official docs (S1/S2/S3) kling-v1; the official kling-v1 is filled in. kling-3.0-turbo has no /v1 path at Kling: the relay sends the request to Kling's standard family (POST /image-to-video/kling-3.0-turbo, API-key accounts only; a first frame only, no image_tail) and answers in /v1's words; fields that model cannot take are refused (docs/kling.md, "/v1 requests for kling-3.0-turbo"). The legacy alias `model` is not accepted (dropped; Kling treats it as an empty model_name, i.e. kling-v1).
    */
   model_name?:
     | 'kling-v1'
@@ -19,7 +19,8 @@ export type Image2VideoRequest = {
     | 'kling-v2-1-master'
     | 'kling-v2-5-turbo'
     | 'kling-v2-6'
-    | 'kling-v3';
+    | 'kling-v3'
+    | 'kling-3.0-turbo';
   /**
    * Start frame: URL or raw base64 (a data: prefix is stripped); jpg/jpeg/png, at most 10 MB, sides >= 300 px, aspect ratio 1:2.5-2.5:1. CONFLICT: S3/S9 label it required, S1/S2/S3 say at least one of image/image_tail; accepts either (image, image_tail or both).
    */
@@ -175,7 +176,7 @@ export type Image2VideoRequest = {
    */
   aspect_ratio?: '16:9' | '9:16' | '1:1';
   /**
-   * Seconds, as a string. "3".."15" on kling-v3; "5" or "10" on every other model. Billing-relevant.
+   * Seconds, as a string. "3".."15" on kling-v3 and kling-3.0-turbo; "5" or "10" on every other model. Billing-relevant.
    */
   duration?: '3' | '4' | '5' | '6' | '7' | '8' | '9' | '10' | '11' | '12' | '13' | '14' | '15';
   watermark_info?: WatermarkInfo;

@@ -6,7 +6,7 @@
  */
 export type Text2VideoRequest = {
   /**
-   * Model. kling-v1-5 and kling-v2-1 are not text-to-video models. The legacy alias `model` is not accepted (it is dropped; Kling treats it as an empty model_name, i.e. kling-v1, which the default gives too).
+   * Model. kling-v1-5 and kling-v2-1 are not text-to-video models. kling-3.0-turbo has no /v1 path at Kling: the relay sends the request to Kling's standard family (POST /text-to-video/kling-3.0-turbo, API-key accounts only) and answers in /v1's words; fields that model cannot take are refused (docs/kling.md, "/v1 requests for kling-3.0-turbo"). The legacy alias `model` is not accepted (it is dropped; Kling treats it as an empty model_name, i.e. kling-v1, which the default gives too).
    */
   model_name?:
     | 'kling-v1'
@@ -15,7 +15,8 @@ export type Text2VideoRequest = {
     | 'kling-v2-1-master'
     | 'kling-v2-5-turbo'
     | 'kling-v2-6'
-    | 'kling-v3';
+    | 'kling-v3'
+    | 'kling-3.0-turbo';
   /**
    * Multi-shot generation. true: shot_type is required and prompt is ignored; false: shot_type and multi_prompt are ignored.
    */
@@ -57,7 +58,7 @@ export type Text2VideoRequest = {
    */
   aspect_ratio?: '16:9' | '9:16' | '1:1';
   /**
-   * Seconds, as a string. "3".."15" on kling-v3; "5" or "10" on every other model. Billing-relevant.
+   * Seconds, as a string. "3".."15" on kling-v3 and kling-3.0-turbo; "5" or "10" on every other model. Billing-relevant.
    */
   duration?: '3' | '4' | '5' | '6' | '7' | '8' | '9' | '10' | '11' | '12' | '13' | '14' | '15';
   watermark_info?: WatermarkInfo;

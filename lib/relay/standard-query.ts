@@ -31,7 +31,8 @@ function namedIds(search: URLSearchParams): { ids: string[]; byClientId: boolean
 /** The caller's standard-family task named by this id, refreshed from Kling when it is due. */
 async function ownTask(ctx: RelayContext, userId: string, id: string, byClientId: boolean): Promise<RelayTask | undefined> {
   const task = await ctx.store.findForUser(ctx.db, userId, id, undefined);
-  if (!task || ctx.registry.byPath.get(task.endpoint)?.family !== 'standard') return undefined;
+  // A /v1 request the relay translated to the standard family is the caller's /v1 task.
+  if (!task || task.client_endpoint !== null || ctx.registry.byPath.get(task.endpoint)?.family !== 'standard') return undefined;
   if ((byClientId ? task.client_task_id : task.kling_task_id) !== id) return undefined;
   await refreshTask(ctx, task);
   return (await ctx.store.getTask(ctx.db, task.id)) ?? task;

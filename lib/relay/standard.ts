@@ -108,6 +108,20 @@ export function shownStandardCreate(data: Json, clientTaskId: string | null): Js
 }
 
 /**
+ * Kling's standard create answer as a caller of the /v1 path sees it (a request the relay translated
+ * to the standard family): /v1's fields, with its own external_task_id (or none), never the relay's.
+ */
+export function shownAsV1Create(created: CreatedTask, clientTaskId: string | null): Json {
+  return {
+    task_id: created.klingTaskId ?? '',
+    task_status: created.status,
+    task_info: clientTaskId === null ? {} : { external_task_id: clientTaskId },
+    created_at: created.createdAt,
+    updated_at: created.updatedAt,
+  };
+}
+
+/**
  * A task found by a look-up (in v1's words) as the family's create answer, for a create Kling
  * answered with an error but carried out.
  */

@@ -25,7 +25,8 @@ import { withinDeadline } from './deadline.js';
 import { taskObject } from '../task/task-object.js';
 import { identifyCaller } from './caller.js';
 import { sendJson, sendSuccess } from './respond.js';
-import { accountFor, clientTaskIdIn, createAnswerOf, createdTask, servesFamily, shownStandardCreate, takeClientIds, withRelayIds } from './standard.js';
+import { accountFor, clientTaskIdIn, createAnswerOf, createdTask, servesFamily, shownAsV1Create, shownStandardCreate, takeClientIds, withRelayIds } from './standard.js';
+import { translate, translationFor } from './translate.js';
 
 /** The ids at a refers_to path (`a.b`, `a[].b`), each with its JSON pointer in the body. */
 function idsAt(value: unknown, path: string, pointer = ''): [string, string][] {
@@ -70,6 +71,8 @@ interface ClientIds {
   callbackUrl: string | null;
   /** requestHash of the submit, kept with the caller's task id. */
   requestHash: string | null;
+  /** The path the caller posted to, when Kling serves the request on another (a translated request). */
+  endpoint: string | null;
 }
 
 function newHostRow(entry: RegistryEntry, caller: Caller, account: KlingAccount, price: PriceQuote, seconds: number): NewHostRow {
@@ -100,6 +103,7 @@ function newTask(ctx: RelayContext, entry: RegistryEntry, caller: Caller, accoun
     kling_task_id: null,
     account_id: account.id,
     endpoint: entry.path,
+    client_endpoint: client.endpoint,
     request_type: entry.type,
     table_kind: entry.table,
     host_row_id: hostRowId,
@@ -262,7 +266,7 @@ async function answerResent(ctx: RelayContext, res: ServerResponse, first: Relay
     throw new RelayHttpError(504, 5002, `the submit with external_task_id '${clientTaskId}' is still waiting for Kling; query it by that id later`);
   }
   ctx.logger.info('resent submit answered with its first task', { taskId: task.id, userId: task.user_id, clientTaskId, klingTaskId: task.kling_task_id });
-  const entry = ctx.registry.byPath.get(task.endpoint);
+  const entry = ctx.registry.byPath.get(task.client_endpoint ?? task.endpoint);
   answer(ctx, res, task.kling_task_id, entry ? createAnswerOf(entry, taskObject(task)) : taskObject(task), requestId);
 }
 
@@ -278,27 +282,33 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
   if (entry.method === 'POST' && !isJsonRequest(req)) throw new RelayHttpError(415, 1200, "the request body must be JSON (Content-Type: application/json)");
   const caller = await identifyCaller(ctx, req, res);
   const body = entry.method === 'GET' ? queryInput(req) : await readJsonBody(req, ctx.config.bodyLimit);
+  // What the caller sent, before validation fills in defaults: a translated request refuses only those.
+  const given = typeof body === 'object' && body !== null ? Object.keys(body) : [];
   const checked = ctx.validator.validate(entry.path, body);
   if (!checked.ok) throw new RelayHttpError(400, 1201, `invalid request: ${checked.errors[0]?.path || '/'} ${checked.errors[0]?.message ?? ''}`.trim(), { errors: checked.errors });
-  const kling = checked.body;
   // Only a submit that names its external_task_id can be resent: the hash of its whole body (ids
   // included) is kept to tell a resend from another request.
-  const hash = clientTaskIdIn(entry, kling) === null ? null : requestHash(entry.path, kling);
-  const { taskId: clientTaskId, callbackUrl: clientCallbackUrl } = takeClientIds(entry, kling);
+  const hash = clientTaskIdIn(entry, checked.body) === null ? null : requestHash(entry.path, checked.body);
+  // A /v1 model Kling serves only through its standard family is sent, priced and recorded as that
+  // family's entry (`served`); the caller still sees /v1.
+  const translation = entry.family === 'v1' ? translationFor(ctx.registry, entry, checked.body) : undefined;
+  const kling = translation ? translate(ctx.validator, ctx.registry, translation, checked.body, given) : checked.body;
+  const served = translation?.target ?? entry;
+  const { taskId: clientTaskId, callbackUrl: clientCallbackUrl } = takeClientIds(served, kling);
 
-  const priced = quote(entry, kling, ctx.prices, ctx.config.quotaPerUnit);
+  const priced = quote(served, kling, ctx.prices, ctx.config.quotaPerUnit);
   if (!priced.ok) throw new RelayHttpError(503, 5001, `this request cannot be priced: ${priced.reason}`);
   if (clientTaskId !== null && hash !== null) {
     const first = await ctx.store.findByClientId(ctx.db, String(caller.id), clientTaskId);
     if (first) return answerResent(ctx, res, first, hash, requestId);
   }
-  const need = slotNeed(entry, kling, priced.quote.model);
-  const { account, pinned } = await chooseAccount(ctx, entry, kling, caller, need);
+  const need = slotNeed(served, kling, priced.quote.model);
+  const { account, pinned } = await chooseAccount(ctx, served, kling, caller, need);
   // A hold that commits after the client got its 503 is never sent to Kling: it is refunded at once
   // (or by the reconciler, which finds that Kling never got the task).
   let task: RelayTask;
   try {
-    task = await withinDeadline(hold(ctx, holdPlan(ctx, entry, caller, account, priced.quote, { taskId: clientTaskId, callbackUrl: clientCallbackUrl, requestHash: hash }, need.slots, { requestedCount: requestedCount(kling) })), ctx.config.dbTimeoutMs, (late) => {
+    task = await withinDeadline(hold(ctx, holdPlan(ctx, served, caller, account, priced.quote, { taskId: clientTaskId, callbackUrl: clientCallbackUrl, requestHash: hash, endpoint: translation ? entry.path : null }, need.slots, { requestedCount: requestedCount(kling) })), ctx.config.dbTimeoutMs, (late) => {
       finish(ctx, late.id, { status: 'failed', reason: 'the hold committed after the database deadline; Kling was not called' }, ['pending'])
         .catch((error: unknown) => ctx.logger.error('could not refund a late hold', { taskId: late.id, error: loggableError(error) }));
     });
@@ -309,22 +319,22 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
     if (!first || hash === null) throw error;
     return answerResent(ctx, res, first, hash, requestId);
   }
-  const log = { taskId: task.id, externalTaskId: task.external_task_id, userId: task.user_id, accountId: account.id, type: entry.type, hold: task.hold_quota };
+  const log = { taskId: task.id, externalTaskId: task.external_task_id, userId: task.user_id, accountId: account.id, type: served.type, hold: task.hold_quota };
   // The caller's own id too: it is what a caller names when asking an operator about a task.
   ctx.logger.info('task submitted', { ...log, ...(task.client_task_id !== null ? { clientTaskId: task.client_task_id } : {}) });
-  ctx.events?.emit('submitted', { taskId: task.id, externalTaskId: task.external_task_id, userId: task.user_id, accountId: account.id, type: entry.type, path: entry.path, hold: task.hold_quota });
+  ctx.events?.emit('submitted', { taskId: task.id, externalTaskId: task.external_task_id, userId: task.user_id, accountId: account.id, type: served.type, path: served.path, hold: task.hold_quota });
 
   const held = task;
   // The callback URL names the account, so a create moved to another account gets its own body.
   const bodyFor = (to: KlingAccount): Record<string, unknown> =>
-    entry.kind === 'task' ? withRelayIds(entry, kling, held.external_task_id, taskCallbackUrl(ctx.config.callbackUrl, ctx.config.callbackSecret, held.external_task_id, to.id)) : kling;
-  const sent = await sendCreate(ctx, { entry, task, need, account, pinned, eligible: servesFamily(entry), call: (to) => callKling(ctx, to, entry, bodyFor(to)) });
+    served.kind === 'task' ? withRelayIds(served, kling, held.external_task_id, taskCallbackUrl(ctx.config.callbackUrl, ctx.config.callbackSecret, held.external_task_id, to.id)) : kling;
+  const sent = await sendCreate(ctx, { entry: served, task, need, account, pinned, eligible: servesFamily(served), call: (to) => callKling(ctx, to, served, bodyFor(to)) });
   const sentWith = sent.account;
   task = sent.task;
-  const reply = 'reply' in sent ? sent.reply : await afterFailedPost(ctx, entry, sentWith, task, sent.error, { ...log, accountId: sentWith.id });
+  const reply = 'reply' in sent ? sent.reply : await afterFailedPost(ctx, served, sentWith, task, sent.error, { ...log, accountId: sentWith.id });
 
   const data = (reply.envelope.data ?? {}) as Record<string, unknown>;
-  const created = createdTask(entry, data);
+  const created = createdTask(served, data);
   // Kling's ids for the request (a task id, or a sync answer's session), so Kling's records can be found.
   const answeredId = created.klingTaskId ?? (typeof data.session_id === 'string' ? data.session_id : undefined);
   ctx.logger.info('Kling accepted the request', { ...log, klingTaskId: answeredId, klingRequestId: reply.envelope.request_id });
@@ -344,7 +354,7 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
     // Kling has the task; the reconciler adopts it by external_task_id if this write was lost.
     ctx.logger.error('could not record Kling task id', { ...log, klingTaskId, error: loggableError(error) });
   }
-  const shown = entry.family === 'v1' ? shownTaskInfo(data, clientTaskId) : shownStandardCreate(data, clientTaskId);
+  const shown = translation ? shownAsV1Create(created, clientTaskId) : entry.family === 'v1' ? shownTaskInfo(data, clientTaskId) : shownStandardCreate(data, clientTaskId);
   answer(ctx, res, klingTaskId, shown, reply.envelope.request_id || requestId);
 }
 

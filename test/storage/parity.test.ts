@@ -70,7 +70,7 @@ function plan(order: Order, now: number) {
   const externalId = { before: `ours-${order.label}-`, after: `-${Math.random().toString(36).slice(2)}` };
   const task = (hostRowId: string): NewRelayTask => ({
     external_task_id: `${externalId.before}${hostRowId}${externalId.after}`, client_task_id: order.label, request_hash: null, kling_task_id: null,
-    account_id: 'main', endpoint: '/v1/videos/text2video', request_type: 'text2video', table_kind: 'video', host_row_id: hostRowId, user_id: userId,
+    account_id: 'main', endpoint: '/v1/videos/text2video', client_endpoint: null, request_type: 'text2video', table_kind: 'video', host_row_id: hostRowId, user_id: userId,
     state: 'pending', billing: order.billing ?? 'hold', hold_quota: order.amount, charge_quota: null, model: 'kling-v2-1', slots: 1,
     pricing: JSON.stringify(order.pricing ?? { type: 'per_request', unit: order.amount / QPU }), status_msg: null, result: null, deductions: null,
     kling_created_at: null, kling_updated_at: null, client_callback_url: order.callbackUrl ?? null, lease_owner: null, lease_until: null,

@@ -12,6 +12,7 @@ export function newTask(overrides: Partial<NewRelayTask> = {}): NewRelayTask {
     kling_task_id: null,
     account_id: 'main',
     endpoint: '/v1/videos/text2video',
+    client_endpoint: null,
     request_type: 'text2video',
     table_kind: 'video',
     host_row_id: String(externalSeq),
