@@ -386,6 +386,8 @@ export class RelayStore {
       .select(TASK_COLUMNS)
       .where('user_id', String(userId))
       .whereIn('endpoint', page.endpoints)
+      // A /v1 request served through the standard family is the caller's /v1 task.
+      .whereNull('client_endpoint')
       .andWhere('created_at', '>=', page.start)
       .andWhere('created_at', '<=', page.end);
     if (page.states) void query.whereIn('state', page.states);

@@ -82,6 +82,9 @@ for (const database of testDatabases()) {
       const theirs = [await create(harness, 'theirs a', other), await create(harness, 'theirs b', other)];
       const v1 = await request(harness.url).post('/kling/v1/videos/text2video').set('X-User-Id', String(user)).send({ prompt: 'a v1 cat' });
       expect(v1.status).to.equal(200);
+      // A /v1 request for kling-3.0-turbo runs as a standard task, but its caller sees it as /v1's.
+      const translated = await request(harness.url).post('/kling/v1/videos/text2video').set('X-User-Id', String(user)).send({ model_name: 'kling-3.0-turbo', prompt: 'a v1 turbo cat' });
+      expect(translated.status, JSON.stringify(translated.body)).to.equal(200);
 
       expect(ids((await list(harness, {})).body.data)).to.deep.equal([...mine].reverse());
       expect(ids((await list(harness, {}, other)).body.data)).to.deep.equal([...theirs].reverse());
