@@ -88,7 +88,6 @@ export class CallbackDelivery {
   async deliverDue(budgetMs = Number.POSITIVE_INFINITY): Promise<CallbackReport> {
     const report: CallbackReport = { claimed: 0, delivered: 0, retrying: 0, gaveUp: 0 };
     const started = Date.now();
-    await this.pruneIfDue(started);
     let claims = 0;
     const worker = async (): Promise<void> => {
       while (claims < BATCH && Date.now() - started < budgetMs) {
@@ -102,6 +101,8 @@ export class CallbackDelivery {
       }
     };
     await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+    // After the deliveries, so that it never takes their budget.
+    await this.pruneIfDue(Date.now());
     return report;
   }
 

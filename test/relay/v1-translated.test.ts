@@ -33,7 +33,7 @@ for (const database of testDatabases()) {
     async function start(options: HarnessOptions = {}): Promise<Harness> {
       h = await startHarness(database, {
         accounts: [{ id: 'pair' }, { id: 'keyed', apiKey: true }],
-        relay: { pricing: PRICING, clientCallbacks: { allowHosts: ['127.0.0.1'], timeoutMs: 2_000 }, reconciler: { intervalMs: 1, taskTimeoutMs: 86_400_000 } },
+        relay: { pricing: PRICING, clientCallbacks: { allowHosts: ['127.0.0.1'], timeoutMs: 2_000 }, reconciler: { intervalMs: 1_000, taskTimeoutMs: 86_400_000 } },
         ...options,
       });
       user = await h.user(START);
