@@ -134,9 +134,15 @@ export class HostTable {
    * table with extra columns or a result of another shape is written through knex.
    */
   get templatable(): boolean {
-    const { extraColumns, result, resultColumn } = this.settings;
-    return Object.keys(extraColumns).length === 0 && result === 'task_result' && resultColumn === 'text';
+    // Asked on every submit; the settings never change after construction.
+    if (this.#templatable === undefined) {
+      const { extraColumns, result, resultColumn } = this.settings;
+      this.#templatable = Object.keys(extraColumns).length === 0 && result === 'task_result' && resultColumn === 'text';
+    }
+    return this.#templatable;
   }
+
+  #templatable: boolean | undefined;
 
   /** Writes the given logical columns of one row; absent columns are skipped. Returns whether a row matched. */
   async update(trx: Knex | Knex.Transaction, id: string | number, patch: Partial<NewHostRow>, facts: HostWriteFacts = {}): Promise<boolean> {

@@ -6,6 +6,11 @@ export const BENCH_ACCOUNT: SandboxAccount = { accessKey: 'bench-access-key', se
 export const BENCH_CALLBACK_SECRET = 'bench-callback-secret-0123456789abcdef';
 export const BENCH_TOKEN = 'sk-bench-0123456789abcdef';
 export const BENCH_USERNAME = 'bench';
+/** Callers of the many-callers run, each with a balance row of its own; the first is the bench user. */
+export const BENCH_CALLERS = 16;
+/** The token and username of caller `i` (0 is the bench user). */
+export const callerToken = (i: number): string => (i === 0 ? BENCH_TOKEN : `${BENCH_TOKEN}-${i}`);
+export const callerName = (i: number): string => (i === 0 ? BENCH_USERNAME : `${BENCH_USERNAME}-${i}`);
 /** Enough for every submit of a long run: 10^15 quota is 2 x 10^9 USD at 500000 per USD. */
 export const BENCH_START_QUOTA = 1_000_000_000_000_000;
 

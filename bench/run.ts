@@ -8,7 +8,7 @@
  * 1000,100000,1000000), BENCH_MYSQL_URL / BENCH_PG_URL (also measure on that database: its bench
  * tables are dropped and recreated), BENCH_OUT (results path), BENCH_PROFILE=dir (the servers run
  * with --cpu-prof and write their profiles there), BENCH_SCENARIOS (a subset of
- * submit,rate,query,large,junk,tables,lookup,two-process, e.g. to profile one path; two-process runs on
+ * submit,callers,rate,query,large,junk,tables,lookup,two-process, e.g. to profile one path; two-process runs on
  * MariaDB/PostgreSQL only), BENCH_TWO_PROCESS_SUBMITS (submits offered to each of the two relay processes,
  * default 4000), BENCH_RATE (requests/s offered to both
  * servers in the equal-rate run; default 40% of the relay's saturated submit rate at 16 connections),
@@ -21,7 +21,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BENCH_TOKEN, SMALL_BODY, junkBody, largeBody } from './config.js';
+import { BENCH_CALLERS, BENCH_TOKEN, SMALL_BODY, callerToken, junkBody, largeBody } from './config.js';
 import type { Knex } from 'knex';
 import { connect } from './database.js';
 import { seed } from './seed.js';
@@ -39,13 +39,15 @@ const LARGE_IN_FLIGHT = 4;
 const largeRequests = quick ? 4 : 24;
 const outFile = resolve(process.env.BENCH_OUT ?? join(here, 'results.json'));
 const profileDir = process.env.BENCH_PROFILE ? resolve(process.env.BENCH_PROFILE) : undefined;
-const scenarios = new Set((process.env.BENCH_SCENARIOS ?? 'submit,rate,query,large,junk,tables,lookup,two-process').split(','));
+const scenarios = new Set((process.env.BENCH_SCENARIOS ?? 'submit,callers,rate,query,large,junk,tables,lookup,two-process').split(','));
 /** Submits offered to each of the two relay processes of the two-process run; the balance covers 3/4 of all of them. */
 const twoProcessSubmits = Number(process.env.BENCH_TWO_PROCESS_SUBMITS ?? (quick ? 200 : 4000));
 /** Requests of the burst of junk bodies (LARGE_IN_FLIGHT at a time). */
 const JUNK_REQUESTS = quick ? 4 : 16;
 /** How many tasks the one caller of the lookup run has. */
 const lookupSizes = (process.env.BENCH_LOOKUP_ROWS ?? (quick ? '100,1000' : '1000,1000000')).split(',').map(Number);
+/** Connections of the many-callers run. */
+const CALLERS_CONNECTIONS = 16;
 /** Connections of the equal-rate run (the targets' 16). */
 const RATE_CONNECTIONS = 16;
 const SUBMIT_PATH = '/kling/v1/videos/text2video';
@@ -116,6 +118,14 @@ interface Load {
   connections: number;
   seconds?: number;
   amount?: number;
+  /** Tokens to send in turn, one request after another (a caller each); the bench user's when absent. */
+  tokens?: readonly string[];
+}
+
+/** autocannon's request setup that sends `tokens` in turn, one per request, over every connection. */
+function inTurn(tokens: readonly string[]): autocannon.Request[] {
+  let next = 0;
+  return [{ setupRequest: (req) => ({ ...req, headers: { ...req.headers, authorization: `Bearer ${tokens[next++ % tokens.length] ?? ''}` } }) }];
 }
 
 async function drive(url: string, load: Load): Promise<Figures> {
@@ -124,6 +134,7 @@ async function drive(url: string, load: Load): Promise<Figures> {
     method: load.method ?? 'POST',
     headers: HEADERS,
     ...(load.body !== undefined ? { body: load.body } : {}),
+    ...(load.tokens !== undefined ? { requests: inTurn(load.tokens) } : {}),
     connections: load.connections,
     ...(load.amount !== undefined ? { amount: load.amount } : { duration: load.seconds ?? duration }),
     timeout: 30,
@@ -250,8 +261,9 @@ async function finishedTask(server: Server, relay: boolean): Promise<string> {
 }
 
 type RatePair = Pair & { database: string; connections: number; offeredRps: number };
+type CallersPair = Pair & { database: string; connections: number; callers: number };
 
-async function databaseRun(name: string, database: string, sandbox: Server, bare: Server): Promise<{ submit: (Pair & { database: string; connections: number })[]; rate: RatePair[]; query: (Pair & { database: string; connections: number })[]; relay: Server }> {
+async function databaseRun(name: string, database: string, sandbox: Server, bare: Server): Promise<{ submit: (Pair & { database: string; connections: number })[]; callers: CallersPair[]; rate: RatePair[]; query: (Pair & { database: string; connections: number })[]; relay: Server }> {
   const db = connect(database);
   await seed(db, 0);
   await db.destroy();
@@ -260,6 +272,14 @@ async function databaseRun(name: string, database: string, sandbox: Server, bare
   for (const connections of scenarios.has('submit') ? connectionCounts : []) {
     submit.push({ database: name, connections, ...(await compare(relay, bare, { path: SUBMIT_PATH, body: SMALL_BODY, connections })) });
     console.error(`  ${name} submit x${connections} done`);
+  }
+  // Every submit above is the one bench user's, so on MariaDB/PostgreSQL each hold waits for the lock
+  // on that user's balance row; a host has many callers, each with a row of its own.
+  const callers: CallersPair[] = [];
+  if (scenarios.has('callers')) {
+    const load = { path: SUBMIT_PATH, body: SMALL_BODY, connections: CALLERS_CONNECTIONS, tokens: Array.from({ length: BENCH_CALLERS }, (_, i) => callerToken(i)) };
+    callers.push({ database: name, connections: CALLERS_CONNECTIONS, callers: BENCH_CALLERS, ...(await compare(relay, bare, load)) });
+    console.error(`  ${name} submit by ${BENCH_CALLERS} callers x${CALLERS_CONNECTIONS} done`);
   }
   // At saturation each server's latency is mostly its own queue (connections / throughput), so the
   // added p99 there restates the throughput ratio. Offered the same rate, below both limits, the
@@ -286,7 +306,7 @@ async function databaseRun(name: string, database: string, sandbox: Server, bare
     query.push({ database: name, connections, ...pair(r, b) });
     console.error(`  ${name} query x${connections} done`);
   }
-  return { submit, rate, query, relay };
+  return { submit, callers, rate, query, relay };
 }
 
 interface LargeFigures {
@@ -501,6 +521,7 @@ async function main(): Promise<void> {
   if (process.env.BENCH_PG_URL) databases.push(['pg', process.env.BENCH_PG_URL]);
   try {
     const submit: (Pair & { database: string; connections: number })[] = [];
+    const callers: CallersPair[] = [];
     const rate: RatePair[] = [];
     const query: (Pair & { database: string; connections: number })[] = [];
     let large: { bodyBytes: number; inFlight: number; relay: LargeFigures; bare: LargeFigures; addedMs: number } | undefined;
@@ -510,6 +531,7 @@ async function main(): Promise<void> {
       console.error(`${name}: submits and queries`);
       const result = await databaseRun(name, database, sandbox, bare);
       submit.push(...result.submit);
+      callers.push(...result.callers);
       rate.push(...result.rate);
       query.push(...result.query);
       if (name === 'sqlite' && scenarios.has('large')) {
@@ -584,6 +606,7 @@ async function main(): Promise<void> {
         loadAfter: os.loadavg().map((l) => round(l, 2)),
       },
       submit,
+      submitManyCallers: callers,
       submitAtRate: rate,
       query,
       largeBody: large,
@@ -598,6 +621,7 @@ async function main(): Promise<void> {
 
     console.log(`kling-relay bench: ${results.machine.cpus} cpus (${results.machine.cpuModel}), node ${process.version}, load ${results.machine.loadBefore.join(' ')}, ${duration} s per run`);
     printPairs('text2video submit, small body (requests/s, latency ms)', submit);
+    if (callers.length > 0) printPairs(`submit, small body, ${BENCH_CALLERS} callers in turn, each with a balance row of its own`, callers);
     if (rate.length > 0) {
       console.log(`\nsubmit offered the same rate to both servers (${rate.map((r) => `${r.database} ${r.offeredRps} r/s`).join(', ')})`);
       for (const r of rate) console.log(`  ${r.database} x${r.connections}: p50 ${r.relay.p50} / ${r.bare.p50} ms, p99 ${r.relay.p99} / ${r.bare.p99} ms (relay / bare), added p50 ${r.addedP50Ms} ms, p99 ${r.addedP99Ms} ms; cpu ${r.relay.cpuUsPerRequest ?? '?'} / ${r.bare.cpuUsPerRequest ?? '?'} us per request`);

@@ -1,12 +1,12 @@
 /**
- * Prepares a bench database: the host tables, the relay's tables, the bench user with a large balance,
- * and optionally `rows` finished tasks already in the host's Video table, the relay's task table and
+ * Prepares a bench database: the host tables, the relay's tables, the bench user and the other callers
+ * of the many-callers run with a large balance each, and optionally `rows` finished tasks already in the host's Video table, the relay's task table and
  * its ledger (the table-size scenario). Rows go in with multi-row INSERTs inside one transaction.
  */
 import type { Knex } from 'knex';
 import { createDefaultHostTables } from '../adapters/host-schema.js';
 import { RelayStore } from '../adapters/relay-store.js';
-import { BENCH_START_QUOTA, BENCH_USERNAME } from './config.js';
+import { BENCH_CALLERS, BENCH_START_QUOTA, BENCH_USERNAME, callerName } from './config.js';
 
 /** Every table the bench writes, dropped before a run so that each starts from the same state. */
 const TABLES = ['kling_relay_ledger', 'kling_relay_tasks', 'kling_relay_resources', 'videos', 'images', 'users'];
@@ -44,6 +44,9 @@ export async function seed(db: Knex, rows: number, owners = OWNERS): Promise<See
   const inserted: unknown[] = (db.client as { dialect?: string }).dialect === 'mysql' ? await db('users').insert(user) : await db('users').insert(user, ['id']);
   const first = inserted[0];
   const userId = Number(typeof first === 'object' && first !== null ? (first as { id: unknown }).id : first);
+  // The other callers of the many-callers run, after the bench user, each with a balance of its own.
+  const others = Array.from({ length: BENCH_CALLERS - 1 }, (_, i) => ({ username: callerName(i + 1), quota: BENCH_START_QUOTA, used_quota: 0 }));
+  await db('users').insert(others);
   await db.transaction(async (trx) => {
     const now = Date.now();
     const seconds = Math.floor(now / 1000);

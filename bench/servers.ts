@@ -21,7 +21,7 @@ import { silentLogger } from '../lib/logger.js';
 import { AccountPool } from '../lib/upstream/accounts.js';
 import { KlingClient, UpstreamError } from '../lib/upstream/client.js';
 import { connect } from './database.js';
-import { BENCH_ACCOUNT, BENCH_CALLBACK_SECRET, BENCH_PRICING, BENCH_TOKEN, BENCH_USERNAME } from './config.js';
+import { BENCH_ACCOUNT, BENCH_CALLBACK_SECRET, BENCH_CALLERS, BENCH_PRICING, callerName, callerToken } from './config.js';
 
 export type ChildMessage = { ready: true; url: string } | { rss: number; peak: number; cpuUs: number } | { error: string };
 
@@ -92,14 +92,20 @@ async function runRelay(sandboxUrl: string, database: string): Promise<() => Pro
     logger: silentLogger,
   });
   await relay.migrate();
-  const user = (await db('users').where({ username: BENCH_USERNAME }).first('id')) as { id: number } | undefined;
-  if (!user) throw new Error('the bench user is missing: bench/seed.ts creates it before the relay starts');
-  const caller = { id: user.id, username: BENCH_USERNAME };
+  // The callers by token: the bench user, and the others of the many-callers run.
+  const callers = new Map<string, { id: number; username: string }>();
+  for (let i = 0; i < BENCH_CALLERS; i++) {
+    const username = callerName(i);
+    const user = (await db('users').where({ username }).first('id')) as { id: number } | undefined;
+    if (!user) throw new Error(`the bench user ${username} is missing: bench/seed.ts creates it before the relay starts`);
+    callers.set(`Bearer ${callerToken(i)}`, { id: user.id, username });
+  }
   const app = express();
   app.disable('x-powered-by');
   // A host's token check, with its tokens in memory (as one-api caches them); no database round trip.
   const tokenAuth = (req: Request, res: Response, next: NextFunction): void => {
-    if (req.headers.authorization === `Bearer ${BENCH_TOKEN}`) res.locals.user = caller;
+    const caller = callers.get(req.headers.authorization ?? '');
+    if (caller) res.locals.user = caller;
     next();
   };
   app.post('/kling/callback', relay.callback);

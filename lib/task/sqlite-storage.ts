@@ -25,7 +25,7 @@ export class SqliteTaskStorage extends KnexTaskStorage {
     const host = this.hosts[plan.table];
     return unlessShort(
       direct.transaction((run) => {
-        if (run(quota.holdQuery(direct.db, plan.userId, plan.amount)).changes === 0) throw new ShortBalance();
+        if (run(quota.holdTemplate(direct), quota.holdValues(plan.userId, plan.amount)).changes === 0) throw new ShortBalance();
         const hostRowId = String(run(host.insertTemplate(direct), host.directValues(plan.row)).lastInsertRowid);
         const task = plan.task(hostRowId);
         const id = Number(run(store.insertTaskTemplate(direct), task).lastInsertRowid);

@@ -52,6 +52,7 @@ describe('npm run bench (smoke run, BENCH_QUICK=1)', function () {
       quick: boolean;
       machine: { cpus: number; node: string };
       submit: { database: string; connections: number; relay: Figures; bare: Figures; ratio: number; addedP99Ms: number }[];
+      submitManyCallers: { database: string; connections: number; callers: number; relay: Figures; bare: Figures; ratio: number }[];
       submitAtRate: { database: string; connections: number; offeredRps: number; relay: Figures; bare: Figures; addedP99Ms: number }[];
       query: { database: string; connections: number; relay: Figures; bare: Figures; ratio: number }[];
       largeBody: { bodyBytes: number; inFlight: number; relay: { latency: Figures; peakGrowthBytes: number; perRequestFactor: number }; bare: { latency: Figures; peakGrowthBytes: number }; addedMs: number };
@@ -69,6 +70,12 @@ describe('npm run bench (smoke run, BENCH_QUICK=1)', function () {
       answered(row.relay, `relay ${row.database} x${row.connections}`);
       answered(row.bare, `bare ${row.database} x${row.connections}`);
       expect(row.ratio).to.be.greaterThan(0);
+    }
+    // Every caller's token is known to the bench host: a 401 for any of them would show as a non-2xx.
+    expect(results.submitManyCallers.map((r) => `${r.database}/${r.connections}/${r.callers}`)).to.deep.equal(['sqlite/16/16']);
+    for (const row of results.submitManyCallers) {
+      answered(row.relay, `relay, ${row.callers} callers`);
+      answered(row.bare, `bare, ${row.callers} callers`);
     }
     expect(results.submitAtRate.map((r) => `${r.database}/${r.connections}`)).to.deep.equal(['sqlite/16']);
     for (const row of results.submitAtRate) {
