@@ -32,7 +32,8 @@ function namedIds(search: URLSearchParams): { ids: string[]; byClientId: boolean
 async function ownTask(ctx: RelayContext, userId: string, id: string, byClientId: boolean): Promise<RelayTask | undefined> {
   const task = await ctx.store.findForUser(ctx.db, userId, id, undefined);
   if (!task || ctx.registry.byPath.get(task.endpoint)?.family !== 'standard') return undefined;
-  if ((byClientId ? task.client_task_id : task.kling_task_id) !== id) return undefined;
+  // By task_ids: Kling's id, or the relay's that a queued task was answered with.
+  if (byClientId ? task.client_task_id !== id : task.kling_task_id !== id && task.external_task_id !== id) return undefined;
   await refreshTask(ctx, task);
   return (await ctx.store.getTask(ctx.db, task.id)) ?? task;
 }

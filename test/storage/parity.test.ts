@@ -73,7 +73,7 @@ function plan(order: Order, now: number) {
     account_id: 'main', endpoint: '/v1/videos/text2video', request_type: 'text2video', table_kind: 'video', host_row_id: hostRowId, user_id: userId,
     state: 'pending', billing: order.billing ?? 'hold', hold_quota: order.amount, charge_quota: null, model: 'kling-v2-1', slots: 1,
     pricing: JSON.stringify(order.pricing ?? { type: 'per_request', unit: order.amount / QPU }), status_msg: null, result: null, deductions: null,
-    kling_created_at: null, kling_updated_at: null, client_callback_url: order.callbackUrl ?? null, lease_owner: null, lease_until: null,
+    kling_created_at: null, kling_updated_at: null, client_callback_url: order.callbackUrl ?? null, queued_body: null, lease_owner: null, lease_until: null,
     next_check_at: now + 60_000, check_count: 0, checked_at: null, created_at: now, updated_at: now,
   });
   return { table: 'video' as const, userId, billing: order.billing ?? 'hold', amount: order.amount, row, task, externalId, now };
