@@ -6,6 +6,7 @@ import request from 'supertest';
 import type { KlingRelay } from '../../lib/index.js';
 import { testDatabases } from '../support/databases.js';
 import { checkAndClose, type Harness, type HarnessAccount, startHarness } from '../support/harness.js';
+import { startReceiver } from '../callbacks/receiver.js';
 
 const VIDEO = '/v1/videos/text2video';
 const FINAL = ['succeed', 'failed'];
@@ -67,8 +68,8 @@ for (const database of testDatabases()) {
     let h: Harness | undefined;
     afterEach(async () => checkAndClose(h));
 
-    const start = (accounts: HarnessAccount[], queue: Record<string, number> = {}) =>
-      startHarness(database, { accounts, relay: { reconciler: { intervalMs: 1 }, queue } });
+    const start = (accounts: HarnessAccount[], queue: Record<string, number> = {}, relay: Record<string, unknown> = {}) =>
+      startHarness(database, { accounts, relay: { reconciler: { intervalMs: 1 }, queue, ...relay } });
     const submit = (user: number, prompt: string, extra: Record<string, unknown> = {}, url = h?.url ?? '') =>
       request(url).post(`/kling${VIDEO}`).set('X-User-Id', String(user)).send({ prompt, model_name: 'kling-v2-6', ...extra });
     const get = (user: number, id: string) => request(h?.url ?? '').get(`/kling${VIDEO}/${id}`).set('X-User-Id', String(user));
@@ -131,6 +132,46 @@ for (const database of testDatabases()) {
       expect((await get(user, 'mine-3')).body.data.task_status).to.equal('succeed');
       expect(peaks(h)).to.deep.equal({ a: 2 });
       expect([...madePerTask(h).values()]).to.deep.equal([1, 1, 1, 1]);
+    });
+
+    it("calls the caller's callback_url for a queued task as for any: Kling's id, submitted, then succeed", async () => {
+      const receiver = await startReceiver();
+      try {
+        h = await start([{ id: 'a', concurrency: 1 }], {}, { clientCallbacks: { allowHosts: ['127.0.0.1'], timeoutMs: 2_000 } });
+        const user = await h.user(100_000_000);
+        expect((await submit(user, 'runs')).status).to.equal(200);
+        const queued = await submit(user, 'waits', { external_task_id: 'job-q', callback_url: receiver.url });
+        expect(queued.body.data.task_status_msg).to.match(/queued/);
+        await drain(h);
+        await h.relay.reconcile();
+        const klingId = String((await h.tasks())[1]?.kling_task_id);
+        expect(receiver.statuses()).to.deep.equal(['submitted', 'succeed']);
+        for (const notice of receiver.requests) expect(notice.body).to.deep.include({ task_id: klingId, task_info: { external_task_id: 'job-q' } });
+      } finally {
+        await receiver.stop();
+      }
+    });
+
+    it("answers a queued task of Kling's standard family in that family's shape, and finds it by the relay's id", async () => {
+      h = await start([{ id: 'keyed', apiKey: true, concurrency: 1 }]);
+      const user = await h.user(100_000_000);
+      const post = (body: Record<string, unknown>) => request(h?.url ?? '').post('/kling/text-to-video/kling-3.0-turbo').set('X-User-Id', String(user)).send(body);
+      expect((await post({ prompt: 'runs' })).status).to.equal(200);
+      const queued = await post({ prompt: 'waits', options: { external_task_id: 'std-q' } });
+      expect(queued.status, JSON.stringify(queued.body)).to.equal(200);
+      const data = queued.body.data as Record<string, unknown>;
+      expect(Object.keys(data).sort()).to.deep.equal(['create_time', 'external_id', 'id', 'status', 'update_time']);
+      expect(data).to.include({ status: 'submitted', external_id: 'std-q' });
+      expect(String(data.id)).to.match(/^kr-video-/);
+      const found = await request(h.url).get(`/kling/tasks?task_ids=${String(data.id)}`).set('X-User-Id', String(user));
+      expect(found.body.data).to.have.length(1);
+      expect(found.body.data[0]).to.include({ id: data.id, status: 'submitted', external_id: 'std-q' });
+      expect(String(found.body.data[0].message)).to.match(/queued/);
+      await drain(h);
+      const task = (await h.tasks())[1];
+      const byKling = await request(h.url).get(`/kling/tasks?task_ids=${String(task?.kling_task_id)}`).set('X-User-Id', String(user));
+      expect(byKling.body.data[0]).to.include({ id: task?.kling_task_id, external_id: 'std-q' });
+      expect(h.creates().map((c) => c.path)).to.deep.equal(['/text-to-video/kling-3.0-turbo', '/text-to-video/kling-3.0-turbo']);
     });
 
     it("serves callers in turn: one caller's backlog does not stand before another caller's task", async () => {
@@ -245,6 +286,12 @@ for (const database of testDatabases()) {
       expect(answers.map((r) => r.status)).to.deep.equal(Array(50).fill(200));
       const queuedAtOnce = (await h.tasks()).filter((t) => t.state === 'queued').length;
       expect(queuedAtOnce).to.equal(44);
+      // A pass with no slot free sends nothing and reports the queue and the slots in use.
+      await h.relay.reconcile();
+      const busy = await metrics.metrics();
+      expect(busy).to.include('kling_relay_queue_depth 44');
+      for (const account of ['a', 'b']) expect(busy).to.include(`kling_relay_slots_in_use{account="${account}",model="kling-v2-6",pack="video"} 3`);
+      expect(busy).to.match(/kling_relay_queue_oldest_wait_seconds [0-9.]+/);
       await drain(h);
       const tasks = await h.tasks();
       expect(tasks.map((t) => t.state)).to.deep.equal(Array(50).fill('succeed'));
