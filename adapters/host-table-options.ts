@@ -1,10 +1,10 @@
 import { KlingRelayConfigError } from '../lib/errors.js';
 import { assertIdentifier } from './identifiers.js';
-import type { HostExtraColumn, HostExtraSource, HostResultShape, HostTableOptions, HostWriteMoment, TaskState } from './types.js';
+import type { HostExtraColumn, HostExtraSource, HostResultShape, HostTableOptions, HostWriteMoment, HostState } from './types.js';
 
 /** A host table's write settings, every one present. */
 export interface HostTableSettings {
-  statuses: Record<TaskState, string>;
+  statuses: Record<HostState, string>;
   result: HostResultShape;
   resultColumn: 'text' | 'json';
   duration: 'seconds' | 'text';
@@ -12,10 +12,10 @@ export interface HostTableSettings {
   extraColumns: Record<string, HostExtraColumn>;
 }
 
-const STATES: readonly TaskState[] = ['pending', 'submitted', 'processing', 'succeed', 'failed'];
+const STATES: readonly HostState[] = ['pending', 'submitted', 'processing', 'succeed', 'failed'];
 const MOMENTS: readonly HostWriteMoment[] = ['insert', 'submitted', 'processing', 'succeed', 'failed'];
 const SOURCES: readonly HostExtraSource[] = ['now', 'url', 'resourceId', 'requestedCount'];
-export const DEFAULT_STATUSES: Readonly<Record<TaskState, string>> = { pending: '', submitted: 'submitted', processing: 'processing', succeed: 'succeed', failed: 'failed' };
+export const DEFAULT_STATUSES: Readonly<Record<HostState, string>> = { pending: '', submitted: 'submitted', processing: 'processing', succeed: 'succeed', failed: 'failed' };
 
 function fail(option: string, message: string): never {
   throw new KlingRelayConfigError('ERR_KLING_RELAY_HOST_TABLE', `${option} ${message}`);
@@ -33,14 +33,14 @@ function oneOf<T extends string>(option: string, value: unknown, allowed: readon
   return value as T;
 }
 
-function statusWords(option: string, value: unknown): Record<TaskState, string> {
+function statusWords(option: string, value: unknown): Record<HostState, string> {
   if (value === undefined) return { ...DEFAULT_STATUSES };
   if (!isObject(value)) fail(option, `must map task states (${STATES.join(', ')}) to the words the host writes, e.g. { pending: 'NOT_START', succeed: 'SUCCESS' }.`);
   for (const [state, word] of Object.entries(value)) {
     if (!(STATES as readonly string[]).includes(state)) fail(`${option}.${state}`, `is not a task state; use ${STATES.join(', ')}.`);
     if (typeof word !== 'string') fail(`${option}.${state}`, `must be a string, got ${JSON.stringify(word)}.`);
   }
-  return { ...DEFAULT_STATUSES, ...(value as Partial<Record<TaskState, string>>) };
+  return { ...DEFAULT_STATUSES, ...(value as Partial<Record<HostState, string>>) };
 }
 
 function fixedValue(option: string, value: unknown): string | number {

@@ -4,7 +4,7 @@ import { assertIdentifier } from './identifiers.js';
 import { insertReturningId, toNumber } from './dialect.js';
 import type { Template, TemplateSource } from './statement-template.js';
 import { HOST_COLUMNS, REQUIRED_HOST_COLUMNS } from './types.js';
-import type { HostColumn, HostExtraColumn, HostResultShape, HostRow, HostTableOptions, HostWriteMoment, NewHostRow, TableKind, TaskState } from './types.js';
+import type { HostColumn, HostExtraColumn, HostResultShape, HostRow, HostTableOptions, HostWriteMoment, NewHostRow, TableKind, HostState } from './types.js';
 import { hostTableSettings, type HostTableSettings } from './host-table-options.js';
 
 /** What a write knows beyond the row's own columns. */
@@ -206,7 +206,7 @@ export class HostTable {
   /** A logical column's value as this table keeps it. */
   private written(logical: HostColumn, value: unknown): unknown {
     const { statuses, duration, resultColumn } = this.settings;
-    if (logical === 'status') return statuses[value as TaskState] ?? value;
+    if (logical === 'status') return statuses[value as HostState] ?? value;
     if (logical === 'result' && value === '' && resultColumn === 'json') return null;
     if (logical !== 'duration') return value;
     // Kling reports "5.1"; an integer column on PostgreSQL refuses it, a text column keeps it.

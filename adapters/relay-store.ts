@@ -4,7 +4,7 @@ import { assertIdentifier } from './identifiers.js';
 import type { Template, TemplateSource } from './statement-template.js';
 import { OUTBOX_INDEX_SUFFIXES, OutboxStore } from './outbox-store.js';
 import { addColumnIfAbsent, affectedRows, createTableIfAbsent, dialectOf, indexExists, insertReturningId, isUniqueViolation, toNumber, toNumberOrNull, toStringOrNull } from './dialect.js';
-import { ACTIVE_STATES } from '../lib/task/states.js';
+import { ACTIVE_STATES, SENT_STATES } from '../lib/task/states.js';
 import type { LedgerKind, LedgerRow, NewRelayTask, RelayTask, TaskState } from './types.js';
 
 export { isUniqueViolation } from './dialect.js';
@@ -73,6 +73,7 @@ const TASK_COLUMN_SET: Record<keyof RelayTask, true> = {
   kling_created_at: true,
   kling_updated_at: true,
   client_callback_url: true,
+  queued_body: true,
   lease_owner: true,
   lease_until: true,
   next_check_at: true,
@@ -211,6 +212,8 @@ export class RelayStore {
       t.bigInteger('kling_created_at').nullable();
       t.bigInteger('kling_updated_at').nullable();
       t.text('client_callback_url').nullable();
+      // A request body may carry base64 images: MySQL's MEDIUMTEXT stops at 16 MB.
+      t.text('queued_body', 'longtext').nullable();
       exact(t.string('lease_owner', 191)).nullable();
       t.bigInteger('lease_until').nullable();
       t.bigInteger('next_check_at').nullable();
@@ -227,6 +230,7 @@ export class RelayStore {
     await addColumnIfAbsent(db, this.tables.tasks, 'deductions', (t) => void t.text('deductions').nullable());
     await addColumnIfAbsent(db, this.tables.tasks, 'slots', (t) => void t.integer('slots').notNullable().defaultTo(1));
     await addColumnIfAbsent(db, this.tables.tasks, 'client_endpoint', (t) => void t.string('client_endpoint', 191).nullable());
+    await addColumnIfAbsent(db, this.tables.tasks, 'queued_body', (t) => void t.text('queued_body', 'longtext').nullable());
     await createTableIfAbsent(db, this.tables.ledger, (t) => {
       t.increments('id').primary();
       t.integer('task_id').notNullable();
@@ -329,19 +333,21 @@ export class RelayStore {
   }
 
   /**
-   * One task of this user, by Kling's task id or the caller's own external_task_id, newest first. Never
+   * One task of this user, by Kling's task id, the caller's own external_task_id, or the relay's
+   * external_task_id (the id a task that waited for a slot was answered with), newest first. Never
    * another user's: the user filter is part of the query, not a check afterwards. Two lookups, each
-   * served by an index that names the task ((user_id, kling_task_id), (user_id, client_task_id)): an OR
+   * served by an index that names the task ((user_id, kling_task_id), (user_id, client_task_id), and the
+   * unique external_task_id): an OR
    * across both columns, an ORDER BY or an endpoint filter in the query would let SQLite pick
    * (user_id, endpoint, created_at) instead and walk every task of the caller. An id names one task
    * (or a few), so the endpoint (the one the caller posted to) and the order are applied to the matches here.
    */
   async findForUser(db: Db, userId: string, idOrClientId: string, endpoint?: string): Promise<RelayTask | undefined> {
-    const matches = async (column: 'kling_task_id' | 'client_task_id'): Promise<RelayTask[]> => {
+    const matches = async (column: 'kling_task_id' | 'client_task_id' | 'external_task_id'): Promise<RelayTask[]> => {
       const rows: unknown[] = await db(this.tables.tasks).select(TASK_COLUMNS).where('user_id', String(userId)).andWhere(column, idOrClientId);
       return rows.map((row) => toTask(row as Record<string, unknown>));
     };
-    const found = [...(await matches('kling_task_id')), ...(await matches('client_task_id'))].filter((task) => endpoint === undefined || (task.client_endpoint ?? task.endpoint) === endpoint);
+    const found = [...(await matches('kling_task_id')), ...(await matches('client_task_id')), ...(await matches('external_task_id'))].filter((task) => endpoint === undefined || (task.client_endpoint ?? task.endpoint) === endpoint);
     return found.reduce<RelayTask | undefined>((newest, task) => (newest === undefined || task.created_at > newest.created_at || (task.created_at === newest.created_at && task.id > newest.id) ? task : newest), undefined);
   }
 
@@ -490,7 +496,7 @@ export class RelayStore {
   // ---- reconciler ----
 
   /**
-   * Claims up to `limit` due tasks (not final, `next_check_at <= now`, lease free or expired) for
+   * Claims up to `limit` due tasks (sent to Kling and not final, `next_check_at <= now`, lease free or expired) for
    * `owner` until `now + leaseMs`. Each claim is a conditional UPDATE that only one instance can win,
    * the same statement on every database (no SKIP LOCKED); the answer holds only the tasks won.
    */
@@ -501,7 +507,7 @@ export class RelayStore {
     // The states listed rather than `NOT IN (final)`, so that the (state, next_check_at) index serves.
     const candidates: unknown[] = await db(this.tables.tasks)
       .select('id')
-      .whereIn('state', ACTIVE_STATES)
+      .whereIn('state', SENT_STATES)
       .andWhere('next_check_at', '<=', now)
       .andWhere(leaseFree)
       .orderBy([{ column: 'next_check_at', order: 'asc' }, { column: 'id', order: 'asc' }])
@@ -511,7 +517,7 @@ export class RelayStore {
       const id = toNumber((candidate as { id: unknown }).id);
       const changed = await db(this.tables.tasks)
         .where('id', id)
-        .whereIn('state', ACTIVE_STATES)
+        .whereIn('state', SENT_STATES)
         .andWhere(leaseFree)
         .update({ lease_owner: owner, lease_until: now + leaseMs });
       if (affectedRows(changed) > 0) won.push(id);
@@ -528,6 +534,77 @@ export class RelayStore {
       .where({ id, lease_owner: owner })
       .update({ lease_owner: null, lease_until: null, next_check_at: nextCheckAt });
     return affectedRows(changed) > 0;
+  }
+
+  // ---- queue ----
+
+  /** How many tasks wait for a free Kling slot: of every caller, or of one model version and pack type. */
+  async queuedCount(db: Db, of?: { pack: string; model: string }): Promise<number> {
+    const query = db(this.tables.tasks).count({ n: '*' }).where('state', 'queued');
+    if (of) void query.andWhere({ table_kind: of.pack, model: of.model });
+    const row: unknown = await query.first();
+    return toNumber((row as { n?: unknown } | undefined)?.n);
+  }
+
+  /** How many of this user's tasks wait for a slot or run (queued, pending, submitted, processing). */
+  async activeCount(db: Db, userId: string): Promise<number> {
+    const row: unknown = await db(this.tables.tasks).count({ n: '*' }).where('user_id', String(userId)).whereIn('state', ACTIVE_STATES).first();
+    return toNumber((row as { n?: unknown } | undefined)?.n);
+  }
+
+  /**
+   * Queued tasks in the order a fair dispatcher offers them, in rounds: each caller's oldest first,
+   * then each caller's second oldest, and so on, up to `perCaller` each. Within a round, callers Kling
+   * accepted fewer tasks of since their oldest queued task was queued come first, then those with fewer
+   * tasks running, then the one whose oldest task waits longest. One caller's backlog thus never stands
+   * before another caller's first task: each task of it sent moves the caller back. `maxWaitMs` bounds
+   * how far back a caller's tasks are read (older ones left the queue by then).
+   */
+  async queuedRound(db: Db, callers: number, perCaller: number, maxWaitMs: number): Promise<RelayTask[]> {
+    const heads = (await db(this.tables.tasks).select('user_id').min({ first: 'id' }).where('state', 'queued').groupBy('user_id').orderBy('first', 'asc').limit(callers)) as { user_id: unknown; first: unknown }[];
+    const order: { user: string; first: number; served: number; runs: number }[] = [];
+    for (const head of heads) {
+      const user = String(head.user_id);
+      const first = toNumber(head.first);
+      const since = toNumber(((await db(this.tables.tasks).select('created_at').where('id', first).first()) as { created_at?: unknown } | undefined)?.created_at);
+      const counts = (await db(this.tables.tasks)
+        .where('user_id', user)
+        .andWhere('created_at', '>=', since - maxWaitMs)
+        .select(db.raw('SUM(CASE WHEN kling_created_at >= ? THEN 1 ELSE 0 END) AS served', [since]), db.raw(`SUM(CASE WHEN state IN (${SENT_STATES.map(() => '?').join(', ')}) THEN 1 ELSE 0 END) AS runs`, [...SENT_STATES]))
+        .first()) as { served?: unknown; runs?: unknown } | undefined;
+      order.push({ user, first, served: toNumber(counts?.served), runs: toNumber(counts?.runs) });
+    }
+    order.sort((x, y) => x.served - y.served || x.runs - y.runs || x.first - y.first);
+    const lines: RelayTask[][] = [];
+    for (const { user } of order) {
+      const rows: unknown[] = await db(this.tables.tasks).select(TASK_COLUMNS).where({ state: 'queued', user_id: user }).orderBy('id', 'asc').limit(perCaller);
+      lines.push(rows.map((row) => toTask(row as Record<string, unknown>)));
+    }
+    const round: RelayTask[] = [];
+    for (let i = 0; i < perCaller; i++) for (const line of lines) if (line[i]) round.push(line[i] as RelayTask);
+    return round;
+  }
+
+  /** Ids of up to `limit` tasks queued since before `before`, oldest first. */
+  async queuedBefore(db: Db, before: number, limit: number): Promise<number[]> {
+    const rows = (await db(this.tables.tasks).select('id').where('state', 'queued').andWhere('created_at', '<', before).orderBy('id', 'asc').limit(limit)) as { id: unknown }[];
+    return rows.map((row) => toNumber(row.id));
+  }
+
+  /** Slots in use per account, model version and pack type: the sent tasks' slots, as `slotsInUse` counts them. */
+  async slotsByAccount(db: Db): Promise<{ accountId: string; model: string; pack: 'video' | 'image'; inUse: number }[]> {
+    const rows = (await db(this.tables.tasks)
+      .select('account_id', 'model', 'table_kind')
+      .sum({ used: 'slots' })
+      .whereIn('state', SENT_STATES)
+      .groupBy('account_id', 'model', 'table_kind')) as { account_id: unknown; model: unknown; table_kind: unknown; used: unknown }[];
+    return rows.map((row) => ({ accountId: String(row.account_id), model: String(row.model), pack: row.table_kind === 'image' ? 'image' : 'video', inUse: toNumber(row.used) }));
+  }
+
+  /** When the oldest queued task was recorded; undefined when none waits. */
+  async oldestQueuedAt(db: Db): Promise<number | undefined> {
+    const row: unknown = await db(this.tables.tasks).min({ at: 'created_at' }).where('state', 'queued').first();
+    return toNumberOrNull((row as { at?: unknown } | undefined)?.at) ?? undefined;
   }
 
   // ---- resources ----

@@ -40,7 +40,7 @@ export interface HostTableOptions {
    * The word written into `status` for each state of a task. Default: Kling's own words, and `''`
    * for a task Kling has not answered yet (`pending`).
    */
-  statuses?: Partial<Record<TaskState, string>>;
+  statuses?: Partial<Record<HostState, string>>;
   /**
    * What `result` holds once a task is final: `'task_result'` (default: Kling's task_result, written on
    * success only), `'task'` (Kling's whole task object, on success and failure), or `'envelope'`
@@ -60,7 +60,10 @@ export interface HostTableOptions {
 export type HostResultShape = 'task_result' | 'task' | 'envelope';
 
 /** When an extra column is written: when the row is recorded, or when the task reaches a state. */
-export type HostWriteMoment = 'insert' | Exclude<TaskState, 'pending'>;
+/** The states a host row shows: a task waiting for a Kling slot (`queued`) shows `pending` there. */
+export type HostState = Exclude<TaskState, 'queued'>;
+
+export type HostWriteMoment = 'insert' | Exclude<HostState, 'pending'>;
 
 /**
  * Where an extra column's value comes from: `now` (unix seconds), `url` (the first video's, image's
@@ -203,6 +206,11 @@ export interface RelayTask {
   kling_updated_at: number | null;
   /** The caller's own callback_url, stored, never forwarded to Kling. */
   client_callback_url: string | null;
+  /**
+   * JSON text of the validated request a task that had to wait for a free Kling slot is sent with
+   * (the caller's ids taken out, the relay's added at sending); null for a task sent at once.
+   */
+  queued_body: string | null;
   lease_owner: string | null;
   lease_until: number | null;
   next_check_at: number | null;

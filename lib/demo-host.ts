@@ -223,7 +223,7 @@ function taskSummary(row: TaskRow): Record<string, unknown> {
     external_task_id: row.external_task_id,
     endpoint: row.endpoint,
     model: row.model,
-    task_status: row.state === 'pending' ? 'submitted' : row.state,
+    task_status: row.state === 'pending' || row.state === 'queued' ? 'submitted' : row.state,
     hold_quota: Number(row.hold_quota),
     charge_quota: row.charge_quota === null ? null : Number(row.charge_quota),
     created_at: Number(row.created_at),

@@ -29,6 +29,8 @@ import { SqliteTaskStorage } from './task/sqlite-storage.js';
 import { ServerTaskStorage } from './task/server-storage.js';
 import type { TaskStorage, TaskStorageParts } from './task/storage.js';
 import { AccountPool } from './upstream/accounts.js';
+import { SlotGate } from './dispatch/gate.js';
+import { QueueDispatcher } from './dispatch/queue.js';
 import { SlotBoard } from './dispatch/slots.js';
 import { loggableError } from './loggable-error.js';
 import { KlingClient } from './upstream/client.js';
@@ -137,11 +139,14 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
     storage: taskStorage({ db: config.db, store, hosts, quota, notices, onTransition: config.onTransition }),
     accounts,
     slots,
+    gate: new SlotGate(),
     client,
     logger,
     db: config.db,
     quotaPerUnit: config.quotaPerUnit,
   };
+  const queue = new QueueDispatcher(ctx);
+  ctx.queue = queue;
   const reconciler = new Reconciler(ctx, delivery);
   const accountApi = new KlingAccountApi(client);
   const hostProblems = (): Promise<HostSchemaProblem[]> =>
@@ -156,6 +161,7 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
     reconcile: () => reconciler.reconcile(),
     start: () => {
       delivery.start(config.reconciler.intervalMs);
+      queue.start();
       reconciler.start();
       // A host that upgraded without migrating would fail every settle of a task with a callback_url.
       Promise.all(Object.values(store.tables).map(async (table) => ((await config.db.schema.hasTable(table)) ? undefined : table))).then(
@@ -181,6 +187,7 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
     checkHostTables: hostProblems,
     stop: async () => {
       await delivery.stop();
+      await queue.stop();
       await reconciler.stop();
     },
     callback: createCallbackHandler(ctx),

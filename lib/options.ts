@@ -93,6 +93,24 @@ export interface KlingRelayOptions {
    * signed with Standard Webhooks headers.
    */
   clientCallbacks?: ClientCallbacksOptions;
+  /**
+   * The queue of tasks waiting for a free Kling slot (docs/guide.md, "The queue"): a submit that finds
+   * every eligible account at its concurrency cap is held, recorded `queued` and sent when a slot frees.
+   */
+  queue?: QueueOptions;
+}
+
+/** Limits of the queue of tasks waiting for a free Kling slot. */
+export interface QueueOptions {
+  /** The most tasks queued at once, every caller's; a submit over it gets 429/1303 with nothing held. 0 turns the queue off. Default 1000. */
+  maxLength?: number;
+  /** How long in ms a task may wait queued before it fails with its hold refunded. Default 600000 (10 min). */
+  maxWaitMs?: number;
+  /**
+   * The most tasks one caller may have queued and running at once, for a model version with a cap in
+   * force; a submit over it gets 429/1303 with nothing held. Default 100.
+   */
+  perCaller?: number;
 }
 
 /** Options of the calls to callers' callback URLs. */
@@ -120,7 +138,7 @@ export interface ClientCallbacksOptions {
 export const OPTION_KEYS = [
   'db', 'accounts', 'callbackUrl', 'callbackSecret', 'identify', 'pricing', 'quotaPerUnit', 'tables', 'quota', 'registry',
   'billing', 'responseFormat', 'upstreamTimeoutMs', 'bodyLimit', 'logger', 'fetch', 'reconciler',
-  'dbTimeoutMs', 'clientCallbacks', 'profile', 'onTransition',
+  'dbTimeoutMs', 'clientCallbacks', 'profile', 'onTransition', 'queue',
 ] as const satisfies readonly (keyof KlingRelayOptions)[];
 
 /** Options normalised once: every field present, environment fallbacks applied. */
@@ -147,6 +165,7 @@ export interface Configuration {
   profile: ProfileName | undefined;
   /** The profile's hook and the host's, in that order. */
   onTransition: TransitionHook | undefined;
+  queue: Required<QueueOptions>;
 }
 
 function fail(option: string, message: string): never {
@@ -191,6 +210,26 @@ function positiveNumber(option: string, value: unknown, fallback: number, what =
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) fail(option, `${what}, got ${JSON.stringify(value)}.`);
   return value;
+}
+
+/** `value`, or `fallback` when it is absent; a coded error for anything but an integer from `min`. */
+function integerFrom(option: string, field: string, value: unknown, fallback: number, min: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || (value as number) < min) fail(option, `${field} must be an integer >= ${min}, got ${JSON.stringify(value)}.`);
+  return value as number;
+}
+
+const QUEUE_FIELDS = ['maxLength', 'maxWaitMs', 'perCaller'] as const;
+
+function queueOption(value: unknown): Required<QueueOptions> {
+  if (value !== undefined && (typeof value !== 'object' || value === null || Array.isArray(value))) fail('queue', 'must be { maxLength?, maxWaitMs?, perCaller? }.');
+  const queue = (value ?? {}) as Record<string, unknown>;
+  for (const key of Object.keys(queue)) if (!(QUEUE_FIELDS as readonly string[]).includes(key)) fail('queue', `unknown field '${key}'; use ${QUEUE_FIELDS.join(', ')}.`);
+  return {
+    maxLength: integerFrom('queue', 'maxLength', queue.maxLength, 1000, 0),
+    maxWaitMs: integerFrom('queue', 'maxWaitMs', queue.maxWaitMs, 600_000, 1),
+    perCaller: integerFrom('queue', 'perCaller', queue.perCaller, 100, 1),
+  };
 }
 
 function defaultIdentify(req: Request, res: Response): Caller | null {
@@ -372,5 +411,6 @@ export function normalizeOptions(options: unknown, env: NodeJS.ProcessEnv = proc
     clientCallbacks: clientCallbacksOption(o.clientCallbacks, env),
     profile: o.profile as ProfileName | undefined,
     onTransition: composeHooks(profile?.onTransition, o.onTransition as TransitionHook | undefined),
+    queue: queueOption(o.queue),
   };
 }

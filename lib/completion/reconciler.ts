@@ -69,6 +69,8 @@ export class Reconciler {
       }
     };
     await Promise.all(Array.from({ length: Math.min(CONCURRENCY, tasks.length) }, worker));
+    // The slots the checks freed go to queued tasks (lib/dispatch/queue.ts); its failures are its own.
+    await ctx.queue?.pass();
     // After the tasks, so that the notices of the changes this pass applied go out in it too.
     if (this.delivery) {
       try {

@@ -11,3 +11,10 @@ export async function accountWithFreeSlot(ctx: RelayContext, need: SlotNeed, ski
   const inUse = ctx.slots.limited(need) ? await slotsInUse(ctx.db, ctx.store.tables.tasks, need) : new Map<string, number>();
   return ctx.accounts.pickAmong((account) => eligible(account) && !skip.has(account.id) && ctx.slots.fits(account.id, need, inUse.get(account.id) ?? 0));
 }
+
+/** Whether this account has room for the task now under the caps in force (always, when none is in force). */
+export async function hasRoom(ctx: RelayContext, account: KlingAccount, need: SlotNeed): Promise<boolean> {
+  if (!ctx.slots.limited(need)) return true;
+  const inUse = await slotsInUse(ctx.db, ctx.store.tables.tasks, need);
+  return ctx.slots.fits(account.id, need, inUse.get(account.id) ?? 0);
+}

@@ -30,7 +30,7 @@ export interface CreateToSend {
 export type SentCreate = { task: RelayTask; account: KlingAccount } & ({ reply: KlingReply } | { error: UpstreamError });
 
 /** Whether Kling refused the create for a reason of the account, before accepting anything. */
-function refusedByAccount(error: UpstreamError): boolean {
+export function refusedByAccount(error: UpstreamError): boolean {
   return error.kind === 'kling' && !error.ambiguous && error.klingCode !== undefined && (error.klingCode === OVER_CONCURRENCY || ACCOUNT_REFUSALS.has(error.klingCode));
 }
 

@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import type { TableKind } from '../../adapters/types.js';
 import { imageCount } from '../pricing/estimate.js';
 import type { RegistryEntry } from '../registry/types.js';
-import { ACTIVE_STATES } from '../task/states.js';
+import { SENT_STATES } from '../task/states.js';
 import { type ConcurrencyInit, configuredCap } from './caps.js';
 
 /**
@@ -26,13 +26,14 @@ export function slotNeed(entry: RegistryEntry, body: Record<string, unknown>, mo
 
 /**
  * Slots in use per account for one model version and pack type, counted from the relay's tasks that
- * are being sent to Kling or run there, so that every relay process sharing the database agrees.
+ * are being sent to Kling or run there, so that every relay process sharing the database agrees. A
+ * queued task takes none: it waits for one.
  */
 export async function slotsInUse(db: Knex, tasksTable: string, need: SlotNeed): Promise<Map<string, number>> {
   const rows = (await db(tasksTable)
     .select('account_id')
     .sum({ used: 'slots' })
-    .whereIn('state', ACTIVE_STATES)
+    .whereIn('state', SENT_STATES)
     .andWhere({ table_kind: need.pack, model: need.model })
     .groupBy('account_id')) as { account_id: string; used: number | string | null }[];
   return new Map(rows.map((row) => [String(row.account_id), Number(row.used ?? 0)]));

@@ -39,6 +39,17 @@ export interface RelayEventMap {
   concurrencyRefused: [{ accountId: string; model: string; pack: 'video' | 'image'; inUse: number }];
   /** Kling refused an account (arrears, exhausted packs, no permission, IP): it takes no new tasks for a while. Once per setting aside. */
   accountSetAside: [{ accountId: string; code: number }];
+  /** No Kling slot was free for a task under the caps in force: it was held and waits in the queue. */
+  queued: [TaskEventBase & { model: string; pack: 'video' | 'image' }];
+  /** A queued task's turn came: it is being sent with `accountId` after waiting `waitedMs`. */
+  dequeued: [TaskEventBase & { model: string; pack: 'video' | 'image'; waitedMs: number }];
+  /** A dequeued task every account refused (1303, or the account itself): it waits in the queue again. */
+  requeued: [TaskEventBase & { code: number }];
+  /**
+   * After each dispatch pass: how many tasks wait, how long the oldest has waited (0 when none), and
+   * the slots in use per account, model version and pack type.
+   */
+  queue: [{ depth: number; oldestWaitMs: number; slots: { accountId: string; model: string; pack: 'video' | 'image'; inUse: number }[] }];
   /** One reconciler pass finished. */
   reconcile: [ReconcileReport & { durationMs: number }];
 }

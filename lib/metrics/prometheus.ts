@@ -17,6 +17,8 @@ export interface MetricsRegistry {
 
 /** Seconds buckets for the callback delay: Kling usually calls within a second, late ones matter. */
 const DELAY_BUCKETS = [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300];
+/** Seconds buckets for a queued task's wait: from a slot freeing soon to the default 10 minute limit. */
+const WAIT_BUCKETS = [0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600];
 const PASS_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30];
 
 async function loadPromClient(): Promise<PromClient> {
@@ -65,6 +67,13 @@ export async function attachPrometheus(events: RelayEvents, given?: MetricsRegis
   const failovers = counter('kling_relay_failovers_total', 'Creates Kling refused for the account, moved to another account before acceptance, by accounts and Kling code.', ['from', 'to', 'code']);
   const refusals = counter('kling_relay_concurrency_refusals_total', "Creates Kling refused with 1303 (over the account's concurrency), by account and model version.", ['account', 'model']);
   const setAside = counter('kling_relay_accounts_set_aside_total', 'Accounts set aside after Kling refused them (arrears, exhausted packs, no permission), by account and Kling code.', ['account', 'code']);
+  const gauge = (name: string, help: string, labelNames: string[]) => metric(name, () => new prom.Gauge({ name, help, labelNames, registers }));
+  const queued = counter('kling_relay_tasks_queued_total', 'Tasks held and queued because no Kling slot was free under the caps in force, by type.', ['type']);
+  const requeued = counter('kling_relay_tasks_requeued_total', 'Queued tasks sent and refused by every account (1303, or the account), back in the queue, by Kling code.', ['code']);
+  const queueWait = histogram('kling_relay_queue_wait_seconds', 'How long a queued task waited for a free slot before it was sent, by type.', ['type'], WAIT_BUCKETS);
+  const queueDepth = gauge('kling_relay_queue_depth', 'Tasks waiting in the queue, after the last dispatch pass.', []);
+  const queueOldest = gauge('kling_relay_queue_oldest_wait_seconds', 'How long the oldest queued task has waited, after the last dispatch pass (0 when none waits).', []);
+  const slotsInUse = gauge('kling_relay_slots_in_use', 'Slots taken at Kling by the tasks sent, per account, model version and pack type, after the last dispatch pass.', ['account', 'model', 'pack']);
   const clientCallbacks = counter('kling_relay_client_callback_attempts_total', "Attempts to deliver notices to callers' callback URLs, by outcome (delivered, retrying, gave_up).", ['outcome']);
 
   events.on('submitted', (e) => {
@@ -80,6 +89,16 @@ export async function attachPrometheus(events: RelayEvents, given?: MetricsRegis
   events.on('failover', (e) => failovers.inc({ from: e.from, to: e.to, code: String(e.code) }));
   events.on('concurrencyRefused', (e) => refusals.inc({ account: e.accountId, model: e.model }));
   events.on('accountSetAside', (e) => setAside.inc({ account: e.accountId, code: String(e.code) }));
+  events.on('queued', (e) => queued.inc({ type: e.type }));
+  events.on('dequeued', (e) => queueWait.observe({ type: e.type }, Math.max(0, e.waitedMs) / 1000));
+  events.on('requeued', (e) => requeued.inc({ code: String(e.code) }));
+  events.on('queue', (e) => {
+    queueDepth.set(e.depth);
+    queueOldest.set(e.oldestWaitMs / 1000);
+    // Accounts and models no longer running anything read 0, not their last count.
+    slotsInUse.reset();
+    for (const s of e.slots) slotsInUse.set({ account: s.accountId, model: s.model, pack: s.pack }, s.inUse);
+  });
   events.on('callback', (e) => {
     const status = e.status ?? 'unknown';
     callbacks.inc({ status });

@@ -1,4 +1,5 @@
 import type { RelayStore } from '../../adapters/relay-store.js';
+import type { SlotGate } from '../dispatch/gate.js';
 import type { SlotBoard } from '../dispatch/slots.js';
 import type { Configuration } from '../options.js';
 import type { PriceBook } from '../pricing/rules.js';
@@ -18,6 +19,10 @@ export interface RelayContext extends TaskLifeDeps {
   accounts: AccountPool;
   /** The concurrency caps in force per account and model version. */
   slots: SlotBoard;
+  /** One slot decision at a time per model version and pack type in this process. */
+  gate: SlotGate;
+  /** The dispatcher of queued tasks, woken when a task joins the queue or a slot frees. */
+  queue?: { kick(): void; pass(): Promise<unknown> } | undefined;
   client: KlingClient;
   logger: Logger;
 }

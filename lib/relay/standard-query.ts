@@ -33,7 +33,8 @@ async function ownTask(ctx: RelayContext, userId: string, id: string, byClientId
   const task = await ctx.store.findForUser(ctx.db, userId, id, undefined);
   // A /v1 request the relay translated to the standard family is the caller's /v1 task.
   if (!task || task.client_endpoint !== null || ctx.registry.byPath.get(task.endpoint)?.family !== 'standard') return undefined;
-  if ((byClientId ? task.client_task_id : task.kling_task_id) !== id) return undefined;
+  // By task_ids: Kling's id, or the relay's that a queued task was answered with.
+  if (byClientId ? task.client_task_id !== id : task.kling_task_id !== id && task.external_task_id !== id) return undefined;
   await refreshTask(ctx, task);
   return (await ctx.store.getTask(ctx.db, task.id)) ?? task;
 }

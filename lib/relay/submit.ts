@@ -2,12 +2,12 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { NewHostRow, NewRelayTask, RelayTask } from '../../adapters/types.js';
 import type { HostWriteFacts } from '../../adapters/host-table.js';
-import { accept, checkAgainAt, finish, hold } from '../task/life.js';
+import { accept, checkAgainAt, finish, hold, QUEUED_MESSAGE } from '../task/life.js';
 import { fetchKlingTask, type KlingTaskObject } from '../task/observe.js';
 import type { ExternalIdParts, HoldPlan } from '../task/storage.js';
 import { reportedDeductions } from '../completion/deductions.js';
-import { accountWithFreeSlot } from '../dispatch/choose.js';
-import { sendCreate } from '../dispatch/send.js';
+import { accountWithFreeSlot, hasRoom } from '../dispatch/choose.js';
+import { sendCreate, type SentCreate } from '../dispatch/send.js';
 import { type SlotNeed, slotNeed } from '../dispatch/slots.js';
 import { taskCallbackUrl } from '../completion/token.js';
 import { isUniqueViolation } from '../../adapters/dialect.js';
@@ -25,7 +25,7 @@ import { withinDeadline } from './deadline.js';
 import { taskObject } from '../task/task-object.js';
 import { identifyCaller } from './caller.js';
 import { sendJson, sendSuccess } from './respond.js';
-import { accountFor, clientTaskIdIn, createAnswerOf, createdTask, servesFamily, shownAsV1Create, shownStandardCreate, takeClientIds, withRelayIds } from './standard.js';
+import { accountFor, clientTaskIdIn, createAnswerOf, type CreatedTask, createdTask, servesFamily, shownAsV1Create, shownStandardCreate, takeClientIds, withRelayIds } from './standard.js';
 import { translate, translationFor } from './translate.js';
 
 /** The ids at a refers_to path (`a.b`, `a[].b`), each with its JSON pointer in the body. */
@@ -42,20 +42,38 @@ function idsAt(value: unknown, path: string, pointer = ''): [string, string][] {
 }
 
 /**
- * The account for a request: the one that created the resources it names (a video to extend, a
- * session), else any. A resource another caller created is refused as if the relay did not know it,
- * before anything is held.
+ * The account that created the resources a request names (a video to extend, a session); undefined
+ * when it names none the relay knows. A resource another caller created is refused as if the relay did
+ * not know it, before anything is held.
  */
-async function chooseAccount(ctx: RelayContext, entry: RegistryEntry, body: Record<string, unknown>, caller: Caller, need: SlotNeed): Promise<{ account: KlingAccount; pinned: boolean }> {
+export async function resourceOwner(ctx: RelayContext, entry: RegistryEntry, body: Record<string, unknown>, userId: string): Promise<KlingAccount | undefined> {
   const named = entry.refersTo.flatMap((path) => idsAt(body, path));
-  if (named.length > 0) {
-    const { account: owner, foreign } = await ctx.store.accountForResources(ctx.db, named.map(([id]) => id), String(caller.id));
-    const at = named.find(([id]) => id === foreign)?.[1];
-    if (at !== undefined) throw new RelayHttpError(400, 1201, `invalid request: ${at} is not a resource of yours`, { errors: [{ path: at, message: 'is not a resource of yours' }] });
-    const account = owner === undefined ? undefined : ctx.accounts.get(owner);
-    if (account) return { account: accountFor(entry, ctx.accounts, account), pinned: true };
-  }
-  return { account: (await accountWithFreeSlot(ctx, need, new Set(), servesFamily(entry))) ?? accountFor(entry, ctx.accounts, undefined), pinned: false };
+  if (named.length === 0) return undefined;
+  const { account: owner, foreign } = await ctx.store.accountForResources(ctx.db, named.map(([id]) => id), userId);
+  const at = named.find(([id]) => id === foreign)?.[1];
+  if (at !== undefined) throw new RelayHttpError(400, 1201, `invalid request: ${at} is not a resource of yours`, { errors: [{ path: at, message: 'is not a resource of yours' }] });
+  const account = owner === undefined ? undefined : ctx.accounts.get(owner);
+  return account && accountFor(entry, ctx.accounts, account);
+}
+
+/** An account chosen for a task, whether it must stay there, and whether a slot is free there now. */
+export interface Choice {
+  account: KlingAccount;
+  /** The account owns a resource the request names: the task cannot move. */
+  pinned: boolean;
+  /** A slot is free (or no cap is in force); false: the task waits in the queue, or is sent to meet Kling's 1303. */
+  free: boolean;
+}
+
+/**
+ * The account for a request: the one that created the resources it names, else any with a free slot
+ * under the caps in force, else (no slot free anywhere) any, with `free` false.
+ */
+export async function chooseAccount(ctx: RelayContext, entry: RegistryEntry, body: Record<string, unknown>, userId: string, need: SlotNeed): Promise<Choice> {
+  const owner = await resourceOwner(ctx, entry, body, userId);
+  if (owner) return { account: owner, pinned: true, free: await hasRoom(ctx, owner, need) };
+  const free = await accountWithFreeSlot(ctx, need, new Set(), servesFamily(entry));
+  return { account: free ?? accountFor(entry, ctx.accounts, undefined), pinned: false, free: free !== undefined || !ctx.slots.limited(need) };
 }
 
 /** A new task's external_task_id is `before` + its host row's id + `after`. */
@@ -95,7 +113,7 @@ function newHostRow(entry: RegistryEntry, caller: Caller, account: KlingAccount,
   };
 }
 
-function newTask(ctx: RelayContext, entry: RegistryEntry, caller: Caller, account: KlingAccount, price: PriceQuote, client: ClientIds, slots: number, externalId: ExternalIdParts, hostRowId: string, now: number): NewRelayTask {
+function newTask(ctx: RelayContext, entry: RegistryEntry, caller: Caller, account: KlingAccount, price: PriceQuote, client: ClientIds, slots: number, externalId: ExternalIdParts, hostRowId: string, now: number, queued: Record<string, unknown> | undefined): NewRelayTask {
   return {
     external_task_id: `${externalId.before}${hostRowId}${externalId.after}`,
     client_task_id: client.taskId,
@@ -108,23 +126,25 @@ function newTask(ctx: RelayContext, entry: RegistryEntry, caller: Caller, accoun
     table_kind: entry.table,
     host_row_id: hostRowId,
     user_id: String(caller.id),
-    state: 'pending',
+    state: queued ? 'queued' : 'pending',
     billing: ctx.config.billing,
     hold_quota: price.quota,
     charge_quota: null,
     model: price.model,
     slots,
     pricing: JSON.stringify(price.terms),
-    status_msg: null,
+    status_msg: queued ? QUEUED_MESSAGE : null,
     result: null,
     deductions: null,
     kling_created_at: null,
     kling_updated_at: null,
     client_callback_url: client.callbackUrl,
+    queued_body: queued ? JSON.stringify(queued) : null,
     lease_owner: null,
     lease_until: null,
     // If the answer never comes, the reconciler looks the task up by external_task_id after the deadline.
-    next_check_at: now + ctx.config.upstreamTimeoutMs + 30_000,
+    // A queued task is not the reconciler's: Kling has not heard of it.
+    next_check_at: queued ? null : now + answerDeadlineMs(ctx),
     check_count: 0,
     checked_at: null,
     created_at: now,
@@ -132,8 +152,14 @@ function newTask(ctx: RelayContext, entry: RegistryEntry, caller: Caller, accoun
   };
 }
 
-/** The hold of a new task: its host row and relay row, and the quota it takes or needs. */
-function holdPlan(ctx: RelayContext, entry: RegistryEntry, caller: Caller, account: KlingAccount, price: PriceQuote, client: ClientIds, slots: number, facts: HostWriteFacts): HoldPlan {
+/** How long after a create was sent the reconciler looks it up if Kling's answer never came. */
+export const answerDeadlineMs = (ctx: RelayContext): number => ctx.config.upstreamTimeoutMs + 30_000;
+
+/**
+ * The hold of a new task: its host row and relay row, and the quota it takes or needs. `queued`: the
+ * Kling body of a task that waits for a free slot, kept with it to be sent later.
+ */
+function holdPlan(ctx: RelayContext, entry: RegistryEntry, caller: Caller, account: KlingAccount, price: PriceQuote, client: ClientIds, slots: number, facts: HostWriteFacts, queued: Record<string, unknown> | undefined): HoldPlan {
   const now = Date.now();
   const externalId = externalIdAround(entry.table);
   return {
@@ -142,7 +168,7 @@ function holdPlan(ctx: RelayContext, entry: RegistryEntry, caller: Caller, accou
     billing: ctx.config.billing,
     amount: price.quota,
     row: newHostRow(entry, caller, account, price, Math.floor(now / 1000)),
-    task: (hostRowId) => newTask(ctx, entry, caller, account, price, client, slots, externalId, hostRowId, now),
+    task: (hostRowId) => newTask(ctx, entry, caller, account, price, client, slots, externalId, hostRowId, now, queued),
     externalId,
     facts,
     now,
@@ -181,7 +207,7 @@ function answer(ctx: RelayContext, res: ServerResponse, taskId: string | null, d
  * Kling has not; if Kling cannot tell now, it waits for the reconciler like a create whose answer
  * never came (posted once, looked up by external_task_id, never posted again).
  */
-async function afterFailedPost(ctx: RelayContext, entry: RegistryEntry, account: KlingAccount, task: RelayTask, error: UpstreamError, log: Record<string, unknown>): Promise<KlingReply> {
+export async function afterFailedPost(ctx: RelayContext, entry: RegistryEntry, account: KlingAccount, task: RelayTask, error: UpstreamError, log: Record<string, unknown>): Promise<KlingReply> {
   const upstream = { ...log, kind: error.kind, httpStatus: error.httpStatus, klingCode: error.klingCode, klingRequestId: error.requestId };
   if (isAccountProblem(error)) ctx.logger.error('Kling refused the account', upstream);
   // A refusal of the request itself (content policy, a bad parameter) is the caller's business;
@@ -256,6 +282,9 @@ async function answerResent(ctx: RelayContext, res: ServerResponse, first: Relay
   const clientTaskId = first.client_task_id ?? '';
   if (first.request_hash !== hash) throw usedTaskId(clientTaskId, ' with a different request');
   let task: RelayTask = first;
+  // The entry the caller posted to: a translated task is shown as the caller's /v1 task.
+  const entry = ctx.registry.byPath.get(task.client_endpoint ?? task.endpoint);
+  if (task.state === 'queued' && entry) return answerQueued(ctx, res, entry, task, requestId);
   const until = Date.now() + pendingWaitMs(ctx);
   while (task.state === 'pending' && task.kling_task_id === null && Date.now() < until) {
     await new Promise((resolve) => setTimeout(resolve, PENDING_POLL_MS));
@@ -266,15 +295,91 @@ async function answerResent(ctx: RelayContext, res: ServerResponse, first: Relay
     throw new RelayHttpError(504, 5002, `the submit with external_task_id '${clientTaskId}' is still waiting for Kling; query it by that id later`);
   }
   ctx.logger.info('resent submit answered with its first task', { taskId: task.id, userId: task.user_id, clientTaskId, klingTaskId: task.kling_task_id });
-  const entry = ctx.registry.byPath.get(task.client_endpoint ?? task.endpoint);
   answer(ctx, res, task.kling_task_id, entry ? createAnswerOf(entry, taskObject(task)) : taskObject(task), requestId);
 }
 
 /** The validated request, sent as Kling serves the path: a JSON body, or a query string for a GET entry. */
-function callKling(ctx: RelayContext, account: KlingAccount, entry: RegistryEntry, kling: Record<string, unknown>): Promise<KlingReply> {
+export function callKling(ctx: RelayContext, account: KlingAccount, entry: RegistryEntry, kling: Record<string, unknown>): Promise<KlingReply> {
   if (entry.method === 'POST') return ctx.client.post(account, entry.path, kling);
   const query = new URLSearchParams(Object.entries(kling).map(([name, value]): [string, string] => [name, String(value)])).toString();
   return ctx.client.get(account, query === '' ? entry.path : `${entry.path}?${query}`);
+}
+
+/** A task held and recorded, with the account chosen for it; `queued` when it waits for a slot. */
+interface Placed {
+  task: RelayTask;
+  account: KlingAccount;
+  pinned: boolean;
+}
+
+/** Retry-After of a submit refused for the queue's limits: a slot frees when a task ends, seconds to minutes. */
+const QUEUE_RETRY_AFTER = '10';
+
+const queueRefusal = (message: string): RelayHttpError => new RelayHttpError(429, 1303, message, { headers: { 'Retry-After': QUEUE_RETRY_AFTER } });
+
+/**
+ * Whether a task must wait in the queue: the queue is on, a cap is in force for its model version and
+ * no slot is free, or others wait for that model version already (they go first).
+ */
+async function mustQueue(ctx: RelayContext, need: SlotNeed, free: boolean): Promise<boolean> {
+  if (ctx.config.queue.maxLength === 0 || !ctx.slots.limited(need)) return false;
+  return !free || (await ctx.store.queuedCount(ctx.db, need)) > 0;
+}
+
+/**
+ * The queue's limits on a submit under a cap, checked before anything is held: the caller's tasks
+ * queued and running, and the queue's length when this one would join it. Over either: 429/1303.
+ */
+async function checkQueueLimits(ctx: RelayContext, userId: string, need: SlotNeed, queued: boolean): Promise<void> {
+  if (!ctx.slots.limited(need)) return;
+  const { perCaller, maxLength } = ctx.config.queue;
+  if ((await ctx.store.activeCount(ctx.db, userId)) >= perCaller) throw queueRefusal(`too many tasks: you have ${perCaller} tasks queued or running, the most allowed; submit again when one has finished`);
+  if (queued && (await ctx.store.queuedCount(ctx.db)) >= maxLength) throw queueRefusal(`every Kling slot is busy and the queue is full (${maxLength} tasks); submit again later`);
+}
+
+/**
+ * Chooses the account and records the task with its hold: `pending`, to be sent now, or `queued` with
+ * its body when no slot is free. A hold that commits after the client got its 503 is never sent to
+ * Kling: it is refunded at once (or by the reconciler, which finds that Kling never got the task).
+ */
+async function placeTask(ctx: RelayContext, entry: RegistryEntry, kling: Record<string, unknown>, caller: Caller, need: SlotNeed, price: PriceQuote, client: ClientIds): Promise<Placed> {
+  const userId = String(caller.id);
+  const { account, pinned, free } = await chooseAccount(ctx, entry, kling, userId, need);
+  const queued = await mustQueue(ctx, need, free);
+  await checkQueueLimits(ctx, userId, need, queued);
+  const plan = holdPlan(ctx, entry, caller, account, price, client, need.slots, { requestedCount: requestedCount(kling) }, queued ? kling : undefined);
+  const task = await withinDeadline(hold(ctx, plan), ctx.config.dbTimeoutMs, (late) => {
+    finish(ctx, late.id, { status: 'failed', reason: 'the hold committed after the database deadline; Kling was not called' }, ['queued', 'pending'])
+      .catch((error: unknown) => ctx.logger.error('could not refund a late hold', { taskId: late.id, error: loggableError(error) }));
+  });
+  return { task, account, pinned };
+}
+
+/** A queued task as the caller sees it at once: Kling's create answer, the relay's id, `submitted`, queued. */
+function answerQueued(ctx: RelayContext, res: ServerResponse, entry: RegistryEntry, task: RelayTask, requestId: string): void {
+  const object = taskObject(task);
+  const shown = entry.family === 'v1' ? object : shownStandardCreate(createAnswerOf(entry, object), task.client_task_id);
+  answer(ctx, res, task.external_task_id, shown, requestId);
+}
+
+/**
+ * Posts a held task's create to Kling (moving it to another account when Kling refuses the account,
+ * unless it is pinned there). The body gets the relay's external_task_id and the callback URL, which
+ * names the account, so a create moved to another account gets its own body.
+ */
+export function postCreate(ctx: RelayContext, entry: RegistryEntry, task: RelayTask, kling: Record<string, unknown>, need: SlotNeed, account: KlingAccount, pinned: boolean): Promise<SentCreate> {
+  const bodyFor = (to: KlingAccount): Record<string, unknown> =>
+    entry.kind === 'task' ? withRelayIds(entry, kling, task.external_task_id, taskCallbackUrl(ctx.config.callbackUrl, ctx.config.callbackSecret, task.external_task_id, to.id)) : kling;
+  return sendCreate(ctx, { entry, task, need, account, pinned, eligible: servesFamily(entry), call: (to) => callKling(ctx, to, entry, bodyFor(to)) });
+}
+
+/** Records Kling's answer to a task's create; a lost write is logged, and the reconciler adopts the task by external_task_id. */
+export async function acceptCreated(ctx: RelayContext, task: RelayTask, created: CreatedTask, log: Record<string, unknown>): Promise<void> {
+  try {
+    await accept(ctx, task, { klingTaskId: created.klingTaskId, status: created.status, createdAt: created.createdAt, updatedAt: created.updatedAt }, ctx.config.reconciler.intervalMs);
+  } catch (error) {
+    ctx.logger.error('could not record Kling task id', { ...log, klingTaskId: created.klingTaskId, error: loggableError(error) });
+  }
 }
 
 /** The relay's handler for one registry entry: a POST, or a GET entry's call. */
@@ -303,15 +408,12 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
     if (first) return answerResent(ctx, res, first, hash, requestId);
   }
   const need = slotNeed(served, kling, priced.quote.model);
-  const { account, pinned } = await chooseAccount(ctx, served, kling, caller, need);
-  // A hold that commits after the client got its 503 is never sent to Kling: it is refunded at once
-  // (or by the reconciler, which finds that Kling never got the task).
-  let task: RelayTask;
+  const client: ClientIds = { taskId: clientTaskId, callbackUrl: clientCallbackUrl, requestHash: hash, endpoint: translation ? entry.path : null };
+  const place = (): Promise<Placed> => placeTask(ctx, served, kling, caller, need, priced.quote, client);
+  let placed: Placed;
   try {
-    task = await withinDeadline(hold(ctx, holdPlan(ctx, served, caller, account, priced.quote, { taskId: clientTaskId, callbackUrl: clientCallbackUrl, requestHash: hash, endpoint: translation ? entry.path : null }, need.slots, { requestedCount: requestedCount(kling) })), ctx.config.dbTimeoutMs, (late) => {
-      finish(ctx, late.id, { status: 'failed', reason: 'the hold committed after the database deadline; Kling was not called' }, ['pending'])
-        .catch((error: unknown) => ctx.logger.error('could not refund a late hold', { taskId: late.id, error: loggableError(error) }));
-    });
+    // Under a cap, counting the slots and recording the task that takes one are one step in this process.
+    placed = ctx.slots.limited(need) ? await ctx.gate.run(need, place) : await place();
   } catch (error) {
     // A concurrent submit with this external_task_id committed first: UNIQUE(user_id, client_task_id)
     // rolled this one back, hold and rows; it is answered as a resend of that one.
@@ -319,16 +421,20 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
     if (!first || hash === null) throw error;
     return answerResent(ctx, res, first, hash, requestId);
   }
+  const { account, pinned } = placed;
+  let { task } = placed;
   const log = { taskId: task.id, externalTaskId: task.external_task_id, userId: task.user_id, accountId: account.id, type: served.type, hold: task.hold_quota };
   // The caller's own id too: it is what a caller names when asking an operator about a task.
-  ctx.logger.info('task submitted', { ...log, ...(task.client_task_id !== null ? { clientTaskId: task.client_task_id } : {}) });
+  ctx.logger.info(task.state === 'queued' ? 'task queued for a free Kling slot' : 'task submitted', { ...log, ...(task.client_task_id !== null ? { clientTaskId: task.client_task_id } : {}) });
   ctx.events?.emit('submitted', { taskId: task.id, externalTaskId: task.external_task_id, userId: task.user_id, accountId: account.id, type: served.type, path: served.path, hold: task.hold_quota });
+  if (task.state === 'queued') {
+    ctx.events?.emit('queued', { taskId: task.id, externalTaskId: task.external_task_id, userId: task.user_id, accountId: account.id, type: served.type, model: need.model, pack: need.pack });
+    ctx.queue?.kick();
+    answerQueued(ctx, res, entry, task, requestId);
+    return;
+  }
 
-  const held = task;
-  // The callback URL names the account, so a create moved to another account gets its own body.
-  const bodyFor = (to: KlingAccount): Record<string, unknown> =>
-    served.kind === 'task' ? withRelayIds(served, kling, held.external_task_id, taskCallbackUrl(ctx.config.callbackUrl, ctx.config.callbackSecret, held.external_task_id, to.id)) : kling;
-  const sent = await sendCreate(ctx, { entry: served, task, need, account, pinned, eligible: servesFamily(served), call: (to) => callKling(ctx, to, served, bodyFor(to)) });
+  const sent = await postCreate(ctx, served, task, kling, need, account, pinned);
   const sentWith = sent.account;
   task = sent.task;
   const reply = 'reply' in sent ? sent.reply : await afterFailedPost(ctx, served, sentWith, task, sent.error, { ...log, accountId: sentWith.id });
@@ -348,12 +454,7 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
   }
 
   const { klingTaskId } = created;
-  try {
-    await accept(ctx, task, { klingTaskId, status: created.status, createdAt: created.createdAt, updatedAt: created.updatedAt }, ctx.config.reconciler.intervalMs);
-  } catch (error) {
-    // Kling has the task; the reconciler adopts it by external_task_id if this write was lost.
-    ctx.logger.error('could not record Kling task id', { ...log, klingTaskId, error: loggableError(error) });
-  }
+  await acceptCreated(ctx, task, created, log);
   const shown = translation ? shownAsV1Create(created, clientTaskId) : entry.family === 'v1' ? shownTaskInfo(data, clientTaskId) : shownStandardCreate(data, clientTaskId);
   answer(ctx, res, klingTaskId, shown, reply.envelope.request_id || requestId);
 }

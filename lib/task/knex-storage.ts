@@ -4,8 +4,9 @@ import type { RelayStore } from '../../adapters/relay-store.js';
 import type { QuotaStore, RelayTask, TableKind, TransitionHook } from '../../adapters/types.js';
 import type { ClientNotices } from '../callbacks/notice.js';
 import { isBuiltInQuotaStore, type KnexQuotaStore } from '../../adapters/quota-store.js';
+import { affectedRows } from '../../adapters/dialect.js';
 import { isFinal, type TaskState } from './states.js';
-import { acceptedHostRow, type Acceptance, type Bookkeeping, type HoldPlan, type Settlement, type StateChange, type TaskStorage, type TaskStorageParts } from './storage.js';
+import { acceptedHostRow, type Acceptance, type Bookkeeping, type HoldPlan, type QueueMove, type Settlement, type StateChange, type TaskStorage, type TaskStorageParts } from './storage.js';
 
 /** Thrown inside a hold's transaction when the balance falls short, so that it rolls back. */
 export class ShortBalance extends Error {
@@ -128,6 +129,17 @@ export class KnexTaskStorage implements TaskStorage {
     return this.transact(async (trx) => {
       if (!(await this.store.updateTask(trx, task.id, { account_id: to.accountId }, ['pending']))) return false;
       await this.hosts[task.table_kind].update(trx, task.host_row_id, { channel_id: to.channelId, updated_at: Math.floor(now / 1000) });
+      return true;
+    });
+  }
+
+  shift(task: RelayTask, move: QueueMove, now: number): Promise<boolean> {
+    return this.transact(async (trx) => {
+      // Only a task without Kling's id: one Kling accepted never goes back to waiting.
+      const patch = { ...move.patch, lease_owner: null, lease_until: null };
+      const changed = affectedRows(await trx(this.store.tables.tasks).where({ id: task.id, state: move.from }).whereNull('kling_task_id').update({ ...patch, updated_at: now }));
+      if (changed === 0) return false;
+      await this.hosts[task.table_kind].update(trx, task.host_row_id, { channel_id: move.channelId, updated_at: Math.floor(now / 1000) });
       return true;
     });
   }

@@ -82,6 +82,29 @@ export function reassign(deps: TaskLifeDeps, task: RelayTask, accountId: string)
   return deps.storage.reassign(task, { accountId, channelId: deps.accounts?.get(accountId)?.channelId ?? accountId }, Date.now());
 }
 
+/** What a queued task shows as its task_status_msg while it waits. */
+export const QUEUED_MESSAGE = 'queued: waiting for a free Kling slot';
+
+/**
+ * A queued task's turn: it moves to `pending` on `accountId`, to be sent now, checked by the reconciler
+ * `checkAfterMs` later if Kling's answer never comes. False when another dispatcher took it first or it
+ * left the queue: then it must not be sent.
+ */
+export function dequeue(deps: TaskLifeDeps, task: RelayTask, accountId: string, checkAfterMs: number): Promise<boolean> {
+  const now = Date.now();
+  const channelId = deps.accounts?.get(accountId)?.channelId ?? accountId;
+  return deps.storage.shift(task, { patch: { state: 'pending', account_id: accountId, status_msg: null, next_check_at: now + checkAfterMs }, from: 'queued', channelId }, now);
+}
+
+/**
+ * A dequeued task every account refused before accepting anything (over concurrency, or the account
+ * itself): it waits in the queue again. The one move backwards, made by the dispatcher only.
+ */
+export function requeue(deps: TaskLifeDeps, task: RelayTask): Promise<boolean> {
+  const channelId = deps.accounts?.get(task.account_id)?.channelId ?? task.account_id;
+  return deps.storage.shift(task, { patch: { state: 'queued', status_msg: QUEUED_MESSAGE, next_check_at: null }, from: 'pending', channelId }, Date.now());
+}
+
 /** A create whose outcome is unknown: the reconciler looks it up at `at`, while it is still pending. */
 export function checkAgainAt(deps: TaskLifeDeps, taskId: number, at: number): Promise<boolean> {
   return deps.storage.note(taskId, { next_check_at: at }, ['pending']);

@@ -56,6 +56,13 @@ export interface Acceptance {
   now: number;
 }
 
+/** A move between `queued` and `pending`: the relay row's patch, the state it moves from, the host row's channel. */
+export interface QueueMove {
+  patch: Partial<Pick<NewRelayTask, 'account_id' | 'status_msg' | 'next_check_at'>> & { state: 'queued' | 'pending' };
+  from: 'queued' | 'pending';
+  channelId: string | number;
+}
+
 /** A final state and the money that goes with it, decided from the task as the transaction read it. */
 export interface Settlement {
   change: StateChange;
@@ -105,6 +112,13 @@ export interface TaskStorage {
    * and the host row's channel together. False when the task has left `pending`: then nothing changed.
    */
   reassign(task: RelayTask, to: { accountId: string; channelId: string | number }, now: number): Promise<boolean>;
+  /**
+   * Moves a task Kling has not heard of between waiting for a slot (`queued`) and being sent
+   * (`pending`), by compare-and-set from `move.from`: the relay row's state, account and bookkeeping,
+   * and the host row's channel, together. No notice: the caller sees `submitted` either way. False when
+   * the task was elsewhere: then nothing changed.
+   */
+  shift(task: RelayTask, move: QueueMove, now: number): Promise<boolean>;
   /** The reconciler's bookkeeping, only while the task is in `from` when given; false when nothing matched. */
   note(taskId: number, bookkeeping: Bookkeeping, from?: readonly TaskState[]): Promise<boolean>;
   /** Closes connections of its own, if it has any. */

@@ -31,6 +31,8 @@ describe('createKlingRelay options', () => {
     expect(config).to.include({ quotaPerUnit: 500_000, billing: 'hold', responseFormat: 'kling', upstreamTimeoutMs: 30_000, bodyLimit: 60 * 1024 * 1024 });
     expect(config.reconciler).to.deep.equal({ intervalMs: 15_000, taskTimeoutMs: 86_400_000, leaseMs: 70_000 });
     expect(config.dbTimeoutMs).to.equal(10_000);
+    expect(config.queue).to.deep.equal({ maxLength: 1000, maxWaitMs: 600_000, perCaller: 100 });
+    expect(normalizeOptions({ ...base(), queue: { maxLength: 0 } }, {}).queue.maxLength).to.equal(0);
     expect(config.tables).to.deep.equal({ video: { name: 'videos' }, image: { name: 'images' } });
   });
 
@@ -98,6 +100,11 @@ describe('createKlingRelay options', () => {
     refused({ ...base(), reconciler: { leaseMs: 0 } }, 'ERR_KLING_RELAY_OPTION_RECONCILER', 'positive number');
     refused({ ...base(), upstreamTimeoutMs: 5_000, reconciler: { leaseMs: 5_000 } }, 'ERR_KLING_RELAY_OPTION_RECONCILER', 'must exceed upstreamTimeoutMs');
     refused({ ...base(), dbTimeoutMs: -5 }, 'ERR_KLING_RELAY_OPTION_DB_TIMEOUT_MS', 'positive number');
+    refused({ ...base(), queue: 5 }, 'ERR_KLING_RELAY_OPTION_QUEUE', 'maxLength?, maxWaitMs?, perCaller?');
+    refused({ ...base(), queue: { length: 5 } }, 'ERR_KLING_RELAY_OPTION_QUEUE', "unknown field 'length'");
+    refused({ ...base(), queue: { maxLength: -1 } }, 'ERR_KLING_RELAY_OPTION_QUEUE', 'maxLength must be an integer >= 0', '-1');
+    refused({ ...base(), queue: { maxWaitMs: 0 } }, 'ERR_KLING_RELAY_OPTION_QUEUE', 'maxWaitMs must be an integer >= 1');
+    refused({ ...base(), queue: { perCaller: 2.5 } }, 'ERR_KLING_RELAY_OPTION_QUEUE', 'perCaller must be an integer >= 1', '2.5');
     refused({ ...base(), quota: { hold: () => true } }, 'ERR_KLING_RELAY_QUOTA_STORE');
     refused({ ...base(), accounts: [] }, 'ERR_KLING_RELAY_OPTION_ACCOUNTS', 'non-empty');
     refused({ ...base(), accounts: [{ id: 'a', accessKey: '', secretKey: 'sk' }] }, 'ERR_KLING_RELAY_ACCOUNTS');

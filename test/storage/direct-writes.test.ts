@@ -46,7 +46,7 @@ for (const database of testDatabases().filter((d) => d.name !== 'sqlite')) {
         external_task_id: '', client_task_id: clientTaskId, request_hash: clientTaskId === null ? null : 'hash', kling_task_id: null, account_id: 'main',
         endpoint: '/v1/videos/text2video', client_endpoint: null, request_type: 'text2video', table_kind: 'video', host_row_id: '', user_id: user, state: 'pending', billing: 'hold',
         hold_quota: amount, charge_quota: null, model: 'kling-v1', slots: 1, pricing: '{}', status_msg: null, result: null, deductions: null, kling_created_at: null,
-        kling_updated_at: null, client_callback_url: null, lease_owner: null, lease_until: null, next_check_at: now + 60_000, check_count: 0, checked_at: null,
+        kling_updated_at: null, client_callback_url: null, queued_body: null, lease_owner: null, lease_until: null, next_check_at: now + 60_000, check_count: 0, checked_at: null,
         created_at: now, updated_at: now,
       };
       const hostRow = { task_id: '', user_id: user, username: 'u', channel_id: 'main', model: 'kling-v1', provider: 'kling', type: 'text2video', status: '', quota: amount, mode: 'std', duration: 5, result: '', fail_reason: '', created_at: 1, updated_at: 1 };

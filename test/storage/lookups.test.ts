@@ -77,15 +77,16 @@ for (const database of testDatabases()) {
         for (const query of queries) {
           const steps = (await plan(db, database.name, query)).join('\n');
           if (database.name === 'sqlite') {
-            expect(steps, query.sql).to.match(/SEARCH \S+ USING INDEX \S+ \(user_id=\? AND (kling_task_id|client_task_id)=\?\)/);
+            // The relay's own external_task_id is unique: its index names the task by itself.
+            expect(steps, query.sql).to.match(/SEARCH \S+ USING INDEX \S+ \(user_id=\? AND (kling_task_id|client_task_id)=\?\)|SEARCH \S+ USING INDEX \S+tasks_external_id \(external_task_id=\?\)/);
             expect(steps, query.sql).to.not.match(/MULTI-INDEX|SCAN \S+tasks/);
           } else if (database.name === 'pg') {
-            expect(steps, query.sql).to.match(/Index Scan using kling_relay_tasks_(user_kling|client_once|kling_id) /);
+            expect(steps, query.sql).to.match(/Index Scan using kling_relay_tasks_(user_kling|client_once|kling_id|external_id) /);
             expect(steps, query.sql).to.not.match(/Seq Scan|tasks_user_list/);
           } else {
             // A lookup on the unique (user_id, client_task_id) key that matches nothing is answered from the
             // key itself: MariaDB reports "Impossible WHERE noticed after reading const tables" (or "no matching row").
-            expect(steps, query.sql).to.match(/ (ref|const) key=kling_relay_tasks_(user_kling|client_once|kling_id) |extra=(no matching row in const table|Impossible WHERE noticed after reading const tables)/);
+            expect(steps, query.sql).to.match(/ (ref|const) key=kling_relay_tasks_(user_kling|client_once|kling_id|external_id) |extra=(no matching row in const table|Impossible WHERE noticed after reading const tables)/);
           }
         }
       }

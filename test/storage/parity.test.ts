@@ -11,7 +11,7 @@ import { RelayHttpError } from '../../lib/errors.js';
 import { silentLogger } from '../../lib/logger.js';
 import { loadRegistry } from '../../lib/registry/load.js';
 import { KnexTaskStorage } from '../../lib/task/knex-storage.js';
-import { accept, checkAgainAt, finish, hold, markChecked, progress, reassign, type TaskLifeDeps } from '../../lib/task/life.js';
+import { accept, checkAgainAt, dequeue, finish, hold, markChecked, progress, reassign, requeue, type TaskLifeDeps } from '../../lib/task/life.js';
 import { SqliteTaskStorage } from '../../lib/task/sqlite-storage.js';
 import { ServerTaskStorage } from '../../lib/task/server-storage.js';
 import { MysqlDirect } from '../../adapters/mysql-direct.js';
@@ -59,6 +59,8 @@ interface Order {
   billing?: Billing;
   callbackUrl?: string;
   pricing?: { type: string; unit: number };
+  /** Recorded waiting for a free slot, with this body. */
+  queued?: Record<string, unknown>;
 }
 
 function plan(order: Order, now: number) {
@@ -71,9 +73,9 @@ function plan(order: Order, now: number) {
   const task = (hostRowId: string): NewRelayTask => ({
     external_task_id: `${externalId.before}${hostRowId}${externalId.after}`, client_task_id: order.label, request_hash: null, kling_task_id: null,
     account_id: 'main', endpoint: '/v1/videos/text2video', client_endpoint: null, request_type: 'text2video', table_kind: 'video', host_row_id: hostRowId, user_id: userId,
-    state: 'pending', billing: order.billing ?? 'hold', hold_quota: order.amount, charge_quota: null, model: 'kling-v2-1', slots: 1,
+    state: order.queued ? 'queued' : 'pending', billing: order.billing ?? 'hold', hold_quota: order.amount, charge_quota: null, model: 'kling-v2-1', slots: 1,
     pricing: JSON.stringify(order.pricing ?? { type: 'per_request', unit: order.amount / QPU }), status_msg: null, result: null, deductions: null,
-    kling_created_at: null, kling_updated_at: null, client_callback_url: order.callbackUrl ?? null, lease_owner: null, lease_until: null,
+    kling_created_at: null, kling_updated_at: null, client_callback_url: order.callbackUrl ?? null, queued_body: order.queued ? JSON.stringify(order.queued) : null, lease_owner: null, lease_until: null,
     next_check_at: now + 60_000, check_count: 0, checked_at: null, created_at: now, updated_at: now,
   });
   return { table: 'video' as const, userId, billing: order.billing ?? 'hold', amount: order.amount, row, task, externalId, now };
@@ -136,6 +138,22 @@ async function script(deps: TaskLifeDeps): Promise<unknown[]> {
   await accept(deps, { ...i, account_id: 'spare' }, answer('k-I', 'submitted'), 60_000);
   seen.push(await reassign(deps, i, 'main'));
   seen.push(await finish(deps, i.id, { status: 'failed', reason: 'refused' }));
+
+  // Queued: held with its body; out of the queue once (a second dispatcher loses), back in after every
+  // account refused it, out again on another account, accepted (its notice written), settled.
+  const j = await place({ label: 'J', userId: RICH, amount: 10_000, callbackUrl: HOOK, queued: { prompt: 'a kite' } });
+  seen.push(await dequeue(deps, j, 'main', 60_000));
+  seen.push(await dequeue(deps, j, 'spare', 60_000));
+  seen.push(await requeue(deps, { ...j, account_id: 'main' }));
+  seen.push(await dequeue(deps, j, 'spare', 60_000));
+  await accept(deps, { ...j, account_id: 'spare' }, answer('k-J', 'submitted'), 60_000);
+  seen.push(await requeue(deps, { ...j, account_id: 'spare' }));
+  seen.push(await finish(deps, j.id, { status: 'succeed', result: FIVE_SECONDS }));
+  // Queued too long: refunded from the queue, never sent; charge-on-success counts a queued estimate in flight.
+  const k = await place({ label: 'K', userId: RICH, amount: 15_000, queued: { prompt: 'waits' } });
+  seen.push(await finish(deps, k.id, { status: 'failed', reason: 'no Kling slot came free' }, ['queued']));
+  await place({ label: 'L', userId: LATER, amount: 150_000, billing: 'charge-on-success', queued: { prompt: 'later' } });
+  seen.push(await refusal({ label: 'over-queued', userId: LATER, amount: 100_000, billing: 'charge-on-success' }));
   return seen;
 }
 
@@ -215,14 +233,19 @@ for (const database of testDatabases()) {
       const [first, ...others] = results;
       // hold refused; forward, backward refused; settled, duplicate; B refunded; C and D moved by a
       // "callback"; E refunded; F rescheduled and checked; G settled; H's second estimate refused, H settled.
-      // I moved to another account while pending, not once accepted, then refunded.
-      expect(first?.seen).to.deep.equal(['402/1102', true, false, true, false, true, true, true, true, true, true, true, '402/1102', true, true, false, true]);
+      // I moved to another account while pending, not once accepted, then refunded. J dequeued once,
+      // requeued, dequeued, not requeued once accepted, settled; K refunded from the queue; L's queued
+      // estimate counted in flight.
+      expect(first?.seen).to.deep.equal(['402/1102', true, false, true, false, true, true, true, true, true, true, true, '402/1102', true, true, false, true, true, false, true, true, false, true, true, '402/1102']);
+      const queued = first?.rows.tasks?.find((t) => t.client_task_id === 'J');
+      expect([queued?.state, queued?.account_id, queued?.queued_body, first?.rows.videos?.find((v) => v.task_id === 'k-J')?.channel_id]).to.deep.equal(['succeed', 'spare', '{"prompt":"a kite"}', 'spare']);
+      expect(first?.rows.tasks?.filter((t) => t.state === 'queued').map((t) => t.client_task_id)).to.deep.equal(['L']);
       const moved = first?.rows.tasks?.find((t) => t.client_task_id === 'I');
       expect([moved?.account_id, first?.rows.videos?.find((v) => v.task_id === 'k-I')?.channel_id]).to.deep.equal(['spare', 'spare']);
       const balances = first?.rows.users?.map((u) => [u.quota, u.used_quota]);
-      // RICH: A 250000, C and D 50000 each held, F 30000 held, G charged 160000 (3.2 s at 0.1 USD); B and E refunded.
-      // LATER: H charged 300000 at the end. POOR: untouched.
-      expect(balances).to.deep.equal([[2_000_000 - 250_000 - 100_000 - 30_000 - 160_000, 250_000 + 160_000], [100_000, 0], [200_000, 300_000]]);
+      // RICH: A 250000, C and D 50000 each held, F 30000 held, G charged 160000 (3.2 s at 0.1 USD), J 10000; B, E and K refunded.
+      // LATER: H charged 300000 at the end, L in flight. POOR: untouched.
+      expect(balances).to.deep.equal([[2_000_000 - 250_000 - 100_000 - 30_000 - 160_000 - 10_000, 250_000 + 160_000 + 10_000], [100_000, 0], [200_000, 300_000]]);
       for (const other of others) {
         expect(other.seen, `${other.name}: answers`).to.deep.equal(first?.seen);
         for (const part of Object.keys(first?.rows ?? {})) expect(other.rows[part], `${other.name}: ${part}`).to.deep.equal(first?.rows[part]);

@@ -30,6 +30,7 @@ export function newTask(overrides: Partial<NewRelayTask> = {}): NewRelayTask {
     kling_created_at: null,
     kling_updated_at: null,
     client_callback_url: null,
+    queued_body: null,
     lease_owner: null,
     lease_until: null,
     next_check_at: null,
