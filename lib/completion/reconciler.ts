@@ -7,10 +7,14 @@ import { loggableError } from '../loggable-error.js';
 import { UpstreamError } from '../upstream/client.js';
 import { isTaskNotFound } from '../upstream/errors.js';
 import { finish, markChecked } from '../task/life.js';
-import { observe, type Observation } from '../task/observe.js';
+import { applyObservation, type Observation } from '../task/observe.js';
+import { planChecks, type Lookup } from './batches.js';
 
-/** How many tasks one pass leases, and how many Kling queries run at once. */
-const BATCH = 50;
+/**
+ * How many tasks one pass leases, and how many checks run at once. The checks of one pass share
+ * Kling calls (batches.ts): 200 tasks of one account take a few calls, not 200.
+ */
+const BATCH = 200;
 const CONCURRENCY = 4;
 const MAX_BACKOFF_MS = 10 * 60_000;
 
@@ -61,14 +65,15 @@ export class Reconciler {
     // The lease outlives the slowest Kling call of the pass, so no other instance takes a task mid-check.
     const tasks = await ctx.store.claimDue(ctx.db, this.owner, now, ctx.config.reconciler.leaseMs, BATCH);
     report.claimed = tasks.length;
+    const checks = planChecks(ctx, tasks);
     let next = 0;
     const worker = async (): Promise<void> => {
-      while (next < tasks.length) {
-        const task = tasks[next++];
-        if (task) await this.check(task, report);
+      while (next < checks.length) {
+        const planned = checks[next++];
+        if (planned) await this.check(planned.task, planned.lookup, report);
       }
     };
-    await Promise.all(Array.from({ length: Math.min(CONCURRENCY, tasks.length) }, worker));
+    await Promise.all(Array.from({ length: Math.min(CONCURRENCY, checks.length) }, worker));
     // The slots the checks freed go to queued tasks (lib/dispatch/queue.ts); its failures are its own.
     await ctx.queue?.pass();
     // After the tasks, so that the notices of the changes this pass applied go out in it too.
@@ -86,18 +91,18 @@ export class Reconciler {
     return report;
   }
 
-  private async check(task: RelayTask, report: ReconcileReport): Promise<void> {
+  /** Learns a task's status from Kling through `lookup` (planChecks) and applies it, or reschedules the task. */
+  private async check(task: RelayTask, lookup: Lookup, report: ReconcileReport): Promise<void> {
     const { ctx } = this;
     const account = ctx.accounts.get(task.account_id);
     const timeoutMs = ctx.config.reconciler.taskTimeoutMs;
     const expired = Date.now() - task.created_at > timeoutMs;
     try {
       if (!account) throw new AccountGone(task.account_id);
-      // A task without a Kling id lost its create answer: Kling knows it by our external_task_id.
-      const id = task.kling_task_id ?? task.external_task_id;
+      // A task without a Kling id lost its create answer: lookup asks Kling by our external_task_id.
       let observed: Observation;
       try {
-        observed = await observe(ctx, account, task, { id, strict: true, mustNameOurs: false, markChecked: false });
+        observed = await applyObservation(ctx, account, task, await lookup(account), { strict: true, mustNameOurs: false, markChecked: false });
       } catch (error) {
         if (task.kling_task_id === null && isTaskNotFound(error)) {
           if (await finish(ctx, task.id, { status: 'failed', reason: 'Kling never received the task' })) report.expired++;

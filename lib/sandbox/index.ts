@@ -88,14 +88,14 @@ export interface KlingSandbox {
   resetNextCreate(): void;
   /** The next successful create makes its task, then answers this Kling error (an ambiguous 5000). */
   failNextCreateAfterCreating(fault: KlingFault): void;
-  /** The next single-task GET (or standard-family `GET /tasks`) answers this broken response. */
+  /** The next single-task GET (or /v1 list query, or standard-family `GET /tasks`) answers this broken response. */
   failNextQuery(kind: QueryFault): void;
-  /** The next `count` (default 1) single-task GETs (or `GET /tasks`) are read and never answered, until close(). */
+  /** The next `count` (default 1) single-task GETs (or list queries, or `GET /tasks`) are read and never answered, until close(). */
   hangNextQueries(count?: number): void;
   /**
    * From now until reset(), a single-task GET of this task (named by Kling's task id or its
    * external_task_id), or of every task when none is given, answers Kling's not-found (HTTP 404,
-   * code 1203), and `GET /tasks` leaves it out, although the task goes on in the sandbox: Kling
+   * code 1203), and `GET /tasks` and the /v1 list query leave it out, although the task goes on in the sandbox: Kling
    * losing track of a task it accepted.
    */
   loseTask(taskId?: string): void;

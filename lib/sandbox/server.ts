@@ -161,6 +161,7 @@ function single(ctx: SandboxContext, res: ServerResponse, accessKey: string, pat
   sendData(res, data);
 }
 
+/** A /v1 list query: the account's tasks of the path, newest first; lost tasks left out; the query fault switches apply. */
 function list(
   ctx: SandboxContext,
   res: ServerResponse,
@@ -170,11 +171,19 @@ function list(
 ): void {
   const pageNum = pageParam(params, 'pageNum', 1, 1000, 1);
   const pageSize = pageParam(params, 'pageSize', 1, 500, 30);
-  let tasks = ctx.store.list(accessKey, path);
+  const fault = takeQueryFault(ctx, res);
+  if (fault === 'answered') return;
+  let tasks = ctx.store.list(accessKey, path).filter((t) => !ctx.faults.isLost(t.taskId, t.externalTaskId));
   const external = params.get('external_task_id');
   if (external !== null) tasks = tasks.filter((t) => t.externalTaskId === external);
   const start = (pageNum - 1) * pageSize;
-  sendData(res, tasks.slice(start, start + pageSize).map(taskObject));
+  const data = tasks.slice(start, start + pageSize).map(taskObject);
+  if (fault === 'unknown-status' && data[0]) data[0].task_status = 'weird';
+  if (fault === 'huge') {
+    sendRaw(res, 200, JSON.stringify({ code: 0, message: 'SUCCEED', request_id: requestId(), data, padding: 'x'.repeat(HUGE_BYTES) }));
+    return;
+  }
+  sendData(res, data);
 }
 
 function pageParam(params: URLSearchParams, name: string, min: number, max: number, fallback: number): number {

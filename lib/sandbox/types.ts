@@ -223,4 +223,5 @@ export interface KlingFault {
   message?: string;
 }
 
-export type QueryFault = 'garbage' | 'no-data' | 'unknown-status' | 'http-500' | 'huge';
+/** `reset`: the connection is dropped without an answer, as a server closing an idle keep-alive connection. */
+export type QueryFault = 'garbage' | 'no-data' | 'unknown-status' | 'http-500' | 'huge' | 'reset';

@@ -82,7 +82,14 @@ export interface Observation {
 
 /** Asks Kling about a task with the account that created it and applies the answer. */
 export async function observe(ctx: ObserveDeps, account: KlingAccount, task: RelayTask, options: ObserveOptions): Promise<Observation> {
-  const data = await fetchKlingTask(ctx, account, task, options.id);
+  return applyObservation(ctx, account, task, await fetchKlingTask(ctx, account, task, options.id), options);
+}
+
+/**
+ * Applies what Kling answered about a task (undefined: an answer without the task) as `observe`
+ * does; for a caller that asked Kling about several tasks at once.
+ */
+export async function applyObservation(ctx: TaskLifeDeps, account: KlingAccount, task: RelayTask, data: KlingTaskObject | undefined, options: Omit<ObserveOptions, 'id'>): Promise<Observation> {
   const unusable = (why: string): UpstreamError => new UpstreamError(why, { kind: 'bad_response', ambiguous: false, accountId: account.id, method: 'GET', path: task.endpoint });
   if (!data && options.strict) throw unusable('no task in the answer');
   if (data && options.mustNameOurs && task.kling_task_id === null && data.task_info?.external_task_id !== task.external_task_id) return { applied: 'invalid', answer: data };
@@ -90,4 +97,14 @@ export async function observe(ctx: ObserveDeps, account: KlingAccount, task: Rel
   if (applied === 'invalid' && options.strict) throw unusable(`unknown task_status ${JSON.stringify(data?.task_status)}`);
   if (options.markChecked) await markChecked(ctx, task.id);
   return { applied, answer: data };
+}
+
+/**
+ * One page of Kling's list of an account's tasks of one /v1 endpoint (`GET {endpoint}?pageNum=&pageSize=`),
+ * newest first; undefined when the answer holds no list.
+ */
+export async function listKlingTasks(ctx: Pick<ObserveDeps, 'client'>, account: KlingAccount, endpoint: string, pageNum: number, pageSize: number): Promise<KlingTaskObject[] | undefined> {
+  const reply = await ctx.client.get(account, `${endpoint}?pageNum=${pageNum}&pageSize=${pageSize}`);
+  const data = reply.envelope.data;
+  return Array.isArray(data) ? data.filter((item): item is KlingTaskObject => typeof item === 'object' && item !== null && !Array.isArray(item)) : undefined;
 }

@@ -99,19 +99,45 @@ export function isStandardTask(body: Json): boolean {
   return typeof body.id === 'string' && body.task_id === undefined;
 }
 
+/** What one `GET /tasks` answered: the tasks found by the id asked, in v1's words, and the call's path and request id. */
+export interface StandardTasks {
+  found: Map<string, Json>;
+  path: string;
+  requestId: string;
+}
+
 /**
- * One task from `GET /tasks`, named by Kling's id or by our external_task_id, in v1's words;
- * undefined when the answer holds no list. Kling leaves unknown ids out of its list; that is answered
- * as Kling's not-found (1203), as a v1 query of an unknown task is, so callers handle both families alike.
+ * Tasks from one `GET /tasks`, named by Kling's ids or by our external_task_ids (comma-separated, one
+ * kind per call), keyed by the id asked; undefined when the answer holds no list. Kling leaves unknown
+ * ids out of its list.
  */
-export async function getStandardTask(client: KlingClient, account: KlingAccount, id: string, byExternalId: boolean): Promise<Json | undefined> {
-  const path = `/tasks?${byExternalId ? 'external_task_ids' : 'task_ids'}=${encodeURIComponent(id)}`;
+export async function getStandardTasks(client: KlingClient, account: KlingAccount, ids: readonly string[], byExternalId: boolean): Promise<StandardTasks | undefined> {
+  const path = `/tasks?${byExternalId ? 'external_task_ids' : 'task_ids'}=${ids.map(encodeURIComponent).join(',')}`;
   const reply = await client.get(account, path);
   if (!Array.isArray(reply.envelope.data)) return undefined;
-  const tasks = reply.envelope.data.filter(isObject);
-  const found = tasks.find((task) => (byExternalId ? task.external_id === id : task.id === id));
-  if (found) return asV1Task(found);
-  throw new UpstreamError(`Kling has no task ${id}`, { kind: 'kling', ambiguous: false, accountId: account.id, method: 'GET', path, httpStatus: 404, klingCode: 1203, klingMessage: 'task not found', requestId: reply.envelope.request_id });
+  const found = new Map<string, Json>();
+  for (const task of reply.envelope.data.filter(isObject)) {
+    const id = byExternalId ? task.external_id : task.id;
+    if (typeof id === 'string' && ids.includes(id)) found.set(id, asV1Task(task));
+  }
+  return { found, path, requestId: reply.envelope.request_id };
+}
+
+/**
+ * Kling's not-found (1203) for an id its `GET /tasks` left out, as a v1 query of an unknown task
+ * answers, so callers handle both families alike.
+ */
+export function standardTaskNotFound(account: KlingAccount, id: string, path: string, requestId: string): UpstreamError {
+  return new UpstreamError(`Kling has no task ${id}`, { kind: 'kling', ambiguous: false, accountId: account.id, method: 'GET', path, httpStatus: 404, klingCode: 1203, klingMessage: 'task not found', requestId });
+}
+
+/** One task from `GET /tasks`, in v1's words; undefined when the answer holds no list, Kling's not-found when it leaves the task out. */
+export async function getStandardTask(client: KlingClient, account: KlingAccount, id: string, byExternalId: boolean): Promise<Json | undefined> {
+  const answer = await getStandardTasks(client, account, [id], byExternalId);
+  if (!answer) return undefined;
+  const found = answer.found.get(id);
+  if (found) return found;
+  throw standardTaskNotFound(account, id, answer.path, answer.requestId);
 }
 
 /** v1's `succeed` is the standard family's `succeeded`. */

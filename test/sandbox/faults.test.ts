@@ -172,6 +172,26 @@ describe('kling sandbox: lost tasks', () => {
     expect((await query(kept)).json.data.task_status).to.equal('submitted');
   });
 
+  it('the /v1 list query leaves a lost task out, and takes the query faults', async () => {
+    const lost = await create('lost');
+    const kept = await create('kept');
+    sandbox.loseTask(lost);
+    const list = await call(sandbox, 'GET', '/v1/videos/text2video?pageNum=1&pageSize=500');
+    expect((list.json.data as { task_id: string }[]).map((t) => t.task_id)).to.deep.equal([kept]);
+    sandbox.failNextQuery('http-500');
+    const failed = await call(sandbox, 'GET', '/v1/videos/text2video?pageNum=1&pageSize=500');
+    expect([failed.status, failed.json.code]).to.deep.equal([500, 5000]);
+    sandbox.failNextQuery('reset');
+    let error: unknown;
+    try {
+      await call(sandbox, 'GET', '/v1/videos/text2video');
+    } catch (err) {
+      error = err;
+    }
+    expect(error).to.be.instanceOf(Error);
+    expect((await call(sandbox, 'GET', '/v1/videos/text2video')).json.data).to.have.length(1);
+  });
+
   it('loseTask() loses every task; reset() finds them again', async () => {
     const a = await create('a');
     sandbox.loseTask();
