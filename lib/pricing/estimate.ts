@@ -229,17 +229,27 @@ function decimal(value: unknown): number | undefined {
   return typeof n === 'number' && Number.isFinite(n) && n >= 0 ? n : undefined;
 }
 
+/** A deduction above 0, else undefined. */
+function positive(value: unknown): number | undefined {
+  const n = decimal(value);
+  return n !== undefined && n > 0 ? n : undefined;
+}
+
 /**
- * The Kling units a task cost by Kling's own report: `final_unit_deduction` when it took units from a
- * resource pack, else the balance deduction's list price over Kling's list price per unit. Undefined
- * when Kling reported neither (or only zeros): then the estimate stands.
+ * The Kling units a task cost by Kling's own report: the units it took from a resource pack
+ * (`final_unit_deduction`) plus the balance deduction's list price over Kling's list price per unit
+ * (`listPrice`, USD). Undefined when Kling reported neither (or only zeros), or took money from the
+ * balance that cannot be read as units (no `listPrice`, or a currency other than USD): then the
+ * estimate stands.
  */
 export function reportedUnits(deductions: KlingDeductions | undefined, listPrice: number | undefined): number | undefined {
-  const units = decimal(deductions?.final_unit_deduction);
-  if (units !== undefined && units > 0) return units;
-  const listed = decimal(deductions?.final_balance_deduction?.list_price);
-  if (listed !== undefined && listed > 0 && listPrice !== undefined) return Number((listed / listPrice).toPrecision(12));
-  return undefined;
+  const units = positive(deductions?.final_unit_deduction);
+  const balance = deductions?.final_balance_deduction;
+  const listed = positive(balance?.list_price);
+  if (listed === undefined) return units;
+  const currency = balance?.currency;
+  if (listPrice === undefined || (currency !== undefined && currency !== 'USD')) return undefined;
+  return Number(((units ?? 0) + listed / listPrice).toPrecision(12));
 }
 
 /**

@@ -47,7 +47,17 @@ function addDecimals(amounts: string[]): string {
   return String(amounts.reduce((sum, amount) => sum + Math.round(Number(amount) * scale), 0) / scale);
 }
 
-/** `billing[]` as v1's `final_unit_deduction` (units) and `final_balance_deduction` (money). */
+/** The one string every entry has at `key`, or undefined when they differ or one has none. */
+function shared(entries: Json[], key: string): string | undefined {
+  const values = new Set(entries.map((entry) => entry[key]));
+  const [value] = values;
+  return values.size === 1 && typeof value === 'string' ? value : undefined;
+}
+
+/**
+ * `billing[]` as v1's `final_unit_deduction` (units) and `final_balance_deduction` (money: the
+ * amounts, the list prices, and the currency and cash type when the cash entries agree on them).
+ */
 function deductions(billing: unknown): Json {
   if (!Array.isArray(billing)) return {};
   const charges = billing.filter(isObject);
@@ -57,7 +67,12 @@ function deductions(billing: unknown): Json {
   if (units.length > 0) out.final_unit_deduction = addDecimals(units);
   if (cash.length > 0) {
     const listPrices = cash.map((c) => (typeof c.list_price === 'string' ? c.list_price : '0'));
-    out.final_balance_deduction = { quota: addDecimals(cash.map((c) => c.amount as string)), list_price: addDecimals(listPrices) };
+    const balance: Json = { quota: addDecimals(cash.map((c) => c.amount as string)), list_price: addDecimals(listPrices) };
+    const currency = shared(cash, 'currency');
+    const cashType = shared(cash, 'cash_type');
+    if (currency !== undefined) balance.currency = currency;
+    if (cashType !== undefined) balance.cash_type = cashType;
+    out.final_balance_deduction = balance;
   }
   return out;
 }
@@ -114,7 +129,10 @@ function outputsOf(result: unknown): Json[] {
   ];
 }
 
-/** v1's deductions as `billing[]`: the units (the family's tasks are videos) and the balance. */
+/**
+ * v1's deductions as `billing[]`: the units (the family's tasks are videos) and the balance, with the
+ * currency Kling reported (none when it named none) and its cash type (`balance` when it named none).
+ */
 function billingOf(task: Json): Json[] {
   const billing: Json[] = [];
   if (typeof task.final_unit_deduction === 'string' && Number(task.final_unit_deduction) > 0) {
@@ -122,7 +140,9 @@ function billingOf(task: Json): Json[] {
   }
   const balance = task.final_balance_deduction;
   if (isObject(balance) && typeof balance.quota === 'string' && Number(balance.quota) > 0) {
-    billing.push({ charge_type: 'cash', cash_type: 'balance', amount: balance.quota, list_price: balance.list_price });
+    const cash: Json = { charge_type: 'cash', cash_type: typeof balance.cash_type === 'string' ? balance.cash_type : 'balance', amount: balance.quota };
+    if (typeof balance.currency === 'string') cash.currency = balance.currency;
+    billing.push({ ...cash, list_price: balance.list_price });
   }
   return billing;
 }
