@@ -9,7 +9,7 @@ import { openDatabase, redact } from './migrate.js';
 import { quote, type PriceQuote } from '../pricing/estimate.js';
 import { loadPricingRules, PriceBook } from '../pricing/rules.js';
 import { loadRegistry } from '../registry/load.js';
-import type { Registry, RegistryEntry } from '../registry/types.js';
+import type { Registry, RegistryEntry, SwitchSource } from '../registry/types.js';
 import { createValidator } from '../validation/validator.js';
 
 type Json = Record<string, unknown>;
@@ -79,11 +79,12 @@ function setAt(body: Json, path: string, value: unknown): void {
   node[parts[parts.length - 1] as string] = value;
 }
 
-/** The fields pricing reads, filled from the schema. */
+/** The fields pricing reads, filled from the schema (a list's items are left out: a typical request has none). */
 export function typicalBody(registry: Registry, entry: RegistryEntry): Json {
   const body: Json = {};
-  for (const path of Object.values(entry.fields)) {
-    if (!path) continue;
+  for (const source of Object.values(entry.fields) as (SwitchSource | undefined)[]) {
+    const path = typeof source === 'string' ? source : source?.path;
+    if (!path || path.includes('[]')) continue;
     const value = typicalValue(propertyAt(registry, entry, path));
     if (value !== undefined) setAt(body, path, value);
   }

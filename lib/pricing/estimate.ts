@@ -1,5 +1,5 @@
 import type { KlingDeductions } from '../../adapters/types.js';
-import type { PricingType, RegistryEntry } from '../registry/types.js';
+import type { PricingType, RegistryEntry, SwitchSource } from '../registry/types.js';
 import type { PriceBook, PriceKey, PricingRule, Rounding } from './rules.js';
 
 /** What a count is taken per: everything but `units`, which counts Kling units per one of these. */
@@ -55,6 +55,17 @@ export function fieldValue(body: Record<string, unknown>, path: string | undefin
   return value;
 }
 
+/** The values at a path whose parts may end in `[]` (`contents[].type`: the type of every item). */
+function valuesAt(value: unknown, parts: string[]): unknown[] {
+  const [head, ...rest] = parts;
+  if (head === undefined) return [value];
+  if (typeof value !== 'object' || value === null) return [];
+  const list = head.endsWith('[]');
+  const next = (value as Record<string, unknown>)[list ? head.slice(0, -2) : head];
+  if (!list) return valuesAt(next, rest);
+  return Array.isArray(next) ? next.flatMap((item) => valuesAt(item, rest)) : [];
+}
+
 function text(value: unknown): string | undefined {
   if (typeof value === 'string' && value !== '') return value;
   if (typeof value === 'number' && Number.isFinite(value)) return String(value);
@@ -70,6 +81,12 @@ export function switchValue(value: unknown): 'on' | 'off' {
   if (Array.isArray(value)) return value.length > 0 ? 'on' : 'off';
   if (typeof value === 'object') return Object.keys(value).length > 0 ? 'on' : 'off';
   return 'on';
+}
+
+/** A switch read through the registry's `fields`: a path's value as switchValue reads it, or on when a value at the path is listed in `on`. */
+function switchOf(body: Record<string, unknown>, source: SwitchSource): 'on' | 'off' {
+  if (typeof source === 'string') return switchValue(fieldValue(body, source));
+  return valuesAt(body, source.path.split('.')).some((value) => source.on.includes(value as string | number | boolean)) ? 'on' : 'off';
 }
 
 /** The images a request makes: a series' amount (its most when Kling chooses), else the count field, default 1. */
@@ -89,7 +106,8 @@ function priceKey(entry: RegistryEntry, body: Record<string, unknown>, model: st
   const f = entry.fields;
   const key: PriceKey = { type: entry.type, model, mode, duration, resolution: text(fieldValue(body, f.resolution)) ?? '' };
   for (const name of ['sound', 'voice', 'video_input', 'image_input'] as const) {
-    if (f[name]) key[name] = switchValue(fieldValue(body, f[name]));
+    const source = f[name];
+    if (source) key[name] = switchOf(body, source);
   }
   return key;
 }
@@ -211,17 +229,27 @@ function decimal(value: unknown): number | undefined {
   return typeof n === 'number' && Number.isFinite(n) && n >= 0 ? n : undefined;
 }
 
+/** A deduction above 0, else undefined. */
+function positive(value: unknown): number | undefined {
+  const n = decimal(value);
+  return n !== undefined && n > 0 ? n : undefined;
+}
+
 /**
- * The Kling units a task cost by Kling's own report: `final_unit_deduction` when it took units from a
- * resource pack, else the balance deduction's list price over Kling's list price per unit. Undefined
- * when Kling reported neither (or only zeros): then the estimate stands.
+ * The Kling units a task cost by Kling's own report: the units it took from a resource pack
+ * (`final_unit_deduction`) plus the balance deduction's list price over Kling's list price per unit
+ * (`listPrice`, USD). Undefined when Kling reported neither (or only zeros), or took money from the
+ * balance that cannot be read as units (no `listPrice`, or a currency other than USD): then the
+ * estimate stands.
  */
 export function reportedUnits(deductions: KlingDeductions | undefined, listPrice: number | undefined): number | undefined {
-  const units = decimal(deductions?.final_unit_deduction);
-  if (units !== undefined && units > 0) return units;
-  const listed = decimal(deductions?.final_balance_deduction?.list_price);
-  if (listed !== undefined && listed > 0 && listPrice !== undefined) return Number((listed / listPrice).toPrecision(12));
-  return undefined;
+  const units = positive(deductions?.final_unit_deduction);
+  const balance = deductions?.final_balance_deduction;
+  const listed = positive(balance?.list_price);
+  if (listed === undefined) return units;
+  const currency = balance?.currency;
+  if (listPrice === undefined || (currency !== undefined && currency !== 'USD')) return undefined;
+  return Number(((units ?? 0) + listed / listPrice).toPrecision(12));
 }
 
 /**

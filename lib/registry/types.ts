@@ -6,6 +6,19 @@ import type { TableKind } from '../../adapters/types.js';
  */
 export type PricingType = 'per_second' | 'fixed' | 'per_image' | 'per_block' | 'units';
 
+/**
+ * An on/off request property read as: on when a value at `path` is one of `on`. `a[].b` reads field b
+ * of every item of list a, so `{"path": "contents[].type", "on": ["base_video"]}` is on when any item
+ * is a base video (docs/pricing.md, "Match fields").
+ */
+export interface SwitchField {
+  path: string;
+  on: (string | number | boolean)[];
+}
+
+/** A switch's request field: a dotted path (on when present and not empty), or a path with the values that mean on. */
+export type SwitchSource = string | SwitchField;
+
 /** Request fields pricing reads (README, "Adding an endpoint by editing JSON"; docs/pricing.md). */
 export interface PricedFields {
   model?: string;
@@ -13,10 +26,10 @@ export interface PricedFields {
   duration?: string;
   count?: string;
   resolution?: string;
-  sound?: string;
-  voice?: string;
-  video_input?: string;
-  image_input?: string;
+  sound?: SwitchSource;
+  voice?: SwitchSource;
+  video_input?: SwitchSource;
+  image_input?: SwitchSource;
 }
 export type EndpointKind = 'task' | 'sync';
 /** How Kling serves a path: POST with a JSON body, or GET with a query string. */

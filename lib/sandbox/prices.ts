@@ -1,7 +1,7 @@
 /**
  * Kling's price list in units, as Kling deducts them from a resource pack (docs/pricing.md, "Kling's
  * price list"): video per second of output by model, resolution (std 720p, pro 1080p, 4k), native
- * audio, voice control and a reference video; lip-sync per started 5-second block; images per image;
+ * audio, voice control and a reference video, in either API family; lip-sync per started 5-second block; images per image;
  * the rest per call. What Kling publishes no price for deducts Kling's older rates: 0.2 units a second
  * at std and 0.7 at pro, 8 units a picture, 1 a try-on, and nothing for a multi-elements selection call.
  */
@@ -22,6 +22,8 @@ function on(value: unknown): boolean {
 
 /** text2video and image2video. */
 function generationRates(model: unknown, sound: boolean, voice: boolean): Rates {
+  // Kling 3.0 Turbo always makes native audio, and has one row.
+  if (model === 'kling-3.0-turbo') return [0.8, 1, undefined];
   if (model === 'kling-v3') return sound ? [0.9, 1.2, 3] : [0.6, 0.8, 3];
   if (model === 'kling-v2-6') {
     if (voice) return [1.2, 1.2, undefined];
@@ -61,6 +63,50 @@ function resolutionOf(body: Record<string, unknown>): Resolution {
   return mode === 'pro' || mode === '4k' ? mode : 'std';
 }
 
+/** The v1 path of a standard-family product (the path's first part). */
+const V1_PATHS: Record<string, string> = {
+  'text-to-video': '/v1/videos/text2video',
+  'image-to-video': '/v1/videos/image2video',
+  'omni-video': '/v1/videos/omni-video',
+  'motion-control': '/v1/videos/motion-control',
+};
+
+/** The legacy `model_name` of a standard path's model; Kling 3.0 Turbo has none and keeps its own. */
+const V1_MODELS: Record<string, string> = {
+  'kling-3.0': 'kling-v3',
+  'kling-3.0-omni': 'kling-v3-omni',
+  'kling-o1': 'kling-video-o1',
+  'kling-2.6': 'kling-v2-6',
+  'kling-2.5-turbo': 'kling-v2-5-turbo',
+};
+
+const V1_MODES: Record<string, string> = { '720p': 'std', '1080p': 'pro', '4k': '4k' };
+
+/**
+ * A standard-family request (`/<product>/<model>`, `settings`, `contents[]`) as the v1 request Kling's
+ * list prices alike: the model's legacy name, `settings.resolution` as the mode, `settings.audio:
+ * "native"` as sound, `voice` items as a voice list and `base_video`/`feature_video` items as a video
+ * list. A v1 request is returned as it is.
+ */
+function asV1(path: string, body: Record<string, unknown>): { path: string; body: Record<string, unknown> } {
+  const [, product = '', model = ''] = path.split('/');
+  const v1Path = V1_PATHS[product];
+  if (path.startsWith('/v1/') || v1Path === undefined) return { path, body };
+  const settings = record(body.settings);
+  const items = (Array.isArray(body.contents) ? body.contents : []).map(record);
+  const ofType = (...types: string[]) => items.filter((item) => types.includes(item.type as string));
+  return {
+    path: v1Path,
+    body: {
+      model_name: V1_MODELS[model] ?? model,
+      mode: V1_MODES[String(settings.resolution ?? '720p')],
+      sound: settings.audio === 'native' ? 'on' : 'off',
+      voice_list: ofType('voice'),
+      video_list: ofType('base_video', 'feature_video'),
+    },
+  };
+}
+
 const PER_CALL: Record<string, number> = {
   '/v1/audio/tts': 0.05,
   '/v1/videos/identify-face': 0.05,
@@ -97,11 +143,12 @@ export function taskUnits(path: string, body: Record<string, unknown>, delivered
   if (path.startsWith('/v1/images/')) return decimal(perImage(path, body) * (delivered.images ?? 1));
   const seconds = delivered.seconds ?? 5;
   if (LIP_SYNC.has(path)) return decimal(0.5 * Math.ceil(Number((seconds / 5).toPrecision(12))));
-  const rates = videoRates(path, body);
-  const resolution = resolutionOf(body);
+  const v1 = asV1(path, body);
+  const rates = videoRates(v1.path, v1.body);
+  const resolution = resolutionOf(v1.body);
   const rate = (resolution === '4k' ? rates[2] : undefined) ?? (resolution === 'std' ? rates[0] : rates[1]);
   // Motion control is charged on its output rounded to the nearest second.
-  return decimal(rate * (path === '/v1/videos/motion-control' ? Math.round(seconds) : seconds));
+  return decimal(rate * (v1.path === '/v1/videos/motion-control' ? Math.round(seconds) : seconds));
 }
 
 /** Units a synchronous call deducts: its price per call; the selection calls of multi-elements are free. */

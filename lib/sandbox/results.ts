@@ -167,7 +167,7 @@ function resultOf(task: SandboxTask, duration: string | undefined): Record<strin
 function chargedSeconds(body: Record<string, unknown>, result: Record<string, unknown>): number | undefined {
   const first = (list: unknown): Record<string, unknown> => record(Array.isArray(list) ? list[0] : undefined);
   const generated = positive(first(result.videos).duration ?? first(result.audios).duration_mp3);
-  const asked = positive(body.duration) ?? positive(record(body.input).duration);
+  const asked = positive(body.duration) ?? positive(record(body.input).duration) ?? positive(record(body.settings).duration);
   return generated !== undefined && asked !== undefined ? Math.min(generated, asked) : (generated ?? asked);
 }
 

@@ -36,7 +36,7 @@ function billing(task: SandboxTask): StandardBilling[] {
   }
   const balance = task.finalBalanceDeduction;
   if (balance !== undefined && Number(balance.quota) > 0) {
-    charges.push({ charge_type: 'cash', cash_type: 'balance', amount: balance.quota, currency: 'USD', list_price: balance.list_price });
+    charges.push({ charge_type: 'cash', cash_type: 'balance', amount: balance.quota, currency: balance.currency ?? 'USD', list_price: balance.list_price });
   }
   return charges;
 }

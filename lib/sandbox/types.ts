@@ -71,6 +71,8 @@ export interface SandboxDeductions {
 export interface BalanceDeduction {
   quota: string;
   list_price: string;
+  /** The currency of a standard-family task's cash entry in `billing[]`; USD when not given. */
+  currency?: 'CNY' | 'USD';
 }
 
 export type Schedule = 'manual' | 'instant' | { processingAfterMs: number; finalAfterMs: number };

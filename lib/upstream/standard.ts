@@ -47,17 +47,16 @@ function addDecimals(amounts: string[]): string {
   return String(amounts.reduce((sum, amount) => sum + Math.round(Number(amount) * scale), 0) / scale);
 }
 
-/** The one string value all charges give a field, or undefined when they give none or differ. */
-function sharedText(charges: Json[], field: string): string | undefined {
-  const values = new Set(charges.map((c) => c[field]));
+/** The one string every entry has at `key`, or undefined when they differ or one has none. */
+function shared(entries: Json[], key: string): string | undefined {
+  const values = new Set(entries.map((entry) => entry[key]));
   const [value] = values;
   return values.size === 1 && typeof value === 'string' ? value : undefined;
 }
 
 /**
- * `billing[]` as v1's `final_unit_deduction` (units) and `final_balance_deduction` (money). The
- * balance deduction also keeps the charges' `currency` and `cash_type` (when they agree), which v1's
- * has no field for, so that `billing[]` is shown back as Kling wrote it.
+ * `billing[]` as v1's `final_unit_deduction` (units) and `final_balance_deduction` (money: the
+ * amounts, the list prices, and the currency and cash type when the cash entries agree on them).
  */
 function deductions(billing: unknown): Json {
   if (!Array.isArray(billing)) return {};
@@ -69,10 +68,10 @@ function deductions(billing: unknown): Json {
   if (cash.length > 0) {
     const listPrices = cash.map((c) => (typeof c.list_price === 'string' ? c.list_price : '0'));
     const balance: Json = { quota: addDecimals(cash.map((c) => c.amount as string)), list_price: addDecimals(listPrices) };
-    for (const field of ['currency', 'cash_type']) {
-      const value = sharedText(cash, field);
-      if (value !== undefined) balance[field] = value;
-    }
+    const currency = shared(cash, 'currency');
+    const cashType = shared(cash, 'cash_type');
+    if (currency !== undefined) balance.currency = currency;
+    if (cashType !== undefined) balance.cash_type = cashType;
     out.final_balance_deduction = balance;
   }
   return out;
@@ -156,7 +155,10 @@ function outputsOf(result: unknown): Json[] {
   ];
 }
 
-/** v1's deductions as `billing[]`: the units (the family's tasks are videos) and the balance. */
+/**
+ * v1's deductions as `billing[]`: the units (the family's tasks are videos) and the balance, with the
+ * currency Kling reported (none when it named none) and its cash type (`balance` when it named none).
+ */
 function billingOf(task: Json): Json[] {
   const billing: Json[] = [];
   if (typeof task.final_unit_deduction === 'string' && Number(task.final_unit_deduction) > 0) {

@@ -230,7 +230,7 @@ describe('kling-relay CLI', () => {
     it('prices a typical request of every endpoint and lists the unpriced ones', async () => {
       const full = await cli(['check', '--pricing', 'examples/pricing.json']);
       expect(full.code, full.stderr).to.equal(0);
-      expect(full.stdout).to.match(/^47 endpoints; 105 pricing rules\./);
+      expect(full.stdout).to.match(/^47 endpoints; 116 pricing rules\./);
       // examples/pricing.json: text2video at 0.028 USD per second x the margin 1.25, 5 s by the schema's default duration.
       expect(full.stdout).to.match(/\/v1\/videos\/text2video\s+text2video\s+0\.175 USD\s+87500 quota\s+per_second \(model=kling-v1 mode=std 5s\)/);
       expect(full.stdout).to.match(/\/v1\/videos\/advanced-lip-sync\s+advanced-lip-sync\s+1\.05 USD\s+525000 quota\s+per_block \(model=kling-advanced-lip-sync 60s = 12 block\(s\)\)/);

@@ -50,6 +50,28 @@ describe("pricing by Kling's price list", () => {
     expect(omniImage('4k')).to.include({ unitPrice: 0.056, units: 4, quota: 112_000 });
   });
 
+  it('reads a switch as the values that mean on at a path, items of a list included', () => {
+    const custom = { ...registry.byPath.get('/v1/videos/text2video')!, type: 'custom', fields: { sound: { path: 'settings.audio', on: ['native', true] }, video_input: { path: 'refs[].kind', on: ['video'] } } };
+    const rules: PricingRule[] = [
+      { type: 'custom', sound: 'off', video_input: 'off', pricing_type: 'fixed', price: 1 },
+      { type: 'custom', sound: 'on', video_input: 'off', pricing_type: 'fixed', price: 2 },
+      { type: 'custom', video_input: 'on', pricing_type: 'fixed', price: 3 },
+    ];
+    const price = (body: Record<string, unknown>) => {
+      const r = quote(custom, body, new PriceBook(rules), QPU);
+      if (!r.ok) throw new Error(r.reason);
+      return r.quote.unitPrice;
+    };
+    expect(price({})).to.equal(1);
+    expect(price({ settings: { audio: 'off' } })).to.equal(1);
+    expect(price({ settings: { audio: 'original' } })).to.equal(1);
+    expect(price({ settings: { audio: 'native' } })).to.equal(2);
+    expect(price({ settings: { audio: true } })).to.equal(2);
+    expect(price({ refs: [{ kind: 'image' }] })).to.equal(1);
+    expect(price({ refs: [{ kind: 'image' }, { kind: 'video' }] })).to.equal(3);
+    expect(price({ refs: { kind: 'video' } })).to.equal(1);
+  });
+
   it('prices per block of seconds, a started block counting whole, at the hold and at the settle', () => {
     const rules: PricingRule[] = [{ type: 'advanced-lip-sync', pricing_type: 'per_block', block_seconds: 5, price: 0.07 }];
     const lipSync = priced('/v1/videos/advanced-lip-sync', { session_id: 's', face_choose: [{ face_id: '0', sound_file: 'https://x.test/a.mp3', sound_start_time: 0, sound_end_time: 12000, sound_insert_time: 0 }] }, rules);

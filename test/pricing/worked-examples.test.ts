@@ -15,7 +15,8 @@ interface WorkedExample {
   body: Record<string, unknown>;
   /** The seconds Kling's result reports, when the example names them. */
   duration: string | undefined;
-  finalUnitDeduction: string;
+  /** The units Kling reports it deducted: v1's `final_unit_deduction`, the standard family's `billing[]` unit `amount`. */
+  units: string;
   hold: number;
   charge: number;
 }
@@ -32,7 +33,12 @@ function boldNumber(cell: string, what: string): number {
 }
 
 function resultValue(cell: string, key: string): string | undefined {
-  return new RegExp('`' + key + '=([^`]+)`').exec(cell)?.[1];
+  return new RegExp('`' + key.replace('.', '\\.') + '=([^`]+)`').exec(cell)?.[1];
+}
+
+/** Whether a path is the standard family's (`/<product>/<model>`): answered as `{id, status, billing[]}`. */
+function standard(path: string): boolean {
+  return !path.startsWith('/v1/');
 }
 
 /** The "Worked examples" table of docs/pricing.md: the figures the guide states. */
@@ -45,14 +51,15 @@ function workedExamples(): WorkedExample[] {
     const code = [...request.matchAll(/`([^`]+)`/g)].map((m) => m[1] as string);
     const [method, path] = (code[0] ?? '').split(' ');
     if (method !== 'POST' || !path) throw new Error(`docs/pricing.md: "${name}" names no POST path`);
-    const finalUnitDeduction = resultValue(result, 'final_unit_deduction');
-    if (finalUnitDeduction === undefined) throw new Error(`docs/pricing.md: "${name}" states no final_unit_deduction`);
+    const deducted = standard(path) ? 'billing.amount' : 'final_unit_deduction';
+    const units = resultValue(result, deducted);
+    if (units === undefined) throw new Error(`docs/pricing.md: "${name}" states no ${deducted}`);
     return {
       name,
       path,
       body: JSON.parse(code[1] ?? '') as Record<string, unknown>,
       duration: resultValue(result, 'duration'),
-      finalUnitDeduction,
+      units,
       hold: boldNumber(hold, 'hold'),
       charge: boldNumber(charge, 'charge'),
     };
@@ -72,8 +79,16 @@ describe('docs/pricing.md worked examples', () => {
       '/v1/videos/advanced-lip-sync',
       '/v1/videos/motion-control',
       '/v1/audio/text-to-audio',
+      '/text-to-video/kling-3.0-turbo',
+      '/text-to-video/kling-3.0',
+      '/image-to-video/kling-3.0',
+      '/omni-video/kling-3.0-omni',
+      '/omni-video/kling-o1',
+      '/image-to-video/kling-2.6',
+      '/motion-control/kling-3.0',
+      '/text-to-video/kling-2.5-turbo',
     ]);
-    expect(EXAMPLES.length).to.equal(14);
+    expect(EXAMPLES.length).to.equal(24);
   });
 });
 
@@ -81,7 +96,8 @@ for (const database of testDatabases()) {
   describe(`docs/pricing.md worked examples through the relay on ${database.name}`, function () {
     let h: Harness;
     before(async () => {
-      h = await startHarness(database, { relay: { pricing: EXAMPLE_PRICES } });
+      // An API key serves both families (the standard family takes no key pair).
+      h = await startHarness(database, { accounts: [{ id: 'keyed', apiKey: true }], relay: { pricing: EXAMPLE_PRICES } });
     });
     after(async () => checkAndClose(h));
 
@@ -92,11 +108,18 @@ for (const database of testDatabases()) {
         expect(res.status, JSON.stringify(res.body)).to.equal(200);
         expect(START - (await h.balance(user)), 'hold').to.equal(example.hold);
 
-        const taskId = res.body.data.task_id as string;
+        const taskId = (standard(example.path) ? res.body.data.id : res.body.data.task_id) as string;
         h.sandbox.complete(taskId, example.duration === undefined ? { status: 'succeed' } : { status: 'succeed', duration: example.duration });
-        const done = await request(h.url).get(`/kling${example.path}/${taskId}`).set('X-User-Id', String(user));
-        expect(done.body.data.task_status, JSON.stringify(done.body)).to.equal('succeed');
-        expect(done.body.data.final_unit_deduction, "Kling's deduction").to.equal(example.finalUnitDeduction);
+        if (standard(example.path)) {
+          const done = await request(h.url).get(`/kling/tasks?task_ids=${taskId}`).set('X-User-Id', String(user));
+          const [task] = done.body.data as Record<string, unknown>[];
+          expect(task?.status, JSON.stringify(done.body)).to.equal('succeeded');
+          expect(task?.billing, "Kling's billing").to.deep.equal([{ charge_type: 'unit', amount: example.units, package_type: 'video' }]);
+        } else {
+          const done = await request(h.url).get(`/kling${example.path}/${taskId}`).set('X-User-Id', String(user));
+          expect(done.body.data.task_status, JSON.stringify(done.body)).to.equal('succeed');
+          expect(done.body.data.final_unit_deduction, "Kling's deduction").to.equal(example.units);
+        }
         expect(START - (await h.balance(user)), 'charge').to.equal(example.charge);
 
         const [task] = (await h.tasks()).filter((t) => t.kling_task_id === taskId);

@@ -234,6 +234,15 @@ describe('registry', () => {
       expectConfigError(() => loadRegistry(registryWith([entry({ path: 'videos/*' })])), 'ERR_KLING_RELAY_REGISTRY_INVALID', 'exact Kling path');
     });
 
+    it('a switch field that is neither a path nor {path, on} with values', () => {
+      const at = (sound: unknown) => registryWith([entry({ fields: { sound } as never })]);
+      expectConfigError(() => loadRegistry(at({ path: 'settings.audio', on: [] })), 'ERR_KLING_RELAY_REGISTRY_INVALID', "entry '/v1/videos/custom'", '/fields/sound');
+      expectConfigError(() => loadRegistry(at({ path: 'settings.audio' })), 'ERR_KLING_RELAY_REGISTRY_INVALID', '/fields/sound');
+      expectConfigError(() => loadRegistry(at({ path: 'contents[].type', on: ['video'], when: 'x' })), 'ERR_KLING_RELAY_REGISTRY_INVALID', '/fields/sound');
+      expectConfigError(() => loadRegistry(at('contents[].type')), 'ERR_KLING_RELAY_REGISTRY_INVALID', '/fields/sound');
+      expect(loadRegistry(at({ path: 'contents[].type', on: ['video'] })).byPath.get('/v1/videos/custom')?.fields.sound).to.deep.equal({ path: 'contents[].type', on: ['video'] });
+    });
+
     it('a path of the other family', () => {
       // A v1 path has no model in it; a standard path is /<product>/<model>, never under /v1.
       expectConfigError(() => loadRegistry(registryWith([entry({ path: '/text-to-video/kling-3.0' })])), 'ERR_KLING_RELAY_REGISTRY_INVALID', "entry '/text-to-video/kling-3.0'", 'exact Kling path');

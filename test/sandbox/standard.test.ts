@@ -132,6 +132,34 @@ describe('kling sandbox: the standard family', () => {
       expect((byExternal.json.data as { id: string }[]).map((t) => t.id)).to.deep.equal([a]);
     });
 
+    it("bills the units of Kling's price list: resolution, native audio, a reference video, voice items, motion control rounded", async () => {
+      const frame = { type: 'first_frame', url: 'https://x.test/a.png' };
+      const cases: [string, Record<string, unknown>, string, string][] = [
+        // path, body, seconds delivered, units billed
+        ['/text-to-video/kling-3.0-turbo', { prompt: 'p', settings: { duration: 10, resolution: '1080p' } }, '10.1', '10'],
+        ['/text-to-video/kling-3.0-turbo', { prompt: 'p' }, '5', '4'],
+        ['/text-to-video/kling-3.0', { prompt: 'p', settings: { duration: 5, resolution: '720p', audio: 'off' } }, '5', '3'],
+        ['/text-to-video/kling-3.0', { prompt: 'p', settings: { duration: 5, resolution: '1080p', audio: 'native' } }, '5', '6'],
+        ['/image-to-video/kling-3.0', { contents: [frame], settings: { duration: 5, resolution: '4k', audio: 'native' } }, '5', '15'],
+        ['/omni-video/kling-3.0-omni', { contents: [{ type: 'prompt', text: 'p' }], settings: { duration: 5, audio: 'native' } }, '5', '4'],
+        ['/omni-video/kling-3.0-omni', { contents: [{ type: 'feature_video', url: 'https://x.test/v.mp4' }], settings: { duration: 8 } }, '8.1', '7.2'],
+        ['/omni-video/kling-o1', { contents: [{ type: 'base_video', url: 'https://x.test/v.mp4' }], settings: { duration: 5, resolution: '1080p' } }, '5', '6'],
+        ['/omni-video/kling-o1', { contents: [frame], settings: { duration: 5 } }, '5', '3'],
+        ['/text-to-video/kling-2.6', { prompt: 'p', settings: { duration: 10 } }, '10', '3'],
+        ['/image-to-video/kling-2.6', { contents: [frame, { type: 'voice', voice_id: 'v', id: 'v' }], settings: { duration: 10, resolution: '1080p', audio: 'native' } }, '10', '12'],
+        ['/image-to-video/kling-2.5-turbo', { contents: [frame], settings: { duration: 10, resolution: '1080p' } }, '7.2', '3.6'],
+        ['/motion-control/kling-2.6', { contents: [frame], settings: { character_orientation: 'video' } }, '9.6', '5'],
+        ['/motion-control/kling-3.0', { contents: [frame], settings: { character_orientation: 'video', resolution: '1080p' } }, '4.4', '4.8'],
+      ];
+      for (const [path, body, seconds, units] of cases) {
+        const created = await call(sandbox, 'POST', path, { body, ...asKey() });
+        const id = created.json.data.id as string;
+        sandbox.complete(id, { status: 'succeed', duration: seconds });
+        const [task] = (await getTasks(sandbox, `task_ids=${id}`)).json.data as Record<string, unknown>[];
+        expect(task?.billing, `${path} ${JSON.stringify(body.settings)}`).to.deep.equal([{ charge_type: 'unit', amount: units, package_type: 'video' }]);
+      }
+    });
+
     it('reports a failure with its message and no charge, and a balance charge as cash', async () => {
       const failed = (await createT2V(sandbox)).json.data.id as string;
       sandbox.complete(failed, { status: 'failed', message: 'content risk control' });

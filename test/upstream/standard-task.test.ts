@@ -30,8 +30,19 @@ describe("upstream: a standard-family task read in v1's words", () => {
       audios: [{ id: 'a', url_mp3: 'https://x/a.mp3', url_wav: 'https://x/a.wav', duration_mp3: '3', duration_wav: '3' }],
     });
     expect(task).to.include({ final_unit_deduction: '0.9' });
-    // v1's balance deduction has no currency or cash type: they are kept beside the amounts, to show them back.
     expect(task.final_balance_deduction).to.deep.equal({ quota: '0.7', list_price: '1.4', currency: 'USD', cash_type: 'balance' });
+  });
+
+  it('keeps the currency and cash type of cash entries only where they agree', () => {
+    const task = asV1Task({
+      id: '1',
+      status: 'succeeded',
+      billing: [
+        { charge_type: 'cash', cash_type: 'balance', amount: '0.7', currency: 'USD', list_price: '1.4' },
+        { charge_type: 'cash', cash_type: 'balance', amount: '5', currency: 'CNY', list_price: '10' },
+      ],
+    });
+    expect(task.final_balance_deduction).to.deep.equal({ quota: '5.7', list_price: '11.4', cash_type: 'balance' });
   });
 
   it('tells a standard callback body from a v1 one', () => {
