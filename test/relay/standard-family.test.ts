@@ -5,6 +5,7 @@ import { callbackToken } from '../../lib/completion/token.js';
 import type { PricingRule } from '../../lib/pricing/index.js';
 import { testDatabases } from '../support/databases.js';
 import { CALLBACK_SECRET, startHarness, checkAndClose, type Harness, type HarnessOptions, TEST_PRICING } from '../support/harness.js';
+import { expectNothingLeft } from '../support/nothing-left.js';
 
 const QPU = 500_000;
 const START = 1_000_000;
@@ -32,14 +33,6 @@ for (const database of testDatabases()) {
     });
 
     const post = (harness: Harness, path: string, body: unknown) => request(harness.url).post(`/kling${path}`).set('X-User-Id', String(user)).send(body as object);
-
-    async function expectNothingLeft(harness: Harness): Promise<void> {
-      expect(await harness.rows('videos')).to.deep.equal([]);
-      expect(await harness.tasks()).to.deep.equal([]);
-      expect(await harness.ledger()).to.deep.equal([]);
-      expect(await harness.balance(user)).to.equal(START);
-      expect(harness.creates()).to.deep.equal([]);
-    }
 
     it("submits with an API-key account: holds the path model's price, records the rows, sends the relay's ids in options, answers Kling's shape with the caller's id", async () => {
       const harness = await start();
@@ -115,7 +108,7 @@ for (const database of testDatabases()) {
       expect(res.status).to.equal(503);
       expect(res.body.code).to.equal(5001);
       expect(res.body.message).to.match(/no Kling account with an API key/);
-      await expectNothingLeft(harness);
+      await expectNothingLeft(harness, user, START);
     });
 
     it('refuses a body its schema refuses with 400/1201 naming the field, leaving nothing behind', async () => {
@@ -126,7 +119,7 @@ for (const database of testDatabases()) {
       expect(res.body.errors.map((e: { path: string }) => e.path)).to.deep.equal(['/prompt', '/settings/duration']);
       const model = await post(harness, T2V, { prompt: 'a', model_name: 'kling-v3' });
       expect(model.body.errors).to.deep.equal([{ path: '/model_name', message: 'the model is part of the path; this endpoint takes no model_name' }]);
-      await expectNothingLeft(harness);
+      await expectNothingLeft(harness, user, START);
     });
 
     it('answers 404 to a GET of a standard path (tasks are queried through /tasks)', async () => {

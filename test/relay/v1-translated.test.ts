@@ -7,6 +7,7 @@ import { startReceiver, type Receiver } from '../callbacks/receiver.js';
 import { IMAGE_URL } from '../fixtures/media.js';
 import { testDatabases } from '../support/databases.js';
 import { CALLBACK_SECRET, checkAndClose, startHarness, TEST_PRICING, type Harness, type HarnessOptions } from '../support/harness.js';
+import { expectNothingLeft } from '../support/nothing-left.js';
 
 const QPU = 500_000;
 const START = 1_000_000;
@@ -52,14 +53,6 @@ for (const database of testDatabases()) {
     async function reconcileNow(harness: Harness): Promise<void> {
       await harness.db('kling_relay_tasks').update({ next_check_at: 0 });
       await harness.relay.reconcile();
-    }
-
-    async function expectNothingLeft(harness: Harness): Promise<void> {
-      expect(await harness.rows('videos')).to.deep.equal([]);
-      expect(await harness.tasks()).to.deep.equal([]);
-      expect(await harness.ledger()).to.deep.equal([]);
-      expect(await harness.balance(user)).to.equal(START);
-      expect(harness.creates()).to.deep.equal([]);
     }
 
     it("gives a Kling /v1 SDK's text2video request for kling-3.0-turbo a video: the standard body sent, /v1 answers, /v1 queries, a /v1 callback, settled once", async () => {
@@ -231,7 +224,7 @@ for (const database of testDatabases()) {
       const syntax = await post(harness, T2V, { model_name: 'kling-3.0-turbo', prompt: 'shot 1, 2, a; shot 2, 2, b;', duration: '5' });
       expect(syntax.status).to.equal(400);
       expect(syntax.body.errors.map((e: { path: string }) => e.path)).to.include('/prompt');
-      await expectNothingLeft(harness);
+      await expectNothingLeft(harness, user, START);
     });
 
     it("writes a customize multi_prompt as the standard family's shot syntax in prompt, shots numbered in index order", async () => {
@@ -256,7 +249,7 @@ for (const database of testDatabases()) {
       const res = await post(harness, T2V, { model_name: 'kling-3.0-turbo', prompt: 'a boat' });
       expect([res.status, res.body.code]).to.deep.equal([503, 5001]);
       expect(res.body.message).to.match(/API key/);
-      await expectNothingLeft(harness);
+      await expectNothingLeft(harness, user, START);
       const v3 = await post(harness, T2V, { model_name: 'kling-v3', prompt: 'a boat' });
       expect(v3.status).to.equal(200);
       expect(harness.creates()[0]?.path).to.equal(T2V);
