@@ -9,7 +9,7 @@
  * tables are dropped and recreated), BENCH_OUT (results path), BENCH_PROFILE=dir (the servers run
  * with --cpu-prof and write their profiles there), BENCH_SCENARIOS (a subset of
  * submit,callers,rate,query,large,junk,tables,lookup,two-process,dispatch, e.g. to profile one path; two-process runs on
- * MariaDB/PostgreSQL only), BENCH_DISPATCH_CAP (the account's concurrency in the dispatch run, default 64),
+ * MariaDB/PostgreSQL only), BENCH_DISPATCH_CAP (the account's concurrency in the dispatch run, default 256),
  * BENCH_TWO_PROCESS_SUBMITS (submits offered to each of the two relay processes,
  * default 4000), BENCH_RATE (requests/s offered to both
  * servers in the equal-rate run; default 40% of the relay's saturated submit rate at 16 connections),
@@ -43,8 +43,11 @@ const largeRequests = quick ? 4 : 24;
 const outFile = resolve(process.env.BENCH_OUT ?? join(here, 'results.json'));
 const profileDir = process.env.BENCH_PROFILE ? resolve(process.env.BENCH_PROFILE) : undefined;
 const scenarios = new Set((process.env.BENCH_SCENARIOS ?? 'submit,callers,rate,query,large,junk,tables,lookup,two-process,dispatch').split(','));
-/** The account's concurrency cap in the dispatch run: large enough that a submit rarely finds no free slot. */
-const dispatchCap = Number(process.env.BENCH_DISPATCH_CAP ?? 64);
+/**
+ * The account's concurrency cap in the dispatch run: above the tasks active at once at the relay's
+ * SQLite rate (each lives about two reconciler intervals), so that a submit rarely finds no free slot.
+ */
+const dispatchCap = Number(process.env.BENCH_DISPATCH_CAP ?? 256);
 /** Connections of the dispatch run (the targets' 16). */
 const DISPATCH_CONNECTIONS = 16;
 /** Submits offered to each of the two relay processes of the two-process run; the balance covers 3/4 of all of them. */
@@ -500,6 +503,8 @@ async function checkMoney(db: Knex, userId: number, startBalance: number, figure
 interface DispatchFigures {
   database: string;
   connections: number;
+  /** Callers whose tokens the submits take in turn. */
+  callers: number;
   /** The account's concurrency for the model version of the small submit. */
   cap: number;
   reconcilerIntervalMs: number;
@@ -543,7 +548,7 @@ async function freshRelay<T>(db: Knex, args: string[], use: (relay: Server) => P
 }
 
 /**
- * The small submit at 16 connections on a relay whose account has a concurrency cap, beside the same
+ * The small submit at 16 connections, by BENCH_CALLERS callers in turn, on a relay whose account has a concurrency cap, beside the same
  * relay without one and the bare proxy: what capacity-aware dispatch costs a submit. The capped relay
  * runs its reconciler every DISPATCH_RECONCILE_MS, so that tasks (final at once in the sandbox) settle
  * and free their slots and its active set stays that of a live host; the settling relay runs the same
@@ -551,8 +556,10 @@ async function freshRelay<T>(db: Knex, args: string[], use: (relay: Server) => P
  */
 async function dispatchRun(name: string, database: string, sandbox: Server, bare: Server): Promise<DispatchFigures> {
   // Each server's answers are read whole, the capped relay's to tell queued from sent: all alike, so
-  // that the load generator's own work is the same for every server.
-  const load = { path: SUBMIT_PATH, body: SMALL_BODY, connections: DISPATCH_CONNECTIONS, onAnswer: (): void => undefined };
+  // that the load generator's own work is the same for every server. The callers take turns: one
+  // caller alone would meet the queue's per-caller limit on tasks running at once, not the cap.
+  const tokens = Array.from({ length: BENCH_CALLERS }, (_, i) => callerToken(i));
+  const load = { path: SUBMIT_PATH, body: SMALL_BODY, connections: DISPATCH_CONNECTIONS, tokens, onAnswer: (): void => undefined };
   const db = connect(database);
   try {
     const uncapped = await freshRelay(db, [sandbox.url, database], (relay) => compare(relay, bare, load));
@@ -582,7 +589,7 @@ async function dispatchRun(name: string, database: string, sandbox: Server, bare
       }
       const ratioTo = (other: Figures): number => round(capped.rps / Math.max(other.rps, 1e-9), 3);
       return {
-        database: name, connections: DISPATCH_CONNECTIONS, cap: dispatchCap, reconcilerIntervalMs: DISPATCH_RECONCILE_MS,
+        database: name, connections: DISPATCH_CONNECTIONS, callers: BENCH_CALLERS, cap: dispatchCap, reconcilerIntervalMs: DISPATCH_RECONCILE_MS,
         capped: { ...capped, queued, sentAtOnce, refused }, settling, uncapped: uncapped.relay, bare: uncapped.bare,
         ratio: ratioTo(uncapped.relay), settlingRatio: ratioTo(settling), bareRatio: ratioTo(uncapped.bare),
         addedP50Ms: round(capped.p50 - uncapped.relay.p50, 2), addedP99Ms: round(capped.p99 - uncapped.relay.p99, 2), addedP99OverSettlingMs: round(capped.p99 - settling.p99, 2),
@@ -757,7 +764,7 @@ async function main(): Promise<void> {
     }
     if (dispatch.length > 0) {
       const widths = [8, 8, 6, 6, 9, 6, 6, 9, 6, 6, 8, 8, 8, 19, 7, 8];
-      console.log(`\nsubmit under a concurrency cap of ${dispatchCap}, reconciler every ${DISPATCH_RECONCILE_MS} ms, beside the same relay settling without a cap, the relay as above and the bare proxy (16 connections)`);
+      console.log(`\nsubmit under a concurrency cap of ${dispatchCap}, reconciler every ${DISPATCH_RECONCILE_MS} ms, beside the same relay settling without a cap, the relay as above and the bare proxy (16 connections, ${BENCH_CALLERS} callers in turn)`);
       console.log(pad(['db', 'capped', 'p50', 'p99', 'settling', 'p50', 'p99', 'uncapped', 'p50', 'p99', 'bare', '/settl.', '/uncap.', 'cpu us/req c/s/u/b', 'queued', 'at once'], widths));
       for (const d of dispatch) {
         const cpu = [d.capped, d.settling, d.uncapped, d.bare].map((f) => f.cpuUsPerRequest ?? '?').join('/');
