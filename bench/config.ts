@@ -14,6 +14,12 @@ export const callerName = (i: number): string => (i === 0 ? BENCH_USERNAME : `${
 /** Enough for every submit of a long run: 10^15 quota is 2 x 10^9 USD at 500000 per USD. */
 export const BENCH_START_QUOTA = 1_000_000_000_000_000;
 
+/**
+ * The capped relay's reconciler interval in the dispatch run: the sandbox finishes tasks at once and the
+ * bench drops callbacks, so the reconciler's checks are what settle tasks and free their slots.
+ */
+export const DISPATCH_RECONCILE_MS = 100;
+
 /** A price for every type, as the test harness uses. */
 export const BENCH_PRICING: PricingRule[] = [
   { model: '*', type: '*', mode: '*', duration: '*', pricing_type: 'fixed', price: 0.01, currency: 'USD' },

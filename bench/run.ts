@@ -8,8 +8,9 @@
  * 1000,100000,1000000), BENCH_MYSQL_URL / BENCH_PG_URL (also measure on that database: its bench
  * tables are dropped and recreated), BENCH_OUT (results path), BENCH_PROFILE=dir (the servers run
  * with --cpu-prof and write their profiles there), BENCH_SCENARIOS (a subset of
- * submit,callers,rate,query,large,junk,tables,lookup,two-process, e.g. to profile one path; two-process runs on
- * MariaDB/PostgreSQL only), BENCH_TWO_PROCESS_SUBMITS (submits offered to each of the two relay processes,
+ * submit,callers,rate,query,large,junk,tables,lookup,two-process,dispatch, e.g. to profile one path; two-process runs on
+ * MariaDB/PostgreSQL only), BENCH_DISPATCH_CAP (the account's concurrency in the dispatch run, default 256),
+ * BENCH_TWO_PROCESS_SUBMITS (submits offered to each of the two relay processes,
  * default 4000), BENCH_RATE (requests/s offered to both
  * servers in the equal-rate run; default 40% of the relay's saturated submit rate at 16 connections),
  * BENCH_LOOKUP_ROWS (tasks of the one caller in the lookup run, default 1000,1000000).
@@ -21,8 +22,10 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BENCH_CALLERS, BENCH_TOKEN, SMALL_BODY, callerToken, junkBody, largeBody } from './config.js';
+import { BENCH_CALLERS, BENCH_TOKEN, DISPATCH_RECONCILE_MS, SMALL_BODY, callerToken, junkBody, largeBody } from './config.js';
 import type { Knex } from 'knex';
+import { QUEUED_MESSAGE } from '../lib/task/life.js';
+import { ACTIVE_STATES } from '../lib/task/states.js';
 import { connect } from './database.js';
 import { seed } from './seed.js';
 import type { ChildMessage } from './servers.js';
@@ -39,7 +42,14 @@ const LARGE_IN_FLIGHT = 4;
 const largeRequests = quick ? 4 : 24;
 const outFile = resolve(process.env.BENCH_OUT ?? join(here, 'results.json'));
 const profileDir = process.env.BENCH_PROFILE ? resolve(process.env.BENCH_PROFILE) : undefined;
-const scenarios = new Set((process.env.BENCH_SCENARIOS ?? 'submit,callers,rate,query,large,junk,tables,lookup,two-process').split(','));
+const scenarios = new Set((process.env.BENCH_SCENARIOS ?? 'submit,callers,rate,query,large,junk,tables,lookup,two-process,dispatch').split(','));
+/**
+ * The account's concurrency cap in the dispatch run: above the tasks active at once at the relay's
+ * SQLite rate (each lives about two reconciler intervals), so that a submit rarely finds no free slot.
+ */
+const dispatchCap = Number(process.env.BENCH_DISPATCH_CAP ?? 256);
+/** Connections of the dispatch run (the targets' 16). */
+const DISPATCH_CONNECTIONS = 16;
 /** Submits offered to each of the two relay processes of the two-process run; the balance covers 3/4 of all of them. */
 const twoProcessSubmits = Number(process.env.BENCH_TWO_PROCESS_SUBMITS ?? (quick ? 200 : 4000));
 /** Requests of the burst of junk bodies (LARGE_IN_FLIGHT at a time). */
@@ -120,12 +130,14 @@ interface Load {
   amount?: number;
   /** Tokens to send in turn, one request after another (a caller each); the bench user's when absent. */
   tokens?: readonly string[];
+  /** Called with each answer's status and body (autocannon then keeps the bodies). */
+  onAnswer?: (status: number, body: string) => void;
 }
 
 /** autocannon's request setup that sends `tokens` in turn, one per request, over every connection. */
-function inTurn(tokens: readonly string[]): autocannon.Request[] {
+function inTurn(tokens: readonly string[]): autocannon.Request {
   let next = 0;
-  return [{ setupRequest: (req) => ({ ...req, headers: { ...req.headers, authorization: `Bearer ${tokens[next++ % tokens.length] ?? ''}` } }) }];
+  return { setupRequest: (req) => ({ ...req, headers: { ...req.headers, authorization: `Bearer ${tokens[next++ % tokens.length] ?? ''}` } }) };
 }
 
 async function drive(url: string, load: Load): Promise<Figures> {
@@ -134,7 +146,9 @@ async function drive(url: string, load: Load): Promise<Figures> {
     method: load.method ?? 'POST',
     headers: HEADERS,
     ...(load.body !== undefined ? { body: load.body } : {}),
-    ...(load.tokens !== undefined ? { requests: inTurn(load.tokens) } : {}),
+    ...(load.tokens !== undefined || load.onAnswer !== undefined
+      ? { requests: [{ ...(load.tokens !== undefined ? inTurn(load.tokens) : {}), ...(load.onAnswer !== undefined ? { onResponse: load.onAnswer } : {}) }] }
+      : {}),
     connections: load.connections,
     ...(load.amount !== undefined ? { amount: load.amount } : { duration: load.seconds ?? duration }),
     timeout: 30,
@@ -486,6 +500,107 @@ async function checkMoney(db: Knex, userId: number, startBalance: number, figure
   return { tasks, hostRows, ledgerHolds, tasksNotHeldOnce: tasks - heldOnce, taskHolds, ledgerHoldSum, balanceFall, endBalance, accepted, refused402, held };
 }
 
+interface DispatchFigures {
+  database: string;
+  connections: number;
+  /** Callers whose tokens the submits take in turn. */
+  callers: number;
+  /** The account's concurrency for the model version of the small submit. */
+  cap: number;
+  reconcilerIntervalMs: number;
+  /**
+   * The relay with the cap and its reconciler; of its 2xx answers, those queued (no free slot) and those
+   * sent to Kling at once; its other answers by HTTP status and Kling-style code ("429 1303").
+   */
+  capped: Figures & { queued: number; sentAtOnce: number; refused: Record<string, number> };
+  /** The same relay with its reconciler and no cap: the completion work without the dispatch. */
+  settling: Figures;
+  /** The relay as the submit run measures it (no cap, no reconciler), and the bare proxy measured just before it. */
+  uncapped: Figures;
+  bare: Figures;
+  /** capped rps / uncapped rps, capped rps / settling rps, capped rps / bare rps. */
+  ratio: number;
+  settlingRatio: number;
+  bareRatio: number;
+  /** Latency the cap adds over the uncapped relay, and over the settling one. */
+  addedP50Ms: number;
+  addedP99Ms: number;
+  addedP99OverSettlingMs: number;
+  /** Milliseconds after the capped run until no task was queued or running, and how many still were then. */
+  settleMs: number;
+  unsettled: number;
+}
+
+/** How many tasks are queued or running. */
+async function activeTasks(db: Knex): Promise<number> {
+  return Number(((await db('kling_relay_tasks').whereIn('state', ACTIVE_STATES).count({ n: '*' })) as { n: unknown }[])[0]?.n);
+}
+
+/** A relay process started with `args` on a freshly seeded database, given to `use`, then stopped. */
+async function freshRelay<T>(db: Knex, args: string[], use: (relay: Server) => Promise<T>): Promise<T> {
+  await seed(db, 0);
+  const relay = await startServer('relay', args);
+  try {
+    return await use(relay);
+  } finally {
+    await relay.stop();
+  }
+}
+
+/**
+ * The small submit at 16 connections, by BENCH_CALLERS callers in turn, on a relay whose account has a concurrency cap, beside the same
+ * relay without one and the bare proxy: what capacity-aware dispatch costs a submit. The capped relay
+ * runs its reconciler every DISPATCH_RECONCILE_MS, so that tasks (final at once in the sandbox) settle
+ * and free their slots and its active set stays that of a live host; the settling relay runs the same
+ * reconciler without a cap, so that the two differ by the dispatch alone.
+ */
+async function dispatchRun(name: string, database: string, sandbox: Server, bare: Server): Promise<DispatchFigures> {
+  // Each server's answers are read whole, the capped relay's to tell queued from sent: all alike, so
+  // that the load generator's own work is the same for every server. The callers take turns: one
+  // caller alone would meet the queue's per-caller limit on tasks running at once, not the cap.
+  const tokens = Array.from({ length: BENCH_CALLERS }, (_, i) => callerToken(i));
+  const load = { path: SUBMIT_PATH, body: SMALL_BODY, connections: DISPATCH_CONNECTIONS, tokens, onAnswer: (): void => undefined };
+  const db = connect(database);
+  try {
+    const uncapped = await freshRelay(db, [sandbox.url, database], (relay) => compare(relay, bare, load));
+    const settling = await freshRelay(db, [sandbox.url, database, 'settle'], async (relay) => {
+      await warm(relay.url, load);
+      return measure(relay, load);
+    });
+    return await freshRelay(db, [sandbox.url, database, 'settle', String(dispatchCap)], async (relay) => {
+      await warm(relay.url, load);
+      let queued = 0;
+      let sentAtOnce = 0;
+      const refused: Record<string, number> = {};
+      const onAnswer = (status: number, body: string): void => {
+        const answer = JSON.parse(body) as { code?: unknown; data?: { task_status_msg?: unknown } };
+        if (status < 200 || status >= 300) {
+          const key = `${status} ${String(answer.code)}`;
+          refused[key] = (refused[key] ?? 0) + 1;
+        } else if (answer.data?.task_status_msg === QUEUED_MESSAGE) queued++;
+        else sentAtOnce++;
+      };
+      const capped = await measure(relay, { ...load, onAnswer });
+      const ended = performance.now();
+      let unsettled = await activeTasks(db);
+      while (unsettled > 0 && performance.now() - ended < 30_000) {
+        await new Promise((resolve) => setTimeout(resolve, DISPATCH_RECONCILE_MS));
+        unsettled = await activeTasks(db);
+      }
+      const ratioTo = (other: Figures): number => round(capped.rps / Math.max(other.rps, 1e-9), 3);
+      return {
+        database: name, connections: DISPATCH_CONNECTIONS, callers: BENCH_CALLERS, cap: dispatchCap, reconcilerIntervalMs: DISPATCH_RECONCILE_MS,
+        capped: { ...capped, queued, sentAtOnce, refused }, settling, uncapped: uncapped.relay, bare: uncapped.bare,
+        ratio: ratioTo(uncapped.relay), settlingRatio: ratioTo(settling), bareRatio: ratioTo(uncapped.bare),
+        addedP50Ms: round(capped.p50 - uncapped.relay.p50, 2), addedP99Ms: round(capped.p99 - uncapped.relay.p99, 2), addedP99OverSettlingMs: round(capped.p99 - settling.p99, 2),
+        settleMs: Math.round(performance.now() - ended), unsettled,
+      };
+    });
+  } finally {
+    await db.destroy();
+  }
+}
+
 // ---- report ----
 
 interface Target {
@@ -527,6 +642,7 @@ async function main(): Promise<void> {
     let large: { bodyBytes: number; inFlight: number; relay: LargeFigures; bare: LargeFigures; addedMs: number } | undefined;
     let junk: (JunkFigures & { bodyBytes: number; requests: number; inFlight: number }) | undefined;
     const twoProcess: TwoProcessFigures[] = [];
+    const dispatch: DispatchFigures[] = [];
     for (const [name, database] of databases) {
       console.error(`${name}: submits and queries`);
       const result = await databaseRun(name, database, sandbox, bare);
@@ -545,6 +661,10 @@ async function main(): Promise<void> {
       if (name !== 'sqlite' && scenarios.has('two-process')) {
         console.error(`${name}: two relay processes on one database`);
         twoProcess.push(await twoProcessRun(name, database, sandbox, bare));
+      }
+      if (scenarios.has('dispatch')) {
+        console.error(`${name}: submit under a concurrency cap of ${dispatchCap}`);
+        dispatch.push(await dispatchRun(name, database, sandbox, bare));
       }
       if (name === 'sqlite' && scenarios.has('junk')) {
         console.error('sqlite: a burst of junk bodies');
@@ -612,6 +732,7 @@ async function main(): Promise<void> {
       largeBody: large,
       junkBody: junk,
       twoProcess,
+      dispatch,
       tableSizes: tables,
       lookups,
       targets,
@@ -640,6 +761,18 @@ async function main(): Promise<void> {
       console.log(`  ${t.rps} r/s in all (bare proxy ${t.bare.rps} r/s at 16 connections, ${Math.round(t.ratio * 100)}%); p50 ${a?.p50} / ${b?.p50} ms, p99 ${a?.p99} / ${b?.p99} ms; cpu ${a?.cpuUsPerRequest} / ${b?.cpuUsPerRequest} us per request`);
       const c = t.check;
       console.log(`  ${c.accepted} accepted, ${c.refused402} refused; ${c.tasks} tasks, ${c.hostRows} host rows, ${c.ledgerHolds} ledger holds (${c.tasksNotHeldOnce} tasks not held once); holds ${c.taskHolds} = ledger ${c.ledgerHoldSum} = balance fall ${c.balanceFall}; balance ${c.endBalance}: ${c.held ? 'guarantees held' : 'GUARANTEES BROKEN'}`);
+    }
+    if (dispatch.length > 0) {
+      const widths = [8, 8, 6, 6, 9, 6, 6, 9, 6, 6, 8, 8, 8, 19, 7, 8];
+      console.log(`\nsubmit under a concurrency cap of ${dispatchCap}, reconciler every ${DISPATCH_RECONCILE_MS} ms, beside the same relay settling without a cap, the relay as above and the bare proxy (16 connections, ${BENCH_CALLERS} callers in turn)`);
+      console.log(pad(['db', 'capped', 'p50', 'p99', 'settling', 'p50', 'p99', 'uncapped', 'p50', 'p99', 'bare', '/settl.', '/uncap.', 'cpu us/req c/s/u/b', 'queued', 'at once'], widths));
+      for (const d of dispatch) {
+        const cpu = [d.capped, d.settling, d.uncapped, d.bare].map((f) => f.cpuUsPerRequest ?? '?').join('/');
+        const percent = (ratio: number): string => `${Math.round(ratio * 100)}%`;
+        console.log(pad([d.database, d.capped.rps, d.capped.p50, d.capped.p99, d.settling.rps, d.settling.p50, d.settling.p99, d.uncapped.rps, d.uncapped.p50, d.uncapped.p99, d.bare.rps, percent(d.settlingRatio), percent(d.ratio), cpu, d.capped.queued, d.capped.sentAtOnce], widths));
+        const refusals = Object.entries(d.capped.refused).map(([answer, n]) => `${n} x ${answer}`);
+        console.log(`  capped: ${d.capped.non2xx} non-2xx${refusals.length > 0 ? ` (${refusals.join(', ')})` : ''}; ${d.unsettled === 0 ? `every task settled ${d.settleMs} ms after the run` : `${d.unsettled} tasks still active ${d.settleMs} ms after the run`}`);
+      }
     }
     console.log('\nsubmit with rows already in the tables (SQLite, 16 connections)');
     for (const t of tables) console.log(`  ${String(t.rows).padStart(8)} rows: ${t.relay.rps} r/s, p50 ${t.relay.p50} ms, p99 ${t.relay.p99} ms`);

@@ -4,8 +4,10 @@
  *
  * - `sandbox`: the Kling sandbox in instant mode (tasks final at once), callbacks switched off and
  *   its history bounded, so it can take millions of creates without growing.
- * - `relay <sandboxUrl> <database>`: a host app with the relay mounted at /kling, the way an
+ * - `relay <sandboxUrl> <database> [settle [cap]]`: a host app with the relay mounted at /kling, the way an
  *   integrator mounts it: an in-memory token check, `relay.callback`, `relay.router`; logger silent.
+ *   With `settle` the relay runs its reconciler (and so the queue's dispatcher) every DISPATCH_RECONCILE_MS,
+ *   so that tasks settle and free their slots as at Kling; with `cap` too, the account has that `concurrency`.
  * - `bare <sandboxUrl>`: the physical limit: an Express app that parses JSON and forwards to the
  *   sandbox with the relay's own Kling client (same keep-alive agent, same JWT cache), nothing else.
  *
@@ -21,7 +23,7 @@ import { silentLogger } from '../lib/logger.js';
 import { AccountPool } from '../lib/upstream/accounts.js';
 import { KlingClient, UpstreamError } from '../lib/upstream/client.js';
 import { connect } from './database.js';
-import { BENCH_ACCOUNT, BENCH_CALLBACK_SECRET, BENCH_CALLERS, BENCH_PRICING, callerName, callerToken } from './config.js';
+import { BENCH_ACCOUNT, BENCH_CALLBACK_SECRET, BENCH_CALLERS, BENCH_PRICING, DISPATCH_RECONCILE_MS, callerName, callerToken } from './config.js';
 
 export type ChildMessage = { ready: true; url: string } | { rss: number; peak: number; cpuUs: number } | { error: string };
 
@@ -80,18 +82,20 @@ async function runSandbox(): Promise<() => Promise<void>> {
   return () => sandbox.close();
 }
 
-async function runRelay(sandboxUrl: string, database: string): Promise<() => Promise<void>> {
+async function runRelay(sandboxUrl: string, database: string, settle: boolean, cap?: number): Promise<() => Promise<void>> {
   const db = connect(database);
   await createDefaultHostTables(db);
   const relay: KlingRelay = createKlingRelay({
     db,
-    accounts: [{ id: 'bench', accessKey: BENCH_ACCOUNT.accessKey, secretKey: BENCH_ACCOUNT.secretKey, baseUrl: sandboxUrl }],
+    accounts: [{ id: 'bench', accessKey: BENCH_ACCOUNT.accessKey, secretKey: BENCH_ACCOUNT.secretKey, baseUrl: sandboxUrl, ...(cap !== undefined ? { concurrency: cap } : {}) }],
     callbackUrl: 'http://127.0.0.1:9/kling/callback',
     callbackSecret: BENCH_CALLBACK_SECRET,
     pricing: BENCH_PRICING,
     logger: silentLogger,
+    ...(settle ? { reconciler: { intervalMs: DISPATCH_RECONCILE_MS } } : {}),
   });
   await relay.migrate();
+  if (settle) relay.start();
   // The callers by token: the bench user, and the others of the many-callers run.
   const callers = new Map<string, { id: number; username: string }>();
   for (let i = 0; i < BENCH_CALLERS; i++) {
@@ -114,6 +118,7 @@ async function runRelay(sandboxUrl: string, database: string): Promise<() => Pro
   send({ ready: true, url: urlOf(server) });
   return async () => {
     await close(server);
+    if (settle) await relay.stop();
     relay.close();
     // Requests whose client already left may still be at the database: let them finish first.
     const pool = (db.client as { pool?: { numUsed(): number; numPendingAcquires(): number } }).pool;
@@ -149,8 +154,9 @@ async function runBare(sandboxUrl: string): Promise<() => Promise<void>> {
 }
 
 async function main(): Promise<void> {
-  const [role, sandboxUrl = '', database = ''] = process.argv.slice(2);
-  const stop = role === 'sandbox' ? await runSandbox() : role === 'relay' ? await runRelay(sandboxUrl, database) : role === 'bare' ? await runBare(sandboxUrl) : undefined;
+  const [role, sandboxUrl = '', database = '', settle, cap] = process.argv.slice(2);
+  const relay = (): Promise<() => Promise<void>> => runRelay(sandboxUrl, database, settle === 'settle', cap === undefined ? undefined : Number(cap));
+  const stop = role === 'sandbox' ? await runSandbox() : role === 'relay' ? await relay() : role === 'bare' ? await runBare(sandboxUrl) : undefined;
   if (!stop) throw new Error(`bench/servers.ts: unknown role "${String(role)}" (sandbox, relay, bare)`);
   process.on('message', (message: { cmd?: string }) => {
     if (message.cmd === 'peak-reset') {

@@ -60,6 +60,19 @@ describe('npm run bench (smoke run, BENCH_QUICK=1)', function () {
       tableSizes: { rows: number; relay: Figures }[];
       lookups: { tasks: number; relay: Figures }[];
       twoProcess: unknown[];
+      dispatch: {
+        database: string;
+        connections: number;
+        cap: number;
+        reconcilerIntervalMs: number;
+        capped: Figures & { queued: number; sentAtOnce: number; refused: Record<string, number> };
+        settling: Figures;
+        uncapped: Figures;
+        bare: Figures;
+        ratio: number;
+        addedP99Ms: number;
+        unsettled: number;
+      }[];
       targets: { name: string; target: string; value: string; met: boolean }[];
     };
     expect(results.quick).to.equal(true);
@@ -96,6 +109,22 @@ describe('npm run bench (smoke run, BENCH_QUICK=1)', function () {
     expect(results.junkBody.peakGrowthBytes).to.be.a('number').and.at.least(0);
     // Two relay processes share a server database; without BENCH_MYSQL_URL/BENCH_PG_URL there is none.
     expect(results.twoProcess).to.deep.equal([]);
+    // The capped relay beside the same relay settling without a cap, the uncapped one and the bare proxy;
+    // every answer of the capped relay is either queued or sent at once.
+    expect(results.dispatch.map((d) => `${d.database}/${d.connections}/${d.cap}`)).to.deep.equal(['sqlite/16/256']);
+    for (const d of results.dispatch) {
+      expect(d.capped.refused, 'capped relay: answers other than 2xx, by status and code').to.deep.equal({});
+      answered(d.capped, 'capped relay');
+      answered(d.settling, 'relay settling without a cap');
+      answered(d.uncapped, 'uncapped relay');
+      answered(d.bare, 'bare, beside the capped relay');
+      expect(d.capped.queued + d.capped.sentAtOnce, 'queued + sent at once').to.equal(d.capped.ok);
+      expect(d.reconcilerIntervalMs).to.be.greaterThan(0);
+      expect(d.ratio).to.be.greaterThan(0);
+      expect(d.addedP99Ms).to.be.a('number');
+      // The reconciler settles the capped relay's tasks, so after the run none is left active.
+      expect(d.unsettled, 'tasks still active after the run').to.equal(0);
+    }
     expect(results.lookups.map((l) => l.tasks)).to.deep.equal([100, 1000]);
     for (const l of results.lookups) answered(l.relay, `relay, a caller with ${l.tasks} tasks`);
     expect(results.targets.map((t) => t.target)).to.deep.equal(['>= 50%', '<= 10 ms', '<= 10 ms', '>= 70%', '<= 50 ms', '< 4x the body', '<= valid', 'flat', 'flat']);
