@@ -108,6 +108,16 @@ async function addMissingMysqlIndexes(db: Knex, name: string, build: (t: Knex.Cr
   }
 }
 
+/** Adds an index unless one of that name exists; tolerates another process adding it at the same moment. */
+export async function addIndexIfAbsent(db: Knex, table: string, columns: string[], name: string): Promise<void> {
+  if (await indexExists(db, table, name)) return;
+  try {
+    await db.schema.alterTable(table, (t) => void t.index(columns, name));
+  } catch (err) {
+    if (!(await indexExists(db, table, name))) throw err;
+  }
+}
+
 /** Whether an index of this name exists on the table, on any of the three databases. */
 export async function indexExists(db: Knex, table: string, index: string): Promise<boolean> {
   const dialect = dialectOf(db);

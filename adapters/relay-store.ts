@@ -3,7 +3,7 @@ import { KlingRelayConfigError } from '../lib/errors.js';
 import { assertIdentifier } from './identifiers.js';
 import type { Template, TemplateSource } from './statement-template.js';
 import { OUTBOX_INDEX_SUFFIXES, OutboxStore } from './outbox-store.js';
-import { addColumnIfAbsent, affectedRows, createTableIfAbsent, dialectOf, indexExists, insertReturningId, isUniqueViolation, toNumber, toNumberOrNull, toStringOrNull } from './dialect.js';
+import { addColumnIfAbsent, addIndexIfAbsent, affectedRows, createTableIfAbsent, dialectOf, indexExists, insertReturningId, isUniqueViolation, toNumber, toNumberOrNull, toStringOrNull } from './dialect.js';
 import { ACTIVE_STATES, SENT_STATES } from '../lib/task/states.js';
 import type { LedgerKind, LedgerRow, NewRelayTask, RelayTask, TaskState } from './types.js';
 
@@ -231,6 +231,8 @@ export class RelayStore {
     await addColumnIfAbsent(db, this.tables.tasks, 'slots', (t) => void t.integer('slots').notNullable().defaultTo(1));
     await addColumnIfAbsent(db, this.tables.tasks, 'client_endpoint', (t) => void t.string('client_endpoint', 191).nullable());
     await addColumnIfAbsent(db, this.tables.tasks, 'queued_body', (t) => void t.text('queued_body', 'longtext').nullable());
+    // A caller's tasks waiting or running (the queue's per-caller limit), without a walk over its history.
+    await addIndexIfAbsent(db, this.tables.tasks, ['user_id', 'state'], `${p}tasks_user_state`);
     await createTableIfAbsent(db, this.tables.ledger, (t) => {
       t.increments('id').primary();
       t.integer('task_id').notNullable();

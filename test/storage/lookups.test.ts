@@ -92,6 +92,21 @@ for (const database of testDatabases()) {
       }
     });
 
+    it("counts a caller's active tasks through the (user_id, state) index, not a walk over the caller's history", async () => {
+      const rows = Array.from({ length: 3000 }, (_, i) => task(i, { user_id: i % 10 === 0 ? `other-${i % 7}` : 'heavy', state: i % 500 === 1 ? 'processing' : 'succeed' }));
+      for (let i = 0; i < rows.length; i += 200) await db(store.tables.tasks).insert(rows.slice(i, i + 200));
+      if (database.name === 'pg') await db.raw('ANALYZE ??', [store.tables.tasks]);
+      if (database.name === 'mysql') await db.raw('ANALYZE TABLE ??', [store.tables.tasks]);
+      let count = -1;
+      const [query] = await capture(db, async () => void (count = await store.activeCount(db, 'heavy')));
+      expect(count).to.equal(6);
+      const steps = (await plan(db, database.name, query as Captured)).join('\n');
+      if (database.name === 'sqlite') expect(steps).to.match(/SEARCH \S+ USING (COVERING )?INDEX kling_relay_tasks_user_state \(user_id=\? AND state=\?\)/);
+      // PostgreSQL may read the active tasks of every caller by state instead: few, whatever the history.
+      else if (database.name === 'pg') expect(steps, steps).to.match(/(Index Only Scan|Index Scan|Bitmap Index Scan) (using|on) kling_relay_tasks_(user_state|due)/).and.not.match(/Seq Scan|tasks_user_list/);
+      else expect(steps).to.match(/ (range|ref) key=kling_relay_tasks_user_state /);
+    });
+
     it("brings an earlier version's tables up to date: exact id comparisons, the resources' owner, the lookup index", async () => {
       // The tables as an earlier version left them: no owner column, no (user_id, kling_task_id)
       // index, and on MariaDB the database's default collation, which folds case, accents and spaces.
