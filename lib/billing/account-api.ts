@@ -1,5 +1,6 @@
 import type { KlingAccount } from '../upstream/accounts.js';
 import { UpstreamError, type KlingClient } from '../upstream/client.js';
+import { isObject, type Json } from '../json.js';
 
 /** Kling asks callers of `GET /account/costs` to keep to one request a second per account. */
 export const COSTS_INTERVAL_MS = 1_000;
@@ -39,12 +40,6 @@ export interface KlingDeduction {
   at: number;
   /** Units: the pack's product type (`video`, `image`, `try-on`). Balance: the currency (`USD`, `CNY`). */
   kind: string;
-}
-
-type Json = Record<string, unknown>;
-
-function isObject(value: unknown): value is Json {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function numberOf(value: unknown): number | undefined {

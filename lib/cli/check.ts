@@ -11,8 +11,7 @@ import { loadPricingRules, PriceBook } from '../pricing/rules.js';
 import { loadRegistry } from '../registry/load.js';
 import type { Registry, RegistryEntry, SwitchSource } from '../registry/types.js';
 import { createValidator } from '../validation/validator.js';
-
-type Json = Record<string, unknown>;
+import { isObject, type Json } from '../json.js';
 
 export interface CheckedEndpoint {
   entry: RegistryEntry;
@@ -27,10 +26,6 @@ export interface CheckResult {
   unpriced: CheckedEndpoint[];
   pricingGiven: boolean;
   ruleCount: number;
-}
-
-function isObject(value: unknown): value is Json {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** Follows a `$ref` to a schema of the registry (by `$id` plus JSON pointer), once. */

@@ -2,6 +2,7 @@ import { RelayHttpError } from '../errors.js';
 import type { RegistryEntry } from '../registry/types.js';
 import type { AccountPool, KlingAccount } from '../upstream/accounts.js';
 import { v1Status } from '../upstream/standard.js';
+import { isObject, type Json } from '../json.js';
 
 /**
  * What a submit does differently in Kling's standard family (docs/kling.md): the caller's and the
@@ -9,15 +10,9 @@ import { v1Status } from '../upstream/standard.js';
  * create_time, update_time, external_id}`.
  */
 
-type Json = Record<string, unknown>;
-
 export interface ClientIdsInBody {
   taskId: string | null;
   callbackUrl: string | null;
-}
-
-function isObject(value: unknown): value is Json {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** Where the family keeps the task's ids: the body itself (v1) or its `options` (standard). */

@@ -1,6 +1,7 @@
 import { RelayHttpError, type FieldError } from '../errors.js';
 import type { Registry, RegistryEntry } from '../registry/types.js';
 import type { Validator } from '../validation/validator.js';
+import { isObject, type Json } from '../json.js';
 
 /**
  * /v1 requests for a model Kling serves only through its standard family (docs/kling.md, "/v1
@@ -8,8 +9,6 @@ import type { Validator } from '../validation/validator.js';
  * against that entry's own schema, and sent, priced and recorded as that entry; the caller keeps
  * seeing /v1. What the target cannot express is refused, never dropped.
  */
-
-type Json = Record<string, unknown>;
 
 /** Where Kling serves a /v1 model that has no /v1 path, and what that model does with sound. */
 interface Target {
@@ -41,10 +40,6 @@ export function translationFor(registry: Registry, entry: RegistryEntry, body: J
   const target = typeof body.model_name === 'string' ? SERVED_THROUGH[entry.path]?.[body.model_name] : undefined;
   const standard = target === undefined ? undefined : registry.byPath.get(target.path);
   return standard?.family === 'standard' ? { target: standard, alwaysAudio: target?.alwaysAudio ?? false } : undefined;
-}
-
-function isObject(value: unknown): value is Json {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** What the target's schema takes: a top-level prompt, which settings, which contents item types. */

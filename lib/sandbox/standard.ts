@@ -7,6 +7,7 @@ import { takeQueryFault } from './query-faults.js';
 import { standardStatus, standardTaskObject } from './standard-view.js';
 import type { TaskStore } from './tasks.js';
 import type { SandboxAccount, SandboxTask, StandardTaskObject } from './types.js';
+import { isObject, type Json } from '../json.js';
 
 /** What the standard family's handlers use of the sandbox. */
 export interface StandardContext {
@@ -16,8 +17,6 @@ export interface StandardContext {
   faults: FaultSwitches;
   hung: Set<ServerResponse>;
 }
-
-type Json = Record<string, unknown>;
 
 const TASKS_PATH = '/tasks';
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -55,10 +54,6 @@ export function handleStandard(ctx: StandardContext, res: ServerResponse, access
   else if (method === 'GET') queryTasks(ctx, res, accessKey, url.searchParams);
   else if (method === 'POST') listTasks(ctx, res, accessKey, body, malformed);
   else throw new KlingError(1202);
-}
-
-function isObject(value: unknown): value is Json {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** The request body as an object, or Kling's 1200. */

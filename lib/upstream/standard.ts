@@ -1,5 +1,6 @@
 import type { KlingAccount } from './accounts.js';
 import { type KlingClient, UpstreamError } from './client.js';
+import { isObject, type Json } from '../json.js';
 
 /**
  * Kling's standard family (docs/kling.md) answers and calls back with `{id, status, message,
@@ -7,18 +8,12 @@ import { type KlingClient, UpstreamError } from './client.js';
  * (`task_id`, `task_status`, `task_result`, the deductions). This file reads the one as the other.
  */
 
-type Json = Record<string, unknown>;
-
 /**
  * Whether a create path is the standard family's. The registry's meta-schema keeps every v1 path
  * under `/v1/` and every standard path out of it, so the path alone says which family a task is in.
  */
 export function isStandardPath(path: string): boolean {
   return !path.startsWith('/v1/');
-}
-
-function isObject(value: unknown): value is Json {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** `succeeded` is v1's `succeed`; the other statuses are the same words in both families. */

@@ -2,6 +2,7 @@ import type { Ajv2020 } from 'ajv/dist/2020.js';
 import type { ErrorObject, KeywordDefinition } from 'ajv/dist/2020.js';
 import type { DataValidationCxt } from 'ajv/dist/types/index.js';
 import { checkMedia, mediaRule, stripDataPrefix } from './media.js';
+import { isObject, type Json } from '../json.js';
 
 /** The custom keywords an endpoint schema may use (docs/schemas.md). Anything else is refused. */
 export const CUSTOM_KEYWORDS = [
@@ -21,8 +22,6 @@ export const CUSTOM_KEYWORDS = [
 ] as const;
 
 type Checker = ((data: unknown, cxt?: DataValidationCxt) => boolean) & { errors?: Partial<ErrorObject>[] };
-type Json = Record<string, unknown>;
-
 /**
  * Fails `check` with one error per path, all with the same message. A rule over several fields
  * passes the field to change first, then the others it spans (docs/schemas.md, "Errors of rules
@@ -36,10 +35,6 @@ function fail(check: Checker, keyword: string, paths: string | readonly string[]
 /** The last of `fields` first (the one that broke the rule), then the others in their order. */
 export function laterFirst(fields: readonly string[]): string[] {
   return fields.length < 2 ? [...fields] : [fields[fields.length - 1] as string, ...fields.slice(0, -1)];
-}
-
-function isObject(value: unknown): value is Json {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function pointer(base: string, ...parts: (string | number)[]): string {
