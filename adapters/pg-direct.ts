@@ -57,7 +57,8 @@ function failedPart(parts: readonly { at: number; sql: string }[], error: { posi
  *   the host row, as CTEs of one statement.
  *
  * The statements of concurrent submits are committed in groups (adapters/group-commit.ts): `BEGIN`,
- * one statement per write, `COMMIT`, one round trip each. Autocommitted one by one, each hold would
+ * one statement per write, `COMMIT`, written at once on a pipelined connection of its own (one round
+ * trip for the group), else one round trip each on a connection of knex's pool. Autocommitted one by one, each hold would
  * keep its caller's balance row locked until its own commit reached the disk, and the next hold of
  * that caller would wait for it. Values are cast to their column's type (read once per table from
  * the catalog): a parameter of `INSERT ... SELECT` has no type of its own. The type is cast without
@@ -68,18 +69,31 @@ export class PgDirect implements DirectWrites {
   readonly #statements = new Map<string, Promise<Statement>>();
   readonly #types = new Map<string, Promise<Map<string, string>>>();
 
+  readonly #connections: GroupConnections;
+
   private constructor(
     readonly db: Knex,
     readonly store: RelayStore,
-    client: PoolClient<PgConnection>,
+    connections: GroupConnections,
   ) {
-    this.#group = new GroupCommit(new PooledConnections(client));
+    this.#connections = connections;
+    this.#group = new GroupCommit(connections);
   }
 
-  /** For a knex instance on pg (not a transaction); undefined for any other database. */
+  /**
+   * For a knex instance on pg (not a transaction); undefined for any other database. Groups go out
+   * on a pipelined connection of its own where knex's settings allow one (an object, no
+   * `afterCreate` of the host's), else on connections of knex's pool, one statement at a time.
+   */
   static for(db: Knex, store: RelayStore): PgDirect | undefined {
     const client = poolClientOf<PgConnection>(db, 'pg');
-    return client && new PgDirect(db, store, client);
+    if (!client) return undefined;
+    return new PgDirect(db, store, PipelinedConnection.for(db) ?? new PooledConnections(client));
+  }
+
+  /** Closes its connection of its own, if it has one; a write after this opens another. */
+  close(): void {
+    if (this.#connections instanceof PipelinedConnection) this.#connections.close();
   }
 
   async hold(write: HoldWrite): Promise<RelayTask | undefined> {
@@ -211,6 +225,118 @@ class PooledConnections implements GroupConnections {
     // knex's pool validates a connection before handing it out again, and drops one marked so.
     if (broken) (connection as { __knex__disposed?: unknown }).__knex__disposed = new Error('a group commit failed past its rollback');
     await this.client.releaseConnection(connection);
+  }
+}
+
+/** The parts of a pg `Client` used for a connection of the writer's own. */
+interface PgClient extends PgConnection {
+  readonly pipeline?: boolean;
+  connect(): Promise<unknown>;
+  end(): Promise<void>;
+  on(event: 'error', listener: (error: Error) => void): void;
+  unref?(): void;
+}
+
+/** knex's pg client: the driver, the settings its pool connects with, and its hooks. */
+interface KnexPgClient {
+  driver?: { Client?: new (settings: Record<string, unknown>) => PgClient };
+  connectionSettings?: unknown;
+  connectionConfigProvider?: unknown;
+  config?: { pool?: { afterCreate?: unknown } };
+  setSchemaSearchPath?(connection: PgClient): Promise<unknown>;
+}
+
+/**
+ * The group commit's one connection, opened with the settings of knex's pool and node-postgres's
+ * `pipeline` option: a group's statements (`BEGIN`, one per write, `COMMIT`) are all written at
+ * once and answered in order, one round trip for the group, where a pooled connection waits for
+ * each answer before sending the next statement. When a statement fails, PostgreSQL refuses those
+ * after it in the same transaction and the `COMMIT` ends it as a rollback, so nothing of the group
+ * remains; the first error is the group's. A connection that failed is replaced at the next group.
+ */
+class PipelinedConnection implements GroupConnections, GroupConnection {
+  #connection: PgClient | undefined;
+  #ready: Promise<void> | undefined;
+
+  private constructor(
+    private readonly open: () => PgClient,
+    private readonly prepare: (connection: PgClient) => Promise<unknown>,
+  ) {}
+
+  /**
+   * Where knex connects with an object of settings and the host added no hook of its own to a new
+   * connection (`pool.afterCreate`), and the driver pipelines (node-postgres 8.17 and later);
+   * undefined otherwise.
+   */
+  static for(db: Knex): PipelinedConnection | undefined {
+    const client = db.client as KnexPgClient;
+    const settings = client.connectionSettings;
+    const Client = client.driver?.Client;
+    if (Client === undefined || settings === null || typeof settings !== 'object') return undefined;
+    if (client.connectionConfigProvider !== undefined || client.config?.pool?.afterCreate !== undefined) return undefined;
+    // knex keeps the password as a property that a spread does not copy (so that it is not logged).
+    const { password } = settings as { password?: unknown };
+    const open = (): PgClient => new Client({ ...settings, ...(password !== undefined ? { password } : {}), pipeline: true });
+    if (open().pipeline !== true) return undefined;
+    // The schema search path knex sets on each of its connections (its `searchPath` option).
+    const prepare = (connection: PgClient): Promise<unknown> => client.setSchemaSearchPath?.(connection) ?? Promise.resolve();
+    return new PipelinedConnection(open, prepare);
+  }
+
+  /** The connection, logged in; a refused login fails the group with the server's error, and the next group tries again. */
+  async acquire(): Promise<GroupConnection> {
+    if (this.#connection === undefined || this.#ready === undefined) {
+      const connection = this.open();
+      connection.on('error', () => {
+        if (this.#connection === connection) this.close();
+      });
+      this.#connection = connection;
+      const ready = connection.connect().then(async () => {
+        // Like a pool's idle connection, it does not keep the process alive.
+        connection.unref?.();
+        await this.prepare(connection);
+      });
+      this.#ready = ready;
+      ready.catch(() => {
+        if (this.#connection === connection) this.close();
+      });
+    }
+    await this.#ready;
+    return this;
+  }
+
+  release(_connection: GroupConnection, broken: boolean): Promise<void> {
+    if (broken) this.close();
+    return Promise.resolve();
+  }
+
+  async run(statements: readonly (GroupStatement | string)[]): Promise<AnswerRow[]> {
+    const connection = this.#connection;
+    if (connection === undefined) throw new Error('PgDirect: the connection closed');
+    const answers = await Promise.allSettled(
+      statements.map((statement) =>
+        typeof statement === 'string'
+          ? connection.query(statement).then(() => undefined)
+          : connection.query({ name: statement.name, text: statement.text, values: [...statement.values] }).then(
+              (result) => result.rows[0] ?? {},
+              (error: unknown) => Promise.reject(named(error, statement)),
+            ),
+      ),
+    );
+    const failed = answers.find((answer) => answer.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
+    return answers.flatMap((answer) => (answer.status === 'fulfilled' && answer.value !== undefined ? [answer.value] : []));
+  }
+
+  /**
+   * Ends the connection; the next group opens another. PostgreSQL rolls back whatever a connection
+   * left open when it goes, and node-postgres closes a connection that failed at once.
+   */
+  close(): void {
+    const connection = this.#connection;
+    this.#connection = undefined;
+    this.#ready = undefined;
+    if (connection !== undefined) void connection.end().catch(() => undefined);
   }
 }
 

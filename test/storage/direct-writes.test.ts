@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import knex, { type Knex } from 'knex';
 import type { DirectWrites, HoldWrite } from '../../adapters/direct-writes.js';
+import { createDefaultHostTables } from '../../adapters/host-schema.js';
 import { HostTable } from '../../adapters/host-table.js';
 import { MysqlDirect } from '../../adapters/mysql-direct.js';
 import { PgDirect } from '../../adapters/pg-direct.js';
@@ -155,5 +156,40 @@ for (const database of testDatabases().filter((d) => d.name !== 'sqlite')) {
       expect(rows.map((r) => [r.task_id, r.status])).to.deep.equal([['kling-a', 'submitted'], ['kling-b', 'succeed']]);
       expect(Number(rows[0]?.updated_at)).to.equal(7);
     });
+
+    // PostgreSQL only: its writer opens a connection of its own from knex's settings, where knex sets
+    // each connection's schema search path itself, and where a host's `afterCreate` may set it instead.
+    if (database.name === 'pg') {
+      const SCHEMA = 'kling_relay_host_schema';
+      const variants: [string, Knex.Config][] = [
+        ["knex's searchPath", { searchPath: [SCHEMA] }],
+        ["the host's pool.afterCreate", { pool: { min: 0, max: 2, afterCreate: (c: { query(sql: string, done: (error?: Error) => void): void }, done: (error?: Error) => void) => c.query(`SET search_path TO ${SCHEMA}`, done) } }],
+      ];
+      for (const [how, settings] of variants) {
+        it(`writes into the host's own schema when ${how} names it, not into a table of the same name in public`, async () => {
+          await h.db.raw(`DROP SCHEMA IF EXISTS ${SCHEMA} CASCADE`);
+          await h.db.raw(`CREATE SCHEMA ${SCHEMA}`);
+          const own = knex({ client: 'pg', connection: process.env.TEST_PG_URL, pool: { min: 0, max: 2 }, ...settings });
+          const writes = directWritesFor(own, store);
+          try {
+            await createDefaultHostTables(own);
+            await store.migrate(own);
+            const [inserted] = (await own('users').insert({ username: 'schema-user', quota: 100_000, used_quota: 0 }).returning('id')) as { id: number }[];
+            const user = Number(inserted?.id);
+            const publicUser = await h.user(100_000);
+            expect(user, 'the same id in both schemas').to.equal(publicUser);
+            const task = await writes.hold(holdOf(user));
+            expect(task).to.not.equal(undefined);
+            const balance = async (db: Knex) => Number(((await db('users').where({ id: user }).first('quota')) as { quota: number }).quota);
+            expect([await balance(own), (await own('kling_relay_tasks')).length, (await own('kling_relay_ledger')).length, (await own('videos')).length]).to.deep.equal([100_000 - HOLD, 1, 1, 1]);
+            expect([await balance(h.db), await h.tasks(), await h.ledger(), await h.rows('videos')]).to.deep.equal([100_000, [], [], []]);
+          } finally {
+            writes.close?.();
+            await own.destroy();
+            await h.db.raw(`DROP SCHEMA IF EXISTS ${SCHEMA} CASCADE`);
+          }
+        });
+      }
+    }
   });
 }
