@@ -235,6 +235,8 @@ interface PgClient extends PgConnection {
   end(): Promise<void>;
   on(event: 'error', listener: (error: Error) => void): void;
   unref?(): void;
+  /** Its protocol connection, whose socket the group's messages are written to. */
+  readonly connection?: { readonly stream?: { cork?(): void; uncork?(): void } };
 }
 
 /** knex's pg client: the driver, the settings its pool connects with, and its hooks. */
@@ -313,16 +315,24 @@ class PipelinedConnection implements GroupConnections, GroupConnection {
   async run(statements: readonly (GroupStatement | string)[]): Promise<AnswerRow[]> {
     const connection = this.#connection;
     if (connection === undefined) throw new Error('PgDirect: the connection closed');
-    const answers = await Promise.allSettled(
-      statements.map((statement) =>
+    // node-postgres writes each protocol message of each statement to the socket by itself; corked,
+    // the group's messages leave in one write.
+    const socket = connection.connection?.stream;
+    socket?.cork?.();
+    let sent: Promise<AnswerRow | undefined>[];
+    try {
+      sent = statements.map((statement) =>
         typeof statement === 'string'
           ? connection.query(statement).then(() => undefined)
           : connection.query({ name: statement.name, text: statement.text, values: [...statement.values] }).then(
               (result) => result.rows[0] ?? {},
               (error: unknown) => Promise.reject(named(error, statement)),
             ),
-      ),
-    );
+      );
+    } finally {
+      socket?.uncork?.();
+    }
+    const answers = await Promise.allSettled(sent);
     const failed = answers.find((answer) => answer.status === 'rejected');
     if (failed !== undefined) throw failed.reason;
     return answers.flatMap((answer) => (answer.status === 'fulfilled' && answer.value !== undefined ? [answer.value] : []));
