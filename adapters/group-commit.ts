@@ -5,6 +5,12 @@ export interface GroupStatement {
   readonly name?: string;
   /** The part of the statement a driver's error came from, when the driver does not say. */
   readonly failed?: (error: object) => string | undefined;
+  /**
+   * The row this write locks that another group's writes may lock too (a hold: its caller's
+   * balance row). A group runs such writes in the order of this key, so that groups at the
+   * database at once take shared rows in one order and never wait for each other in a circle.
+   */
+  readonly locks?: string;
 }
 
 /** A row a write's statement answers (its last result's first row). */
@@ -54,9 +60,18 @@ type Outcome = 'done' | 'again' | 'broken';
  */
 export class GroupCommit {
   readonly #queue: Pending[] = [];
-  #busy = false;
+  #running = 0;
+  #scheduled = false;
 
-  constructor(private readonly connections: GroupConnections) {}
+  /**
+   * `inFlight`: how many groups may be at the database at once, each on a connection of its own;
+   * with two, the next group's statements are at the server when the one before commits, instead
+   * of waiting for its answer to come back first.
+   */
+  constructor(
+    private readonly connections: GroupConnections,
+    private readonly inFlight = 1,
+  ) {}
 
   /** Runs one write in the next group; its row once the group committed. */
   run(statement: GroupStatement): Promise<AnswerRow> {
@@ -67,14 +82,18 @@ export class GroupCommit {
   }
 
   #schedule(): void {
-    if (this.#busy) return;
-    this.#busy = true;
+    if (this.#scheduled || this.#running >= this.inFlight) return;
+    this.#scheduled = true;
     // After this turn's I/O callbacks, so that the requests read in one turn share a commit.
     setImmediate(() => {
+      this.#scheduled = false;
+      if (this.#queue.length === 0 || this.#running >= this.inFlight) return;
+      this.#running++;
       void this.#flush().then(() => {
-        this.#busy = false;
+        this.#running--;
         if (this.#queue.length > 0) this.#schedule();
       });
+      if (this.#queue.length > 0) this.#schedule();
     });
   }
 
@@ -87,7 +106,12 @@ export class GroupCommit {
       for (const pending of this.#queue.splice(0)) pending.reject(error);
       return;
     }
-    const group = this.#queue.splice(0);
+    const group = inLockOrder(this.#queue.splice(0));
+    // Another group took them while this one waited for its connection.
+    if (group.length === 0) {
+      await this.connections.release(connection, false).catch(() => undefined);
+      return;
+    }
     let outcome: Outcome = 'broken';
     try {
       outcome = await this.#together(connection, group);
@@ -140,6 +164,22 @@ export class GroupCommit {
     for (const { pending, error } of refused) pending.reject(error);
     return 'done';
   }
+}
+
+/** The writes that lock a shared row first, in the order of their keys; the others after them as they came. */
+function inLockOrder(group: Pending[]): Pending[] {
+  if (!group.some((pending) => pending.statement.locks !== undefined)) return group;
+  const keyed = group.filter((pending) => pending.statement.locks !== undefined);
+  keyed.sort((a, b) => compareKeys(a.statement.locks as string, b.statement.locks as string));
+  return [...keyed, ...group.filter((pending) => pending.statement.locks === undefined)];
+}
+
+/** Numeric keys by value (user ids), others as strings. */
+function compareKeys(a: string, b: string): number {
+  const x = Number(a);
+  const y = Number(b);
+  if (Number.isFinite(x) && Number.isFinite(y) && x !== y) return x - y;
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 async function rolledBack(connection: GroupConnection): Promise<boolean> {

@@ -29,6 +29,12 @@ interface Text {
   readonly parts: readonly string[];
 }
 
+/**
+ * Groups at the database at once on connections of the writer's own: while one commits, the next
+ * one's statements are already at the server.
+ */
+const GROUPS_IN_FLIGHT = 2;
+
 /** The data-modifying statements of a statement's CTEs, by where each starts in its text. */
 function partsOf(text: string, parts: readonly string[]): { at: number; sql: string }[] {
   return parts.map((sql) => ({ at: text.indexOf(sql) + 1, sql }));
@@ -75,9 +81,10 @@ export class PgDirect implements DirectWrites {
     readonly db: Knex,
     readonly store: RelayStore,
     connections: GroupConnections,
+    inFlight: number,
   ) {
     this.#connections = connections;
-    this.#group = new GroupCommit(connections);
+    this.#group = new GroupCommit(connections, inFlight);
   }
 
   /**
@@ -88,18 +95,19 @@ export class PgDirect implements DirectWrites {
   static for(db: Knex, store: RelayStore): PgDirect | undefined {
     const client = poolClientOf<PgConnection>(db, 'pg');
     if (!client) return undefined;
-    return new PgDirect(db, store, PipelinedConnection.for(db) ?? new PooledConnections(client));
+    const own = PipelinedConnections.for(db, GROUPS_IN_FLIGHT);
+    return own ? new PgDirect(db, store, own, GROUPS_IN_FLIGHT) : new PgDirect(db, store, new PooledConnections(client), 1);
   }
 
   /** Closes its connection of its own, if it has one; a write after this opens another. */
   close(): void {
-    if (this.#connections instanceof PipelinedConnection) this.#connections.close();
+    if (this.#connections instanceof PipelinedConnections) this.#connections.close();
   }
 
   async hold(write: HoldWrite): Promise<RelayTask | undefined> {
     const { quota, host } = write;
     const statement = await this.#statement(`hold:${quota.options.table}:${host.name}`, () => this.#holdText(write));
-    const row = await this.#run(statement, holdValues(this.store, write));
+    const row = await this.#run(statement, holdValues(this.store, write), write.userId);
     if (row.id === null || row.id === undefined) return undefined;
     return { ...write.task, id: toNumber(row.id), host_row_id: String(row.host_row_id), external_task_id: String(row.external_task_id) };
   }
@@ -178,12 +186,19 @@ export class PgDirect implements DirectWrites {
     return statement;
   }
 
-  #run(statement: Statement, values: Readonly<Record<string, unknown>>): Promise<AnswerRow> {
+  /** `locks`: the caller whose balance row the write locks (a hold). */
+  #run(statement: Statement, values: Readonly<Record<string, unknown>>, locks?: string): Promise<AnswerRow> {
     const bound = statement.values.map((name) => {
       if (!(name in values)) throw new TypeError(`PgDirect: no value for "${name}" in ${statement.text}`);
       return values[name] ?? null;
     });
-    return this.#group.run({ name: statement.name, text: statement.text, values: bound, failed: (error) => failedPart(statement.parts, error as { position?: unknown; table?: unknown }) });
+    return this.#group.run({
+      name: statement.name,
+      text: statement.text,
+      values: bound,
+      failed: (error) => failedPart(statement.parts, error as { position?: unknown; table?: unknown }),
+      ...(locks !== undefined ? { locks } : {}),
+    });
   }
 
   /** Each column's type without its length (`character varying`, `bigint`), read once per table. */
@@ -249,44 +264,24 @@ interface KnexPgClient {
 }
 
 /**
- * The group commit's one connection, opened with the settings of knex's pool and node-postgres's
+ * A connection of the group commit's own, opened with the settings of knex's pool and node-postgres's
  * `pipeline` option: a group's statements (`BEGIN`, one per write, `COMMIT`) are all written at
  * once and answered in order, one round trip for the group, where a pooled connection waits for
  * each answer before sending the next statement. When a statement fails, PostgreSQL refuses those
  * after it in the same transaction and the `COMMIT` ends it as a rollback, so nothing of the group
- * remains; the first error is the group's. A connection that failed is replaced at the next group.
+ * remains; the first error is the group's. A connection that failed is replaced when it is next used.
  */
-class PipelinedConnection implements GroupConnections, GroupConnection {
+class PipelinedConnection implements GroupConnection {
   #connection: PgClient | undefined;
   #ready: Promise<void> | undefined;
 
-  private constructor(
+  constructor(
     private readonly open: () => PgClient,
     private readonly prepare: (connection: PgClient) => Promise<unknown>,
   ) {}
 
-  /**
-   * Where knex connects with an object of settings and the host added no hook of its own to a new
-   * connection (`pool.afterCreate`), and the driver pipelines (node-postgres 8.17 and later);
-   * undefined otherwise.
-   */
-  static for(db: Knex): PipelinedConnection | undefined {
-    const client = db.client as KnexPgClient;
-    const settings = client.connectionSettings;
-    const Client = client.driver?.Client;
-    if (Client === undefined || settings === null || typeof settings !== 'object') return undefined;
-    if (client.connectionConfigProvider !== undefined || client.config?.pool?.afterCreate !== undefined) return undefined;
-    // knex keeps the password as a property that a spread does not copy (so that it is not logged).
-    const { password } = settings as { password?: unknown };
-    const open = (): PgClient => new Client({ ...settings, ...(password !== undefined ? { password } : {}), pipeline: true });
-    if (open().pipeline !== true) return undefined;
-    // The schema search path knex sets on each of its connections (its `searchPath` option).
-    const prepare = (connection: PgClient): Promise<unknown> => client.setSchemaSearchPath?.(connection) ?? Promise.resolve();
-    return new PipelinedConnection(open, prepare);
-  }
-
   /** The connection, logged in; a refused login fails the group with the server's error, and the next group tries again. */
-  async acquire(): Promise<GroupConnection> {
+  async acquire(): Promise<PipelinedConnection> {
     if (this.#connection === undefined || this.#ready === undefined) {
       const connection = this.open();
       connection.on('error', () => {
@@ -305,11 +300,6 @@ class PipelinedConnection implements GroupConnections, GroupConnection {
     }
     await this.#ready;
     return this;
-  }
-
-  release(_connection: GroupConnection, broken: boolean): Promise<void> {
-    if (broken) this.close();
-    return Promise.resolve();
   }
 
   async run(statements: readonly (GroupStatement | string)[]): Promise<AnswerRow[]> {
@@ -347,6 +337,60 @@ class PipelinedConnection implements GroupConnections, GroupConnection {
     this.#connection = undefined;
     this.#ready = undefined;
     if (connection !== undefined) void connection.end().catch(() => undefined);
+  }
+}
+
+/** Connections of the writer's own, one per group at the database at once. */
+class PipelinedConnections implements GroupConnections {
+  readonly #all: PipelinedConnection[];
+  readonly #free: PipelinedConnection[];
+
+  private constructor(open: () => PgClient, prepare: (connection: PgClient) => Promise<unknown>, size: number) {
+    this.#all = Array.from({ length: size }, () => new PipelinedConnection(open, prepare));
+    this.#free = [...this.#all];
+  }
+
+  /**
+   * Where knex connects with an object of settings and the host added no hook of its own to a new
+   * connection (`pool.afterCreate`), and the driver pipelines (node-postgres 8.17 and later);
+   * undefined otherwise.
+   */
+  static for(db: Knex, size: number): PipelinedConnections | undefined {
+    const client = db.client as KnexPgClient;
+    const settings = client.connectionSettings;
+    const Client = client.driver?.Client;
+    if (Client === undefined || settings === null || typeof settings !== 'object') return undefined;
+    if (client.connectionConfigProvider !== undefined || client.config?.pool?.afterCreate !== undefined) return undefined;
+    // knex keeps the password as a property that a spread does not copy (so that it is not logged).
+    const { password } = settings as { password?: unknown };
+    const open = (): PgClient => new Client({ ...settings, ...(password !== undefined ? { password } : {}), pipeline: true });
+    if (open().pipeline !== true) return undefined;
+    // The schema search path knex sets on each of its connections (its `searchPath` option).
+    const prepare = (connection: PgClient): Promise<unknown> => client.setSchemaSearchPath?.(connection) ?? Promise.resolve();
+    return new PipelinedConnections(open, prepare, size);
+  }
+
+  /** A free connection, logged in (the group commit never asks for more than it has). */
+  async acquire(): Promise<GroupConnection> {
+    const connection = this.#free.pop();
+    if (connection === undefined) throw new Error('PgDirect: more groups at once than connections');
+    try {
+      return await connection.acquire();
+    } catch (error) {
+      this.#free.push(connection);
+      throw error;
+    }
+  }
+
+  release(connection: GroupConnection, broken: boolean): Promise<void> {
+    const own = connection as PipelinedConnection;
+    if (broken) own.close();
+    this.#free.push(own);
+    return Promise.resolve();
+  }
+
+  close(): void {
+    for (const connection of this.#all) connection.close();
   }
 }
 

@@ -7,7 +7,7 @@ import { MysqlDirect } from '../../adapters/mysql-direct.js';
 import { PgDirect } from '../../adapters/pg-direct.js';
 import { KnexQuotaStore } from '../../adapters/quota-store.js';
 import { isUniqueViolation, RelayStore } from '../../adapters/relay-store.js';
-import type { NewRelayTask } from '../../adapters/types.js';
+import type { NewRelayTask, RelayTask } from '../../adapters/types.js';
 import { finish } from '../../lib/task/life.js';
 import { KnexTaskStorage } from '../../lib/task/knex-storage.js';
 import { silentLogger } from '../../lib/logger.js';
@@ -155,6 +155,41 @@ for (const database of testDatabases().filter((d) => d.name !== 'sqlite')) {
       expect(tasks.map((t) => [t.kling_task_id, t.state])).to.deep.equal([['kling-a', 'submitted'], ['kling-b', 'succeed']]);
       expect(rows.map((r) => [r.task_id, r.status])).to.deep.equal([['kling-a', 'submitted'], ['kling-b', 'succeed']]);
       expect(Number(rows[0]?.updated_at)).to.equal(7);
+    });
+
+    // PostgreSQL only: two groups at the database at once, each on a connection of the writer's own.
+    if (database.name === 'pg') it("takes the callers' balance rows in one order in every group: two groups at once, each caller's holds in the opposite order, no deadlock", async () => {
+      const users: number[] = [];
+      for (let i = 0; i < 8; i++) users.push(await h.user(100 * HOLD));
+      const deadlocks = async (): Promise<number> => {
+        const result = (await h.db.raw('SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()')) as { rows: { deadlocks: string }[] };
+        return Number(result.rows[0]?.deadlocks);
+      };
+      const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+      // Both connections of the writer logged in first.
+      await Promise.all([direct.hold(holdOf(users[0] as number)), turn().then(() => turn()).then(() => direct.hold(holdOf(users[1] as number)))]);
+      const before = await deadlocks();
+      const held: (RelayTask | undefined)[] = [];
+      for (let round = 0; round < 10; round++) {
+        // The first group takes the callers last to first; the second, sent while the first is at the
+        // database, first to last: in the order they came, each would wait for the other.
+        const first = [...users].reverse().map((user) => direct.hold(holdOf(user)));
+        await turn();
+        await turn();
+        const second = users.map((user) => direct.hold(holdOf(user)));
+        held.push(...(await Promise.all([...first, ...second])));
+      }
+      const answers = held;
+      expect(answers.filter((task) => task === undefined)).to.deep.equal([]);
+      for (const [i, user] of users.entries()) expect(await h.balance(user)).to.equal((i < 2 ? 79 : 80) * HOLD);
+      // A backend reports its deadlocks when it ends.
+      direct.close?.();
+      let after = before;
+      for (let i = 0; i < 50 && after === before; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 40));
+        after = await deadlocks();
+      }
+      expect(after - before).to.equal(0);
     });
 
     // PostgreSQL only: its writer opens a connection of its own from knex's settings, where knex sets
