@@ -10,24 +10,24 @@ export interface GroupStatement {
 /** A row a write's statement answers (its last result's first row). */
 export type AnswerRow = Record<string, unknown>;
 
-/** A database connection as the group commit uses it. */
-export interface GroupConnection {
+/** A database connection as the group commit uses it, running the writes it was given (`S`). */
+export interface GroupConnection<S extends GroupStatement = GroupStatement> {
   /**
    * Runs the statements in order, stopping at the first that fails (then it throws), and answers the
    * row of each write (a `GroupStatement`) in order. Control statements (BEGIN, COMMIT, savepoints)
    * are plain strings and answer nothing.
    */
-  run(statements: readonly (GroupStatement | string)[]): Promise<AnswerRow[]>;
+  run(statements: readonly (S | string)[]): Promise<AnswerRow[]>;
 }
 
 /** Where a group gets its connection: taken for one group, then given back (`broken` when it failed past a rollback). */
-export interface GroupConnections {
-  acquire(): Promise<GroupConnection>;
-  release(connection: GroupConnection, broken: boolean): Promise<void>;
+export interface GroupConnections<S extends GroupStatement = GroupStatement> {
+  acquire(): Promise<GroupConnection<S>>;
+  release(connection: GroupConnection<S>, broken: boolean): Promise<void>;
 }
 
-interface Pending {
-  statement: GroupStatement;
+interface Pending<S extends GroupStatement> {
+  statement: S;
   resolve: (row: AnswerRow) => void;
   reject: (error: unknown) => void;
 }
@@ -52,14 +52,14 @@ type Outcome = 'done' | 'again' | 'broken';
  * fails, every write of the group fails, and nothing of it is known to remain: the connection is
  * dropped.
  */
-export class GroupCommit {
-  readonly #queue: Pending[] = [];
+export class GroupCommit<S extends GroupStatement = GroupStatement> {
+  readonly #queue: Pending<S>[] = [];
   #busy = false;
 
-  constructor(private readonly connections: GroupConnections) {}
+  constructor(private readonly connections: GroupConnections<S>) {}
 
   /** Runs one write in the next group; its row once the group committed. */
-  run(statement: GroupStatement): Promise<AnswerRow> {
+  run(statement: S): Promise<AnswerRow> {
     return new Promise((resolve, reject) => {
       this.#queue.push({ statement, resolve, reject });
       this.#schedule();
@@ -80,7 +80,7 @@ export class GroupCommit {
 
   async #flush(): Promise<void> {
     // Writes queued while a connection was awaited join this group too.
-    let connection: GroupConnection;
+    let connection: GroupConnection<S>;
     try {
       connection = await this.connections.acquire();
     } catch (error) {
@@ -98,7 +98,7 @@ export class GroupCommit {
   }
 
   /** The group in one transaction; 'again' when it was rolled back and must run one by one. */
-  async #together(connection: GroupConnection, group: readonly Pending[]): Promise<Outcome> {
+  async #together(connection: GroupConnection<S>, group: readonly Pending<S>[]): Promise<Outcome> {
     let rows: AnswerRow[];
     try {
       rows = await connection.run(['BEGIN', ...group.map((p) => p.statement), 'COMMIT']);
@@ -113,9 +113,9 @@ export class GroupCommit {
   }
 
   /** The group again, each write after a savepoint. */
-  async #oneByOne(connection: GroupConnection, group: readonly Pending[]): Promise<Outcome> {
-    const done: { pending: Pending; row: AnswerRow }[] = [];
-    const refused: { pending: Pending; error: unknown }[] = [];
+  async #oneByOne(connection: GroupConnection<S>, group: readonly Pending<S>[]): Promise<Outcome> {
+    const done: { pending: Pending<S>; row: AnswerRow }[] = [];
+    const refused: { pending: Pending<S>; error: unknown }[] = [];
     try {
       await connection.run(['BEGIN']);
       for (const pending of group) {
@@ -142,7 +142,7 @@ export class GroupCommit {
   }
 }
 
-async function rolledBack(connection: GroupConnection): Promise<boolean> {
+async function rolledBack<S extends GroupStatement>(connection: GroupConnection<S>): Promise<boolean> {
   return connection.run(['ROLLBACK']).then(
     () => true,
     () => false,

@@ -7,9 +7,12 @@ import type { RelayStore } from './relay-store.js';
 import type { HostColumn, NewHostRow, RelayTask } from './types.js';
 import { toNumber } from './dialect.js';
 
-/** The parts of a mysql2 connection (callback API) used here. */
+/**
+ * The parts of a mysql2 connection (callback API) used here. A query emits 'fields' once for each
+ * statement of its text whose result began: an OK packet (a write, a SET), a result set's columns.
+ */
 interface MysqlConnection {
-  query(sql: string, values: unknown[], callback: (error: Error | null, result: unknown) => void): void;
+  query(sql: string, values: unknown[], callback: (error: Error | null, result: unknown) => void): { on(event: 'fields', listener: () => void): unknown };
   on(event: 'error', listener: (error: Error) => void): void;
   connect(callback: (error: Error | null) => void): void;
   destroy(): void;
@@ -30,6 +33,13 @@ interface Mysql2Client {
 interface Script {
   readonly sql: string;
   readonly values: readonly string[];
+  /** Its statements' names, in order: kind and table (`INSERT INTO \`kling_relay_tasks\``), no values. */
+  readonly steps: readonly string[];
+}
+
+/** A write as the group commit runs it: its script's text with the values, and the script. */
+interface ScriptStatement extends GroupStatement {
+  readonly script: Script;
 }
 
 /**
@@ -48,7 +58,7 @@ interface Script {
  */
 export class MysqlDirect implements DirectWrites {
   readonly #connection: OwnConnection;
-  readonly #group: GroupCommit;
+  readonly #group: GroupCommit<ScriptStatement>;
   readonly #scripts = new Map<string, Script>();
 
   private constructor(
@@ -138,7 +148,7 @@ export class MysqlDirect implements DirectWrites {
   }
 
   #run(script: Script, values: Readonly<Record<string, unknown>>): Promise<AnswerRow> {
-    return this.#group.run({ text: script.sql, values: bindings(script, values) });
+    return this.#group.run({ text: script.sql, values: bindings(script, values), script });
   }
 
   #script(key: string, make: () => Script): Script {
@@ -155,24 +165,12 @@ export class MysqlDirect implements DirectWrites {
 }
 
 
-/**
- * Writes a script. Before each statement that writes, the session variable `@kling_relay_step` is
- * set to its kind and table (`INSERT INTO \`kling_relay_tasks\``): MySQL does not say which
- * statement of a text failed, and a log line must name it without its values.
- */
+/** Writes a script: its statements, the names of their values, and the statements' names. */
 class ScriptWriter {
   readonly #statements: string[] = [];
   readonly #values: string[] = [];
 
   add(statement: string): void {
-    const writes = /^(?:UPDATE|INSERT INTO) \S+/.exec(statement)?.[0];
-    if (writes !== undefined) {
-      const step = `@kling_relay_step = '${writes}'`;
-      const last = this.#statements.length - 1;
-      const previous = this.#statements[last];
-      if (previous?.startsWith('SET ')) this.#statements[last] = `${previous}, ${step}`;
-      else this.#statements.push(`SET ${step}`);
-    }
     this.#statements.push(statement);
   }
 
@@ -183,15 +181,20 @@ class ScriptWriter {
   }
 
   script(): Script {
-    return { sql: this.#statements.join(';\n'), values: [...this.#values] };
+    return { sql: this.#statements.join(';\n'), values: [...this.#values], steps: this.#statements.map(stepOf) };
   }
+}
+
+/** A statement's name: the kind and table of a write (`UPDATE \`t\``, `INSERT INTO \`t\``), else its first word. */
+function stepOf(statement: string): string {
+  return /^(?:UPDATE|INSERT INTO) \S+/.exec(statement)?.[0] ?? statement.split(' ', 1)[0] ?? statement;
 }
 
 /**
  * The one connection of the group commit, opened with `multipleStatements`: a group goes out as one
  * text. A connection that failed (killed, timed out by the server) is replaced at the next group.
  */
-class OwnConnection implements GroupConnections, GroupConnection {
+class OwnConnection implements GroupConnections<ScriptStatement>, GroupConnection<ScriptStatement> {
   #connection: MysqlConnection | undefined;
   /** Settles when #connection has logged in, or failed to (then the next group opens another). */
   #ready: Promise<void> | undefined;
@@ -202,7 +205,7 @@ class OwnConnection implements GroupConnections, GroupConnection {
    * The connection, logged in: a refused login (a wrong password, an unknown database) fails the
    * group with the server's error, as knex's pool fails a query, and the next group tries again.
    */
-  async acquire(): Promise<GroupConnection> {
+  async acquire(): Promise<GroupConnection<ScriptStatement>> {
     if (this.#connection === undefined || this.#ready === undefined) {
       const connection = this.#open();
       const ready = new Promise<void>((resolve, reject) => connection.connect((error) => (error ? reject(error) : resolve())));
@@ -216,7 +219,7 @@ class OwnConnection implements GroupConnections, GroupConnection {
     return this;
   }
 
-  release(_connection: GroupConnection, broken: boolean): Promise<void> {
+  release(_connection: GroupConnection<ScriptStatement>, broken: boolean): Promise<void> {
     if (broken) this.close(true);
     return Promise.resolve();
   }
@@ -226,18 +229,27 @@ class OwnConnection implements GroupConnections, GroupConnection {
    * whatever the client does, so a group is over only when the server says so (or the connection
    * dies); the submit's own deadline answers the caller meanwhile.
    */
-  run(statements: readonly (GroupStatement | string)[]): Promise<AnswerRow[]> {
+  run(statements: readonly (ScriptStatement | string)[]): Promise<AnswerRow[]> {
     const connection = this.#open();
     const text = statements.map((s) => (typeof s === 'string' ? s : s.text)).join(';\n');
     const values = statements.flatMap((s) => (typeof s === 'string' ? [] : s.values));
+    const steps = statements.flatMap((s) => (typeof s === 'string' ? [s] : s.script.steps));
     // A write's script is several statements, ending with the SELECT of its answer; mysql2 answers
     // one result per statement then, and a lone control statement's result by itself.
     const several = statements.length > 1 || typeof statements[0] !== 'string';
     return new Promise((resolve, reject) => {
-      connection.query(text, values, (error, result) => {
-        if (error) void named(connection, error).then(reject);
-        else resolve(several ? (result as unknown[]).filter((r): r is AnswerRow[] => Array.isArray(r)).map((rows) => rows[0] ?? {}) : []);
-      });
+      // MySQL does not say which statement of a text failed; the statements whose result began
+      // before the error are those before it (a SELECT that fails after its columns would count
+      // itself, and the scripts' SELECTs only read session variables).
+      let begun = 0;
+      connection
+        .query(text, values, (error, result) => {
+          if (error) reject(named(error, steps[begun]));
+          else resolve(several ? (result as unknown[]).filter((r): r is AnswerRow[] => Array.isArray(r)).map((rows) => rows[0] ?? {}) : []);
+        })
+        .on('fields', () => {
+          begun += 1;
+        });
     });
   }
 
@@ -268,26 +280,15 @@ class OwnConnection implements GroupConnections, GroupConnection {
   }
 }
 
-/** How long the failed statement's name is waited for. */
-const NAMING_WAIT_MS = 1_000;
-
 /**
- * The error with its `sql` the statement that failed (the last step a script set), without values:
- * mysql2's own `sql` is the whole text with the values written into it.
+ * The error with its `sql` the name of the statement that failed, without values: mysql2's own `sql`
+ * is the whole text with the values written into it.
  */
-function named(connection: MysqlConnection, error: Error): Promise<Error> {
-  // A connection that died (a refused login, a lost link) leaves no session to ask, and mysql2 may
-  // never answer a query on it: the error then goes on unnamed.
-  if ((error as { fatal?: boolean }).fatal === true) return Promise.resolve(error);
-  return new Promise((resolve) => {
-    const unanswered = setTimeout(() => resolve(error), NAMING_WAIT_MS);
-    connection.query('SELECT @kling_relay_step AS step', [], (failed, rows) => {
-      clearTimeout(unanswered);
-      const step = failed ? undefined : (rows as { step?: unknown }[])[0]?.step;
-      Object.defineProperty(error, 'sql', { value: typeof step === 'string' ? step : undefined, enumerable: false, configurable: true, writable: true });
-      resolve(error);
-    });
-  });
+function named(error: Error, step: string | undefined): Error {
+  // A connection that died (a lost link) did not stop at a statement's error: the error goes on unnamed.
+  if ((error as { fatal?: boolean }).fatal === true) return error;
+  Object.defineProperty(error, 'sql', { value: step, enumerable: false, configurable: true, writable: true });
+  return error;
 }
 
 function bindings(script: Script, values: Readonly<Record<string, unknown>>): unknown[] {
