@@ -7,7 +7,7 @@ export interface GroupStatement {
   readonly failed?: (error: object) => string | undefined;
 }
 
-/** A row a write's statement answers (its last result's first row). */
+/** What a write answers: its statement's row (PostgreSQL), what its statements' OK packets say (MariaDB/MySQL). */
 export type AnswerRow = Record<string, unknown>;
 
 /** A database connection as the group commit uses it, running the writes it was given (`S`). */
