@@ -13,27 +13,27 @@ export interface GroupStatement {
   readonly locks?: string;
 }
 
-/** A row a write's statement answers (its last result's first row). */
+/** What a write answers: its statement's row (PostgreSQL), what its statements' OK packets say (MariaDB/MySQL). */
 export type AnswerRow = Record<string, unknown>;
 
-/** A database connection as the group commit uses it. */
-export interface GroupConnection {
+/** A database connection as the group commit uses it, running the writes it was given (`S`). */
+export interface GroupConnection<S extends GroupStatement = GroupStatement> {
   /**
    * Runs the statements in order, stopping at the first that fails (then it throws), and answers the
    * row of each write (a `GroupStatement`) in order. Control statements (BEGIN, COMMIT, savepoints)
    * are plain strings and answer nothing.
    */
-  run(statements: readonly (GroupStatement | string)[]): Promise<AnswerRow[]>;
+  run(statements: readonly (S | string)[]): Promise<AnswerRow[]>;
 }
 
 /** Where a group gets its connection: taken for one group, then given back (`broken` when it failed past a rollback). */
-export interface GroupConnections {
-  acquire(): Promise<GroupConnection>;
-  release(connection: GroupConnection, broken: boolean): Promise<void>;
+export interface GroupConnections<S extends GroupStatement = GroupStatement> {
+  acquire(): Promise<GroupConnection<S>>;
+  release(connection: GroupConnection<S>, broken: boolean): Promise<void>;
 }
 
-interface Pending {
-  statement: GroupStatement;
+interface Pending<S extends GroupStatement> {
+  statement: S;
   resolve: (row: AnswerRow) => void;
   reject: (error: unknown) => void;
 }
@@ -58,8 +58,8 @@ type Outcome = 'done' | 'again' | 'broken';
  * fails, every write of the group fails, and nothing of it is known to remain: the connection is
  * dropped.
  */
-export class GroupCommit {
-  readonly #queue: Pending[] = [];
+export class GroupCommit<S extends GroupStatement = GroupStatement> {
+  readonly #queue: Pending<S>[] = [];
   #running = 0;
   #scheduled = false;
 
@@ -69,12 +69,12 @@ export class GroupCommit {
    * of waiting for its answer to come back first.
    */
   constructor(
-    private readonly connections: GroupConnections,
+    private readonly connections: GroupConnections<S>,
     private readonly inFlight = 1,
   ) {}
 
   /** Runs one write in the next group; its row once the group committed. */
-  run(statement: GroupStatement): Promise<AnswerRow> {
+  run(statement: S): Promise<AnswerRow> {
     return new Promise((resolve, reject) => {
       this.#queue.push({ statement, resolve, reject });
       this.#schedule();
@@ -99,7 +99,7 @@ export class GroupCommit {
 
   async #flush(): Promise<void> {
     // Writes queued while a connection was awaited join this group too.
-    let connection: GroupConnection;
+    let connection: GroupConnection<S>;
     try {
       connection = await this.connections.acquire();
     } catch (error) {
@@ -122,7 +122,7 @@ export class GroupCommit {
   }
 
   /** The group in one transaction; 'again' when it was rolled back and must run one by one. */
-  async #together(connection: GroupConnection, group: readonly Pending[]): Promise<Outcome> {
+  async #together(connection: GroupConnection<S>, group: readonly Pending<S>[]): Promise<Outcome> {
     let rows: AnswerRow[];
     try {
       rows = await connection.run(['BEGIN', ...group.map((p) => p.statement), 'COMMIT']);
@@ -137,9 +137,9 @@ export class GroupCommit {
   }
 
   /** The group again, each write after a savepoint. */
-  async #oneByOne(connection: GroupConnection, group: readonly Pending[]): Promise<Outcome> {
-    const done: { pending: Pending; row: AnswerRow }[] = [];
-    const refused: { pending: Pending; error: unknown }[] = [];
+  async #oneByOne(connection: GroupConnection<S>, group: readonly Pending<S>[]): Promise<Outcome> {
+    const done: { pending: Pending<S>; row: AnswerRow }[] = [];
+    const refused: { pending: Pending<S>; error: unknown }[] = [];
     try {
       await connection.run(['BEGIN']);
       for (const pending of group) {
@@ -167,7 +167,7 @@ export class GroupCommit {
 }
 
 /** The writes that lock a shared row first, in the order of their keys; the others after them as they came. */
-function inLockOrder(group: Pending[]): Pending[] {
+function inLockOrder<S extends GroupStatement>(group: Pending<S>[]): Pending<S>[] {
   if (!group.some((pending) => pending.statement.locks !== undefined)) return group;
   const keyed = group.filter((pending) => pending.statement.locks !== undefined);
   keyed.sort((a, b) => compareKeys(a.statement.locks as string, b.statement.locks as string));
@@ -182,7 +182,7 @@ function compareKeys(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-async function rolledBack(connection: GroupConnection): Promise<boolean> {
+async function rolledBack<S extends GroupStatement>(connection: GroupConnection<S>): Promise<boolean> {
   return connection.run(['ROLLBACK']).then(
     () => true,
     () => false,

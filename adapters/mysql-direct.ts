@@ -7,9 +7,12 @@ import type { RelayStore } from './relay-store.js';
 import type { HostColumn, NewHostRow, RelayTask } from './types.js';
 import { toNumber } from './dialect.js';
 
-/** The parts of a mysql2 connection (callback API) used here. */
+/**
+ * The parts of a mysql2 connection (callback API) used here. A query emits 'fields' once for each
+ * statement of its text whose result began: an OK packet (a write, a SET), a result set's columns.
+ */
 interface MysqlConnection {
-  query(sql: string, values: unknown[], callback: (error: Error | null, result: unknown) => void): void;
+  query(sql: string, values: unknown[], callback: (error: Error | null, result: unknown) => void): { on(event: 'fields', listener: () => void): unknown };
   on(event: 'error', listener: (error: Error) => void): void;
   connect(callback: (error: Error | null) => void): void;
   destroy(): void;
@@ -30,16 +33,52 @@ interface Mysql2Client {
 interface Script {
   readonly sql: string;
   readonly values: readonly string[];
+  /** Its statements, in order. */
+  readonly steps: readonly Step[];
+}
+
+/** A statement of a script: its name, and what of its result goes in the write's answer. */
+interface Step {
+  /** Kind and table (`INSERT INTO \`kling_relay_tasks\``), no values: an error names the statement so. */
+  readonly name: string;
+  /** The answer's field for the rows the statement matched (an UPDATE) or inserted. */
+  readonly rows?: string;
+  /** The answer's field for the id the statement's insert generated. */
+  readonly id?: string;
+}
+
+/** What mysql2 answers for a statement that returns no rows (its OK packet). */
+interface Done {
+  readonly affectedRows?: unknown;
+  readonly insertId?: unknown;
+}
+
+/** A write as the group commit runs it: its script's text with the values, and the script. */
+interface ScriptStatement extends GroupStatement {
+  readonly script: Script;
 }
 
 /**
  * The submit's writes on MariaDB/MySQL outside knex's runner, in group commits of one round trip.
- * Each write is a script of statements sent as one text: the hold is the conditional balance
- * update, then the host row, the task row and the ledger row, each inserted only if the update
- * matched a row, the new ids passed on in session variables; the write after Kling's answer is the
- * task's compare-and-set, else its Kling id alone, and the host row. The scripts of every submit that
- * arrives while the previous group is at the database go out together as ONE text, `BEGIN; ...;
- * COMMIT` (adapters/group-commit.ts), so a group costs one round trip and one commit.
+ * Each write is a script of statements sent as one text, answered from its statements' OK packets
+ * (the rows an UPDATE matched, the id an INSERT generated), so none of them selects the answer:
+ *
+ * - the hold, five statements: the conditional balance update (the rows it matched say whether it
+ *   held); `SET @kling_relay_held` from its ROW_COUNT(); then the host row, the task row and the
+ *   ledger row, each `INSERT ... SELECT ... FROM DUAL WHERE @kling_relay_held`, the task row taking
+ *   the host row's id and the ledger row the task row's from LAST_INSERT_ID();
+ * - the write after Kling's answer, four: the task's compare-and-set while it is pending (the rows it
+ *   matched are the answer); `SET @kling_relay_moved` from its ROW_COUNT(); the task's Kling id alone
+ *   unless it moved; the host row, each column's value chosen by `@kling_relay_moved`.
+ *
+ * The outcome goes on in a session variable rather than as ROW_COUNT() in each later statement: a
+ * statement that reads ROW_COUNT() is unsafe for statement-based binary logging, while a variable's
+ * value is logged with the statement that reads it.
+ *
+ * The scripts of every submit that arrives while the previous group is at the database go out
+ * together as ONE text, `BEGIN; ...; COMMIT` (adapters/group-commit.ts), so a group costs one round
+ * trip and one commit. MySQL does not say which statement of a text failed: the connection counts the
+ * statements whose result began before the error and names the error by the one after them.
  *
  * mysql2 sends several statements in one text only on a connection opened with
  * `multipleStatements`, which knex's pool connections are not: the group commit opens one connection
@@ -48,7 +87,7 @@ interface Script {
  */
 export class MysqlDirect implements DirectWrites {
   readonly #connection: OwnConnection;
-  readonly #group: GroupCommit;
+  readonly #group: GroupCommit<ScriptStatement>;
   readonly #scripts = new Map<string, Script>();
 
   private constructor(
@@ -71,7 +110,8 @@ export class MysqlDirect implements DirectWrites {
     if (client.driver === undefined || client.connectionConfigProvider !== undefined || client.config?.connectionPool !== undefined) return undefined;
     if (settings === null || typeof settings !== 'object') return undefined;
     const driver = client.driver;
-    // FOUND_ROWS: ROW_COUNT() of an UPDATE counts the rows matched, so a hold of 0 is seen to match.
+    // FOUND_ROWS: an UPDATE's count (ROW_COUNT(), the OK packet's affectedRows) is the rows matched,
+    // so a hold of 0 is seen to match.
     // knex keeps the password as a property that a spread does not copy (so that it is not logged).
     const { password } = settings as { password?: unknown };
     const connect = (): MysqlConnection => driver.createConnection({ ...settings, ...(password !== undefined ? { password } : {}), multipleStatements: true, flags: ['FOUND_ROWS'] });
@@ -86,7 +126,7 @@ export class MysqlDirect implements DirectWrites {
   async hold(write: HoldWrite): Promise<RelayTask | undefined> {
     const script = this.#script(`hold:${write.quota.options.table}:${write.host.name}`, () => this.#holdScript(write));
     const row = await this.#run(script, holdValues(this.store, write));
-    if (toNumber(row.held) !== 1) return undefined;
+    if (toNumber(row.held) <= 0) return undefined;
     const hostRowId = String(row.host_id);
     return { ...write.task, id: toNumber(row.task_id), host_row_id: hostRowId, external_task_id: `${write.externalId.before}${hostRowId}${write.externalId.after}` };
   }
@@ -95,7 +135,7 @@ export class MysqlDirect implements DirectWrites {
     const shape = acceptShape(write);
     const script = this.#script(shape.key, () => this.#acceptScript(write.host, shape.columns, shape.hostColumns, shape.moved, shape.kept));
     const row = await this.#run(script, shape.values);
-    return toNumber(row.moved) === 1;
+    return toNumber(row.moved) > 0;
   }
 
   #holdScript(write: HoldWrite): Script {
@@ -103,20 +143,19 @@ export class MysqlDirect implements DirectWrites {
     const { tasks, ledger } = this.store.tables;
     const s = new ScriptWriter();
     const id = this.#ident;
+    // LAST_INSERT_ID() is the id the insert before generated: the task row's host row, the ledger
+    // row's task. A hold the balance does not cover inserts nothing, and nothing reads it then.
     const only = 'FROM DUAL WHERE @kling_relay_held';
-    s.add(`UPDATE ${id(table)} SET ${id(quotaColumn)} = ${id(quotaColumn)} - ${s.value('amount')} WHERE ${id(idColumn)} = ${s.value('user_id')} AND ${id(quotaColumn)} >= ${s.value('amount')}`);
-    s.add('SET @kling_relay_held = ROW_COUNT() > 0, @kling_relay_host = NULL, @kling_relay_task = NULL');
+    s.add(`UPDATE ${id(table)} SET ${id(quotaColumn)} = ${id(quotaColumn)} - ${s.value('amount')} WHERE ${id(idColumn)} = ${s.value('user_id')} AND ${id(quotaColumn)} >= ${s.value('amount')}`, { rows: 'held' });
+    s.add('SET @kling_relay_held = ROW_COUNT() > 0');
     const hostColumns = [...write.host.columns].filter(([logical]) => logical !== 'id');
-    s.add(`INSERT INTO ${id(write.host.name)} (${hostColumns.map(([, physical]) => id(physical)).join(', ')}) SELECT ${hostColumns.map(([logical]) => s.value(`host_${logical}`)).join(', ')} ${only}`);
-    s.add('SET @kling_relay_host = IF(@kling_relay_held, LAST_INSERT_ID(), NULL)');
+    s.add(`INSERT INTO ${id(write.host.name)} (${hostColumns.map(([, physical]) => id(physical)).join(', ')}) SELECT ${hostColumns.map(([logical]) => s.value(`host_${logical}`)).join(', ')} ${only}`, { id: 'host_id' });
     const taskColumns = Object.keys(write.task);
     const taskValue = (column: string): string =>
-      column === 'host_row_id' ? '@kling_relay_host' : column === 'external_task_id' ? `CONCAT(${s.value('id_before')}, @kling_relay_host, ${s.value('id_after')})` : s.value(`task_${column}`);
-    s.add(`INSERT INTO ${id(tasks)} (${taskColumns.map(id).join(', ')}) SELECT ${taskColumns.map(taskValue).join(', ')} ${only}`);
-    s.add('SET @kling_relay_task = IF(@kling_relay_held, LAST_INSERT_ID(), NULL)');
+      column === 'host_row_id' ? 'LAST_INSERT_ID()' : column === 'external_task_id' ? `CONCAT(${s.value('id_before')}, LAST_INSERT_ID(), ${s.value('id_after')})` : s.value(`task_${column}`);
+    s.add(`INSERT INTO ${id(tasks)} (${taskColumns.map(id).join(', ')}) SELECT ${taskColumns.map(taskValue).join(', ')} ${only}`, { id: 'task_id' });
     const ledgerColumns = Object.keys(holdLedgerValues(this.store, write, 0));
-    s.add(`INSERT INTO ${id(ledger)} (${ledgerColumns.map(id).join(', ')}) SELECT ${ledgerColumns.map((c) => (c === 'task_id' ? '@kling_relay_task' : s.value(`ledger_${c}`))).join(', ')} ${only}`);
-    s.add('SELECT @kling_relay_held AS held, @kling_relay_host AS host_id, @kling_relay_task AS task_id');
+    s.add(`INSERT INTO ${id(ledger)} (${ledgerColumns.map(id).join(', ')}) SELECT ${ledgerColumns.map((c) => (c === 'task_id' ? 'LAST_INSERT_ID()' : s.value(`ledger_${c}`))).join(', ')} ${only}`);
     return s.script();
   }
 
@@ -125,7 +164,7 @@ export class MysqlDirect implements DirectWrites {
     const s = new ScriptWriter();
     const id = this.#ident;
     const set = (names: readonly string[]): string => names.map((column) => `${id(column)} = ${s.value(`task_${column}`)}`).join(', ');
-    s.add(`UPDATE ${id(tasks)} SET ${set(columns)} WHERE id = ${s.value('task_id')} AND state = ${s.value('state_pending')}`);
+    s.add(`UPDATE ${id(tasks)} SET ${set(columns)} WHERE id = ${s.value('task_id')} AND state = ${s.value('state_pending')}`, { rows: 'moved' });
     s.add('SET @kling_relay_moved = ROW_COUNT() > 0');
     s.add(`UPDATE ${id(tasks)} SET ${set(['kling_task_id', 'updated_at'])} WHERE id = ${s.value('task_id')} AND NOT @kling_relay_moved`);
     if (hostColumns.length > 0) {
@@ -133,12 +172,11 @@ export class MysqlDirect implements DirectWrites {
       const assignments = hostColumns.map((column) => `${id(host.columns.get(column) as string)} = IF(@kling_relay_moved, ${hostValue(column, moved, 'moved')}, ${hostValue(column, kept, 'kept')})`);
       s.add(`UPDATE ${id(host.name)} SET ${assignments.join(', ')} WHERE ${id(host.columns.get('id') ?? 'id')} = ${s.value('host_id')}`);
     }
-    s.add('SELECT @kling_relay_moved AS moved');
     return s.script();
   }
 
   #run(script: Script, values: Readonly<Record<string, unknown>>): Promise<AnswerRow> {
-    return this.#group.run({ text: script.sql, values: bindings(script, values) });
+    return this.#group.run({ text: script.sql, values: bindings(script, values), script });
   }
 
   #script(key: string, make: () => Script): Script {
@@ -155,25 +193,16 @@ export class MysqlDirect implements DirectWrites {
 }
 
 
-/**
- * Writes a script. Before each statement that writes, the session variable `@kling_relay_step` is
- * set to its kind and table (`INSERT INTO \`kling_relay_tasks\``): MySQL does not say which
- * statement of a text failed, and a log line must name it without its values.
- */
+/** Writes a script: its statements, the names of their values, and each statement's name and answer. */
 class ScriptWriter {
   readonly #statements: string[] = [];
+  readonly #steps: Step[] = [];
   readonly #values: string[] = [];
 
-  add(statement: string): void {
-    const writes = /^(?:UPDATE|INSERT INTO) \S+/.exec(statement)?.[0];
-    if (writes !== undefined) {
-      const step = `@kling_relay_step = '${writes}'`;
-      const last = this.#statements.length - 1;
-      const previous = this.#statements[last];
-      if (previous?.startsWith('SET ')) this.#statements[last] = `${previous}, ${step}`;
-      else this.#statements.push(`SET ${step}`);
-    }
+  /** A statement; `answer` names the fields of the write's answer its result gives. */
+  add(statement: string, answer: Omit<Step, 'name'> = {}): void {
     this.#statements.push(statement);
+    this.#steps.push({ name: stepOf(statement), ...answer });
   }
 
   /** A placeholder for the value of this name, in the order the statements use them. */
@@ -183,15 +212,20 @@ class ScriptWriter {
   }
 
   script(): Script {
-    return { sql: this.#statements.join(';\n'), values: [...this.#values] };
+    return { sql: this.#statements.join(';\n'), values: [...this.#values], steps: [...this.#steps] };
   }
+}
+
+/** A statement's name: the kind and table of a write (`UPDATE \`t\``, `INSERT INTO \`t\``), else its first word. */
+function stepOf(statement: string): string {
+  return /^(?:UPDATE|INSERT INTO) \S+/.exec(statement)?.[0] ?? statement.split(' ', 1)[0] ?? statement;
 }
 
 /**
  * The one connection of the group commit, opened with `multipleStatements`: a group goes out as one
  * text. A connection that failed (killed, timed out by the server) is replaced at the next group.
  */
-class OwnConnection implements GroupConnections, GroupConnection {
+class OwnConnection implements GroupConnections<ScriptStatement>, GroupConnection<ScriptStatement> {
   #connection: MysqlConnection | undefined;
   /** Settles when #connection has logged in, or failed to (then the next group opens another). */
   #ready: Promise<void> | undefined;
@@ -202,7 +236,7 @@ class OwnConnection implements GroupConnections, GroupConnection {
    * The connection, logged in: a refused login (a wrong password, an unknown database) fails the
    * group with the server's error, as knex's pool fails a query, and the next group tries again.
    */
-  async acquire(): Promise<GroupConnection> {
+  async acquire(): Promise<GroupConnection<ScriptStatement>> {
     if (this.#connection === undefined || this.#ready === undefined) {
       const connection = this.#open();
       const ready = new Promise<void>((resolve, reject) => connection.connect((error) => (error ? reject(error) : resolve())));
@@ -216,7 +250,7 @@ class OwnConnection implements GroupConnections, GroupConnection {
     return this;
   }
 
-  release(_connection: GroupConnection, broken: boolean): Promise<void> {
+  release(_connection: GroupConnection<ScriptStatement>, broken: boolean): Promise<void> {
     if (broken) this.close(true);
     return Promise.resolve();
   }
@@ -226,18 +260,25 @@ class OwnConnection implements GroupConnections, GroupConnection {
    * whatever the client does, so a group is over only when the server says so (or the connection
    * dies); the submit's own deadline answers the caller meanwhile.
    */
-  run(statements: readonly (GroupStatement | string)[]): Promise<AnswerRow[]> {
+  run(statements: readonly (ScriptStatement | string)[]): Promise<AnswerRow[]> {
     const connection = this.#open();
     const text = statements.map((s) => (typeof s === 'string' ? s : s.text)).join(';\n');
     const values = statements.flatMap((s) => (typeof s === 'string' ? [] : s.values));
-    // A write's script is several statements, ending with the SELECT of its answer; mysql2 answers
-    // one result per statement then, and a lone control statement's result by itself.
-    const several = statements.length > 1 || typeof statements[0] !== 'string';
+    const steps = statements.flatMap((s): readonly Step[] => (typeof s === 'string' ? [{ name: s }] : s.script.steps));
     return new Promise((resolve, reject) => {
-      connection.query(text, values, (error, result) => {
-        if (error) void named(connection, error).then(reject);
-        else resolve(several ? (result as unknown[]).filter((r): r is AnswerRow[] => Array.isArray(r)).map((rows) => rows[0] ?? {}) : []);
-      });
+      // MySQL does not say which statement of a text failed; the statements whose result began
+      // before the error are those before it. (A SELECT that failed after its columns would count
+      // itself: the scripts have none.)
+      let begun = 0;
+      connection
+        .query(text, values, (error, result) => {
+          if (error) reject(named(error, steps[begun]?.name));
+          // mysql2 answers one result per statement of a text of several, a lone statement's by itself.
+          else resolve(answers(statements, steps.length > 1 ? (result as Done[]) : [result as Done]));
+        })
+        .on('fields', () => {
+          begun += 1;
+        });
     });
   }
 
@@ -268,26 +309,36 @@ class OwnConnection implements GroupConnections, GroupConnection {
   }
 }
 
-/** How long the failed statement's name is waited for. */
-const NAMING_WAIT_MS = 1_000;
-
 /**
- * The error with its `sql` the statement that failed (the last step a script set), without values:
- * mysql2's own `sql` is the whole text with the values written into it.
+ * The error with its `sql` the name of the statement that failed, without values: mysql2's own `sql`
+ * is the whole text with the values written into it.
  */
-function named(connection: MysqlConnection, error: Error): Promise<Error> {
-  // A connection that died (a refused login, a lost link) leaves no session to ask, and mysql2 may
-  // never answer a query on it: the error then goes on unnamed.
-  if ((error as { fatal?: boolean }).fatal === true) return Promise.resolve(error);
-  return new Promise((resolve) => {
-    const unanswered = setTimeout(() => resolve(error), NAMING_WAIT_MS);
-    connection.query('SELECT @kling_relay_step AS step', [], (failed, rows) => {
-      clearTimeout(unanswered);
-      const step = failed ? undefined : (rows as { step?: unknown }[])[0]?.step;
-      Object.defineProperty(error, 'sql', { value: typeof step === 'string' ? step : undefined, enumerable: false, configurable: true, writable: true });
-      resolve(error);
-    });
-  });
+function named(error: Error, step: string | undefined): Error {
+  // A connection that died (a lost link) did not stop at a statement's error: the error goes on unnamed.
+  if ((error as { fatal?: boolean }).fatal === true) return error;
+  Object.defineProperty(error, 'sql', { value: step, enumerable: false, configurable: true, writable: true });
+  return error;
+}
+
+/** Each write's answer, from the results of its statements, which follow each other in the text's results. */
+function answers(statements: readonly (ScriptStatement | string)[], results: readonly Done[]): AnswerRow[] {
+  const rows: AnswerRow[] = [];
+  let at = 0;
+  for (const statement of statements) {
+    if (typeof statement === 'string') {
+      at += 1;
+      continue;
+    }
+    const row: AnswerRow = {};
+    for (const step of statement.script.steps) {
+      const result = results[at];
+      at += 1;
+      if (step.rows !== undefined) row[step.rows] = result?.affectedRows;
+      if (step.id !== undefined) row[step.id] = result?.insertId;
+    }
+    rows.push(row);
+  }
+  return rows;
 }
 
 function bindings(script: Script, values: Readonly<Record<string, unknown>>): unknown[] {

@@ -9,6 +9,7 @@ import { KnexQuotaStore } from '../../adapters/quota-store.js';
 import { isUniqueViolation, RelayStore } from '../../adapters/relay-store.js';
 import type { NewRelayTask, RelayTask } from '../../adapters/types.js';
 import { finish } from '../../lib/task/life.js';
+import { loggableError } from '../../lib/loggable-error.js';
 import { KnexTaskStorage } from '../../lib/task/knex-storage.js';
 import { silentLogger } from '../../lib/logger.js';
 import { testDatabases } from '../support/databases.js';
@@ -129,6 +130,80 @@ for (const database of testDatabases().filter((d) => d.name !== 'sqlite')) {
       expect(await h.rows('videos')).to.have.length(3);
       expect((await h.ledger()).filter((l) => l.kind === 'hold')).to.have.length(3);
       expect(await h.balance(user)).to.equal(7 * HOLD);
+    });
+
+    // MariaDB/MySQL only: a multi-statement text's error does not say which statement failed.
+    if (database.name === 'mysql') it('names the failed statement of a write in a group from its place in the text, and asks the database nothing more', async () => {
+      // The texts the writer's own connection sends, recorded as its driver's connections send them.
+      const texts: string[] = [];
+      type Connection = { query(sql: string, ...rest: unknown[]): unknown };
+      const client = h.db.client as { driver: { createConnection(settings: unknown): Connection } };
+      const driver = client.driver;
+      const recording = {
+        createConnection(settings: unknown): Connection {
+          const connection = driver.createConnection(settings);
+          const query = connection.query.bind(connection);
+          connection.query = (sql, ...rest) => {
+            texts.push(sql);
+            return query(sql, ...rest);
+          };
+          return connection;
+        },
+      };
+      client.driver = recording;
+      let writes: DirectWrites;
+      try {
+        writes = directWritesFor(h.db, store);
+      } finally {
+        client.driver = driver;
+      }
+      try {
+        const user = await h.user(10 * HOLD);
+        await writes.hold(holdOf(user, HOLD, 'mine-1'));
+        texts.length = 0;
+        // Three together, in one group: the middle one repeats the caller's client_task_id, so its task insert fails.
+        const answers = await Promise.allSettled([writes.hold(holdOf(user, HOLD, 'mine-2')), writes.hold(holdOf(user, HOLD, 'mine-1')), writes.hold(holdOf(user, HOLD, 'mine-3'))]);
+        expect(answers.map((a) => a.status)).to.deep.equal(['fulfilled', 'rejected', 'fulfilled']);
+        const error = (answers[1] as PromiseRejectedResult).reason as { code?: string; sql?: string };
+        expect([error.code, error.sql, loggableError(error).statement]).to.deep.equal(['ER_DUP_ENTRY', 'INSERT INTO `kling_relay_tasks`', 'insert kling_relay_tasks']);
+        // One text per round trip: the group, its rollback, then the writes one by one, each after a
+        // savepoint, the failed one's savepoint rolled back, and the COMMIT.
+        expect(texts.map((text) => text.split(/[\s;]/, 1)[0])).to.deep.equal(['BEGIN', 'ROLLBACK', 'BEGIN', 'SAVEPOINT', 'SAVEPOINT', 'ROLLBACK', 'SAVEPOINT', 'COMMIT']);
+        expect(await h.balance(user)).to.equal(7 * HOLD);
+      } finally {
+        writes.close?.();
+      }
+    });
+
+    if (database.name === 'mysql') it("names a failure in a hold's last statement, the ledger insert, and leaves nothing of the hold", async () => {
+      const user = await h.user(10 * HOLD);
+      const { ledger } = store.tables;
+      await h.db.schema.alterTable(ledger, (t) => t.renameColumn('amount', 'amount_gone'));
+      try {
+        const error = await direct.hold(holdOf(user)).then(() => undefined, (e: unknown) => e as { code?: string; sql?: string });
+        expect([error?.code, error?.sql]).to.deep.equal(['ER_BAD_FIELD_ERROR', `INSERT INTO \`${ledger}\``]);
+      } finally {
+        await h.db.schema.alterTable(ledger, (t) => t.renameColumn('amount_gone', 'amount'));
+      }
+      expect([await h.rows('videos'), await h.tasks(), await h.ledger()]).to.deep.equal([[], [], []]);
+      expect(await h.balance(user)).to.equal(10 * HOLD);
+    });
+
+    if (database.name === 'mysql') it("names a failure in the host row's update after Kling's answer, and leaves the task as it was", async () => {
+      const user = await h.user(10 * HOLD);
+      const task = await direct.hold(holdOf(user));
+      if (!task) throw new Error('the hold should pass');
+      await h.db.schema.alterTable('videos', (t) => t.renameColumn('status', 'status_gone'));
+      try {
+        const now = Date.now();
+        const error = await direct
+          .accept({ host, taskId: task.id, hostRowId: task.host_row_id, patch: { kling_task_id: 'kling-a', state: 'submitted', updated_at: now }, hostPatch: () => ({ task_id: 'kling-a', status: 'submitted' }) })
+          .then(() => undefined, (e: unknown) => e as { code?: string; sql?: string });
+        expect([error?.code, error?.sql]).to.deep.equal(['ER_BAD_FIELD_ERROR', 'UPDATE `videos`']);
+      } finally {
+        await h.db.schema.alterTable('videos', (t) => t.renameColumn('status_gone', 'status'));
+      }
+      expect((await h.tasks()).map((t) => [t.kling_task_id, t.state])).to.deep.equal([[null, 'pending']]);
     });
 
     it("records Kling's answer on a pending task and its host row, and only the Kling id once a final transition came first", async () => {
