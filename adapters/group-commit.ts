@@ -166,6 +166,53 @@ export class GroupCommit<S extends GroupStatement = GroupStatement> {
   }
 }
 
+/** A connection a writer opened for itself: logged in when a group needs it, closed when it failed. */
+export interface OwnConnection<S extends GroupStatement = GroupStatement> extends GroupConnection<S> {
+  /** Logs in if it is not (a refused login rejects, and the next call tries again). */
+  ready(): Promise<void>;
+  /** Closes it (`broken`: at once, without a goodbye); the next `ready` opens another. */
+  close(broken: boolean): void;
+}
+
+/** A writer's own connections, one for each group at the database at once. */
+export class OwnConnections<S extends GroupStatement = GroupStatement> implements GroupConnections<S> {
+  readonly #all: OwnConnection<S>[];
+  readonly #free: OwnConnection<S>[];
+
+  constructor(count: number, open: () => OwnConnection<S>) {
+    this.#all = Array.from({ length: count }, open);
+    this.#free = [...this.#all];
+  }
+
+  get size(): number {
+    return this.#all.length;
+  }
+
+  /** A free connection, logged in (the group commit never asks for more than `size` at once). */
+  async acquire(): Promise<GroupConnection<S>> {
+    const connection = this.#free.pop();
+    if (connection === undefined) throw new Error('GroupCommit: more groups at once than connections');
+    try {
+      await connection.ready();
+      return connection;
+    } catch (error) {
+      this.#free.push(connection);
+      throw error;
+    }
+  }
+
+  release(connection: GroupConnection<S>, broken: boolean): Promise<void> {
+    const own = connection as OwnConnection<S>;
+    if (broken) own.close(true);
+    this.#free.push(own);
+    return Promise.resolve();
+  }
+
+  close(): void {
+    for (const connection of this.#all) connection.close(false);
+  }
+}
+
 /** The writes that lock a shared row first, in the order of their keys; the others after them as they came. */
 function inLockOrder<S extends GroupStatement>(group: Pending<S>[]): Pending<S>[] {
   if (!group.some((pending) => pending.statement.locks !== undefined)) return group;

@@ -1,11 +1,17 @@
 import type { Knex } from 'knex';
 import type { AcceptWrite, DirectWrites, HoldWrite } from './direct-writes.js';
 import { acceptShape, holdLedgerValues, holdValues } from './direct-writes.js';
-import { GroupCommit, type AnswerRow, type GroupConnection, type GroupConnections, type GroupStatement } from './group-commit.js';
+import { GroupCommit, OwnConnections, type AnswerRow, type GroupStatement, type OwnConnection } from './group-commit.js';
 import type { HostTable } from './host-table.js';
 import type { RelayStore } from './relay-store.js';
 import type { HostColumn, NewHostRow, RelayTask } from './types.js';
 import { toNumber } from './dialect.js';
+
+/**
+ * Groups at the database at once, each on a connection of the writer's own: while one commits, the
+ * next one's text is already at the server.
+ */
+const GROUPS_IN_FLIGHT = 2;
 
 /**
  * The parts of a mysql2 connection (callback API) used here. A query emits 'fields' once for each
@@ -81,12 +87,14 @@ interface ScriptStatement extends GroupStatement {
  * statements whose result began before the error and names the error by the one after them.
  *
  * mysql2 sends several statements in one text only on a connection opened with
- * `multipleStatements`, which knex's pool connections are not: the group commit opens one connection
- * of its own with the settings of knex's pool. Values are escaped by mysql2, as knex has it do
+ * `multipleStatements`, which knex's pool connections are not: the group commit opens connections of
+ * its own with the settings of knex's pool, one for each of the two groups that may be at the
+ * database at once (holds run in the order of their callers' ids, so that two groups take the
+ * callers' balance rows in one order). Values are escaped by mysql2, as knex has it do
  * everywhere, and identifiers are quoted by knex.
  */
 export class MysqlDirect implements DirectWrites {
-  readonly #connection: OwnConnection;
+  readonly #connections: OwnConnections<ScriptStatement>;
   readonly #group: GroupCommit<ScriptStatement>;
   readonly #scripts = new Map<string, Script>();
 
@@ -95,8 +103,8 @@ export class MysqlDirect implements DirectWrites {
     readonly store: RelayStore,
     connect: () => MysqlConnection,
   ) {
-    this.#connection = new OwnConnection(connect);
-    this.#group = new GroupCommit(this.#connection);
+    this.#connections = new OwnConnections(GROUPS_IN_FLIGHT, () => new TextConnection(connect));
+    this.#group = new GroupCommit(this.#connections, GROUPS_IN_FLIGHT);
   }
 
   /**
@@ -118,14 +126,14 @@ export class MysqlDirect implements DirectWrites {
     return new MysqlDirect(db, store, connect);
   }
 
-  /** Closes its connection; a write after this opens another. */
+  /** Closes its connections; a write after this opens another. */
   close(): void {
-    this.#connection.close(false);
+    this.#connections.close();
   }
 
   async hold(write: HoldWrite): Promise<RelayTask | undefined> {
     const script = this.#script(`hold:${write.quota.options.table}:${write.host.name}`, () => this.#holdScript(write));
-    const row = await this.#run(script, holdValues(this.store, write));
+    const row = await this.#run(script, holdValues(this.store, write), write.userId);
     if (toNumber(row.held) <= 0) return undefined;
     const hostRowId = String(row.host_id);
     return { ...write.task, id: toNumber(row.task_id), host_row_id: hostRowId, external_task_id: `${write.externalId.before}${hostRowId}${write.externalId.after}` };
@@ -175,8 +183,9 @@ export class MysqlDirect implements DirectWrites {
     return s.script();
   }
 
-  #run(script: Script, values: Readonly<Record<string, unknown>>): Promise<AnswerRow> {
-    return this.#group.run({ text: script.sql, values: bindings(script, values), script });
+  /** `locks`: the caller whose balance row the write locks (a hold). */
+  #run(script: Script, values: Readonly<Record<string, unknown>>, locks?: string): Promise<AnswerRow> {
+    return this.#group.run({ text: script.sql, values: bindings(script, values), script, ...(locks !== undefined ? { locks } : {}) });
   }
 
   #script(key: string, make: () => Script): Script {
@@ -222,10 +231,10 @@ function stepOf(statement: string): string {
 }
 
 /**
- * The one connection of the group commit, opened with `multipleStatements`: a group goes out as one
+ * A connection of the group commit's own, opened with `multipleStatements`: a group goes out as one
  * text. A connection that failed (killed, timed out by the server) is replaced at the next group.
  */
-class OwnConnection implements GroupConnections<ScriptStatement>, GroupConnection<ScriptStatement> {
+class TextConnection implements OwnConnection<ScriptStatement> {
   #connection: MysqlConnection | undefined;
   /** Settles when #connection has logged in, or failed to (then the next group opens another). */
   #ready: Promise<void> | undefined;
@@ -236,7 +245,7 @@ class OwnConnection implements GroupConnections<ScriptStatement>, GroupConnectio
    * The connection, logged in: a refused login (a wrong password, an unknown database) fails the
    * group with the server's error, as knex's pool fails a query, and the next group tries again.
    */
-  async acquire(): Promise<GroupConnection<ScriptStatement>> {
+  async ready(): Promise<void> {
     if (this.#connection === undefined || this.#ready === undefined) {
       const connection = this.#open();
       const ready = new Promise<void>((resolve, reject) => connection.connect((error) => (error ? reject(error) : resolve())));
@@ -247,12 +256,6 @@ class OwnConnection implements GroupConnections<ScriptStatement>, GroupConnectio
       });
     }
     await this.#ready;
-    return this;
-  }
-
-  release(_connection: GroupConnection<ScriptStatement>, broken: boolean): Promise<void> {
-    if (broken) this.close(true);
-    return Promise.resolve();
   }
 
   /**

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Knex } from 'knex';
 import type { AcceptWrite, DirectWrites, HoldWrite, PoolClient } from './direct-writes.js';
 import { acceptShape, holdLedgerValues, holdValues, poolClientOf } from './direct-writes.js';
-import { GroupCommit, type AnswerRow, type GroupConnection, type GroupConnections, type GroupStatement } from './group-commit.js';
+import { GroupCommit, OwnConnections, type AnswerRow, type GroupConnection, type GroupConnections, type GroupStatement, type OwnConnection } from './group-commit.js';
 import type { HostTable } from './host-table.js';
 import type { RelayStore } from './relay-store.js';
 import type { HostColumn, NewHostRow, RelayTask } from './types.js';
@@ -95,13 +95,13 @@ export class PgDirect implements DirectWrites {
   static for(db: Knex, store: RelayStore): PgDirect | undefined {
     const client = poolClientOf<PgConnection>(db, 'pg');
     if (!client) return undefined;
-    const own = PipelinedConnections.for(db, GROUPS_IN_FLIGHT);
+    const own = pipelinedConnections(db, GROUPS_IN_FLIGHT);
     return own ? new PgDirect(db, store, own, GROUPS_IN_FLIGHT) : new PgDirect(db, store, new PooledConnections(client), 1);
   }
 
   /** Closes its connection of its own, if it has one; a write after this opens another. */
   close(): void {
-    if (this.#connections instanceof PipelinedConnections) this.#connections.close();
+    if (this.#connections instanceof OwnConnections) this.#connections.close();
   }
 
   async hold(write: HoldWrite): Promise<RelayTask | undefined> {
@@ -271,7 +271,7 @@ interface KnexPgClient {
  * after it in the same transaction and the `COMMIT` ends it as a rollback, so nothing of the group
  * remains; the first error is the group's. A connection that failed is replaced when it is next used.
  */
-class PipelinedConnection implements GroupConnection {
+class PipelinedConnection implements OwnConnection {
   #connection: PgClient | undefined;
   #ready: Promise<void> | undefined;
 
@@ -280,12 +280,12 @@ class PipelinedConnection implements GroupConnection {
     private readonly prepare: (connection: PgClient) => Promise<unknown>,
   ) {}
 
-  /** The connection, logged in; a refused login fails the group with the server's error, and the next group tries again. */
-  async acquire(): Promise<PipelinedConnection> {
+  /** Logs in if it is not; a refused login fails the group with the server's error, and the next group tries again. */
+  async ready(): Promise<void> {
     if (this.#connection === undefined || this.#ready === undefined) {
       const connection = this.open();
       connection.on('error', () => {
-        if (this.#connection === connection) this.close();
+        if (this.#connection === connection) this.close(true);
       });
       this.#connection = connection;
       const ready = connection.connect().then(async () => {
@@ -295,11 +295,10 @@ class PipelinedConnection implements GroupConnection {
       });
       this.#ready = ready;
       ready.catch(() => {
-        if (this.#connection === connection) this.close();
+        if (this.#connection === connection) this.close(true);
       });
     }
     await this.#ready;
-    return this;
   }
 
   async run(statements: readonly (GroupStatement | string)[]): Promise<AnswerRow[]> {
@@ -332,7 +331,7 @@ class PipelinedConnection implements GroupConnection {
    * Ends the connection; the next group opens another. PostgreSQL rolls back whatever a connection
    * left open when it goes, and node-postgres closes a connection that failed at once.
    */
-  close(): void {
+  close(_broken: boolean): void {
     const connection = this.#connection;
     this.#connection = undefined;
     this.#ready = undefined;
@@ -340,58 +339,24 @@ class PipelinedConnection implements GroupConnection {
   }
 }
 
-/** Connections of the writer's own, one per group at the database at once. */
-class PipelinedConnections implements GroupConnections {
-  readonly #all: PipelinedConnection[];
-  readonly #free: PipelinedConnection[];
-
-  private constructor(open: () => PgClient, prepare: (connection: PgClient) => Promise<unknown>, size: number) {
-    this.#all = Array.from({ length: size }, () => new PipelinedConnection(open, prepare));
-    this.#free = [...this.#all];
-  }
-
-  /**
-   * Where knex connects with an object of settings and the host added no hook of its own to a new
-   * connection (`pool.afterCreate`), and the driver pipelines (node-postgres 8.17 and later);
-   * undefined otherwise.
-   */
-  static for(db: Knex, size: number): PipelinedConnections | undefined {
-    const client = db.client as KnexPgClient;
-    const settings = client.connectionSettings;
-    const Client = client.driver?.Client;
-    if (Client === undefined || settings === null || typeof settings !== 'object') return undefined;
-    if (client.connectionConfigProvider !== undefined || client.config?.pool?.afterCreate !== undefined) return undefined;
-    // knex keeps the password as a property that a spread does not copy (so that it is not logged).
-    const { password } = settings as { password?: unknown };
-    const open = (): PgClient => new Client({ ...settings, ...(password !== undefined ? { password } : {}), pipeline: true });
-    if (open().pipeline !== true) return undefined;
-    // The schema search path knex sets on each of its connections (its `searchPath` option).
-    const prepare = (connection: PgClient): Promise<unknown> => client.setSchemaSearchPath?.(connection) ?? Promise.resolve();
-    return new PipelinedConnections(open, prepare, size);
-  }
-
-  /** A free connection, logged in (the group commit never asks for more than it has). */
-  async acquire(): Promise<GroupConnection> {
-    const connection = this.#free.pop();
-    if (connection === undefined) throw new Error('PgDirect: more groups at once than connections');
-    try {
-      return await connection.acquire();
-    } catch (error) {
-      this.#free.push(connection);
-      throw error;
-    }
-  }
-
-  release(connection: GroupConnection, broken: boolean): Promise<void> {
-    const own = connection as PipelinedConnection;
-    if (broken) own.close();
-    this.#free.push(own);
-    return Promise.resolve();
-  }
-
-  close(): void {
-    for (const connection of this.#all) connection.close();
-  }
+/**
+ * Pipelined connections of the writer's own, where knex connects with an object of settings and the
+ * host added no hook of its own to a new connection (`pool.afterCreate`), and the driver pipelines
+ * (node-postgres 8.17 and later); undefined otherwise.
+ */
+function pipelinedConnections(db: Knex, count: number): OwnConnections | undefined {
+  const client = db.client as KnexPgClient;
+  const settings = client.connectionSettings;
+  const Client = client.driver?.Client;
+  if (Client === undefined || settings === null || typeof settings !== 'object') return undefined;
+  if (client.connectionConfigProvider !== undefined || client.config?.pool?.afterCreate !== undefined) return undefined;
+  // knex keeps the password as a property that a spread does not copy (so that it is not logged).
+  const { password } = settings as { password?: unknown };
+  const open = (): PgClient => new Client({ ...settings, ...(password !== undefined ? { password } : {}), pipeline: true });
+  if (open().pipeline !== true) return undefined;
+  // The schema search path knex sets on each of its connections (its `searchPath` option).
+  const prepare = (connection: PgClient): Promise<unknown> => client.setSchemaSearchPath?.(connection) ?? Promise.resolve();
+  return new OwnConnections(count, () => new PipelinedConnection(open, prepare));
 }
 
 /** The error with its `sql` the failing CTE's statement (placeholders, no values), as knex's errors name theirs. */
