@@ -342,7 +342,7 @@ class PipelinedConnection implements OwnConnection {
 /**
  * Pipelined connections of the writer's own, where knex connects with an object of settings and the
  * host added no hook of its own to a new connection (`pool.afterCreate`), and the driver pipelines
- * (node-postgres 8.17 and later); undefined otherwise.
+ * (the `pipeline` option; node-postgres 8.23 has it); undefined otherwise.
  */
 function pipelinedConnections(db: Knex, count: number): OwnConnections | undefined {
   const client = db.client as KnexPgClient;
