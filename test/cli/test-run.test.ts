@@ -37,7 +37,7 @@ describe('npm test output (mocha with .mocharc)', function () {
 
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('repeats the skipped databases as the last line, after the failures, and says nothing when none is skipped', async () => {
+  it('repeats the skipped databases as the last line, after the failures, names the databases that ran, and says nothing when none is skipped', async () => {
     const env = { ...process.env };
     delete env.TEST_MYSQL_URL;
     delete env.TEST_PG_URL;
@@ -49,6 +49,10 @@ describe('npm test output (mocha with .mocharc)', function () {
     expect(skipped.stdout.lastIndexOf('on purpose')).to.be.lessThan(skipped.stdout.lastIndexOf(last as string));
 
     // The tiny suite opens no database: the URLs only need to be set.
+    const one = await mocha(spec, { ...env, TEST_PG_URL: 'postgres://nobody@127.0.0.1:1/none' });
+    expect(one.stdout.trimEnd().split('\n').at(-1)?.trim()).to.equal('Database suites ran on SQLite and PostgreSQL only. Skipped: MariaDB/MySQL (set TEST_MYSQL_URL).');
+    expect(one.stdout).to.include('Database suites run on SQLite and PostgreSQL only. Skipped: MariaDB/MySQL (set TEST_MYSQL_URL).');
+
     const all = await mocha(spec, { ...env, TEST_MYSQL_URL: 'mysql://nobody@127.0.0.1:1/none', TEST_PG_URL: 'postgres://nobody@127.0.0.1:1/none' });
     expect(all.code).to.equal(1);
     expect(all.stdout).to.include('1 passing');
