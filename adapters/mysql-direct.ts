@@ -32,7 +32,7 @@ interface Mysql2Client {
   driver?: { createConnection(settings: Record<string, unknown>): MysqlConnection };
   connectionSettings?: unknown;
   connectionConfigProvider?: unknown;
-  config?: { connectionPool?: unknown };
+  config?: { connectionPool?: unknown; pool?: { afterCreate?: unknown } };
 }
 
 /** A statement text and the names of its values, in order; `;`-separated statements, one round trip. */
@@ -109,13 +109,16 @@ export class MysqlDirect implements DirectWrites {
 
   /**
    * For a knex instance on mysql2 (not a transaction) whose connection settings are an object;
-   * undefined otherwise (another database, settings from a function, a pool of the host's own).
+   * undefined otherwise (another database, settings from a function, a pool of the host's own, a
+   * `pool.afterCreate` of the host's).
    */
   static for(db: Knex, store: RelayStore): MysqlDirect | undefined {
     const client = db.client as Mysql2Client;
     const settings = client.connectionSettings;
     if (client.driverName !== 'mysql2' || (db as { isTransaction?: boolean }).isTransaction === true) return undefined;
     if (client.driver === undefined || client.connectionConfigProvider !== undefined || client.config?.connectionPool !== undefined) return undefined;
+    // A host's hook on each new connection (a session setting) would not run on the writer's own.
+    if (client.config?.pool?.afterCreate !== undefined) return undefined;
     if (settings === null || typeof settings !== 'object') return undefined;
     const driver = client.driver;
     // FOUND_ROWS: an UPDATE's count (ROW_COUNT(), the OK packet's affectedRows) is the rows matched,

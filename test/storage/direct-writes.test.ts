@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import knex, { type Knex } from 'knex';
+import request from 'supertest';
 import type { DirectWrites, HoldWrite } from '../../adapters/direct-writes.js';
 import { createDefaultHostTables } from '../../adapters/host-schema.js';
 import { HostTable } from '../../adapters/host-table.js';
@@ -270,6 +271,29 @@ for (const database of testDatabases().filter((d) => d.name !== 'sqlite')) {
         after = await deadlocks();
       }
       expect(after - before).to.equal(0);
+    });
+
+    // MariaDB/MySQL only: its writer opens connections of its own from knex's settings, which a host's
+    // `afterCreate` never sees; such a relay keeps knex's path, on connections where it ran.
+    if (database.name === 'mysql') it("keeps the host's pool.afterCreate: a relay's submits are written where it ran (its session's auto-increment step shows in the ids)", async () => {
+      type Session = { query(sql: string, done: (error?: Error) => void): void };
+      const afterCreate = (c: Session, done: (error?: Error) => void): void => c.query('SET SESSION auto_increment_increment = 10', done);
+      const own = knex({ client: 'mysql2', connection: process.env.TEST_MYSQL_URL, pool: { min: 0, max: 2, afterCreate } });
+      let host: Harness | undefined;
+      try {
+        host = await startHarness(database, { relay: { db: own } });
+        const user = await host.user(100_000);
+        for (const prompt of ['a kite', 'a boat']) {
+          const res = await request(host.url).post('/kling/v1/videos/text2video').set('X-User-Id', String(user)).send({ prompt });
+          expect(res.status).to.equal(200);
+        }
+        const ids = (await host.rows('videos')).map((row) => Number(row.id));
+        expect(ids).to.have.length(2);
+        expect((ids[1] as number) - (ids[0] as number)).to.equal(10);
+      } finally {
+        await checkAndClose(host);
+        await own.destroy();
+      }
     });
 
     // PostgreSQL only: its writer opens a connection of its own from knex's settings, where knex sets
