@@ -28,6 +28,8 @@ export interface GroupConnection<S extends GroupStatement = GroupStatement> {
 
 /** Where a group gets its connection: taken for one group, then given back (`broken` when it failed past a rollback). */
 export interface GroupConnections<S extends GroupStatement = GroupStatement> {
+  /** How many groups it serves at once, each on a connection of its own; one when absent. */
+  readonly size?: number;
   acquire(): Promise<GroupConnection<S>>;
   release(connection: GroupConnection<S>, broken: boolean): Promise<void>;
 }
@@ -64,14 +66,15 @@ export class GroupCommit<S extends GroupStatement = GroupStatement> {
   #scheduled = false;
 
   /**
-   * `inFlight`: how many groups may be at the database at once, each on a connection of its own;
-   * with two, the next group's statements are at the server when the one before commits, instead
-   * of waiting for its answer to come back first.
+   * How many groups may be at the database at once (the connections' `size`); with two, the next
+   * group's statements are at the server when the one before commits, instead of waiting for its
+   * answer to come back first.
    */
-  constructor(
-    private readonly connections: GroupConnections<S>,
-    private readonly inFlight = 1,
-  ) {}
+  private readonly inFlight: number;
+
+  constructor(private readonly connections: GroupConnections<S>) {
+    this.inFlight = connections.size ?? 1;
+  }
 
   /** Runs one write in the next group; its row once the group committed. */
   run(statement: S): Promise<AnswerRow> {
@@ -174,12 +177,15 @@ export interface OwnConnection<S extends GroupStatement = GroupStatement> extend
   close(broken: boolean): void;
 }
 
-/** A writer's own connections, one for each group at the database at once. */
+/**
+ * A writer's own connections, one for each group at the database at once: two by default, so that
+ * while one group commits the next one's statements are already at the server.
+ */
 export class OwnConnections<S extends GroupStatement = GroupStatement> implements GroupConnections<S> {
   readonly #all: OwnConnection<S>[];
   readonly #free: OwnConnection<S>[];
 
-  constructor(count: number, open: () => OwnConnection<S>) {
+  constructor(open: () => OwnConnection<S>, count = 2) {
     this.#all = Array.from({ length: count }, open);
     this.#free = [...this.#all];
   }

@@ -8,12 +8,6 @@ import type { HostColumn, NewHostRow, RelayTask } from './types.js';
 import { toNumber } from './dialect.js';
 
 /**
- * Groups at the database at once, each on a connection of the writer's own: while one commits, the
- * next one's text is already at the server.
- */
-const GROUPS_IN_FLIGHT = 2;
-
-/**
  * The parts of a mysql2 connection (callback API) used here. A query emits 'fields' once for each
  * statement of its text whose result began: an OK packet (a write, a SET), a result set's columns.
  */
@@ -103,8 +97,8 @@ export class MysqlDirect implements DirectWrites {
     readonly store: RelayStore,
     connect: () => MysqlConnection,
   ) {
-    this.#connections = new OwnConnections(GROUPS_IN_FLIGHT, () => new TextConnection(connect));
-    this.#group = new GroupCommit(this.#connections, GROUPS_IN_FLIGHT);
+    this.#connections = new OwnConnections(() => new TextConnection(connect));
+    this.#group = new GroupCommit(this.#connections);
   }
 
   /**

@@ -29,12 +29,6 @@ interface Text {
   readonly parts: readonly string[];
 }
 
-/**
- * Groups at the database at once on connections of the writer's own: while one commits, the next
- * one's statements are already at the server.
- */
-const GROUPS_IN_FLIGHT = 2;
-
 /** The data-modifying statements of a statement's CTEs, by where each starts in its text. */
 function partsOf(text: string, parts: readonly string[]): { at: number; sql: string }[] {
   return parts.map((sql) => ({ at: text.indexOf(sql) + 1, sql }));
@@ -81,10 +75,9 @@ export class PgDirect implements DirectWrites {
     readonly db: Knex,
     readonly store: RelayStore,
     connections: GroupConnections,
-    inFlight: number,
   ) {
     this.#connections = connections;
-    this.#group = new GroupCommit(connections, inFlight);
+    this.#group = new GroupCommit(connections);
   }
 
   /**
@@ -95,8 +88,7 @@ export class PgDirect implements DirectWrites {
   static for(db: Knex, store: RelayStore): PgDirect | undefined {
     const client = poolClientOf<PgConnection>(db, 'pg');
     if (!client) return undefined;
-    const own = pipelinedConnections(db, GROUPS_IN_FLIGHT);
-    return own ? new PgDirect(db, store, own, GROUPS_IN_FLIGHT) : new PgDirect(db, store, new PooledConnections(client), 1);
+    return new PgDirect(db, store, pipelinedConnections(db) ?? new PooledConnections(client));
   }
 
   /** Closes its connection of its own, if it has one; a write after this opens another. */
@@ -310,14 +302,7 @@ class PipelinedConnection implements OwnConnection {
     socket?.cork?.();
     let sent: Promise<AnswerRow | undefined>[];
     try {
-      sent = statements.map((statement) =>
-        typeof statement === 'string'
-          ? connection.query(statement).then(() => undefined)
-          : connection.query({ name: statement.name, text: statement.text, values: [...statement.values] }).then(
-              (result) => result.rows[0] ?? {},
-              (error: unknown) => Promise.reject(named(error, statement)),
-            ),
-      );
+      sent = statements.map((statement) => runStatement(connection, statement));
     } finally {
       socket?.uncork?.();
     }
@@ -344,7 +329,7 @@ class PipelinedConnection implements OwnConnection {
  * host added no hook of its own to a new connection (`pool.afterCreate`), and the driver pipelines
  * (the `pipeline` option; node-postgres 8.23 has it); undefined otherwise.
  */
-function pipelinedConnections(db: Knex, count: number): OwnConnections | undefined {
+function pipelinedConnections(db: Knex): OwnConnections | undefined {
   const client = db.client as KnexPgClient;
   const settings = client.connectionSettings;
   const Client = client.driver?.Client;
@@ -356,7 +341,7 @@ function pipelinedConnections(db: Knex, count: number): OwnConnections | undefin
   if (open().pipeline !== true) return undefined;
   // The schema search path knex sets on each of its connections (its `searchPath` option).
   const prepare = (connection: PgClient): Promise<unknown> => client.setSchemaSearchPath?.(connection) ?? Promise.resolve();
-  return new OwnConnections(count, () => new PipelinedConnection(open, prepare));
+  return new OwnConnections(() => new PipelinedConnection(open, prepare));
 }
 
 /** The error with its `sql` the failing CTE's statement (placeholders, no values), as knex's errors name theirs. */
@@ -366,12 +351,21 @@ function named(error: unknown, statement: GroupStatement): unknown {
   return error;
 }
 
+/** One statement: a write's row (its error named by the part that failed), nothing for a control statement. */
+function runStatement(connection: PgConnection, statement: GroupStatement | string): Promise<AnswerRow | undefined> {
+  if (typeof statement === 'string') return connection.query(statement).then(() => undefined);
+  return connection.query({ name: statement.name, text: statement.text, values: [...statement.values] }).then(
+    (result) => result.rows[0] ?? {},
+    (error: unknown) => Promise.reject(named(error, statement)),
+  );
+}
+
 /** The statements one after the other (node-postgres sends the next once the previous answered). */
 async function runInOrder(connection: PgConnection, statements: readonly (GroupStatement | string)[]): Promise<AnswerRow[]> {
   const rows: AnswerRow[] = [];
   for (const statement of statements) {
-    if (typeof statement === 'string') await connection.query(statement);
-    else rows.push((await connection.query({ name: statement.name, text: statement.text, values: [...statement.values] }).catch((error: unknown) => Promise.reject(named(error, statement)))).rows[0] ?? {});
+    const row = await runStatement(connection, statement);
+    if (row !== undefined) rows.push(row);
   }
   return rows;
 }
