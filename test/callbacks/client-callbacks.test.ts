@@ -156,7 +156,9 @@ for (const database of testDatabases()) {
 
     it('deletes notices keepForMs after they were delivered or given up, in a later pass; never a pending one', async () => {
       const logger = recordingLogger();
-      await start({ keepForMs: 50, retryForMs: 60_000 }, { logger });
+      // keepForMs well past a pass's own length: a pass that took longer than it (a loaded machine)
+      // would rightly delete the notice it delivered itself, before this test looks.
+      await start({ keepForMs: 1_000, retryForMs: 60_000 }, { logger });
       const delivered = await submitted();
       const down = await startReceiver();
       await down.stop();
@@ -164,7 +166,7 @@ for (const database of testDatabases()) {
       const pass = await h.relay.reconcile();
       expect(pass.callbacks).to.deep.include({ claimed: 2, delivered: 1, retrying: 1 });
       expect((await outbox()).map((n) => n.state)).to.deep.equal(['delivered', 'pending']);
-      await sleep(80);
+      await sleep(1_100);
       await h.relay.reconcile();
       const left = await outbox();
       expect(left.map((n) => n.state), 'the delivered notice is gone, the one still retried stays').to.deep.equal(['pending']);
