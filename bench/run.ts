@@ -27,6 +27,7 @@ import type { Knex } from 'knex';
 import { QUEUED_MESSAGE } from '../lib/task/life.js';
 import { ACTIVE_STATES } from '../lib/task/states.js';
 import { connect } from './database.js';
+import { cpuSnapshot } from './cpu.js';
 import { seed } from './seed.js';
 import type { ChildMessage } from './servers.js';
 
@@ -119,6 +120,14 @@ export interface Figures {
   timeouts: number;
   /** CPU time (user + system) the server process spent per answered request: what load on the machine does not change much. */
   cpuUsPerRequest?: number;
+  /**
+   * Busy time of the whole machine per answered request (every process: the load generator, the
+   * sandbox, the server, the database server, and whatever else ran). With every core busy, the
+   * ratio of two servers' requests per second is about the inverse ratio of this figure.
+   */
+  machineCpuUsPerRequest?: number;
+  /** CPU time of the MariaDB/MySQL or PostgreSQL server processes on this machine per answered request (0 for SQLite). */
+  databaseCpuUsPerRequest?: number;
 }
 
 interface Load {
@@ -218,10 +227,18 @@ async function driveAtRate(url: string, load: Load & { rate: number }): Promise<
 /** drive(), with the server's CPU time per request. */
 async function measure(server: Server, load: Load & { rate?: number }): Promise<Figures> {
   const before = await server.ask('usage');
+  const cpuBefore = cpuSnapshot();
   const figures = load.rate === undefined ? await drive(server.url, load) : await driveAtRate(server.url, { ...load, rate: load.rate });
+  const cpuAfter = cpuSnapshot();
   const after = await server.ask('usage');
   const answered = figures.ok + figures.non2xx;
-  return { ...figures, cpuUsPerRequest: answered > 0 ? Math.round((after.cpuUs - before.cpuUs) / answered) : 0 };
+  const per = (us: number): number => (answered > 0 ? Math.round(us / answered) : 0);
+  return {
+    ...figures,
+    cpuUsPerRequest: per(after.cpuUs - before.cpuUs),
+    machineCpuUsPerRequest: per(cpuAfter.machineUs - cpuBefore.machineUs),
+    ...(cpuBefore.databaseUs !== undefined && cpuAfter.databaseUs !== undefined ? { databaseCpuUsPerRequest: per(cpuAfter.databaseUs - cpuBefore.databaseUs) } : {}),
+  };
 }
 
 async function warm(url: string, load: Load): Promise<void> {
@@ -615,12 +632,13 @@ function pad(cells: (string | number)[], widths: number[]): string {
 }
 
 function printPairs(title: string, rows: (Pair & { database: string; connections: number })[]): void {
-  const widths = [8, 5, 10, 8, 8, 10, 8, 8, 7, 9, 12];
+  const widths = [8, 5, 10, 8, 8, 10, 8, 8, 7, 9, 12, 14, 9];
   console.log(`\n${title}`);
-  console.log(pad(['db', 'conn', 'relay r/s', 'p50', 'p99', 'bare r/s', 'p50', 'p99', 'ratio', '+p99 ms', 'cpu us/req'], widths));
+  console.log(pad(['db', 'conn', 'relay r/s', 'p50', 'p99', 'bare r/s', 'p50', 'p99', 'ratio', '+p99 ms', 'cpu us/req', 'machine us/req', 'db us/req'], widths));
   for (const r of rows) {
     const cpu = `${r.relay.cpuUsPerRequest ?? '?'}/${r.bare.cpuUsPerRequest ?? '?'}`;
-    console.log(pad([r.database, r.connections, r.relay.rps, r.relay.p50, r.relay.p99, r.bare.rps, r.bare.p50, r.bare.p99, `${Math.round(r.ratio * 100)}%`, r.addedP99Ms, cpu], widths));
+    const machine = `${r.relay.machineCpuUsPerRequest ?? '?'}/${r.bare.machineCpuUsPerRequest ?? '?'}`;
+    console.log(pad([r.database, r.connections, r.relay.rps, r.relay.p50, r.relay.p99, r.bare.rps, r.bare.p50, r.bare.p99, `${Math.round(r.ratio * 100)}%`, r.addedP99Ms, cpu, machine, r.relay.databaseCpuUsPerRequest ?? '?'], widths));
   }
 }
 

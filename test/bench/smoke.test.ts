@@ -14,6 +14,9 @@ interface Figures {
   ok: number;
   non2xx: number;
   errors: number;
+  cpuUsPerRequest?: number;
+  machineCpuUsPerRequest?: number;
+  databaseCpuUsPerRequest?: number;
 }
 
 /** Both servers answered, and only with 2xx: what a smoke run can check without judging speed. */
@@ -83,6 +86,14 @@ describe('npm run bench (smoke run, BENCH_QUICK=1)', function () {
       answered(row.relay, `relay ${row.database} x${row.connections}`);
       answered(row.bare, `bare ${row.database} x${row.connections}`);
       expect(row.ratio).to.be.greaterThan(0);
+      // The CPU a request costs the server, the whole machine (at least the server's share), and the
+      // database server processes (none on SQLite, where the database is the server's own process;
+      // read from /proc, so only on Linux).
+      for (const figures of [row.relay, row.bare]) {
+        expect(figures.cpuUsPerRequest, 'server CPU per request').to.be.a('number').and.greaterThan(0);
+        expect(figures.machineCpuUsPerRequest, 'machine CPU per request').to.be.a('number').and.at.least(figures.cpuUsPerRequest ?? 0);
+        if (process.platform === 'linux') expect(figures.databaseCpuUsPerRequest, 'database server CPU per request').to.be.a('number').and.at.least(0);
+      }
     }
     // Every caller's token is known to the bench host: a 401 for any of them would show as a non-2xx.
     expect(results.submitManyCallers.map((r) => `${r.database}/${r.connections}/${r.callers}`)).to.deep.equal(['sqlite/16/16']);
