@@ -13,7 +13,8 @@
  * BENCH_TWO_PROCESS_SUBMITS (submits offered to each of the two relay processes,
  * default 4000), BENCH_RATE (requests/s offered to both
  * servers in the equal-rate run; default 40% of the relay's saturated submit rate at 16 connections),
- * BENCH_LOOKUP_ROWS (tasks of the one caller in the lookup run, default 1000,1000000).
+ * BENCH_LOOKUP_ROWS (tasks of the one caller in the lookup run, default 1000,1000000), BENCH_SLICES (parts
+ * a run driven as fast as the servers answer is measured in, relay and bare proxy in turn, default 5).
  */
 import autocannon from 'autocannon';
 import { fork, type ChildProcess } from 'node:child_process';
@@ -35,6 +36,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 const quick = process.env.BENCH_QUICK === '1';
 const duration = Number(process.env.BENCH_DURATION ?? (quick ? 1 : 10));
 const warmup = quick ? 0.3 : 2;
+/** Parts a run driven as fast as the servers answer is measured in, relay and bare proxy in turn. */
+const slices = Number(process.env.BENCH_SLICES ?? (quick ? 2 : 5));
 const connectionCounts = (process.env.BENCH_CONNECTIONS ?? (quick ? '16' : '1,16,64')).split(',').map(Number);
 const tableSizes = (process.env.BENCH_ROWS ?? (quick ? '100,1000' : '1000,100000,1000000')).split(',').map(Number);
 const LARGE_BYTES = 10 * 1024 * 1024;
@@ -272,13 +275,57 @@ function pair(relay: Figures, bare: Figures): Pair {
   return { relay, bare, ratio: round(relay.rps / Math.max(bare.rps, 1e-9), 3), addedP50Ms: round(relay.p50 - bare.p50, 2), addedP99Ms: round(relay.p99 - bare.p99, 2) };
 }
 
-/** Relay and bare proxy alternate, so that a change in the machine's load hits both alike. */
+/**
+ * Relay and bare proxy take turns: after a warm-up of each, a run driven as fast as each server
+ * answers is measured in `slices` parts, bare proxy then relay, so that a change in the machine's
+ * speed during the run (on a shared machine, by half within a minute) reaches both alike. A run at an
+ * offered rate is measured in one part each.
+ */
 async function compare(relay: Server, bare: Server, load: Load & { rate?: number }): Promise<Pair> {
   await warm(bare.url, load);
-  const b = await measure(bare, load);
+  if (load.rate !== undefined || slices <= 1) {
+    const b = await measure(bare, load);
+    await warm(relay.url, load);
+    return pair(await measure(relay, load), b);
+  }
   await warm(relay.url, load);
-  const r = await measure(relay, load);
-  return pair(r, b);
+  const part = { ...load, seconds: (load.seconds ?? duration) / slices };
+  const b: Figures[] = [];
+  const r: Figures[] = [];
+  for (let i = 0; i < slices; i++) {
+    b.push(await measure(bare, part));
+    r.push(await measure(relay, part));
+  }
+  return pair(combined(r), combined(b));
+}
+
+/**
+ * The parts of one run as one: counts summed, requests per second averaged (the parts are equally
+ * long), and the latencies and the CPU per request averaged weighted by each part's answers (a
+ * part's p50 and p99 are its own: averaged, they approximate the run's).
+ */
+function combined(parts: readonly Figures[]): Figures {
+  const answers = parts.map((f) => f.ok + f.non2xx);
+  const total = answers.reduce((sum, n) => sum + n, 0);
+  const weighted = (value: (f: Figures) => number | undefined, digits: number): number | undefined => {
+    if (total === 0 || parts.some((f) => value(f) === undefined)) return undefined;
+    return round(parts.reduce((sum, f, i) => sum + (value(f) ?? 0) * (answers[i] ?? 0), 0) / total, digits);
+  };
+  const sum = (value: (f: Figures) => number): number => parts.reduce((acc, f) => acc + value(f), 0);
+  const optional = (name: string, value: number | undefined): Record<string, number> => (value === undefined ? {} : { [name]: value });
+  return {
+    rps: round(sum((f) => f.rps) / Math.max(parts.length, 1)),
+    p50: weighted((f) => f.p50, 1) ?? 0,
+    p99: weighted((f) => f.p99, 1) ?? 0,
+    mean: weighted((f) => f.mean, 1) ?? 0,
+    ok: sum((f) => f.ok),
+    non2xx: sum((f) => f.non2xx),
+    errors: sum((f) => f.errors),
+    timeouts: sum((f) => f.timeouts),
+    ...optional('cpuUsPerRequest', weighted((f) => f.cpuUsPerRequest, 0)),
+    ...optional('machineCpuUsPerRequest', weighted((f) => f.machineCpuUsPerRequest, 0)),
+    ...optional('databaseCpuUsPerRequest', weighted((f) => f.databaseCpuUsPerRequest, 0)),
+  };
 }
 
 /** A task final at Kling and, for the relay, in its database (one query refreshes it there). */
