@@ -31,6 +31,7 @@ import { connect } from './database.js';
 import { cpuSnapshot } from './cpu.js';
 import { seed } from './seed.js';
 import type { ChildMessage } from './servers.js';
+import type { BenchResults, CallersPair, DatabasePair, DispatchFigures, Figures, JunkFigures, LargeFigures, Pair, RatePair, Target, TwoProcessCheck, TwoProcessFigures } from './results.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const quick = process.env.BENCH_QUICK === '1';
@@ -110,28 +111,6 @@ function startServer(role: 'sandbox' | 'relay' | 'bare', args: string[] = []): P
 
 // ---- load ----
 
-export interface Figures {
-  /** Requests per second (autocannon's average over the run). */
-  rps: number;
-  p50: number;
-  p99: number;
-  mean: number;
-  /** 2xx answers. */
-  ok: number;
-  non2xx: number;
-  errors: number;
-  timeouts: number;
-  /** CPU time (user + system) the server process spent per answered request: what load on the machine does not change much. */
-  cpuUsPerRequest?: number;
-  /**
-   * Busy time of the whole machine per answered request (every process: the load generator, the
-   * sandbox, the server, the database server, and whatever else ran). With every core busy, the
-   * ratio of two servers' requests per second is about the inverse ratio of this figure.
-   */
-  machineCpuUsPerRequest?: number;
-  /** CPU time of the MariaDB/MySQL or PostgreSQL server processes on this machine per answered request (0 for SQLite). */
-  databaseCpuUsPerRequest?: number;
-}
 
 interface Load {
   path: string;
@@ -262,14 +241,6 @@ async function json(url: string, init: RequestInit): Promise<Record<string, unkn
 
 // ---- scenarios ----
 
-interface Pair {
-  relay: Figures;
-  bare: Figures;
-  /** relay rps / bare rps */
-  ratio: number;
-  addedP50Ms: number;
-  addedP99Ms: number;
-}
 
 function pair(relay: Figures, bare: Figures): Pair {
   return { relay, bare, ratio: round(relay.rps / Math.max(bare.rps, 1e-9), 3), addedP50Ms: round(relay.p50 - bare.p50, 2), addedP99Ms: round(relay.p99 - bare.p99, 2) };
@@ -338,8 +309,6 @@ async function finishedTask(server: Server, relay: boolean): Promise<string> {
   return taskId;
 }
 
-type RatePair = Pair & { database: string; connections: number; offeredRps: number };
-type CallersPair = Pair & { database: string; connections: number; callers: number };
 
 async function databaseRun(name: string, database: string, sandbox: Server, bare: Server): Promise<{ submit: (Pair & { database: string; connections: number })[]; callers: CallersPair[]; rate: RatePair[]; query: (Pair & { database: string; connections: number })[]; relay: Server }> {
   const db = connect(database);
@@ -387,13 +356,6 @@ async function databaseRun(name: string, database: string, sandbox: Server, bare
   return { submit, callers, rate, query, relay };
 }
 
-interface LargeFigures {
-  latency: Figures;
-  /** Peak RSS during the first LARGE_IN_FLIGHT concurrent 10 MB submits over the RSS right before (after a GC). */
-  peakGrowthBytes: number;
-  /** peakGrowthBytes / (LARGE_IN_FLIGHT x body size). */
-  perRequestFactor: number;
-}
 
 async function largeRun(server: Server, body: string): Promise<LargeFigures> {
   // Memory first: the server has served small requests only (warm), and once 10 MB bodies have passed
@@ -407,16 +369,6 @@ async function largeRun(server: Server, body: string): Promise<LargeFigures> {
   return { latency, peakGrowthBytes: growth, perRequestFactor: round(growth / (LARGE_IN_FLIGHT * body.length), 2) };
 }
 
-interface JunkFigures {
-  /** Peak RSS during the burst over the RSS right before it (after a GC). */
-  peakGrowthBytes: number;
-  /** peakGrowthBytes / (LARGE_IN_FLIGHT x body size), as for the valid body. */
-  perRequestFactor: number;
-  /** Answers of the burst that were not 2xx (all of them: each body is refused). */
-  refused: number;
-  /** A small submit right after the burst answered 200. */
-  answeringAfter: boolean;
-}
 
 /**
  * A burst of `{"prompt":"x","junk":[0,0,...]}` bodies as large as the valid one, LARGE_IN_FLIGHT at a
@@ -480,36 +432,7 @@ async function tableSizeRun(sandbox: Server, dir: string): Promise<{ rows: numbe
   return out;
 }
 
-interface TwoProcessFigures {
-  database: string;
-  /** Submits offered to each relay process, 8 connections each. */
-  offeredEach: number;
-  startBalance: number;
-  relays: Figures[];
-  /** All answers of both relays per second of the run. */
-  rps: number;
-  bare: Figures;
-  /** Both relays' requests per second over the bare proxy's at 16 connections, the same submits offered. */
-  ratio: number;
-  check: TwoProcessCheck;
-}
 
-interface TwoProcessCheck {
-  tasks: number;
-  hostRows: number;
-  ledgerHolds: number;
-  /** Tasks without exactly one hold row in the ledger. */
-  tasksNotHeldOnce: number;
-  /** Sum of the tasks' holds, of the ledger's hold rows (negated), and the balance's fall. */
-  taskHolds: number;
-  ledgerHoldSum: number;
-  balanceFall: number;
-  endBalance: number;
-  /** 2xx answers of both relays, which must equal the tasks. */
-  accepted: number;
-  refused402: number;
-  held: boolean;
-}
 
 /**
  * Two relay processes on one MariaDB/PostgreSQL database, each offered the same number of submits
@@ -564,36 +487,6 @@ async function checkMoney(db: Knex, userId: number, startBalance: number, figure
   return { tasks, hostRows, ledgerHolds, tasksNotHeldOnce: tasks - heldOnce, taskHolds, ledgerHoldSum, balanceFall, endBalance, accepted, refused402, held };
 }
 
-interface DispatchFigures {
-  database: string;
-  connections: number;
-  /** Callers whose tokens the submits take in turn. */
-  callers: number;
-  /** The account's concurrency for the model version of the small submit. */
-  cap: number;
-  reconcilerIntervalMs: number;
-  /**
-   * The relay with the cap and its reconciler; of its 2xx answers, those queued (no free slot) and those
-   * sent to Kling at once; its other answers by HTTP status and Kling-style code ("429 1303").
-   */
-  capped: Figures & { queued: number; sentAtOnce: number; refused: Record<string, number> };
-  /** The same relay with its reconciler and no cap: the completion work without the dispatch. */
-  settling: Figures;
-  /** The relay as the submit run measures it (no cap, no reconciler), and the bare proxy measured just before it. */
-  uncapped: Figures;
-  bare: Figures;
-  /** capped rps / uncapped rps, capped rps / settling rps, capped rps / bare rps. */
-  ratio: number;
-  settlingRatio: number;
-  bareRatio: number;
-  /** Latency the cap adds over the uncapped relay, and over the settling one. */
-  addedP50Ms: number;
-  addedP99Ms: number;
-  addedP99OverSettlingMs: number;
-  /** Milliseconds after the capped run until no task was queued or running, and how many still were then. */
-  settleMs: number;
-  unsettled: number;
-}
 
 /** How many tasks are queued or running. */
 async function activeTasks(db: Knex): Promise<number> {
@@ -667,12 +560,6 @@ async function dispatchRun(name: string, database: string, sandbox: Server, bare
 
 // ---- report ----
 
-interface Target {
-  name: string;
-  target: string;
-  value: string;
-  met: boolean;
-}
 
 function pad(cells: (string | number)[], widths: number[]): string {
   return cells.map((c, i) => String(c).padStart(widths[i] ?? 8)).join('  ');
@@ -700,12 +587,12 @@ async function main(): Promise<void> {
   if (process.env.BENCH_MYSQL_URL) databases.push(['mysql', process.env.BENCH_MYSQL_URL]);
   if (process.env.BENCH_PG_URL) databases.push(['pg', process.env.BENCH_PG_URL]);
   try {
-    const submit: (Pair & { database: string; connections: number })[] = [];
+    const submit: DatabasePair[] = [];
     const callers: CallersPair[] = [];
     const rate: RatePair[] = [];
-    const query: (Pair & { database: string; connections: number })[] = [];
-    let large: { bodyBytes: number; inFlight: number; relay: LargeFigures; bare: LargeFigures; addedMs: number } | undefined;
-    let junk: (JunkFigures & { bodyBytes: number; requests: number; inFlight: number }) | undefined;
+    const query: DatabasePair[] = [];
+    let large: BenchResults['largeBody'];
+    let junk: BenchResults['junkBody'];
     const twoProcess: TwoProcessFigures[] = [];
     const dispatch: DispatchFigures[] = [];
     for (const [name, database] of databases) {
@@ -775,7 +662,7 @@ async function main(): Promise<void> {
       targets.push({ name: `submit p50 from ${tableSizes[0]} to ${tableSizes[tableSizes.length - 1]} rows (flat: within 1.5x + 1 ms)`, target: 'flat', value: `${smallest.p50} -> ${largest.p50} ms`, met: flat });
     }
 
-    const results = {
+    const results: BenchResults = {
       version: 1,
       startedAt: started.toISOString(),
       command: process.env.npm_lifecycle_event === 'bench' ? 'npm run bench' : `tsx bench/run.ts`,

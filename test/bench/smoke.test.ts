@@ -4,20 +4,10 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { BenchResults, Figures } from '../../bench/results.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-interface Figures {
-  rps: number;
-  p50: number;
-  p99: number;
-  ok: number;
-  non2xx: number;
-  errors: number;
-  cpuUsPerRequest?: number;
-  machineCpuUsPerRequest?: number;
-  databaseCpuUsPerRequest?: number;
-}
 
 /** Both servers answered, and only with 2xx: what a smoke run can check without judging speed. */
 function answered(figures: Figures, what: string): void {
@@ -51,33 +41,7 @@ describe('npm run bench (smoke run, BENCH_QUICK=1)', function () {
     expect(code, `exit code; stderr:\n${stderr}`).to.equal(0);
     expect(stdout).to.include('text2video submit, small body').and.include('query of a finished task').and.include('targets');
 
-    const results = JSON.parse(readFileSync(out, 'utf8')) as {
-      quick: boolean;
-      machine: { cpus: number; node: string };
-      submit: { database: string; connections: number; relay: Figures; bare: Figures; ratio: number; addedP99Ms: number }[];
-      submitManyCallers: { database: string; connections: number; callers: number; relay: Figures; bare: Figures; ratio: number }[];
-      submitAtRate: { database: string; connections: number; offeredRps: number; relay: Figures; bare: Figures; addedP99Ms: number }[];
-      query: { database: string; connections: number; relay: Figures; bare: Figures; ratio: number }[];
-      largeBody: { bodyBytes: number; inFlight: number; relay: { latency: Figures; peakGrowthBytes: number; perRequestFactor: number }; bare: { latency: Figures; peakGrowthBytes: number }; addedMs: number };
-      junkBody: { bodyBytes: number; requests: number; refused: number; answeringAfter: boolean; peakGrowthBytes: number };
-      tableSizes: { rows: number; relay: Figures }[];
-      lookups: { tasks: number; relay: Figures }[];
-      twoProcess: unknown[];
-      dispatch: {
-        database: string;
-        connections: number;
-        cap: number;
-        reconcilerIntervalMs: number;
-        capped: Figures & { queued: number; sentAtOnce: number; refused: Record<string, number> };
-        settling: Figures;
-        uncapped: Figures;
-        bare: Figures;
-        ratio: number;
-        addedP99Ms: number;
-        unsettled: number;
-      }[];
-      targets: { name: string; target: string; value: string; met: boolean }[];
-    };
+    const results = JSON.parse(readFileSync(out, 'utf8')) as BenchResults;
     expect(results.quick).to.equal(true);
     expect(results.machine.node).to.equal(process.version);
     expect(results.machine.cpus).to.be.greaterThan(0);
@@ -109,15 +73,19 @@ describe('npm run bench (smoke run, BENCH_QUICK=1)', function () {
       expect(row.addedP99Ms).to.be.a('number');
     }
     expect(results.query).to.have.length(1);
-    expect(results.largeBody.bodyBytes).to.be.greaterThan(10 * 1024 * 1024);
-    answered(results.largeBody.relay.latency, 'relay, 10 MB body');
-    answered(results.largeBody.bare.latency, 'bare, 10 MB body');
-    expect(results.largeBody.relay.peakGrowthBytes).to.be.a('number').and.at.least(0);
+    const large = results.largeBody;
+    if (large === undefined) throw new Error('the 10 MB body run is missing');
+    expect(large.bodyBytes).to.be.greaterThan(10 * 1024 * 1024);
+    answered(large.relay.latency, 'relay, 10 MB body');
+    answered(large.bare.latency, 'bare, 10 MB body');
+    expect(large.relay.peakGrowthBytes).to.be.a('number').and.at.least(0);
     expect(results.tableSizes.map((t) => t.rows)).to.deep.equal([100, 1000]);
     for (const t of results.tableSizes) answered(t.relay, `relay with ${t.rows} rows`);
-    expect(results.junkBody.bodyBytes).to.be.greaterThan(10 * 1024 * 1024);
-    expect([results.junkBody.refused, results.junkBody.answeringAfter]).to.deep.equal([results.junkBody.requests, true]);
-    expect(results.junkBody.peakGrowthBytes).to.be.a('number').and.at.least(0);
+    const junk = results.junkBody;
+    if (junk === undefined) throw new Error('the junk body run is missing');
+    expect(junk.bodyBytes).to.be.greaterThan(10 * 1024 * 1024);
+    expect([junk.refused, junk.answeringAfter]).to.deep.equal([junk.requests, true]);
+    expect(junk.peakGrowthBytes).to.be.a('number').and.at.least(0);
     // Two relay processes share a server database; without BENCH_MYSQL_URL/BENCH_PG_URL there is none.
     expect(results.twoProcess).to.deep.equal([]);
     // The capped relay beside the same relay settling without a cap, the uncapped one and the bare proxy;
