@@ -317,23 +317,34 @@ const QUEUE_RETRY_AFTER = '10';
 
 const queueRefusal = (message: string): RelayHttpError => new RelayHttpError(429, 1303, message, { headers: { 'Retry-After': QUEUE_RETRY_AFTER } });
 
+/** How many tasks wait for this model version's slots, when the queue is on and a cap is in force (0 otherwise: not read). */
+async function waitingFor(ctx: RelayContext, need: SlotNeed): Promise<number> {
+  if (ctx.config.queue.maxLength === 0 || !ctx.slots.limited(need)) return 0;
+  return ctx.store.queuedCount(ctx.db, need);
+}
+
+/** The caller's tasks queued or running, when a cap is in force (0 otherwise: not read). */
+async function activeOf(ctx: RelayContext, userId: string, need: SlotNeed): Promise<number> {
+  return ctx.slots.limited(need) ? ctx.store.activeCount(ctx.db, userId) : 0;
+}
+
 /**
  * Whether a task must wait in the queue: the queue is on, a cap is in force for its model version and
- * no slot is free, or others wait for that model version already (they go first).
+ * no slot is free, or others wait for that model version already (`waiting`: they go first).
  */
-async function mustQueue(ctx: RelayContext, need: SlotNeed, free: boolean): Promise<boolean> {
+function mustQueue(ctx: RelayContext, need: SlotNeed, free: boolean, waiting: number): boolean {
   if (ctx.config.queue.maxLength === 0 || !ctx.slots.limited(need)) return false;
-  return !free || (await ctx.store.queuedCount(ctx.db, need)) > 0;
+  return !free || waiting > 0;
 }
 
 /**
  * The queue's limits on a submit under a cap, checked before anything is held: the caller's tasks
- * queued and running, and the queue's length when this one would join it. Over either: 429/1303.
+ * queued and running (`active`), and the queue's length when this one would join it. Over either: 429/1303.
  */
-async function checkQueueLimits(ctx: RelayContext, userId: string, need: SlotNeed, queued: boolean): Promise<void> {
+async function checkQueueLimits(ctx: RelayContext, need: SlotNeed, queued: boolean, active: number): Promise<void> {
   if (!ctx.slots.limited(need)) return;
   const { perCaller, maxLength } = ctx.config.queue;
-  if ((await ctx.store.activeCount(ctx.db, userId)) >= perCaller) throw queueRefusal(`too many tasks: you have ${perCaller} tasks queued or running, the most allowed; submit again when one has finished`);
+  if (active >= perCaller) throw queueRefusal(`too many tasks: you have ${perCaller} tasks queued or running, the most allowed; submit again when one has finished`);
   if (queued && (await ctx.store.queuedCount(ctx.db)) >= maxLength) throw queueRefusal(`every Kling slot is busy and the queue is full (${maxLength} tasks); submit again later`);
 }
 
@@ -344,9 +355,11 @@ async function checkQueueLimits(ctx: RelayContext, userId: string, need: SlotNee
  */
 async function placeTask(ctx: RelayContext, entry: RegistryEntry, kling: Record<string, unknown>, caller: Caller, need: SlotNeed, price: PriceQuote, client: ClientIds): Promise<Placed> {
   const userId = String(caller.id);
-  const { account, pinned, free } = await chooseAccount(ctx, entry, kling, userId, need);
-  const queued = await mustQueue(ctx, need, free);
-  await checkQueueLimits(ctx, userId, need, queued);
+  // The counts a decision under a cap reads do not depend on each other: read at once, the decision
+  // (which holds its model version's gate until the hold commits) waits for one round trip, not three.
+  const [{ account, pinned, free }, waiting, active] = await Promise.all([chooseAccount(ctx, entry, kling, userId, need), waitingFor(ctx, need), activeOf(ctx, userId, need)]);
+  const queued = mustQueue(ctx, need, free, waiting);
+  await checkQueueLimits(ctx, need, queued, active);
   const plan = holdPlan(ctx, entry, caller, account, price, client, need.slots, { requestedCount: requestedCount(kling) }, queued ? kling : undefined);
   const task = await withinDeadline(hold(ctx, plan), ctx.config.dbTimeoutMs, (late) => {
     finish(ctx, late.id, { status: 'failed', reason: 'the hold committed after the database deadline; Kling was not called' }, ['queued', 'pending'])
