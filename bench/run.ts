@@ -111,7 +111,6 @@ function startServer(role: 'sandbox' | 'relay' | 'bare', args: string[] = []): P
 
 // ---- load ----
 
-
 interface Load {
   path: string;
   method?: 'GET' | 'POST';
@@ -241,7 +240,6 @@ async function json(url: string, init: RequestInit): Promise<Record<string, unkn
 
 // ---- scenarios ----
 
-
 function pair(relay: Figures, bare: Figures): Pair {
   return { relay, bare, ratio: round(relay.rps / Math.max(bare.rps, 1e-9), 3), addedP50Ms: round(relay.p50 - bare.p50, 2), addedP99Ms: round(relay.p99 - bare.p99, 2) };
 }
@@ -309,8 +307,7 @@ async function finishedTask(server: Server, relay: boolean): Promise<string> {
   return taskId;
 }
 
-
-async function databaseRun(name: string, database: string, sandbox: Server, bare: Server): Promise<{ submit: (Pair & { database: string; connections: number })[]; callers: CallersPair[]; rate: RatePair[]; query: (Pair & { database: string; connections: number })[]; relay: Server }> {
+async function databaseRun(name: string, database: string, sandbox: Server, bare: Server): Promise<{ submit: DatabasePair[]; callers: CallersPair[]; rate: RatePair[]; query: DatabasePair[]; relay: Server }> {
   const db = connect(database);
   await seed(db, 0);
   await db.destroy();
@@ -356,7 +353,6 @@ async function databaseRun(name: string, database: string, sandbox: Server, bare
   return { submit, callers, rate, query, relay };
 }
 
-
 async function largeRun(server: Server, body: string): Promise<LargeFigures> {
   // Memory first: the server has served small requests only (warm), and once 10 MB bodies have passed
   // the heap keeps their pages, so a later burst would find its memory already resident and look free.
@@ -368,7 +364,6 @@ async function largeRun(server: Server, body: string): Promise<LargeFigures> {
   const latency = await drive(server.url, { path: '/kling/v1/videos/image2video', body, connections: 1, amount: largeRequests });
   return { latency, peakGrowthBytes: growth, perRequestFactor: round(growth / (LARGE_IN_FLIGHT * body.length), 2) };
 }
-
 
 /**
  * A burst of `{"prompt":"x","junk":[0,0,...]}` bodies as large as the valid one, LARGE_IN_FLIGHT at a
@@ -432,8 +427,6 @@ async function tableSizeRun(sandbox: Server, dir: string): Promise<{ rows: numbe
   return out;
 }
 
-
-
 /**
  * Two relay processes on one MariaDB/PostgreSQL database, each offered the same number of submits
  * (8 connections each, 16 in all) by the same caller, whose balance covers three quarters of them;
@@ -486,7 +479,6 @@ async function checkMoney(db: Knex, userId: number, startBalance: number, figure
   const held = tasks === accepted && hostRows === tasks && ledgerHolds === tasks && heldOnce === tasks && taskHolds === ledgerHoldSum && ledgerHoldSum === balanceFall && endBalance >= 0;
   return { tasks, hostRows, ledgerHolds, tasksNotHeldOnce: tasks - heldOnce, taskHolds, ledgerHoldSum, balanceFall, endBalance, accepted, refused402, held };
 }
-
 
 /** How many tasks are queued or running. */
 async function activeTasks(db: Knex): Promise<number> {
@@ -560,12 +552,11 @@ async function dispatchRun(name: string, database: string, sandbox: Server, bare
 
 // ---- report ----
 
-
 function pad(cells: (string | number)[], widths: number[]): string {
   return cells.map((c, i) => String(c).padStart(widths[i] ?? 8)).join('  ');
 }
 
-function printPairs(title: string, rows: (Pair & { database: string; connections: number })[]): void {
+function printPairs(title: string, rows: DatabasePair[]): void {
   const widths = [8, 5, 10, 8, 8, 10, 8, 8, 7, 9, 12, 14, 9];
   console.log(`\n${title}`);
   console.log(pad(['db', 'conn', 'relay r/s', 'p50', 'p99', 'bare r/s', 'p50', 'p99', 'ratio', '+p99 ms', 'cpu us/req', 'machine us/req', 'db us/req'], widths));
