@@ -317,32 +317,11 @@ const QUEUE_RETRY_AFTER = '10';
 
 const queueRefusal = (message: string): RelayHttpError => new RelayHttpError(429, 1303, message, { headers: { 'Retry-After': QUEUE_RETRY_AFTER } });
 
-/** How many tasks wait for this model version's slots, when the queue is on and a cap is in force (0 otherwise: not read). */
-async function waitingFor(ctx: RelayContext, need: SlotNeed): Promise<number> {
-  if (ctx.config.queue.maxLength === 0 || !ctx.slots.limited(need)) return 0;
-  return ctx.store.queuedCount(ctx.db, need);
-}
-
-/** The caller's tasks queued or running, when a cap is in force (0 otherwise: not read). */
-async function activeOf(ctx: RelayContext, userId: string, need: SlotNeed): Promise<number> {
-  return ctx.slots.limited(need) ? ctx.store.activeCount(ctx.db, userId) : 0;
-}
-
-/**
- * Whether a task must wait in the queue: the queue is on, a cap is in force for its model version and
- * no slot is free, or others wait for that model version already (`waiting`: they go first).
- */
-function mustQueue(ctx: RelayContext, need: SlotNeed, free: boolean, waiting: number): boolean {
-  if (ctx.config.queue.maxLength === 0 || !ctx.slots.limited(need)) return false;
-  return !free || waiting > 0;
-}
-
 /**
  * The queue's limits on a submit under a cap, checked before anything is held: the caller's tasks
  * queued and running (`active`), and the queue's length when this one would join it. Over either: 429/1303.
  */
-async function checkQueueLimits(ctx: RelayContext, need: SlotNeed, queued: boolean, active: number): Promise<void> {
-  if (!ctx.slots.limited(need)) return;
+async function checkQueueLimits(ctx: RelayContext, queued: boolean, active: number): Promise<void> {
   const { perCaller, maxLength } = ctx.config.queue;
   if (active >= perCaller) throw queueRefusal(`too many tasks: you have ${perCaller} tasks queued or running, the most allowed; submit again when one has finished`);
   if (queued && (await ctx.store.queuedCount(ctx.db)) >= maxLength) throw queueRefusal(`every Kling slot is busy and the queue is full (${maxLength} tasks); submit again later`);
@@ -352,14 +331,23 @@ async function checkQueueLimits(ctx: RelayContext, need: SlotNeed, queued: boole
  * Chooses the account and records the task with its hold: `pending`, to be sent now, or `queued` with
  * its body when no slot is free. A hold that commits after the client got its 503 is never sent to
  * Kling: it is refunded at once (or by the reconciler, which finds that Kling never got the task).
+ * `limited`: a cap is in force for the task's model version (the decision then holds its gate).
+ *
+ * The task waits in the queue when the queue is on, a cap is in force and no slot is free, or others
+ * wait for that model version already (they go first).
  */
-async function placeTask(ctx: RelayContext, entry: RegistryEntry, kling: Record<string, unknown>, caller: Caller, need: SlotNeed, price: PriceQuote, client: ClientIds): Promise<Placed> {
+async function placeTask(ctx: RelayContext, entry: RegistryEntry, kling: Record<string, unknown>, caller: Caller, need: SlotNeed, price: PriceQuote, client: ClientIds, limited: boolean): Promise<Placed> {
   const userId = String(caller.id);
+  const queueOn = limited && ctx.config.queue.maxLength !== 0;
   // The counts a decision under a cap reads do not depend on each other: read at once, the decision
   // (which holds its model version's gate until the hold commits) waits for one round trip, not three.
-  const [{ account, pinned, free }, waiting, active] = await Promise.all([chooseAccount(ctx, entry, kling, userId, need), waitingFor(ctx, need), activeOf(ctx, userId, need)]);
-  const queued = mustQueue(ctx, need, free, waiting);
-  await checkQueueLimits(ctx, need, queued, active);
+  const [{ account, pinned, free }, waiting, active] = await Promise.all([
+    chooseAccount(ctx, entry, kling, userId, need),
+    queueOn ? ctx.store.queuedCount(ctx.db, need) : 0,
+    limited ? ctx.store.activeCount(ctx.db, userId) : 0,
+  ]);
+  const queued = queueOn && (!free || waiting > 0);
+  if (limited) await checkQueueLimits(ctx, queued, active);
   const plan = holdPlan(ctx, entry, caller, account, price, client, need.slots, { requestedCount: requestedCount(kling) }, queued ? kling : undefined);
   const task = await withinDeadline(hold(ctx, plan), ctx.config.dbTimeoutMs, (late) => {
     finish(ctx, late.id, { status: 'failed', reason: 'the hold committed after the database deadline; Kling was not called' }, ['queued', 'pending'])
@@ -422,11 +410,12 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
   }
   const need = slotNeed(served, kling, priced.quote.model);
   const client: ClientIds = { taskId: clientTaskId, callbackUrl: clientCallbackUrl, requestHash: hash, endpoint: translation ? entry.path : null };
-  const place = (): Promise<Placed> => placeTask(ctx, served, kling, caller, need, priced.quote, client);
+  const limited = ctx.slots.limited(need);
+  const place = (): Promise<Placed> => placeTask(ctx, served, kling, caller, need, priced.quote, client, limited);
   let placed: Placed;
   try {
     // Under a cap, counting the slots and recording the task that takes one are one step in this process.
-    placed = ctx.slots.limited(need) ? await ctx.gate.run(need, place) : await place();
+    placed = limited ? await ctx.gate.run(need, place) : await place();
   } catch (error) {
     // A concurrent submit with this external_task_id committed first: UNIQUE(user_id, client_task_id)
     // rolled this one back, hold and rows; it is answered as a resend of that one.

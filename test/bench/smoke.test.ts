@@ -8,7 +8,6 @@ import type { BenchResults, Figures } from '../../bench/results.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-
 /** Both servers answered, and only with 2xx: what a smoke run can check without judging speed. */
 function answered(figures: Figures, what: string): void {
   expect(figures.ok, `${what}: 2xx answers`).to.be.greaterThan(0);
