@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import type { HostTable } from './host-table.js';
 import type { KnexQuotaStore } from './quota-store.js';
 import type { RelayStore } from './relay-store.js';
-import type { HostColumn, NewHostRow, NewRelayTask, RelayTask } from './types.js';
+import type { HostColumn, NewHostRow, NewRelayTask, RelayTask, TaskState } from './types.js';
 
 /**
  * A submit's hold: the conditional balance update, the host row, the relay's task row and the
@@ -35,7 +35,32 @@ export interface AcceptWrite {
 }
 
 /**
- * The submit's two writes on a server database (MariaDB/MySQL, PostgreSQL) without knex's runner:
+ * A task's move to a final state with its money: the task row's patch while the task is in one of
+ * `from`, and only then the host row, the balance movement, the used-quota statistic and the ledger
+ * row. Built from a settlement the caller decided from the task as it read it.
+ */
+export interface FinishWrite {
+  quota: KnexQuotaStore;
+  host: HostTable;
+  taskId: number;
+  userId: string;
+  hostRowId: string;
+  /** The task row's patch, `updated_at` included. */
+  patch: Partial<NewRelayTask> & { updated_at: number };
+  /** The states the compare-and-set moves the task from. */
+  from: readonly TaskState[];
+  /** The host row's values by physical column, as `HostTable.updateValues` gives them. */
+  hostValues: Record<string, unknown>;
+  /** Added to the balance: a credit's amount, or minus a debit's. */
+  balanceDelta: number;
+  /** Added to the used-quota statistic when the host keeps one (0 when nothing is). */
+  used: number;
+  /** The ledger row, as `RelayStore.ledgerValues` gives it. */
+  ledger: Record<string, unknown>;
+}
+
+/**
+ * The submit's two writes and a task's settlement on a server database (MariaDB/MySQL, PostgreSQL) without knex's runner:
  * statements compiled once and run on the driver's connection (adapters/mysql-direct.ts,
  * adapters/pg-direct.ts). Used only with the built-in quota store, whose SQL they stand in for.
  */
@@ -44,6 +69,8 @@ export interface DirectWrites {
   hold(write: HoldWrite): Promise<RelayTask | undefined>;
   /** Answers whether the task's patch applied (it was still pending). */
   accept(write: AcceptWrite): Promise<boolean>;
+  /** Answers whether the task moved (it was in `from`); when it did not, nothing was written. */
+  finish(write: FinishWrite): Promise<boolean>;
   /** Closes connections of its own, if it has any. */
   close?(): void;
 }
@@ -109,4 +136,34 @@ export function acceptShape(write: AcceptWrite): AcceptShape {
   for (const [column, value] of Object.entries(moved)) values[`moved_${column}`] = value;
   for (const [column, value] of Object.entries(kept)) values[`kept_${column}`] = value;
   return { key, columns, hostColumns, moved, kept, values };
+}
+
+/** What a settlement's write touches: its statement's shape (and the key naming it) and its values. */
+export interface FinishShape {
+  key: string;
+  /** The task's patched columns, sorted. */
+  columns: string[];
+  /** The host row's physical columns, sorted. */
+  hostColumns: string[];
+  /** The ledger row's columns, in the store's order. */
+  ledgerColumns: string[];
+  /** By the names its statements use: `task_id`, `host_id`, `user_id`, `delta`, `used`, `from_<i>`, `task_<column>`, `host_<column>`, `ledger_<column>`. */
+  values: Record<string, unknown>;
+}
+
+export function finishShape(write: FinishWrite): FinishShape {
+  const { quota, host, patch } = write;
+  const columns = Object.keys(patch)
+    .filter((column) => column !== 'id' && (patch as Record<string, unknown>)[column] !== undefined)
+    .sort();
+  const hostColumns = Object.keys(write.hostValues).sort();
+  const ledgerColumns = Object.keys(write.ledger);
+  const { table, usedColumn } = quota.options;
+  const key = `finish:${table}:${usedColumn === false ? '' : 'used'}:${host.name}:${columns.join(',')}:${write.from.length}:${hostColumns.join(',')}:${ledgerColumns.join(',')}`;
+  const values: Record<string, unknown> = { task_id: write.taskId, host_id: write.hostRowId, user_id: write.userId, delta: write.balanceDelta, used: write.used };
+  write.from.forEach((state, i) => (values[`from_${i}`] = state));
+  for (const column of columns) values[`task_${column}`] = (patch as Record<string, unknown>)[column];
+  for (const column of hostColumns) values[`host_${column}`] = write.hostValues[column];
+  for (const column of ledgerColumns) values[`ledger_${column}`] = write.ledger[column];
+  return { key, columns, hostColumns, ledgerColumns, values };
 }

@@ -146,11 +146,16 @@ export class HostTable {
 
   /** Writes the given logical columns of one row; absent columns are skipped. Returns whether a row matched. */
   async update(trx: Knex | Knex.Transaction, id: string | number, patch: Partial<NewHostRow>, facts: HostWriteFacts = {}): Promise<boolean> {
-    const moment = patch.status === undefined || patch.status === 'pending' ? undefined : (patch.status as HostWriteMoment);
-    const values = this.toPhysical(patch, facts, moment);
+    const values = this.updateValues(patch, facts);
     if (Object.keys(values).length === 0) return false;
     const changed = await trx(this.name).where(this.column('id'), id).update(values);
     return changed > 0;
+  }
+
+  /** What `update` writes for this patch, by physical column: the direct writes of a settlement write the same. */
+  updateValues(patch: Partial<NewHostRow>, facts: HostWriteFacts = {}): Record<string, unknown> {
+    const moment = patch.status === undefined || patch.status === 'pending' ? undefined : (patch.status as HostWriteMoment);
+    return this.toPhysical(patch, facts, moment);
   }
 
   /** The insert of a row as a template of the direct writes; run it with `directValues(row)`. */

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
-import type { AcceptWrite, DirectWrites, HoldWrite } from './direct-writes.js';
-import { acceptShape, holdLedgerValues, holdValues } from './direct-writes.js';
+import type { AcceptWrite, DirectWrites, FinishWrite, HoldWrite } from './direct-writes.js';
+import { acceptShape, finishShape, holdLedgerValues, holdValues, type FinishShape } from './direct-writes.js';
 import { GroupCommit, OwnConnections, type AnswerRow, type GroupStatement, type OwnConnection } from './group-commit.js';
 import type { HostTable } from './host-table.js';
 import type { RelayStore } from './relay-store.js';
@@ -59,7 +59,7 @@ interface ScriptStatement extends GroupStatement {
 }
 
 /**
- * The submit's writes on MariaDB/MySQL outside knex's runner, in group commits of one round trip.
+ * The submit's writes and a task's settlement on MariaDB/MySQL outside knex's runner, in group commits of one round trip.
  * Each write is a script of statements sent as one text, answered from its statements' OK packets
  * (the rows an UPDATE matched, the id an INSERT generated), so none of them selects the answer:
  *
@@ -69,7 +69,10 @@ interface ScriptStatement extends GroupStatement {
  *   the host row's id and the ledger row the task row's from LAST_INSERT_ID();
  * - the write after Kling's answer, four: the task's compare-and-set while it is pending (the rows it
  *   matched are the answer); `SET @kling_relay_moved` from its ROW_COUNT(); the task's Kling id alone
- *   unless it moved; the host row, each column's value chosen by `@kling_relay_moved`.
+ *   unless it moved; the host row, each column's value chosen by `@kling_relay_moved`;
+ * - a settlement, five: the task's compare-and-set from the states it may leave (the rows it matched
+ *   are the answer); `SET @kling_relay_moved`; then, each `WHERE @kling_relay_moved`, the host row,
+ *   the balance with the used-quota statistic, and the ledger row.
  *
  * The outcome goes on in a session variable rather than as ROW_COUNT() in each later statement: a
  * statement that reads ROW_COUNT() is unsafe for statement-based binary logging, while a variable's
@@ -143,6 +146,13 @@ export class MysqlDirect implements DirectWrites {
     return toNumber(row.moved) > 0;
   }
 
+  async finish(write: FinishWrite): Promise<boolean> {
+    const shape = finishShape(write);
+    const script = this.#script(shape.key, () => this.#finishScript(write, shape));
+    const row = await this.#run(script, shape.values, write.userId);
+    return toNumber(row.moved) > 0;
+  }
+
   #holdScript(write: HoldWrite): Script {
     const { table, idColumn, quotaColumn } = write.quota.options;
     const { tasks, ledger } = this.store.tables;
@@ -180,7 +190,29 @@ export class MysqlDirect implements DirectWrites {
     return s.script();
   }
 
-  /** `locks`: the caller whose balance row the write locks (a hold). */
+  #finishScript(write: FinishWrite, shape: FinishShape): Script {
+    const { table, idColumn, quotaColumn, usedColumn } = write.quota.options;
+    const { tasks, ledger } = this.store.tables;
+    const s = new ScriptWriter();
+    const id = this.#ident;
+    // Placeholders take their values in the order they are written.
+    const set = shape.columns.map((column) => `${id(column)} = ${s.value(`task_${column}`)}`).join(', ');
+    const taskId = s.value('task_id');
+    const from = write.from.map((_, i) => s.value(`from_${i}`)).join(', ');
+    s.add(`UPDATE ${id(tasks)} SET ${set} WHERE id = ${taskId} AND state IN (${from})`, { rows: 'moved' });
+    s.add('SET @kling_relay_moved = ROW_COUNT() > 0');
+    if (shape.hostColumns.length > 0) {
+      const assignments = shape.hostColumns.map((column) => `${id(column)} = ${s.value(`host_${column}`)}`);
+      s.add(`UPDATE ${id(write.host.name)} SET ${assignments.join(', ')} WHERE ${id(write.host.columns.get('id') ?? 'id')} = ${s.value('host_id')} AND @kling_relay_moved`);
+    }
+    const balance = [`${id(quotaColumn)} = ${id(quotaColumn)} + ${s.value('delta')}`];
+    if (usedColumn !== false) balance.push(`${id(usedColumn)} = ${id(usedColumn)} + ${s.value('used')}`);
+    s.add(`UPDATE ${id(table)} SET ${balance.join(', ')} WHERE ${id(idColumn)} = ${s.value('user_id')} AND @kling_relay_moved`);
+    s.add(`INSERT INTO ${id(ledger)} (${shape.ledgerColumns.map(id).join(', ')}) SELECT ${shape.ledgerColumns.map((c) => s.value(`ledger_${c}`)).join(', ')} FROM DUAL WHERE @kling_relay_moved`);
+    return s.script();
+  }
+
+  /** `locks`: the caller whose balance row the write locks (a hold, a settlement). */
   #run(script: Script, values: Readonly<Record<string, unknown>>, locks?: string): Promise<AnswerRow> {
     return this.#group.run({ text: script.sql, values: bindings(script, values), script, ...(locks !== undefined ? { locks } : {}) });
   }

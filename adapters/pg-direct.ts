@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Knex } from 'knex';
-import type { AcceptWrite, DirectWrites, HoldWrite, PoolClient } from './direct-writes.js';
-import { acceptShape, holdLedgerValues, holdValues, poolClientOf } from './direct-writes.js';
+import type { AcceptWrite, DirectWrites, FinishWrite, HoldWrite, PoolClient } from './direct-writes.js';
+import { acceptShape, finishShape, holdLedgerValues, holdValues, poolClientOf, type FinishShape } from './direct-writes.js';
 import { GroupCommit, OwnConnections, type AnswerRow, type GroupConnection, type GroupConnections, type GroupStatement, type OwnConnection } from './group-commit.js';
 import type { HostTable } from './host-table.js';
 import type { RelayStore } from './relay-store.js';
@@ -47,14 +47,16 @@ function failedPart(parts: readonly { at: number; sql: string }[], error: { posi
 }
 
 /**
- * The submit's writes on PostgreSQL outside knex's runner, each ONE statement run as a named prepared
+ * The submit's writes and a task's settlement on PostgreSQL outside knex's runner, each ONE statement run as a named prepared
  * statement on a connection of knex's pool:
  *
  * - the hold is a chain of data-modifying CTEs: the conditional balance update, then the host row,
  *   the task row and the ledger's hold row, each inserted `SELECT ... FROM` the step before it, so
  *   when the balance does not cover the amount the update matches no row and nothing is inserted;
  * - the write after Kling's answer updates the task while it is pending, else only its Kling id, and
- *   the host row, as CTEs of one statement.
+ *   the host row, as CTEs of one statement;
+ * - a settlement updates the task while it is in the states it may leave and, only when it did, the
+ *   host row, the balance with the used-quota statistic and the ledger row, as CTEs of one statement.
  *
  * The statements of concurrent submits are committed in groups (adapters/group-commit.ts): `BEGIN`,
  * one statement per write, `COMMIT`, written at once on a pipelined connection of its own (one round
@@ -108,6 +110,13 @@ export class PgDirect implements DirectWrites {
     const shape = acceptShape(write);
     const statement = await this.#statement(shape.key, () => this.#acceptText(write.host, shape.columns, shape.hostColumns, shape.moved, shape.kept));
     const row = await this.#run(statement, shape.values);
+    return row.moved === true;
+  }
+
+  async finish(write: FinishWrite): Promise<boolean> {
+    const shape = finishShape(write);
+    const statement = await this.#statement(shape.key, () => this.#finishText(write, shape));
+    const row = await this.#run(statement, shape.values, write.userId);
     return row.moved === true;
   }
 
@@ -166,6 +175,35 @@ export class PgDirect implements DirectWrites {
     return { text: `WITH ${parts.join(', ')} SELECT EXISTS (SELECT 1 FROM moved) AS moved`, values: p.names, parts: statements };
   }
 
+  async #finishText(write: FinishWrite, shape: FinishShape): Promise<Text> {
+    const { table, idColumn, quotaColumn, usedColumn } = write.quota.options;
+    const { tasks, ledger } = this.store.tables;
+    const p = new Parameters();
+    const taskTypes = await this.#typesOf(tasks);
+    const hostTypes = await this.#typesOf(write.host.name);
+    const users = await this.#typesOf(table);
+    const ledgerTypes = await this.#typesOf(ledger);
+    const id = this.#ident;
+    const from = write.from.map((_, i) => p.cast(`from_${i}`, taskTypes, 'state')).join(', ');
+    const moved = `UPDATE ${id(tasks)} SET ${shape.columns.map((column) => `${id(column)} = ${p.cast(`task_${column}`, taskTypes, column)}`).join(', ')} WHERE id = ${p.cast('task_id', taskTypes, 'id')} AND state IN (${from}) RETURNING 1`;
+    const parts = [`moved AS (${moved})`];
+    const statements = [moved];
+    if (shape.hostColumns.length > 0) {
+      const hostId = write.host.columns.get('id') ?? 'id';
+      const assignments = shape.hostColumns.map((column) => `${id(column)} = ${p.cast(`host_${column}`, hostTypes, column)}`);
+      const hostUpdate = `UPDATE ${id(write.host.name)} SET ${assignments.join(', ')} WHERE ${id(hostId)} = ${p.cast('host_id', hostTypes, hostId)} AND EXISTS (SELECT 1 FROM moved) RETURNING 1`;
+      parts.push(`host_row AS (${hostUpdate})`);
+      statements.push(hostUpdate);
+    }
+    const balance = [`${id(quotaColumn)} = ${id(quotaColumn)} + ${p.cast('delta', users, quotaColumn)}`];
+    if (usedColumn !== false) balance.push(`${id(usedColumn)} = ${id(usedColumn)} + ${p.cast('used', users, usedColumn)}`);
+    const balanceUpdate = `UPDATE ${id(table)} SET ${balance.join(', ')} WHERE ${id(idColumn)} = ${p.cast('user_id', users, idColumn)} AND EXISTS (SELECT 1 FROM moved) RETURNING 1`;
+    const ledgerRow = `INSERT INTO ${id(ledger)} (${shape.ledgerColumns.map(id).join(', ')}) SELECT ${shape.ledgerColumns.map((c) => p.cast(`ledger_${c}`, ledgerTypes, c)).join(', ')} FROM moved RETURNING 1`;
+    parts.push(`balance AS (${balanceUpdate})`, `ledger_row AS (${ledgerRow})`);
+    statements.push(balanceUpdate, ledgerRow);
+    return { text: `WITH ${parts.join(', ')} SELECT EXISTS (SELECT 1 FROM moved) AS moved`, values: p.names, parts: statements };
+  }
+
   /** A statement made once per key; its name is its text's hash, so a connection prepares it once. */
   #statement(key: string, make: () => Promise<Omit<Statement, 'name' | 'parts'> & { parts: readonly string[] }>): Promise<Statement> {
     let statement = this.#statements.get(key);
@@ -178,7 +216,7 @@ export class PgDirect implements DirectWrites {
     return statement;
   }
 
-  /** `locks`: the caller whose balance row the write locks (a hold). */
+  /** `locks`: the caller whose balance row the write locks (a hold, a settlement). */
   #run(statement: Statement, values: Readonly<Record<string, unknown>>, locks?: string): Promise<AnswerRow> {
     const bound = statement.values.map((name) => {
       if (!(name in values)) throw new TypeError(`PgDirect: no value for "${name}" in ${statement.text}`);

@@ -137,7 +137,8 @@ export function isBuiltInQuotaStore(store: unknown): store is KnexQuotaStore {
   return DIRECT_METHODS.every((method) => (store as unknown as Record<string, unknown>)[method] === own[method]);
 }
 
-function checkAmount(amount: number): void {
+/** Refuses an amount that is not a non-negative safe integer, as every method of the store does. */
+export function checkAmount(amount: number): void {
   // Quota is integral in one-api hosts; a fraction or a negative here is a bug upstream of the store.
   if (!Number.isSafeInteger(amount) || amount < 0) {
     throw new RangeError(`quota amount must be a non-negative integer, got ${amount}`);
