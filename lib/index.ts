@@ -1,8 +1,5 @@
 import { checkHostTables, type HostSchemaProblem } from '../adapters/host-check.js';
 import { HostTable } from '../adapters/host-table.js';
-import { DirectSqlite } from '../adapters/sqlite-direct.js';
-import { MysqlDirect } from '../adapters/mysql-direct.js';
-import { PgDirect } from '../adapters/pg-direct.js';
 import { assertQuotaStore, KnexQuotaStore } from '../adapters/quota-store.js';
 import { RelayStore } from '../adapters/relay-store.js';
 import type { QuotaStore } from '../adapters/types.js';
@@ -24,10 +21,7 @@ import { loadPricingRules, PriceBook } from './pricing/rules.js';
 import { loadRegistry } from './registry/load.js';
 import type { RelayContext } from './relay/context.js';
 import { createRouter, type RelayRouter } from './relay/router.js';
-import { KnexTaskStorage } from './task/knex-storage.js';
-import { SqliteTaskStorage } from './task/sqlite-storage.js';
-import { ServerTaskStorage } from './task/server-storage.js';
-import type { TaskStorage, TaskStorageParts } from './task/storage.js';
+import { taskStorage } from './task/pick.js';
 import { AccountPool } from './upstream/accounts.js';
 import { SlotGate } from './dispatch/gate.js';
 import { QueueDispatcher } from './dispatch/queue.js';
@@ -88,14 +82,6 @@ export interface KlingRelay {
    * is an optional peer dependency, loaded on the first call; without it this rejects with a coded error.
    */
   metrics(registry?: MetricsRegistry): Promise<MetricsRegistry>;
-}
-
-/** The task storage for the host's database: the better-sqlite3 one on better-sqlite3, knex's on any other. */
-function taskStorage(parts: TaskStorageParts): TaskStorage {
-  const sqlite = DirectSqlite.for(parts.db);
-  if (sqlite) return new SqliteTaskStorage(parts, sqlite);
-  const server = MysqlDirect.for(parts.db, parts.store) ?? PgDirect.for(parts.db, parts.store);
-  return server ? new ServerTaskStorage(parts, server) : new KnexTaskStorage(parts);
 }
 
 function isQuotaStore(value: object): value is QuotaStore {

@@ -3,7 +3,8 @@ import type { HostTable } from '../../adapters/host-table.js';
 import type { RelayStore } from '../../adapters/relay-store.js';
 import type { QuotaStore, RelayTask, TableKind, TransitionHook } from '../../adapters/types.js';
 import type { ClientNotices } from '../callbacks/notice.js';
-import { isBuiltInQuotaStore, type KnexQuotaStore } from '../../adapters/quota-store.js';
+import type { FinishWrite } from '../../adapters/direct-writes.js';
+import { checkAmount, isBuiltInQuotaStore, type KnexQuotaStore } from '../../adapters/quota-store.js';
 import { affectedRows } from '../../adapters/dialect.js';
 import { isFinal, type TaskState } from './states.js';
 import { acceptedHostRow, type Acceptance, type Bookkeeping, type HoldPlan, type QueueMove, type Settlement, type StateChange, type TaskStorage, type TaskStorageParts } from './storage.js';
@@ -108,6 +109,11 @@ export class KnexTaskStorage implements TaskStorage {
   }
 
   finish(taskId: number, from: readonly TaskState[], settle: (task: RelayTask) => Settlement): Promise<{ task: RelayTask; settlement: Settlement } | undefined> {
+    return this.finishThroughKnex(taskId, from, settle);
+  }
+
+  /** `finish` as one knex transaction: read the task, compare-and-set, host row, balance, ledger, hook. */
+  protected finishThroughKnex(taskId: number, from: readonly TaskState[], settle: (task: RelayTask) => Settlement): Promise<{ task: RelayTask; settlement: Settlement } | undefined> {
     return this.transact(async (trx) => {
       const task = await this.store.getTask(trx, taskId);
       if (!task || !from.includes(task.state)) return undefined;
@@ -162,6 +168,48 @@ export class KnexTaskStorage implements TaskStorage {
   /** Whether Kling's answer may be written without knex: no notice to write, and a host table the templates can write. */
   protected acceptsDirectly(task: RelayTask): boolean {
     return task.client_callback_url === null && this.hosts[task.table_kind].templatable;
+  }
+
+  /**
+   * `finish` through `write`, a storage's own statements, where they may stand for knex's: the
+   * built-in quota store, no `onTransition` hook, no notice to write (the task has no callback URL) and
+   * a host table the statements can write; else knex's `finish`. The task is read first, outside the
+   * write, as knex's transaction reads it before its compare-and-set: `write` applies only while the
+   * task is still in `from` (answering whether it did), so of two racing settlements exactly one does.
+   * The knex transaction reads the task under the same rule: its compare-and-set, not the read, decides.
+   */
+  protected async finishWith(
+    write: (finish: FinishWrite) => Promise<boolean>,
+    taskId: number,
+    from: readonly TaskState[],
+    settle: (task: RelayTask) => Settlement,
+  ): Promise<{ task: RelayTask; settlement: Settlement } | undefined> {
+    const { quota } = this;
+    if (!isBuiltInQuotaStore(quota) || this.onTransition !== undefined) return this.finishThroughKnex(taskId, from, settle);
+    const task = await this.store.getTask(this.db, taskId);
+    if (!task || !from.includes(task.state)) return undefined;
+    const host = this.hosts[task.table_kind];
+    if (task.client_callback_url !== null || !host.templatable) return this.finishThroughKnex(taskId, from, settle);
+    const settlement = settle(task);
+    const { change, balance, ledger } = settlement;
+    if (change.from.length === 0) return undefined;
+    checkAmount(balance.amount);
+    const used = quota.options.usedColumn === false ? 0 : (settlement.used ?? 0);
+    checkAmount(used);
+    const moved = await write({
+      quota,
+      host,
+      taskId: task.id,
+      userId: task.user_id,
+      hostRowId: task.host_row_id,
+      patch: { ...change.patch, updated_at: change.patch.updated_at ?? Date.now() },
+      from: change.from,
+      hostValues: host.updateValues(change.host, change.hostFacts),
+      balanceDelta: balance.move === 'credit' ? balance.amount : -balance.amount,
+      used,
+      ledger: this.store.ledgerValues({ task_id: task.id, user_id: task.user_id, kind: ledger.kind, amount: ledger.amount }),
+    });
+    return moved ? { task, settlement } : undefined;
   }
 
   /** Closes connections of its own: this storage has none beyond knex's pool. */

@@ -1,5 +1,4 @@
 import type { DirectWrites } from '../../adapters/direct-writes.js';
-import { checkAmount, isBuiltInQuotaStore } from '../../adapters/quota-store.js';
 import type { RelayTask } from '../../adapters/types.js';
 import { KnexTaskStorage } from './knex-storage.js';
 import type { TaskState } from './states.js';
@@ -32,39 +31,9 @@ export class ServerTaskStorage extends KnexTaskStorage {
     await this.direct.accept({ host: this.hosts[task.table_kind], taskId: task.id, hostRowId: task.host_row_id, patch: { ...answer.patch, updated_at: answer.now }, hostPatch: (moved) => acceptedHostRow(answer, moved) });
   }
 
-  /**
-   * Direct with the built-in quota store, no `onTransition` hook, no notice to write (the task has no
-   * callback URL) and a host table the statements can write; else through knex. The task is read
-   * first, outside the write, as the knex transaction reads it before its compare-and-set: the write
-   * applies only while the task is still in `from`, so of two racing settlements exactly one does.
-   */
-  override async finish(taskId: number, from: readonly TaskState[], settle: (task: RelayTask) => Settlement): Promise<{ task: RelayTask; settlement: Settlement } | undefined> {
-    const { quota } = this;
-    if (!isBuiltInQuotaStore(quota) || this.onTransition !== undefined) return super.finish(taskId, from, settle);
-    const task = await this.store.getTask(this.db, taskId);
-    if (!task || !from.includes(task.state)) return undefined;
-    const host = this.hosts[task.table_kind];
-    if (task.client_callback_url !== null || !host.templatable) return super.finish(taskId, from, settle);
-    const settlement = settle(task);
-    const { change, balance, ledger } = settlement;
-    if (change.from.length === 0) return undefined;
-    checkAmount(balance.amount);
-    const used = quota.options.usedColumn === false ? 0 : (settlement.used ?? 0);
-    checkAmount(used);
-    const moved = await this.direct.finish({
-      quota,
-      host,
-      taskId: task.id,
-      userId: task.user_id,
-      hostRowId: task.host_row_id,
-      patch: { ...change.patch, updated_at: change.patch.updated_at ?? Date.now() },
-      from: change.from,
-      hostValues: host.updateValues(change.host, change.hostFacts),
-      balanceDelta: balance.move === 'credit' ? balance.amount : -balance.amount,
-      used,
-      ledger: this.store.ledgerValues({ task_id: task.id, user_id: task.user_id, kind: ledger.kind, amount: ledger.amount }),
-    });
-    return moved ? { task, settlement } : undefined;
+  /** Direct where `finishWith` allows it, else through knex. */
+  override finish(taskId: number, from: readonly TaskState[], settle: (task: RelayTask) => Settlement): Promise<{ task: RelayTask; settlement: Settlement } | undefined> {
+    return this.finishWith((write) => this.direct.finish(write), taskId, from, settle);
   }
 
   override close(): void {

@@ -1,13 +1,15 @@
+import { finishShape, type FinishWrite } from '../../adapters/direct-writes.js';
 import type { NewHostRow, RelayTask } from '../../adapters/types.js';
-import type { DirectSqlite } from '../../adapters/sqlite-direct.js';
+import type { DirectSqlite, Template } from '../../adapters/sqlite-direct.js';
 import { KnexTaskStorage, ShortBalance, unlessShort } from './knex-storage.js';
-import { acceptedHostRow, type Acceptance, type HoldPlan, type TaskStorageParts } from './storage.js';
+import type { TaskState } from './states.js';
+import { acceptedHostRow, type Acceptance, type HoldPlan, type Settlement, type TaskStorageParts } from './storage.js';
 
 /**
- * The task writes on better-sqlite3: the submit's two (the hold and Kling's answer) run as the same
- * statements without knex's runner, in DirectSqlite's group-committed transactions
- * (adapters/sqlite-direct.ts); everything else, and those two when they need more than the built-in
- * statements, goes through knex as on any database.
+ * The task writes on better-sqlite3: the submit's two (the hold and Kling's answer) and a task's
+ * settlement run as the same statements without knex's runner, in DirectSqlite's group-committed
+ * transactions (adapters/sqlite-direct.ts); everything else, and those three when they need more than
+ * the built-in statements, goes through knex as on any database.
  */
 export class SqliteTaskStorage extends KnexTaskStorage {
   constructor(
@@ -47,6 +49,47 @@ export class SqliteTaskStorage extends KnexTaskStorage {
       const update = host.updateTemplate(direct, Object.keys(change) as (keyof NewHostRow)[]);
       if (update) run(update, host.directValues({ ...change, id: task.host_row_id }));
     });
+  }
+
+  /** Direct where `finishWith` allows it, else through knex. */
+  override finish(taskId: number, from: readonly TaskState[], settle: (task: RelayTask) => Settlement): Promise<{ task: RelayTask; settlement: Settlement } | undefined> {
+    return this.finishWith((write) => this.#finish(write), taskId, from, settle);
+  }
+
+  /** The task's compare-and-set, then, only when it matched, the host row, the balance and the ledger row. */
+  #finish(write: FinishWrite): Promise<boolean> {
+    const shape = finishShape(write);
+    const templates = this.#finishTemplates(write, shape.key, shape.columns, shape.hostColumns, shape.ledgerColumns);
+    return this.direct.transaction((run) => {
+      if (run(templates.task, shape.values).changes === 0) return false;
+      if (templates.host) run(templates.host, shape.values);
+      run(templates.balance, shape.values);
+      run(templates.ledger, shape.values);
+      return true;
+    });
+  }
+
+  /** A settlement's statements, compiled once per shape, their values named as `finishShape` names them. */
+  #finishTemplates(write: FinishWrite, key: string, columns: readonly string[], hostColumns: readonly string[], ledgerColumns: readonly string[]): { task: Template; host?: Template; balance: Template; ledger: Template } {
+    const { direct, store } = this;
+    const { db } = direct;
+    const { table, idColumn, quotaColumn, usedColumn } = write.quota.options;
+    const named = (prefix: string, names: readonly string[], param: (name: string) => string): Record<string, string> => Object.fromEntries(names.map((name) => [name, param(`${prefix}_${name}`)]));
+    const task = direct.template(`${key}:task`, (param) =>
+      db(store.tables.tasks)
+        .where('id', param('task_id'))
+        .whereIn('state', write.from.map((_, i) => param(`from_${i}`)))
+        .update(named('task', columns, param)),
+    );
+    const hostId = write.host.columns.get('id') ?? 'id';
+    const host = hostColumns.length === 0 ? undefined : direct.template(`${key}:host`, (param) => db(write.host.name).where(hostId, param('host_id')).update(named('host', hostColumns, param)));
+    const balance = direct.template(`${key}:balance`, (param) => {
+      const moves: Record<string, unknown> = { [quotaColumn]: db.raw('?? + ?', [quotaColumn, param('delta')]) };
+      if (usedColumn !== false) moves[usedColumn] = db.raw('?? + ?', [usedColumn, param('used')]);
+      return db(table).where(idColumn, param('user_id')).update(moves);
+    });
+    const ledger = direct.template(`${key}:ledger`, (param) => db(store.tables.ledger).insert(named('ledger', ledgerColumns, param)));
+    return host ? { task, host, balance, ledger } : { task, balance, ledger };
   }
 }
 

@@ -12,7 +12,6 @@ import type { NewRelayTask, RelayTask } from '../../adapters/types.js';
 import { finish } from '../../lib/task/life.js';
 import { loggableError } from '../../lib/loggable-error.js';
 import { KnexTaskStorage } from '../../lib/task/knex-storage.js';
-import { ServerTaskStorage } from '../../lib/task/server-storage.js';
 import { silentLogger } from '../../lib/logger.js';
 import { testDatabases } from '../support/databases.js';
 import { checkAndClose, startHarness, type Harness } from '../support/harness.js';
@@ -232,91 +231,6 @@ for (const database of testDatabases().filter((d) => d.name !== 'sqlite')) {
       expect(tasks.map((t) => [t.kling_task_id, t.state])).to.deep.equal([['kling-a', 'submitted'], ['kling-b', 'succeed']]);
       expect(rows.map((r) => [r.task_id, r.status])).to.deep.equal([['kling-a', 'submitted'], ['kling-b', 'succeed']]);
       expect(Number(rows[0]?.updated_at)).to.equal(7);
-    });
-
-    /** The relay's task writes on this database with the direct writes, as the relay makes them. */
-    function settling(): Parameters<typeof finish>[0] {
-      const storage = new ServerTaskStorage({ db: h.db, store, hosts: { video: host, image: new HostTable({ name: 'images' }, 'image') }, quota }, direct);
-      return { storage, db: h.db, store, quotaPerUnit: 500_000, logger: silentLogger };
-    }
-
-    /** A held task Kling accepted (`submitted`), per request at 0.05 units (25000 quota). */
-    async function submitted(user: number, klingTaskId: string): Promise<RelayTask> {
-      const write = holdOf(user);
-      write.task.pricing = JSON.stringify({ type: 'per_request', unit: 0.05 });
-      const task = await direct.hold(write);
-      if (!task) throw new Error('the hold should pass');
-      const now = Date.now();
-      await direct.accept({ host, taskId: task.id, hostRowId: task.host_row_id, patch: { kling_task_id: klingTaskId, state: 'submitted', updated_at: now }, hostPatch: () => ({ task_id: klingTaskId, status: 'submitted' }) });
-      return task;
-    }
-
-    it("settles a task with its own statements: knex's pool only reads the task; the task, host row, balance, used quota and ledger move together", async () => {
-      const user = await h.user(100_000);
-      const win = await submitted(user, 'kling-win');
-      const lose = await submitted(user, 'kling-lose');
-      const sql: string[] = [];
-      const record = (query: { sql: string }): void => void sql.push(query.sql);
-      h.db.on('query', record);
-      const deps = settling();
-      try {
-        expect(await finish(deps, win.id, { status: 'succeed', result: { videos: [{ url: 'https://cdn.example.com/v-1.mp4', duration: '5' }] } })).to.equal(true);
-        expect(await finish(deps, lose.id, { status: 'failed', reason: 'content refused' })).to.equal(true);
-      } finally {
-        h.db.removeListener('query', record);
-      }
-      // Each settlement reads its task through knex; everything it writes goes through the writer's connections.
-      expect(sql.map((text) => text.split(' ', 1)[0]?.toLowerCase())).to.deep.equal(['select', 'select']);
-      const tasks = await h.tasks();
-      expect(tasks.map((t) => [t.kling_task_id, t.state, Number(t.charge_quota), t.status_msg, t.next_check_at])).to.deep.equal([
-        ['kling-win', 'succeed', HOLD, null, null],
-        ['kling-lose', 'failed', 0, 'content refused', null],
-      ]);
-      expect((await h.rows('videos')).map((r) => [r.task_id, r.status, Number(r.quota), r.fail_reason])).to.deep.equal([
-        ['kling-win', 'succeed', HOLD, ''],
-        ['kling-lose', 'failed', 0, 'content refused'],
-      ]);
-      expect((await h.ledger()).map((l) => [l.kind, Number(l.amount)])).to.deep.equal([['hold', -HOLD], ['hold', -HOLD], ['settle', 0], ['refund', HOLD]]);
-      expect(await h.balance(user)).to.equal(100_000 - HOLD);
-      const used = (await h.db('users').where({ id: user }).first('used_quota')) as { used_quota: unknown };
-      expect(Number(used.used_quota)).to.equal(HOLD);
-      // Settled once: a late duplicate changes nothing.
-      expect(await finish(deps, lose.id, { status: 'failed', reason: 'again' })).to.equal(false);
-      expect(await h.balance(user)).to.equal(100_000 - HOLD);
-    });
-
-    it('lets exactly one of ten settlements of one task at once apply, successes and failures mixed: one final ledger row, the balance moved once', async () => {
-      const user = await h.user(100_000);
-      const task = await submitted(user, 'kling-race');
-      const deps = settling();
-      const outcomes = Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? { status: 'failed' as const, reason: `failure ${i}` } : { status: 'succeed' as const, result: { videos: [] } }));
-      const applied = await Promise.all(outcomes.map((outcome) => finish(deps, task.id, outcome)));
-      expect(applied.filter(Boolean)).to.have.length(1);
-      const [row] = await h.tasks();
-      const finals = (await h.ledger()).filter((l) => l.kind !== 'hold');
-      expect(finals).to.have.length(1);
-      if (row?.state === 'failed') {
-        expect([finals[0]?.kind, Number(finals[0]?.amount), await h.balance(user)]).to.deep.equal(['refund', HOLD, 100_000]);
-      } else {
-        expect([row?.state, finals[0]?.kind, Number(finals[0]?.amount), await h.balance(user)]).to.deep.equal(['succeed', 'settle', 0, 100_000 - HOLD]);
-      }
-    });
-
-    it('refuses a settlement the ledger refuses and leaves its task, host row and balance as they were; the one beside it in the group applies', async () => {
-      const user = await h.user(100_000);
-      const refused = await submitted(user, 'kling-refused');
-      const other = await submitted(user, 'kling-other');
-      // A final ledger row already there (written by hand): a second final row for the task is refused.
-      await store.addLedger(h.db, { task_id: refused.id, user_id: String(user), kind: 'refund', amount: 0 });
-      const deps = settling();
-      const answers = await Promise.allSettled([finish(deps, refused.id, { status: 'succeed', result: { videos: [] } }), finish(deps, other.id, { status: 'failed', reason: 'content refused' })]);
-      expect(answers.map((a) => a.status)).to.deep.equal(['rejected', 'fulfilled']);
-      expect(isUniqueViolation((answers[0] as PromiseRejectedResult).reason)).to.equal(true);
-      expect((await h.tasks()).map((t) => [t.kling_task_id, t.state])).to.deep.equal([['kling-refused', 'submitted'], ['kling-other', 'failed']]);
-      expect((await h.rows('videos')).map((r) => [r.task_id, r.status])).to.deep.equal([['kling-refused', 'submitted'], ['kling-other', 'failed']]);
-      expect(await h.balance(user)).to.equal(100_000 - HOLD);
-      // The hand-written row goes, so that the harness's ledger check at the end holds.
-      await h.db(store.tables.ledger).where({ task_id: refused.id, kind: 'refund' }).del();
     });
 
     // Two groups at the database at once, each on a connection of the writer's own.
