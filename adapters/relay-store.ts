@@ -499,8 +499,9 @@ export class RelayStore {
 
   /**
    * Claims up to `limit` due tasks (sent to Kling and not final, `next_check_at <= now`, lease free or expired) for
-   * `owner` until `now + leaseMs`. Each claim is a conditional UPDATE that only one instance can win,
-   * the same statement on every database (no SKIP LOCKED); the answer holds only the tasks won.
+   * `owner` until `now + leaseMs`. The claim is one conditional UPDATE of the batch whose rows only one
+   * instance can each win, the same statement on every database (no SKIP LOCKED); the answer holds
+   * only the tasks won, oldest due first.
    */
   async claimDue(db: Db, owner: string, now: number, leaseMs: number, limit: number): Promise<RelayTask[]> {
     const leaseFree = (q: Knex.QueryBuilder): void => {
@@ -514,20 +515,16 @@ export class RelayStore {
       .andWhere(leaseFree)
       .orderBy([{ column: 'next_check_at', order: 'asc' }, { column: 'id', order: 'asc' }])
       .limit(Math.max(0, Math.floor(limit)));
-    const won: number[] = [];
-    for (const candidate of candidates) {
-      const id = toNumber((candidate as { id: unknown }).id);
-      const changed = await db(this.tables.tasks)
-        .where('id', id)
-        .whereIn('state', SENT_STATES)
-        .andWhere(leaseFree)
-        .update({ lease_owner: owner, lease_until: now + leaseMs });
-      if (affectedRows(changed) > 0) won.push(id);
-    }
-    if (won.length === 0) return [];
-    const rows: unknown[] = await db(this.tables.tasks).select(TASK_COLUMNS).whereIn('id', won).andWhere('lease_owner', owner);
+    const ids = candidates.map((candidate) => toNumber((candidate as { id: unknown }).id));
+    if (ids.length === 0) return [];
+    const until = now + leaseMs;
+    // One statement for the batch (one commit, not one per task): each row is leased only while it is
+    // still due and free, so of owners claiming at once each row goes to one. The rows this owner won
+    // are those now carrying this lease; an owner claims one batch at a time.
+    await db(this.tables.tasks).whereIn('id', ids).whereIn('state', SENT_STATES).andWhere(leaseFree).update({ lease_owner: owner, lease_until: until });
+    const rows: unknown[] = await db(this.tables.tasks).select(TASK_COLUMNS).whereIn('id', ids).andWhere({ lease_owner: owner, lease_until: until });
     const byId = new Map(rows.map((raw) => toTask(raw as Record<string, unknown>)).map((task) => [task.id, task]));
-    return won.map((id) => byId.get(id)).filter((task): task is RelayTask => task !== undefined);
+    return ids.map((id) => byId.get(id)).filter((task): task is RelayTask => task !== undefined);
   }
 
   /** Gives a claimed task back, due again at `nextCheckAt` (null: not due). Only the lease owner can. */

@@ -523,6 +523,19 @@ for (const database of testDatabases()) {
         expect(await store.claimDue(db, 'c', now, 60_000, 20)).to.deep.equal([]);
       });
 
+      it('claims a batch with one write, whatever its size: a read of the due tasks, one update, a read of the rows won', async function () {
+        const due = await seedDue(12);
+        const sql: string[] = [];
+        const record = (query: { sql: string }): void => void sql.push(query.sql);
+        db.on('query', record);
+        try {
+          expect((await store.claimDue(db, 'a', now, 60_000, 20)).map((t) => t.id)).to.deep.equal(due);
+        } finally {
+          db.removeListener('query', record);
+        }
+        expect(sql.map((text) => text.split(' ', 1)[0]?.toLowerCase())).to.deep.equal(['select', 'update', 'select']);
+      });
+
       it('claims at most `limit`, oldest due first', async function () {
         const due = await seedDue(5);
         const claimed = await store.claimDue(db, 'a', now, 1000, 2);
