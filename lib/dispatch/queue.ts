@@ -98,7 +98,17 @@ export class QueueDispatcher {
   async #pass(): Promise<DispatchReport> {
     const { ctx } = this;
     const report: DispatchReport = { sent: 0, requeued: 0, expired: 0, failed: 0 };
-    await this.#expire(report);
+    // Every task that ends kicks a pass: when nothing waits, one read is the whole pass.
+    const oldest = await ctx.store.oldestQueuedAt(ctx.db);
+    if (oldest !== undefined) await this.#offerAll(oldest, report);
+    if (ctx.events && ctx.events.listenerCount('queue') > 0) await this.#announce();
+    return report;
+  }
+
+  /** Gives up the tasks waited too long (when the oldest has), then offers the others round by round. */
+  async #offerAll(oldest: number, report: DispatchReport): Promise<void> {
+    const { ctx } = this;
+    if (oldest < Date.now() - ctx.config.queue.maxWaitMs) await this.#expire(report);
     const sending: Promise<void>[] = [];
     // Model versions (and, for follow-ups, their accounts) without a free slot for the rest of the pass.
     const full = new Set<string>();
@@ -114,8 +124,6 @@ export class QueueDispatcher {
     }
     await Promise.all(sending);
     if (report.sent + report.requeued + report.expired + report.failed > 0) ctx.logger.info('queue dispatch pass', { ...report });
-    if (ctx.events && ctx.events.listenerCount('queue') > 0) await this.#announce();
-    return report;
   }
 
   /**

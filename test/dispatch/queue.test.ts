@@ -251,6 +251,24 @@ for (const database of testDatabases()) {
       await drain(h);
     });
 
+    it('reads the queue once in a pass that finds nothing waiting (every task that ends kicks one)', async () => {
+      h = await start([{ id: 'a', concurrency: 1 }], { maxWaitMs: 200 });
+      const user = await h.user(100_000_000);
+      expect((await submit(user, 'runs')).status).to.equal(200);
+      await drain(h);
+      const reads: string[] = [];
+      const record = (query: { sql: string; bindings?: unknown[] }): void => {
+        if (query.bindings?.includes('queued')) reads.push(query.sql);
+      };
+      h.db.on('query', record);
+      try {
+        await h.relay.reconcile();
+      } finally {
+        h.db.removeListener('query', record);
+      }
+      expect(reads).to.have.length(1);
+    });
+
     it('fails a task queued longer than maxWaitMs, refunds its hold and says why', async () => {
       h = await start([{ id: 'a', concurrency: 1 }], { maxWaitMs: 200 });
       const user = await h.user(100_000_000);
