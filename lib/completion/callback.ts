@@ -5,7 +5,7 @@ import { sendJson } from '../relay/respond.js';
 import { UpstreamError } from '../upstream/client.js';
 import { asV1Task, isStandardTask } from '../upstream/standard.js';
 import getRawBody from 'raw-body';
-import { checkJsonText, checkJsonValue, parsedByHost } from '../relay/body.js';
+import { checkJsonValue, JsonBodyCounter, parsedByHost } from '../relay/body.js';
 import { SIGNATURE_TOLERANCE_SECONDS, signatureEnvelope, verifySignature, type SignatureCheck } from '../callbacks/signing.js';
 import { loggableError } from '../loggable-error.js';
 import { RelayHttpError } from '../errors.js';
@@ -76,9 +76,8 @@ function parseNotice(notice: ReadNotice): KlingTaskObject {
   let value: unknown;
   try {
     if ('raw' in notice) {
-      const text = notice.raw.toString('utf8');
-      checkJsonText(text);
-      value = JSON.parse(text);
+      new JsonBodyCounter().feed(notice.raw);
+      value = JSON.parse(notice.raw.toString('utf8'));
     } else {
       checkJsonValue(notice.parsed);
       value = notice.parsed;

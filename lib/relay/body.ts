@@ -1,6 +1,5 @@
 import type { IncomingMessage } from 'node:http';
 import { parse as parseContentType } from 'content-type';
-import getRawBody from 'raw-body';
 import { RelayHttpError } from '../errors.js';
 
 /** True when the request says it carries JSON (application/json or +json). */
@@ -35,47 +34,9 @@ const CLOSE_BRACKET = 0x5d;
 const tooMany = (): RelayHttpError => new RelayHttpError(400, 1200, `request body has more than ${MAX_JSON_VALUES} JSON values; no Kling request needs that many`);
 const tooDeep = (): RelayHttpError => new RelayHttpError(400, 1200, `request body nests JSON deeper than ${MAX_JSON_DEPTH} levels; no Kling request needs that`);
 
-/** The index of the quote that closes the string whose opening quote is at `open`, or -1. */
-function stringEnd(text: string, open: number): number {
-  let end = text.indexOf('"', open + 1);
-  while (end !== -1) {
-    let slashes = 0;
-    while (text.charCodeAt(end - 1 - slashes) === BACKSLASH) slashes++;
-    if (slashes % 2 === 0) return end;
-    end = text.indexOf('"', end + 1);
-  }
-  return -1;
-}
-
 /**
- * Refuses JSON text with more values or deeper nesting than a Kling body has, in one pass over the
- * text that allocates nothing and stops at the first value over the limit. Strings are skipped with
- * indexOf, so a body of big base64 strings costs little more than finding its quotes. The count is
- * 1 + commas + opening brackets outside strings: every value but the first follows one of them.
- * Malformed text is left to JSON.parse.
- */
-export function checkJsonText(text: string): void {
-  let values = 1;
-  let depth = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === QUOTE) {
-      i = stringEnd(text, i);
-      if (i === -1) return;
-    } else if (c === COMMA) {
-      if (++values > MAX_JSON_VALUES) throw tooMany();
-    } else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
-      if (++values > MAX_JSON_VALUES) throw tooMany();
-      if (++depth > MAX_JSON_DEPTH) throw tooDeep();
-    } else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) {
-      depth--;
-    }
-  }
-}
-
-/**
- * The same limits for a value parsed already (a host's express.json()): a walk that stops at the
- * first value over the limit, so its work is bounded by the limit, not by the body.
+ * The limits JsonBodyCounter counts, for a value parsed already (a host's express.json()): a walk
+ * that stops at the first value over the limit, so its work is bounded by the limit, not by the body.
  */
 export function checkJsonValue(value: unknown): void {
   let values = 1;
@@ -95,6 +56,114 @@ export function checkJsonValue(value: unknown): void {
   }
 }
 
+/**
+ * Refuses JSON with more values or deeper nesting than a Kling body has, counted on the bytes of a
+ * body as they arrive, chunk by chunk: a body over the limits is refused when its first values over
+ * them arrive, not once all of it has, and counting allocates nothing. The count is 1 + commas +
+ * opening brackets outside strings: every value but the first follows one of them. JSON's structural
+ * characters are ASCII, and no byte of a multi-byte UTF-8 character is one, so bytes can be counted
+ * before they are decoded. Strings are skipped with indexOf, so a body of big base64 strings costs
+ * little more than finding its quotes. Malformed text is left to JSON.parse.
+ */
+export class JsonBodyCounter {
+  #values = 1;
+  #depth = 0;
+  #inString = false;
+  /** Backslashes at the end of the last chunk, inside a string: they may escape the next chunk's first quote. */
+  #slashes = 0;
+
+  feed(chunk: Uint8Array): void {
+    const length = chunk.length;
+    let i = 0;
+    while (i < length) {
+      if (this.#inString) {
+        const quote = chunk.indexOf(QUOTE, i);
+        const end = quote === -1 ? length : quote;
+        let run = 0;
+        while (end - 1 - run >= i && chunk[end - 1 - run] === BACKSLASH) run++;
+        // A run that reaches the chunk's start goes on from the last chunk's.
+        if (i === 0 && run === end) run += this.#slashes;
+        if (quote === -1) {
+          this.#slashes = run;
+          return;
+        }
+        this.#slashes = 0;
+        if (run % 2 === 0) this.#inString = false;
+        i = quote + 1;
+        continue;
+      }
+      const c = chunk[i];
+      if (c === QUOTE) {
+        this.#inString = true;
+      } else if (c === COMMA) {
+        if (++this.#values > MAX_JSON_VALUES) throw tooMany();
+      } else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
+        if (++this.#values > MAX_JSON_VALUES) throw tooMany();
+        if (++this.#depth > MAX_JSON_DEPTH) throw tooDeep();
+      } else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) {
+        this.#depth--;
+      }
+      i++;
+    }
+  }
+}
+
+/**
+ * The body's text, read up to `limit` bytes and checked by a JsonBodyCounter as it arrives. Refused
+ * (413 over the limit, 400 over the JSON limits or when the body ends short of its Content-Length),
+ * the rest of the body is read and dropped, not kept.
+ */
+function readCheckedText(req: IncomingMessage, limit: number): Promise<string> {
+  const declared = req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length']);
+  const tooLarge = (): RelayHttpError => new RelayHttpError(413, 1200, `request body is larger than the limit of ${limit} bytes`);
+  if (declared !== undefined && declared > limit) {
+    req.resume();
+    return Promise.reject(tooLarge());
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const counter = new JsonBodyCounter();
+    let received = 0;
+    const stop = (): void => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('close', onClose);
+    };
+    const fail = (error: RelayHttpError): void => {
+      stop();
+      chunks.length = 0;
+      req.resume();
+      reject(error);
+    };
+    const onData = (chunk: Buffer): void => {
+      received += chunk.length;
+      if (received > limit) return fail(tooLarge());
+      try {
+        counter.feed(chunk);
+      } catch (error) {
+        return fail(error as RelayHttpError);
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = (): void => {
+      stop();
+      if (declared !== undefined && received !== declared) return reject(new RelayHttpError(400, 1200, 'could not read the request body: it ended before its Content-Length'));
+      const text = Buffer.concat(chunks, received).toString('utf8');
+      // A byte order mark is not JSON; a decoder for the body's charset drops it.
+      resolve(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
+    };
+    const onError = (cause: Error): void => fail(new RelayHttpError(400, 1200, 'could not read the request body', { cause }));
+    const onClose = (): void => {
+      if (!req.complete) fail(new RelayHttpError(400, 1200, 'could not read the request body: the connection closed before its end'));
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('close', onClose);
+  });
+}
+
 /** Whether a body parser in front of the relay (express.json()) read the body already. */
 export function parsedByHost(req: IncomingMessage & { body?: unknown; _body?: boolean }): boolean {
   return req._body === true || (req.body !== undefined && req.readableEnded);
@@ -103,22 +172,15 @@ export function parsedByHost(req: IncomingMessage & { body?: unknown; _body?: bo
 /**
  * The parsed JSON body. A host that parsed the body already (express.json() before the relay) is
  * respected; otherwise the stream is read once, up to `limit` bytes. Either way a body with more JSON
- * values or deeper nesting than any Kling body is refused (400/1200) before anything else reads it.
+ * values or deeper nesting than any Kling body is refused (400/1200) before anything else reads it,
+ * and a body read here as soon as the values over the limits arrive.
  */
 export async function readJsonBody(req: IncomingMessage & { body?: unknown; _body?: boolean }, limit: number): Promise<unknown> {
   if (parsedByHost(req)) {
     checkJsonValue(req.body);
     return req.body;
   }
-  let text: string;
-  try {
-    text = await getRawBody(req, { limit, length: req.headers['content-length'], encoding: 'utf8' });
-  } catch (cause) {
-    const type = (cause as { type?: string }).type;
-    if (type === 'entity.too.large') throw new RelayHttpError(413, 1200, `request body is larger than the limit of ${limit} bytes`, { cause });
-    throw new RelayHttpError(400, 1200, 'could not read the request body', { cause });
-  }
-  checkJsonText(text);
+  const text = await readCheckedText(req, limit);
   try {
     return JSON.parse(text) as unknown;
   } catch (cause) {

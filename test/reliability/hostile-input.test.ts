@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import express from 'express';
+import http from 'node:http';
 import request from 'supertest';
 import winston from 'winston';
 import Transport from 'winston-transport';
@@ -102,6 +103,31 @@ for (const database of testDatabases()) {
       const callbackApp = express().post('/kling/callback', h.relay.callback);
       const cb = await request(callbackApp).post(`/kling/callback?token=${'a'.repeat(64)}`).set('Content-Type', 'application/json').send(`{"task_id":"x","junk":[${'0,'.repeat(20_000)}0]}`);
       expect([cb.status, cb.body.code]).to.deep.equal([400, 1200]);
+    });
+
+    it('refuses a body over the JSON limits as it arrives: 400/1200 while the caller is still sending, nothing kept of the rest', async () => {
+      const declared = 10 * 1024 * 1024;
+      const start = junkBody(declared).slice(0, 64 * 1024);
+      // The first 64 KB of a 10 MB body of tiny values; the rest is never sent.
+      const answer = await new Promise<{ status: number; body: { code?: number; message?: string } }>((resolve, reject) => {
+        const req = http.request(`${h.url}/kling/v1/videos/text2video`, { method: 'POST', headers: { 'Content-Type': 'application/json', 'Content-Length': declared, 'X-User-Id': String(user) } }, (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => (text += chunk));
+          res.on('end', () => {
+            resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as { code?: number; message?: string } });
+            req.destroy();
+          });
+        });
+        req.on('error', reject);
+        req.write(start);
+        setTimeout(() => reject(new Error('no answer while the body was still arriving')), 5_000).unref();
+      });
+      expect([answer.status, answer.body.code, answer.body.message]).to.deep.equal([400, 1200, 'request body has more than 10000 JSON values; no Kling request needs that many']);
+      expect(await h.tasks()).to.deep.equal([]);
+      // The relay still answers, and reads a whole body as before.
+      const fine = await post('{"prompt":"a kite"}');
+      expect(fine.status).to.equal(200);
     });
 
     it('the same bounds hold for a body the host parsed already (express.json() before the relay)', async () => {

@@ -1,0 +1,46 @@
+import { expect } from 'chai';
+import { JsonBodyCounter, MAX_JSON_DEPTH, MAX_JSON_VALUES } from '../../lib/relay/body.js';
+
+/** Feeds `text` to a new counter in chunks of `size` bytes (1: every byte its own chunk). */
+function feed(text: string, size: number): void {
+  const bytes = Buffer.from(text, 'utf8');
+  const counter = new JsonBodyCounter();
+  for (let at = 0; at < bytes.length; at += size) counter.feed(bytes.subarray(at, at + size));
+}
+
+/** An array of `count` values in all: itself and `count - 1` strings full of escapes, commas, brackets and non-ASCII. */
+function arrayOf(count: number): string {
+  const item = JSON.stringify('a\\",[{"ü\\\\');
+  return `[${Array(count - 1).fill(item).join(',')}]`;
+}
+
+/**
+ * The count the relay refuses a body by, on bytes split anywhere: a quote escaped by a backslash run
+ * that a chunk boundary cuts, a multi-byte character cut in two, brackets and commas inside strings.
+ */
+describe('lib/relay/body: JSON values counted on the bytes of a body as they arrive', function () {
+  it(`takes exactly ${MAX_JSON_VALUES} values and refuses one more, in chunks of every size from 1 byte to the whole body`, function () {
+    const most = arrayOf(MAX_JSON_VALUES);
+    const over = arrayOf(MAX_JSON_VALUES + 1);
+    expect((JSON.parse(most) as unknown[]).length).to.equal(MAX_JSON_VALUES - 1);
+    for (const size of [1, 2, 3, 5, 7, 11, 64, 4096, most.length]) {
+      expect(() => feed(most, size), `chunks of ${size}`).to.not.throw();
+      expect(() => feed(over, size), `chunks of ${size}`).to.throw(`more than ${MAX_JSON_VALUES} JSON values`);
+    }
+  });
+
+  it('splits a string between every pair of bytes and still sees where it ends', function () {
+    const text = JSON.stringify({ a: 'x\\\\\\"y\\\\', b: ['\\"', '{[,', 'ünïcödé'], c: 'tail\\\\' });
+    const bytes = Buffer.from(text, 'utf8');
+    for (let cut = 1; cut < bytes.length; cut++) {
+      // A count thrown off by a cut would either refuse this small body or miss the 33rd level below.
+      const counter = new JsonBodyCounter();
+      counter.feed(bytes.subarray(0, cut));
+      counter.feed(bytes.subarray(cut));
+      const deeper = new JsonBodyCounter();
+      deeper.feed(bytes.subarray(0, cut));
+      deeper.feed(bytes.subarray(cut, bytes.length - 1));
+      expect(() => deeper.feed(Buffer.from(`,"d":${'['.repeat(MAX_JSON_DEPTH)}`)), `cut at ${cut}`).to.throw(`deeper than ${MAX_JSON_DEPTH} levels`);
+    }
+  });
+});
