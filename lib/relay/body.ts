@@ -120,6 +120,8 @@ function readCheckedText(req: IncomingMessage, limit: number): Promise<string> {
     req.resume();
     return Promise.reject(tooLarge());
   }
+  // Read already by something in front of the relay that left no parsed body: no 'end' would come.
+  if (!req.readable) return Promise.reject(new RelayHttpError(400, 1200, 'could not read the request body: it was read before the relay'));
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     const counter = new JsonBodyCounter();
@@ -136,7 +138,9 @@ function readCheckedText(req: IncomingMessage, limit: number): Promise<string> {
       req.resume();
       reject(error);
     };
-    const onData = (chunk: Buffer): void => {
+    const onData = (data: Buffer | string): void => {
+      // Bytes, unless something in front of the relay set the stream's encoding.
+      const chunk = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
       received += chunk.length;
       if (received > limit) return fail(tooLarge());
       try {

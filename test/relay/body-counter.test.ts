@@ -1,5 +1,8 @@
 import { expect } from 'chai';
-import { JsonBodyCounter, MAX_JSON_DEPTH, MAX_JSON_VALUES } from '../../lib/relay/body.js';
+import type { IncomingMessage } from 'node:http';
+import { PassThrough } from 'node:stream';
+import { RelayHttpError } from '../../lib/errors.js';
+import { JsonBodyCounter, MAX_JSON_DEPTH, MAX_JSON_VALUES, readJsonBody } from '../../lib/relay/body.js';
 
 /** Feeds `text` to a new counter in chunks of `size` bytes (1: every byte its own chunk). */
 function feed(text: string, size: number): void {
@@ -42,5 +45,30 @@ describe('lib/relay/body: JSON values counted on the bytes of a body as they arr
       deeper.feed(bytes.subarray(cut, bytes.length - 1));
       expect(() => deeper.feed(Buffer.from(`,"d":${'['.repeat(MAX_JSON_DEPTH)}`)), `cut at ${cut}`).to.throw(`deeper than ${MAX_JSON_DEPTH} levels`);
     }
+  });
+});
+
+describe('lib/relay/body: reading a body', function () {
+  /** A request stream carrying `text`, with its Content-Length. */
+  function requestOf(text: string): PassThrough & IncomingMessage {
+    const stream = new PassThrough() as PassThrough & IncomingMessage;
+    Object.assign(stream, { headers: { 'content-length': String(Buffer.byteLength(text)) }, complete: true });
+    stream.end(text);
+    return stream;
+  }
+
+  it("reads a body whose stream's encoding something in front of the relay set, by its bytes", async function () {
+    const req = requestOf('{"prompt":"ünïcödé"}');
+    req.setEncoding('utf8');
+    expect(await readJsonBody(req, 1024)).to.deep.equal({ prompt: 'ünïcödé' });
+  });
+
+  it('refuses at once a body something in front of the relay read without parsing it: 400/1200, not a wait for an end that has passed', async function () {
+    const req = requestOf('{"prompt":"a kite"}');
+    req.resume();
+    await new Promise((resolve) => req.once('end', resolve));
+    const error = await readJsonBody(req, 1024).then(() => undefined, (e: unknown) => e);
+    expect(error).to.be.instanceOf(RelayHttpError);
+    expect([(error as RelayHttpError).status, (error as RelayHttpError).klingCode, (error as Error).message]).to.deep.equal([400, 1200, 'could not read the request body: it was read before the relay']);
   });
 });
