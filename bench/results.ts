@@ -85,6 +85,15 @@ export interface TwoProcessCheck {
   held: boolean;
 }
 
+/** A settling relay after its run: until no task of it was queued or running, and its CPU counting that time. */
+export interface Settled {
+  /** Milliseconds after the run until no task was queued or running (at most 30 s), and how many still were then. */
+  settleMs: number;
+  unsettled: number;
+  /** The relay's CPU per answered request, its settlements after the run included. */
+  cpuUsPerRequestSettled: number;
+}
+
 export interface DispatchFigures {
   database: string;
   connections: number;
@@ -97,9 +106,9 @@ export interface DispatchFigures {
    * The relay with the cap and its reconciler; of its 2xx answers, those queued (no free slot) and those
    * sent to Kling at once; its other answers by HTTP status and Kling-style code ("429 1303").
    */
-  capped: Figures & { queued: number; sentAtOnce: number; refused: Record<string, number> };
+  capped: Figures & { queued: number; sentAtOnce: number; refused: Record<string, number>; cpuUsPerRequestSettled: number };
   /** The same relay with its reconciler and no cap: the completion work without the dispatch. */
-  settling: Figures;
+  settling: Figures & Settled;
   /** The relay as the submit run measures it (no cap, no reconciler), and the bare proxy measured just before it. */
   uncapped: Figures;
   bare: Figures;

@@ -31,7 +31,7 @@ import { connect } from './database.js';
 import { cpuSnapshot } from './cpu.js';
 import { seed } from './seed.js';
 import type { ChildMessage } from './servers.js';
-import type { BenchResults, CallersPair, DatabasePair, DispatchFigures, Figures, JunkFigures, LargeFigures, Pair, RatePair, Target, TwoProcessCheck, TwoProcessFigures } from './results.js';
+import type { BenchResults, CallersPair, DatabasePair, DispatchFigures, Figures, JunkFigures, LargeFigures, Pair, RatePair, Settled, Target, TwoProcessCheck, TwoProcessFigures } from './results.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const quick = process.env.BENCH_QUICK === '1';
@@ -485,6 +485,25 @@ async function activeTasks(db: Knex): Promise<number> {
   return Number(((await db('kling_relay_tasks').whereIn('state', ACTIVE_STATES).count({ n: '*' })) as { n: unknown }[])[0]?.n);
 }
 
+/**
+ * After a run of a relay that settles its tasks: waits until none is queued or running (30 s at most),
+ * and counts the relay's CPU of that wait into its CPU per answered request, so that a relay that
+ * leaves its settlements for after the run does not look cheaper than one that keeps up.
+ */
+async function untilSettled(relay: Server, db: Knex, figures: Figures): Promise<Settled> {
+  const ended = performance.now();
+  const before = await relay.ask('usage');
+  let unsettled = await activeTasks(db);
+  while (unsettled > 0 && performance.now() - ended < 30_000) {
+    await new Promise((resolve) => setTimeout(resolve, DISPATCH_RECONCILE_MS));
+    unsettled = await activeTasks(db);
+  }
+  const after = await relay.ask('usage');
+  const answered = figures.ok + figures.non2xx;
+  const drainUs = after.cpuUs - before.cpuUs;
+  return { settleMs: Math.round(performance.now() - ended), unsettled, cpuUsPerRequestSettled: answered > 0 ? Math.round((figures.cpuUsPerRequest ?? 0) + drainUs / answered) : 0 };
+}
+
 /** A relay process started with `args` on a freshly seeded database, given to `use`, then stopped. */
 async function freshRelay<T>(db: Knex, args: string[], use: (relay: Server) => Promise<T>): Promise<T> {
   await seed(db, 0);
@@ -514,7 +533,8 @@ async function dispatchRun(name: string, database: string, sandbox: Server, bare
     const uncapped = await freshRelay(db, [sandbox.url, database], (relay) => compare(relay, bare, load));
     const settling = await freshRelay(db, [sandbox.url, database, 'settle'], async (relay) => {
       await warm(relay.url, load);
-      return measure(relay, load);
+      const figures = await measure(relay, load);
+      return { ...figures, ...(await untilSettled(relay, db, figures)) };
     });
     return await freshRelay(db, [sandbox.url, database, 'settle', String(dispatchCap)], async (relay) => {
       await warm(relay.url, load);
@@ -530,19 +550,14 @@ async function dispatchRun(name: string, database: string, sandbox: Server, bare
         else sentAtOnce++;
       };
       const capped = await measure(relay, { ...load, onAnswer });
-      const ended = performance.now();
-      let unsettled = await activeTasks(db);
-      while (unsettled > 0 && performance.now() - ended < 30_000) {
-        await new Promise((resolve) => setTimeout(resolve, DISPATCH_RECONCILE_MS));
-        unsettled = await activeTasks(db);
-      }
+      const settled = await untilSettled(relay, db, capped);
       const ratioTo = (other: Figures): number => round(capped.rps / Math.max(other.rps, 1e-9), 3);
       return {
         database: name, connections: DISPATCH_CONNECTIONS, callers: BENCH_CALLERS, cap: dispatchCap, reconcilerIntervalMs: DISPATCH_RECONCILE_MS,
-        capped: { ...capped, queued, sentAtOnce, refused }, settling, uncapped: uncapped.relay, bare: uncapped.bare,
+        capped: { ...capped, queued, sentAtOnce, refused, cpuUsPerRequestSettled: settled.cpuUsPerRequestSettled }, settling, uncapped: uncapped.relay, bare: uncapped.bare,
         ratio: ratioTo(uncapped.relay), settlingRatio: ratioTo(settling), bareRatio: ratioTo(uncapped.bare),
         addedP50Ms: round(capped.p50 - uncapped.relay.p50, 2), addedP99Ms: round(capped.p99 - uncapped.relay.p99, 2), addedP99OverSettlingMs: round(capped.p99 - settling.p99, 2),
-        settleMs: Math.round(performance.now() - ended), unsettled,
+        settleMs: settled.settleMs, unsettled: settled.unsettled,
       };
     });
   } finally {
@@ -714,7 +729,9 @@ async function main(): Promise<void> {
         const percent = (ratio: number): string => `${Math.round(ratio * 100)}%`;
         console.log(pad([d.database, d.capped.rps, d.capped.p50, d.capped.p99, d.settling.rps, d.settling.p50, d.settling.p99, d.uncapped.rps, d.uncapped.p50, d.uncapped.p99, d.bare.rps, percent(d.settlingRatio), percent(d.ratio), cpu, d.capped.queued, d.capped.sentAtOnce], widths));
         const refusals = Object.entries(d.capped.refused).map(([answer, n]) => `${n} x ${answer}`);
-        console.log(`  capped: ${d.capped.non2xx} non-2xx${refusals.length > 0 ? ` (${refusals.join(', ')})` : ''}; ${d.unsettled === 0 ? `every task settled ${d.settleMs} ms after the run` : `${d.unsettled} tasks still active ${d.settleMs} ms after the run`}`);
+        const settled = (s: Pick<Settled, 'settleMs' | 'unsettled'>): string => (s.unsettled === 0 ? `every task settled ${s.settleMs} ms after the run` : `${s.unsettled} tasks still active ${s.settleMs} ms after the run`);
+        console.log(`  capped: ${d.capped.non2xx} non-2xx${refusals.length > 0 ? ` (${refusals.join(', ')})` : ''}; ${settled(d)}; cpu us/req with its settlements ${d.capped.cpuUsPerRequestSettled}`);
+        console.log(`  settling: ${settled(d.settling)}; cpu us/req with its settlements ${d.settling.cpuUsPerRequestSettled}`);
       }
     }
     console.log('\nsubmit with rows already in the tables (SQLite, 16 connections)');

@@ -100,8 +100,12 @@ describe('npm run bench (smoke run, BENCH_QUICK=1)', function () {
       expect(d.reconcilerIntervalMs).to.be.greaterThan(0);
       expect(d.ratio).to.be.greaterThan(0);
       expect(d.addedP99Ms).to.be.a('number');
-      // The reconciler settles the capped relay's tasks, so after the run none is left active.
+      // The reconciler settles each settling relay's tasks, so after the run none is left active, and
+      // the CPU counting those settlements is at least the run's.
       expect(d.unsettled, 'tasks still active after the run').to.equal(0);
+      expect(d.settling.unsettled, "the settling relay's tasks still active after the run").to.equal(0);
+      expect(d.capped.cpuUsPerRequestSettled).to.be.at.least(d.capped.cpuUsPerRequest ?? 0);
+      expect(d.settling.cpuUsPerRequestSettled).to.be.at.least(d.settling.cpuUsPerRequest ?? 0);
     }
     expect(results.lookups.map((l) => l.tasks)).to.deep.equal([100, 1000]);
     for (const l of results.lookups) answered(l.relay, `relay, a caller with ${l.tasks} tasks`);
