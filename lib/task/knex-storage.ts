@@ -112,10 +112,13 @@ export class KnexTaskStorage implements TaskStorage {
     return this.finishThroughKnex(taskId, from, settle);
   }
 
-  /** `finish` as one knex transaction: read the task, compare-and-set, host row, balance, ledger, hook. */
-  protected finishThroughKnex(taskId: number, from: readonly TaskState[], settle: (task: RelayTask) => Settlement): Promise<{ task: RelayTask; settlement: Settlement } | undefined> {
+  /**
+   * `finish` as one knex transaction: read the task, compare-and-set, host row, balance, ledger, hook.
+   * `read`: the task as the caller read it just before, so that it is not read again.
+   */
+  protected finishThroughKnex(taskId: number, from: readonly TaskState[], settle: (task: RelayTask) => Settlement, read?: RelayTask): Promise<{ task: RelayTask; settlement: Settlement } | undefined> {
     return this.transact(async (trx) => {
-      const task = await this.store.getTask(trx, taskId);
+      const task = read ?? (await this.store.getTask(trx, taskId));
       if (!task || !from.includes(task.state)) return undefined;
       const settlement = settle(task);
       const { change, balance, ledger } = settlement;
@@ -176,7 +179,7 @@ export class KnexTaskStorage implements TaskStorage {
    * a host table the statements can write; else knex's `finish`. The task is read first, outside the
    * write, as knex's transaction reads it before its compare-and-set: `write` applies only while the
    * task is still in `from` (answering whether it did), so of two racing settlements exactly one does.
-   * The knex transaction reads the task under the same rule: its compare-and-set, not the read, decides.
+   * A task that needs knex's transaction after all is given to it as read here.
    */
   protected async finishWith(
     write: (finish: FinishWrite) => Promise<boolean>,
@@ -189,7 +192,7 @@ export class KnexTaskStorage implements TaskStorage {
     const task = await this.store.getTask(this.db, taskId);
     if (!task || !from.includes(task.state)) return undefined;
     const host = this.hosts[task.table_kind];
-    if (task.client_callback_url !== null || !host.templatable) return this.finishThroughKnex(taskId, from, settle);
+    if (task.client_callback_url !== null || !host.templatable) return this.finishThroughKnex(taskId, from, settle, task);
     const settlement = settle(task);
     const { change, balance, ledger } = settlement;
     if (change.from.length === 0) return undefined;

@@ -1,4 +1,4 @@
-import { finishShape, type FinishWrite } from '../../adapters/direct-writes.js';
+import { finishShape, type FinishShape, type FinishWrite } from '../../adapters/direct-writes.js';
 import type { NewHostRow, RelayTask } from '../../adapters/types.js';
 import type { DirectSqlite, Template } from '../../adapters/sqlite-direct.js';
 import { KnexTaskStorage, ShortBalance, unlessShort } from './knex-storage.js';
@@ -59,7 +59,7 @@ export class SqliteTaskStorage extends KnexTaskStorage {
   /** The task's compare-and-set, then, only when it matched, the host row, the balance and the ledger row. */
   #finish(write: FinishWrite): Promise<boolean> {
     const shape = finishShape(write);
-    const templates = this.#finishTemplates(write, shape.key, shape.columns, shape.hostColumns, shape.ledgerColumns);
+    const templates = this.#finishTemplates(write, shape);
     return this.direct.transaction((run) => {
       if (run(templates.task, shape.values).changes === 0) return false;
       if (templates.host) run(templates.host, shape.values);
@@ -70,7 +70,7 @@ export class SqliteTaskStorage extends KnexTaskStorage {
   }
 
   /** A settlement's statements, compiled once per shape, their values named as `finishShape` names them. */
-  #finishTemplates(write: FinishWrite, key: string, columns: readonly string[], hostColumns: readonly string[], ledgerColumns: readonly string[]): { task: Template; host?: Template; balance: Template; ledger: Template } {
+  #finishTemplates(write: FinishWrite, { key, columns, hostColumns, ledgerColumns }: FinishShape): { task: Template; host?: Template; balance: Template; ledger: Template } {
     const { direct, store } = this;
     const { db } = direct;
     const { table, idColumn, quotaColumn, usedColumn } = write.quota.options;
