@@ -142,7 +142,7 @@ export interface BenchResults {
   command: string;
   quick: boolean;
   durationSeconds: number;
-  machine: { cpus: number; cpuModel: string; memoryBytes: number; platform: string; node: string; loadBefore: number[]; loadAfter: number[] };
+  machine: { cpus: number; cpuModel: string; memoryBytes: number; platform: string; node: string; loadBefore: number[]; loadAfter: number[]; /** The servers under test had a CPU of their own (BENCH_PIN). */ pinned?: boolean };
   submit: DatabasePair[];
   submitManyCallers: CallersPair[];
   submitAtRate: RatePair[];

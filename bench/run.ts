@@ -30,6 +30,7 @@ import { ACTIVE_STATES } from '../lib/task/states.js';
 import { connect } from './database.js';
 import { cpuSnapshot } from './cpu.js';
 import { seed } from './seed.js';
+import { cpusFor, pinSelf, pinned } from './pin.js';
 import type { ChildMessage } from './servers.js';
 import type { BenchResults, CallersPair, DatabasePair, DispatchFigures, Figures, JunkFigures, LargeFigures, Pair, RatePair, Settled, Target, TwoProcessCheck, TwoProcessFigures } from './results.js';
 
@@ -585,6 +586,8 @@ function printPairs(title: string, rows: DatabasePair[]): void {
 async function main(): Promise<void> {
   const started = new Date();
   const loadBefore = os.loadavg();
+  // Before any server starts: they inherit these CPUs, and the servers under test move to their own.
+  if (pinned) pinSelf('others');
   const dir = mkdtempSync(join(os.tmpdir(), 'kling-relay-bench-'));
   if (profileDir) mkdirSync(profileDir, { recursive: true });
   const sandbox = await startServer('sandbox');
@@ -682,6 +685,7 @@ async function main(): Promise<void> {
         node: process.version,
         loadBefore: loadBefore.map((l) => round(l, 2)),
         loadAfter: os.loadavg().map((l) => round(l, 2)),
+        pinned,
       },
       submit,
       submitManyCallers: callers,
@@ -698,7 +702,7 @@ async function main(): Promise<void> {
     mkdirSync(dirname(outFile), { recursive: true });
     writeFileSync(outFile, `${JSON.stringify(results, null, 2)}\n`);
 
-    console.log(`kling-relay bench: ${results.machine.cpus} cpus (${results.machine.cpuModel}), node ${process.version}, load ${results.machine.loadBefore.join(' ')}, ${duration} s per run`);
+    console.log(`kling-relay bench: ${results.machine.cpus} cpus (${results.machine.cpuModel}), node ${process.version}, load ${results.machine.loadBefore.join(' ')}, ${duration} s per run${pinned ? `, servers under test on cpu ${cpusFor('server')}, the rest on ${cpusFor('others')}` : ''}`);
     printPairs('text2video submit, small body (requests/s, latency ms)', submit);
     if (callers.length > 0) printPairs(`submit, small body, ${BENCH_CALLERS} callers in turn, each with a balance row of its own`, callers);
     if (rate.length > 0) {

@@ -23,6 +23,7 @@ import { silentLogger } from '../lib/logger.js';
 import { AccountPool } from '../lib/upstream/accounts.js';
 import { KlingClient, UpstreamError } from '../lib/upstream/client.js';
 import { connect } from './database.js';
+import { pinSelf, pinned } from './pin.js';
 import { BENCH_ACCOUNT, BENCH_CALLBACK_SECRET, BENCH_CALLERS, BENCH_PRICING, DISPATCH_RECONCILE_MS, callerName, callerToken } from './config.js';
 
 export type ChildMessage = { ready: true; url: string } | { rss: number; peak: number; cpuUs: number } | { error: string };
@@ -155,6 +156,8 @@ async function runBare(sandboxUrl: string): Promise<() => Promise<void>> {
 
 async function main(): Promise<void> {
   const [role, sandboxUrl = '', database = '', settle, cap] = process.argv.slice(2);
+  // The sandbox stays where the bench's own process runs (it inherits its CPUs).
+  if (pinned && role !== 'sandbox') pinSelf('server');
   const relay = (): Promise<() => Promise<void>> => runRelay(sandboxUrl, database, settle === 'settle', cap === undefined ? undefined : Number(cap));
   const stop = role === 'sandbox' ? await runSandbox() : role === 'relay' ? await relay() : role === 'bare' ? await runBare(sandboxUrl) : undefined;
   if (!stop) throw new Error(`bench/servers.ts: unknown role "${String(role)}" (sandbox, relay, bare)`);
