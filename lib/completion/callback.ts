@@ -4,8 +4,7 @@ import type { RelayContext } from '../relay/context.js';
 import { sendJson } from '../relay/respond.js';
 import { UpstreamError } from '../upstream/client.js';
 import { asV1Task, isStandardTask } from '../upstream/standard.js';
-import getRawBody from 'raw-body';
-import { checkJsonValue, JsonBodyCounter, parsedByHost } from '../relay/body.js';
+import { checkJsonValue, parsedByHost, readCheckedBytes } from '../relay/body.js';
 import { SIGNATURE_TOLERANCE_SECONDS, signatureEnvelope, verifySignature, type SignatureCheck } from '../callbacks/signing.js';
 import { loggableError } from '../loggable-error.js';
 import { RelayHttpError } from '../errors.js';
@@ -60,23 +59,25 @@ const SIGNATURE_REFUSALS: Record<Exclude<SignatureCheck, 'valid'>, string> = {
 /** A notice as read: its raw bytes, or the value a body parser in front of the relay made of them. */
 type ReadNotice = { raw: Buffer } | { parsed: unknown };
 
-/** The body, at most CALLBACK_LIMIT bytes; a value the host's body parser made is taken as it is. */
+/**
+ * The body, at most CALLBACK_LIMIT bytes, held to the JSON limits of every request body as it arrives;
+ * a value the host's body parser made is taken as it is.
+ */
 async function readNotice(req: IncomingMessage & { body?: unknown; _body?: boolean }): Promise<ReadNotice> {
   if (parsedByHost(req)) return { parsed: req.body };
   try {
-    return { raw: await getRawBody(req, { limit: CALLBACK_LIMIT, length: req.headers['content-length'] }) };
+    return { raw: await readCheckedBytes(req, CALLBACK_LIMIT) };
   } catch (cause) {
-    const tooLarge = (cause as { type?: string }).type === 'entity.too.large';
+    const tooLarge = cause instanceof RelayHttpError && cause.status === 413;
     throw tooLarge ? new RelayHttpError(413, 1200, `callback body is larger than ${CALLBACK_LIMIT} bytes`, { cause }) : new RelayHttpError(400, 1200, 'malformed callback body', { cause });
   }
 }
 
-/** The notice's JSON, within the bounds every request body is held to. */
+/** The notice's JSON; a value the host's parser made is held to the bounds every request body is. */
 function parseNotice(notice: ReadNotice): KlingTaskObject {
   let value: unknown;
   try {
     if ('raw' in notice) {
-      new JsonBodyCounter().feed(notice.raw);
       value = JSON.parse(notice.raw.toString('utf8'));
     } else {
       checkJsonValue(notice.parsed);

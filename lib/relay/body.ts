@@ -109,11 +109,12 @@ export class JsonBodyCounter {
 }
 
 /**
- * The body's text, read up to `limit` bytes and checked by a JsonBodyCounter as it arrives. Refused
+ * The body's bytes, read up to `limit` bytes and checked by a JsonBodyCounter as it arrives. Refused
  * (413 over the limit, 400 over the JSON limits or when the body ends short of its Content-Length),
- * the rest of the body is read and dropped, not kept.
+ * the rest of the body is read and dropped, not kept. Kling's callbacks are read by it too: their
+ * signature is checked over these bytes.
  */
-function readCheckedText(req: IncomingMessage, limit: number): Promise<string> {
+export function readCheckedBytes(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length']);
   const tooLarge = (): RelayHttpError => new RelayHttpError(413, 1200, `request body is larger than the limit of ${limit} bytes`);
   if (declared !== undefined && declared > limit) {
@@ -153,9 +154,7 @@ function readCheckedText(req: IncomingMessage, limit: number): Promise<string> {
     const onEnd = (): void => {
       stop();
       if (declared !== undefined && received !== declared) return reject(new RelayHttpError(400, 1200, 'could not read the request body: it ended before its Content-Length'));
-      const text = Buffer.concat(chunks, received).toString('utf8');
-      // A byte order mark is not JSON; a decoder for the body's charset drops it.
-      resolve(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
+      resolve(Buffer.concat(chunks, received));
     };
     const onError = (cause: Error): void => fail(new RelayHttpError(400, 1200, 'could not read the request body', { cause }));
     const onClose = (): void => {
@@ -184,9 +183,10 @@ export async function readJsonBody(req: IncomingMessage & { body?: unknown; _bod
     checkJsonValue(req.body);
     return req.body;
   }
-  const text = await readCheckedText(req, limit);
+  const text = (await readCheckedBytes(req, limit)).toString('utf8');
   try {
-    return JSON.parse(text) as unknown;
+    // A byte order mark is not JSON; a decoder for the body's charset drops it.
+    return JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text) as unknown;
   } catch (cause) {
     throw new RelayHttpError(400, 1200, `malformed JSON: ${(cause as Error).message}`, { cause });
   }

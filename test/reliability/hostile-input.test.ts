@@ -130,6 +130,36 @@ for (const database of testDatabases()) {
       expect(fine.status).to.equal(200);
     });
 
+    it("refuses a Kling callback over the JSON limits as it arrives, within the callback's size limit", async () => {
+      const server = express().post('/kling/callback', h.relay.callback).listen(0, '127.0.0.1');
+      await new Promise((resolve) => server.once('listening', resolve));
+      try {
+        const { port } = server.address() as { port: number };
+        // 30 KB of tiny values (15000 of them) of a body that says it has 60 KB, under the 64 KiB
+        // a callback may have; the rest is never sent.
+        const declared = 60 * 1024;
+        const start = junkBody(declared).slice(0, 30 * 1024);
+        const answer = await new Promise<{ status: number; body: { code?: number; message?: string } }>((resolve, reject) => {
+          const req = http.request(`http://127.0.0.1:${port}/kling/callback?token=${'a'.repeat(64)}`, { method: 'POST', headers: { 'Content-Type': 'application/json', 'Content-Length': declared } }, (res) => {
+            let text = '';
+            res.setEncoding('utf8');
+            res.on('data', (chunk: string) => (text += chunk));
+            res.on('end', () => {
+              resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as { code?: number; message?: string } });
+              req.destroy();
+            });
+          });
+          req.on('error', reject);
+          req.write(start);
+          setTimeout(() => reject(new Error('no answer while the callback body was still arriving')), 5_000).unref();
+        });
+        expect([answer.status, answer.body.code, answer.body.message]).to.deep.equal([400, 1200, 'malformed callback body']);
+      } finally {
+        server.closeAllConnections();
+        await new Promise((resolve) => server.close(resolve));
+      }
+    });
+
     it('the same bounds hold for a body the host parsed already (express.json() before the relay)', async () => {
       const broke = await h.user(0);
       const host = express()
