@@ -50,6 +50,8 @@ export class HostTable {
   readonly name: string;
   /** Logical column -> the host's column name, only for columns the host has. */
   readonly columns: ReadonlyMap<HostColumn, string>;
+  /** The host's name for its id column (required, so always mapped). */
+  readonly idColumn: string;
 
   readonly kind: TableKind;
 
@@ -109,6 +111,7 @@ export class HostTable {
       columns.set(logical, physical);
     }
     this.columns = columns;
+    this.idColumn = this.column('id');
     this.settings = hostTableSettings(options, optionName, new Set([...columns.values()].map((c) => c.toLowerCase())));
   }
 
@@ -126,7 +129,7 @@ export class HostTable {
 
   /** Inserts a row and returns the new row's id as a string. */
   async insert(trx: Knex | Knex.Transaction, row: NewHostRow, facts: HostWriteFacts = {}): Promise<string> {
-    return insertReturningId(trx, this.name, this.column('id'), this.toPhysical(row, facts, 'insert'));
+    return insertReturningId(trx, this.name, this.idColumn, this.toPhysical(row, facts, 'insert'));
   }
 
   /**
@@ -148,7 +151,7 @@ export class HostTable {
   async update(trx: Knex | Knex.Transaction, id: string | number, patch: Partial<NewHostRow>, facts: HostWriteFacts = {}): Promise<boolean> {
     const values = this.updateValues(patch, facts);
     if (Object.keys(values).length === 0) return false;
-    const changed = await trx(this.name).where(this.column('id'), id).update(values);
+    const changed = await trx(this.name).where(this.idColumn, id).update(values);
     return changed > 0;
   }
 
@@ -177,7 +180,7 @@ export class HostTable {
     return direct.template(`host:${this.name}:update:${present.join(',')}`, (param) => {
       const values: Record<string, string> = {};
       for (const logical of present) values[this.columns.get(logical) as string] = param(logical);
-      return direct.db(this.name).where(this.column('id'), param('id')).update(values);
+      return direct.db(this.name).where(this.idColumn, param('id')).update(values);
     });
   }
 
@@ -189,7 +192,7 @@ export class HostTable {
   }
 
   async get(db: Knex | Knex.Transaction, id: string | number): Promise<HostRow | undefined> {
-    const row: unknown = await db(this.name).select(this.selection()).where(this.column('id'), id).first();
+    const row: unknown = await db(this.name).select(this.selection()).where(this.idColumn, id).first();
     return row === undefined ? undefined : this.toLogical(row as Record<string, unknown>);
   }
 
@@ -198,7 +201,7 @@ export class HostTable {
     const row: unknown = await db(this.name)
       .select(this.selection())
       .where(this.column('task_id'), klingTaskId)
-      .orderBy(this.column('id'), 'desc')
+      .orderBy(this.idColumn, 'desc')
       .first();
     return row === undefined ? undefined : this.toLogical(row as Record<string, unknown>);
   }

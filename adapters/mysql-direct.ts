@@ -185,7 +185,7 @@ export class MysqlDirect implements DirectWrites {
     if (hostColumns.length > 0) {
       const hostValue = (column: HostColumn, patch: Partial<NewHostRow>, prefix: string): string => (column in patch ? s.value(`${prefix}_${column}`) : id(host.columns.get(column) as string));
       const assignments = hostColumns.map((column) => `${id(host.columns.get(column) as string)} = IF(@kling_relay_moved, ${hostValue(column, moved, 'moved')}, ${hostValue(column, kept, 'kept')})`);
-      s.add(`UPDATE ${id(host.name)} SET ${assignments.join(', ')} WHERE ${id(host.columns.get('id') ?? 'id')} = ${s.value('host_id')}`);
+      s.add(`UPDATE ${id(host.name)} SET ${assignments.join(', ')} WHERE ${id(host.idColumn)} = ${s.value('host_id')}`);
     }
     return s.script();
   }
@@ -203,7 +203,7 @@ export class MysqlDirect implements DirectWrites {
     s.add('SET @kling_relay_moved = ROW_COUNT() > 0');
     if (shape.hostColumns.length > 0) {
       const assignments = shape.hostColumns.map((column) => `${id(column)} = ${s.value(`host_${column}`)}`);
-      s.add(`UPDATE ${id(write.host.name)} SET ${assignments.join(', ')} WHERE ${id(write.host.columns.get('id') ?? 'id')} = ${s.value('host_id')} AND @kling_relay_moved`);
+      s.add(`UPDATE ${id(write.host.name)} SET ${assignments.join(', ')} WHERE ${id(write.host.idColumn)} = ${s.value('host_id')} AND @kling_relay_moved`);
     }
     const balance = [`${id(quotaColumn)} = ${id(quotaColumn)} + ${s.value('delta')}`];
     if (usedColumn !== false) balance.push(`${id(usedColumn)} = ${id(usedColumn)} + ${s.value('used')}`);

@@ -133,7 +133,7 @@ export class PgDirect implements DirectWrites {
     const amount = p.cast('amount', users, quotaColumn);
     const held = `UPDATE ${id(table)} SET ${id(quotaColumn)} = ${id(quotaColumn)} - ${amount} WHERE ${id(idColumn)} = ${p.cast('user_id', users, idColumn)} AND ${id(quotaColumn)} >= ${amount} RETURNING 1`;
     const hostColumns = [...host.columns].filter(([logical]) => logical !== 'id');
-    const hostRow = `INSERT INTO ${id(host.name)} (${hostColumns.map(([, physical]) => id(physical)).join(', ')}) SELECT ${hostColumns.map(([logical, physical]) => p.cast(`host_${logical}`, hostTypes, physical)).join(', ')} FROM held RETURNING ${id(host.columns.get('id') ?? 'id')}::text AS id`;
+    const hostRow = `INSERT INTO ${id(host.name)} (${hostColumns.map(([, physical]) => id(physical)).join(', ')}) SELECT ${hostColumns.map(([logical, physical]) => p.cast(`host_${logical}`, hostTypes, physical)).join(', ')} FROM held RETURNING ${id(host.idColumn)}::text AS id`;
     const taskColumns = Object.keys(write.task);
     const taskValue = (column: string): string =>
       column === 'host_row_id' ? 'host_row.id' : column === 'external_task_id' ? `${p.text('id_before')} || host_row.id || ${p.text('id_after')}` : p.cast(`task_${column}`, taskTypes, column);
@@ -167,7 +167,7 @@ export class PgDirect implements DirectWrites {
         return column in patch ? p.cast(`${prefix}_${column}`, hostTypes, physical) : id(physical);
       };
       const assignments = hostColumns.map((column) => `${id(host.columns.get(column) as string)} = CASE WHEN EXISTS (SELECT 1 FROM moved) THEN ${hostValue(column, moved, 'moved')} ELSE ${hostValue(column, kept, 'kept')} END`);
-      const hostId = host.columns.get('id') ?? 'id';
+      const hostId = host.idColumn;
       const hostUpdate = `UPDATE ${id(host.name)} SET ${assignments.join(', ')} WHERE ${id(hostId)} = ${p.cast('host_id', hostTypes, hostId)} RETURNING 1`;
       parts.push(`host_row AS (${hostUpdate})`);
       statements.push(hostUpdate);
@@ -189,7 +189,7 @@ export class PgDirect implements DirectWrites {
     const parts = [`moved AS (${moved})`];
     const statements = [moved];
     if (shape.hostColumns.length > 0) {
-      const hostId = write.host.columns.get('id') ?? 'id';
+      const hostId = write.host.idColumn;
       const assignments = shape.hostColumns.map((column) => `${id(column)} = ${p.cast(`host_${column}`, hostTypes, column)}`);
       const hostUpdate = `UPDATE ${id(write.host.name)} SET ${assignments.join(', ')} WHERE ${id(hostId)} = ${p.cast('host_id', hostTypes, hostId)} AND EXISTS (SELECT 1 FROM moved) RETURNING 1`;
       parts.push(`host_row AS (${hostUpdate})`);

@@ -81,7 +81,7 @@ export class SqliteTaskStorage extends KnexTaskStorage {
         .whereIn('state', write.from.map((_, i) => param(`from_${i}`)))
         .update(named('task', columns, param)),
     );
-    const hostId = write.host.columns.get('id') ?? 'id';
+    const hostId = write.host.idColumn;
     const host = hostColumns.length === 0 ? undefined : direct.template(`${key}:host`, (param) => db(write.host.name).where(hostId, param('host_id')).update(named('host', hostColumns, param)));
     const balance = direct.template(`${key}:balance`, (param) => {
       const moves: Record<string, unknown> = { [quotaColumn]: db.raw('?? + ?', [quotaColumn, param('delta')]) };
