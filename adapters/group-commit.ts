@@ -42,6 +42,27 @@ interface Pending<S extends GroupStatement> {
 
 const SAVEPOINT = 'SAVEPOINT kling_relay_work';
 
+/**
+ * A group the database did not answer in time: its connection hangs (a server gone without closing it,
+ * a partition) and is dropped, and whether its writes committed is not known.
+ */
+export class GroupTimeout extends Error {
+  constructor(readonly ms: number) {
+    super(`the database did not answer a group of writes within ${ms} ms; its connection was dropped`);
+    this.name = 'GroupTimeout';
+  }
+}
+
+/** The connection's answer, or a GroupTimeout once `ms` passed without one. */
+function answered<T>(work: Promise<T>, ms: number | undefined): Promise<T> {
+  if (ms === undefined) return work;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new GroupTimeout(ms)), ms);
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+}
+
 /** How a group ended: answered, to run again one by one, or with its connection in an unknown state. */
 type Outcome = 'done' | 'again' | 'broken';
 
@@ -58,7 +79,9 @@ type Outcome = 'done' | 'again' | 'broken';
  * one is refused (a server database stops a transaction's work at its first error: PostgreSQL
  * refuses every later statement, MySQL stops a multi-statement text). If the rollback or the COMMIT
  * fails, every write of the group fails, and nothing of it is known to remain: the connection is
- * dropped.
+ * dropped. So it is when the connection does not answer within `deadlineMs` (a server gone without
+ * closing it): the group's writes fail with a GroupTimeout and the next group opens another
+ * connection, instead of every later write waiting behind one that never returns.
  */
 export class GroupCommit<S extends GroupStatement = GroupStatement> {
   readonly #queue: Pending<S>[] = [];
@@ -72,7 +95,14 @@ export class GroupCommit<S extends GroupStatement = GroupStatement> {
    */
   private readonly inFlight: number;
 
-  constructor(private readonly connections: GroupConnections<S>) {
+  /**
+   * @param deadlineMs how long a group's connection may take to answer before it is dropped; none
+   *   when undefined.
+   */
+  constructor(
+    private readonly connections: GroupConnections<S>,
+    private readonly deadlineMs?: number,
+  ) {
     this.inFlight = connections.size ?? 1;
   }
 
@@ -128,9 +158,13 @@ export class GroupCommit<S extends GroupStatement = GroupStatement> {
   async #together(connection: GroupConnection<S>, group: readonly Pending<S>[]): Promise<Outcome> {
     let rows: AnswerRow[];
     try {
-      rows = await connection.run(['BEGIN', ...group.map((p) => p.statement), 'COMMIT']);
+      rows = await answered(connection.run(['BEGIN', ...group.map((p) => p.statement), 'COMMIT']), this.deadlineMs);
     } catch (error) {
-      const clean = await rolledBack(connection);
+      if (error instanceof GroupTimeout) {
+        for (const pending of group) pending.reject(error);
+        return 'broken';
+      }
+      const clean = await rolledBack(connection, this.deadlineMs);
       if (clean && group.length > 1) return 'again';
       for (const pending of group) pending.reject(error);
       return clean ? 'done' : 'broken';
@@ -143,21 +177,27 @@ export class GroupCommit<S extends GroupStatement = GroupStatement> {
   async #oneByOne(connection: GroupConnection<S>, group: readonly Pending<S>[]): Promise<Outcome> {
     const done: { pending: Pending<S>; row: AnswerRow }[] = [];
     const refused: { pending: Pending<S>; error: unknown }[] = [];
+    const run = (statements: readonly (S | string)[]): Promise<AnswerRow[]> => answered(connection.run(statements), this.deadlineMs);
     try {
-      await connection.run(['BEGIN']);
+      await run(['BEGIN']);
       for (const pending of group) {
         try {
-          const [row] = await connection.run([SAVEPOINT, pending.statement]);
+          const [row] = await run([SAVEPOINT, pending.statement]);
           done.push({ pending, row: row ?? {} });
         } catch (error) {
+          if (error instanceof GroupTimeout) throw error;
           // A deadlock ends the whole transaction: then the savepoint is gone and the group fails.
-          await connection.run([`ROLLBACK TO ${SAVEPOINT}`]);
+          await run([`ROLLBACK TO ${SAVEPOINT}`]);
           refused.push({ pending, error });
         }
       }
-      await connection.run(['COMMIT']);
+      await run(['COMMIT']);
     } catch (error) {
-      const clean = await rolledBack(connection);
+      if (error instanceof GroupTimeout) {
+        for (const pending of group) pending.reject(error);
+        return 'broken';
+      }
+      const clean = await rolledBack(connection, this.deadlineMs);
       for (const pending of group) pending.reject(error);
       return clean ? 'done' : 'broken';
     }
@@ -235,8 +275,8 @@ function compareKeys(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-async function rolledBack<S extends GroupStatement>(connection: GroupConnection<S>): Promise<boolean> {
-  return connection.run(['ROLLBACK']).then(
+async function rolledBack<S extends GroupStatement>(connection: GroupConnection<S>, deadlineMs: number | undefined): Promise<boolean> {
+  return answered(connection.run(['ROLLBACK']), deadlineMs).then(
     () => true,
     () => false,
   );

@@ -99,17 +99,19 @@ export class MysqlDirect implements DirectWrites {
     readonly db: Knex,
     readonly store: RelayStore,
     connect: () => MysqlConnection,
+    deadlineMs: number | undefined,
   ) {
     this.#connections = new OwnConnections(() => new TextConnection(connect));
-    this.#group = new GroupCommit(this.#connections);
+    this.#group = new GroupCommit(this.#connections, deadlineMs);
   }
 
   /**
    * For a knex instance on mysql2 (not a transaction) whose connection settings are an object;
    * undefined otherwise (another database, settings from a function, a pool of the host's own, a
-   * `pool.afterCreate` of the host's).
+   * `pool.afterCreate` of the host's). `deadlineMs`: how long a group may wait for the server's answer
+   * before its connection is dropped (GroupCommit).
    */
-  static for(db: Knex, store: RelayStore): MysqlDirect | undefined {
+  static for(db: Knex, store: RelayStore, deadlineMs?: number): MysqlDirect | undefined {
     const client = db.client as Mysql2Client;
     const settings = client.connectionSettings;
     if (client.driverName !== 'mysql2' || (db as { isTransaction?: boolean }).isTransaction === true) return undefined;
@@ -123,7 +125,7 @@ export class MysqlDirect implements DirectWrites {
     // knex keeps the password as a property that a spread does not copy (so that it is not logged).
     const { password } = settings as { password?: unknown };
     const connect = (): MysqlConnection => driver.createConnection({ ...settings, ...(password !== undefined ? { password } : {}), multipleStatements: true, flags: ['FOUND_ROWS'] });
-    return new MysqlDirect(db, store, connect);
+    return new MysqlDirect(db, store, connect, deadlineMs);
   }
 
   /** Closes its connections; a write after this opens another. */

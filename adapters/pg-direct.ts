@@ -77,20 +77,23 @@ export class PgDirect implements DirectWrites {
     readonly db: Knex,
     readonly store: RelayStore,
     connections: GroupConnections,
+    deadlineMs: number | undefined,
   ) {
     this.#connections = connections;
-    this.#group = new GroupCommit(connections);
+    this.#group = new GroupCommit(connections, deadlineMs);
   }
 
   /**
    * For a knex instance on pg (not a transaction); undefined for any other database. Groups go out
    * on a pipelined connection of its own where knex's settings allow one (an object, no
    * `afterCreate` of the host's), else on connections of knex's pool, one statement at a time.
+   * `deadlineMs`: how long a group may wait for the server's answer before its connection is dropped
+   * (GroupCommit).
    */
-  static for(db: Knex, store: RelayStore): PgDirect | undefined {
+  static for(db: Knex, store: RelayStore, deadlineMs?: number): PgDirect | undefined {
     const client = poolClientOf<PgConnection>(db, 'pg');
     if (!client) return undefined;
-    return new PgDirect(db, store, pipelinedConnections(db) ?? new PooledConnections(client));
+    return new PgDirect(db, store, pipelinedConnections(db) ?? new PooledConnections(client), deadlineMs);
   }
 
   /** Closes its connection of its own, if it has one; a write after this opens another. */
@@ -281,7 +284,7 @@ interface PgClient extends PgConnection {
   on(event: 'error', listener: (error: Error) => void): void;
   unref?(): void;
   /** Its protocol connection, whose socket the group's messages are written to. */
-  readonly connection?: { readonly stream?: { cork?(): void; uncork?(): void } };
+  readonly connection?: { readonly stream?: { cork?(): void; uncork?(): void; destroy?(): void } };
 }
 
 /** knex's pg client: the driver, the settings its pool connects with, and its hooks. */
@@ -352,13 +355,17 @@ class PipelinedConnection implements OwnConnection {
 
   /**
    * Ends the connection; the next group opens another. PostgreSQL rolls back whatever a connection
-   * left open when it goes, and node-postgres closes a connection that failed at once.
+   * left open when it goes, and node-postgres closes a connection that failed at once. A broken one
+   * may hang (a server gone without closing it), where a polite end would wait for ever: its socket
+   * is destroyed too.
    */
-  close(_broken: boolean): void {
+  close(broken: boolean): void {
     const connection = this.#connection;
     this.#connection = undefined;
     this.#ready = undefined;
-    if (connection !== undefined) void connection.end().catch(() => undefined);
+    if (connection === undefined) return;
+    void connection.end().catch(() => undefined);
+    if (broken) connection.connection?.stream?.destroy?.();
   }
 }
 

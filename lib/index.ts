@@ -122,7 +122,9 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
     validator,
     prices,
     store,
-    storage: taskStorage({ db: config.db, store, hosts, quota, notices, onTransition: config.onTransition }),
+    // A group of writes past twice the hold's deadline has its holds answered 503 already; its
+    // connection is taken to hang and is dropped, so that later writes do not wait behind it.
+    storage: taskStorage({ db: config.db, store, hosts, quota, notices, onTransition: config.onTransition, groupDeadlineMs: 2 * config.dbTimeoutMs }),
     accounts,
     slots,
     gate: new SlotGate(),

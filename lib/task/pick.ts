@@ -10,6 +10,6 @@ import type { TaskStorage, TaskStorageParts } from './storage.js';
 export function taskStorage(parts: TaskStorageParts): TaskStorage {
   const sqlite = DirectSqlite.for(parts.db);
   if (sqlite) return new SqliteTaskStorage(parts, sqlite);
-  const server = MysqlDirect.for(parts.db, parts.store) ?? PgDirect.for(parts.db, parts.store);
+  const server = MysqlDirect.for(parts.db, parts.store, parts.groupDeadlineMs) ?? PgDirect.for(parts.db, parts.store, parts.groupDeadlineMs);
   return server ? new ServerTaskStorage(parts, server) : new KnexTaskStorage(parts);
 }

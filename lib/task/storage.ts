@@ -15,6 +15,8 @@ export interface TaskStorageParts {
   notices?: ClientNotices | undefined;
   /** The host's own writes of a final transition (option `onTransition`), last in its transaction. */
   onTransition?: TransitionHook | undefined;
+  /** On MariaDB/MySQL and PostgreSQL: how long a group of writes may wait for the server before its connection is dropped. */
+  groupDeadlineMs?: number | undefined;
 }
 
 /** A new task's external_task_id is `before` + its host row's id + `after`. */

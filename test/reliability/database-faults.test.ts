@@ -187,6 +187,23 @@ for (const database of testDatabases().filter((d) => d.name !== 'sqlite')) {
         expect(h!.creates()).to.have.length(1);
       });
 
+      it("the relay's open connections hang for good while new ones work: 503 within the deadline, then submits go through on new connections", async () => {
+        proxy.blackHoleOpen();
+        const started = Date.now();
+        const res = await submit(h!.url);
+        expect([res.status, res.body.code]).to.deep.equal([503, 5001]);
+        expect(Date.now() - started).to.be.below(4_000);
+        // The writer gives up the groups its hanging connections never answer and opens others.
+        let answer = res;
+        while (answer.status !== 200 && Date.now() - started < 12_000) answer = await submit(h!.url);
+        expect([answer.status, answer.body.code], 'a submit after the hang').to.deep.equal([200, 0]);
+        expect(Date.now() - started, 'recovered within twice dbTimeoutMs and slack').to.be.below(6_000);
+        expect(h!.creates()).to.have.length(2);
+        const held = (await h!.ledger()).filter((l) => l.kind === 'hold');
+        expect(held, 'a hold for each task that reached Kling, none for the refused').to.have.length(2);
+        expect(await h!.balance(user)).to.equal(START - 2 * HOLD);
+      });
+
       it('database stalled past the deadline, then back: 503, and the hold that commits late is refunded without a POST', async () => {
         proxy.stall();
         const res = await submit(h!.url);

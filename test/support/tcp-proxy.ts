@@ -9,6 +9,12 @@ export interface TcpProxy {
    * partition or a firewall that drops packets.
    */
   blackHole(): void;
+  /**
+   * From now on every byte of the connections open now is swallowed, both ways, and they stay open;
+   * connections opened later are forwarded: a client's old connections hang, as behind a failover
+   * that left them to a host that is gone, while new ones reach the server.
+   */
+  blackHoleOpen(): void;
   /** From now on bytes are kept back (a stall) until release() delivers them in order. */
   stall(): void;
   release(): void;
@@ -23,12 +29,14 @@ export async function startTcpProxy(host: string, port: number): Promise<TcpProx
   let mode: Mode = 'forward';
   const sockets = new Set<Socket>();
   const kept: [Socket, Buffer][] = [];
+  const holed = new Set<Socket>();
   const track = (socket: Socket): void => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => socket.destroy());
   };
-  const pass = (to: Socket, chunk: Buffer): void => {
+  const pass = (from: Socket, to: Socket, chunk: Buffer): void => {
+    if (holed.has(from)) return;
     if (mode === 'forward') to.write(chunk);
     else if (mode === 'stall') kept.push([to, chunk]);
   };
@@ -40,8 +48,8 @@ export async function startTcpProxy(host: string, port: number): Promise<TcpProx
     }
     const upstream = connect(port, host);
     track(upstream);
-    client.on('data', (chunk: Buffer) => pass(upstream, chunk));
-    upstream.on('data', (chunk: Buffer) => pass(client, chunk));
+    client.on('data', (chunk: Buffer) => pass(client, upstream, chunk));
+    upstream.on('data', (chunk: Buffer) => pass(upstream, client, chunk));
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
   });
@@ -50,6 +58,9 @@ export async function startTcpProxy(host: string, port: number): Promise<TcpProx
     port: (server.address() as AddressInfo).port,
     blackHole() {
       mode = 'black-hole';
+    },
+    blackHoleOpen() {
+      for (const socket of sockets) holed.add(socket);
     },
     stall() {
       mode = 'stall';
