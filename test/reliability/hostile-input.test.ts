@@ -42,6 +42,27 @@ function prototypeClean(): void {
 const BASE64_RUN = /[A-Za-z0-9+/]{200,}/;
 const JWT = /eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+/;
 
+/**
+ * POSTs the start of a JSON body that declares `declared` bytes and never sends the rest: the answer,
+ * which the server must give while the body is still arriving (a failure after 5 s).
+ */
+function sendStartOnly(url: string, headers: Record<string, string>, declared: number, start: string): Promise<{ status: number; body: { code?: number; message?: string } }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: 'POST', headers: { ...headers, 'Content-Type': 'application/json', 'Content-Length': declared } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => {
+        resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as { code?: number; message?: string } });
+        req.destroy();
+      });
+    });
+    req.on('error', reject);
+    req.write(start);
+    setTimeout(() => reject(new Error('no answer while the body was still arriving')), 5_000).unref();
+  });
+}
+
 for (const database of testDatabases()) {
   describe(`hostile input on ${database.name}`, function () {
     this.timeout(20_000);
@@ -109,20 +130,7 @@ for (const database of testDatabases()) {
       const declared = 10 * 1024 * 1024;
       const start = junkBody(declared).slice(0, 64 * 1024);
       // The first 64 KB of a 10 MB body of tiny values; the rest is never sent.
-      const answer = await new Promise<{ status: number; body: { code?: number; message?: string } }>((resolve, reject) => {
-        const req = http.request(`${h.url}/kling/v1/videos/text2video`, { method: 'POST', headers: { 'Content-Type': 'application/json', 'Content-Length': declared, 'X-User-Id': String(user) } }, (res) => {
-          let text = '';
-          res.setEncoding('utf8');
-          res.on('data', (chunk: string) => (text += chunk));
-          res.on('end', () => {
-            resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as { code?: number; message?: string } });
-            req.destroy();
-          });
-        });
-        req.on('error', reject);
-        req.write(start);
-        setTimeout(() => reject(new Error('no answer while the body was still arriving')), 5_000).unref();
-      });
+      const answer = await sendStartOnly(`${h.url}/kling/v1/videos/text2video`, { 'X-User-Id': String(user) }, declared, start);
       expect([answer.status, answer.body.code, answer.body.message]).to.deep.equal([400, 1200, 'request body has more than 10000 JSON values; no Kling request needs that many']);
       expect(await h.tasks()).to.deep.equal([]);
       // The relay still answers, and reads a whole body as before.
@@ -139,20 +147,7 @@ for (const database of testDatabases()) {
         // a callback may have; the rest is never sent.
         const declared = 60 * 1024;
         const start = junkBody(declared).slice(0, 30 * 1024);
-        const answer = await new Promise<{ status: number; body: { code?: number; message?: string } }>((resolve, reject) => {
-          const req = http.request(`http://127.0.0.1:${port}/kling/callback?token=${'a'.repeat(64)}`, { method: 'POST', headers: { 'Content-Type': 'application/json', 'Content-Length': declared } }, (res) => {
-            let text = '';
-            res.setEncoding('utf8');
-            res.on('data', (chunk: string) => (text += chunk));
-            res.on('end', () => {
-              resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as { code?: number; message?: string } });
-              req.destroy();
-            });
-          });
-          req.on('error', reject);
-          req.write(start);
-          setTimeout(() => reject(new Error('no answer while the callback body was still arriving')), 5_000).unref();
-        });
+        const answer = await sendStartOnly(`http://127.0.0.1:${port}/kling/callback?token=${'a'.repeat(64)}`, {}, declared, start);
         expect([answer.status, answer.body.code, answer.body.message]).to.deep.equal([400, 1200, 'malformed callback body']);
       } finally {
         server.closeAllConnections();
