@@ -4,7 +4,7 @@ import type { RelayContext } from '../relay/context.js';
 import { sendJson } from '../relay/respond.js';
 import { UpstreamError } from '../upstream/client.js';
 import { asV1Task, isStandardTask } from '../upstream/standard.js';
-import { checkJsonValue, parsedByHost, readCheckedBytes } from '../relay/body.js';
+import { checkJsonValue, JsonBodyCounter, parsedByHost, readCheckedBytes } from '../relay/body.js';
 import { SIGNATURE_TOLERANCE_SECONDS, signatureEnvelope, verifySignature, type SignatureCheck } from '../callbacks/signing.js';
 import { loggableError } from '../loggable-error.js';
 import { RelayHttpError } from '../errors.js';
@@ -59,17 +59,39 @@ const SIGNATURE_REFUSALS: Record<Exclude<SignatureCheck, 'valid'>, string> = {
 /** A notice as read: its raw bytes, or the value a body parser in front of the relay made of them. */
 type ReadNotice = { raw: Buffer } | { parsed: unknown };
 
+const tooLarge = (cause?: unknown): RelayHttpError => new RelayHttpError(413, 1200, `callback body is larger than ${CALLBACK_LIMIT} bytes`, cause === undefined ? {} : { cause });
+
 /**
- * The body, at most CALLBACK_LIMIT bytes, held to the JSON limits of every request body as it arrives;
- * a value the host's body parser made is taken as it is.
+ * The bytes a host's body parser kept of the body it read, as `req.rawBody` (express.json's `verify`
+ * hook can keep them so); undefined when it kept none.
  */
-async function readNotice(req: IncomingMessage & { body?: unknown; _body?: boolean }): Promise<ReadNotice> {
-  if (parsedByHost(req)) return { parsed: req.body };
+function keptBytes(req: IncomingMessage & { rawBody?: unknown }): Buffer | undefined {
+  const kept = req.rawBody;
+  if (Buffer.isBuffer(kept)) return kept;
+  return typeof kept === 'string' ? Buffer.from(kept, 'utf8') : undefined;
+}
+
+/**
+ * The body, at most CALLBACK_LIMIT bytes, held to the JSON limits of every request body as it arrives.
+ * Of a body the host's parser read, the bytes it kept (`req.rawBody`), held to the same limits, else
+ * the value it made.
+ */
+async function readNotice(req: IncomingMessage & { body?: unknown; _body?: boolean; rawBody?: unknown }): Promise<ReadNotice> {
+  if (parsedByHost(req)) {
+    const kept = keptBytes(req);
+    if (kept === undefined) return { parsed: req.body };
+    if (kept.length > CALLBACK_LIMIT) throw tooLarge();
+    try {
+      new JsonBodyCounter().feed(kept);
+    } catch (cause) {
+      throw new RelayHttpError(400, 1200, 'malformed callback body', { cause });
+    }
+    return { raw: kept };
+  }
   try {
     return { raw: await readCheckedBytes(req, CALLBACK_LIMIT) };
   } catch (cause) {
-    const tooLarge = cause instanceof RelayHttpError && cause.status === 413;
-    throw tooLarge ? new RelayHttpError(413, 1200, `callback body is larger than ${CALLBACK_LIMIT} bytes`, { cause }) : new RelayHttpError(400, 1200, 'malformed callback body', { cause });
+    throw cause instanceof RelayHttpError && cause.status === 413 ? tooLarge(cause) : new RelayHttpError(400, 1200, 'malformed callback body', { cause });
   }
 }
 
@@ -94,12 +116,12 @@ const nowSeconds = (): number => Math.floor(Date.now() / 1000);
 
 /**
  * Checks the Standard Webhooks signature of a notice against the account's secrets, over the raw bytes
- * received. A body a parser in front of the relay consumed cannot be checked (its bytes are gone) and is
- * refused too, with an error in the log naming the fix.
+ * received (or those a parser in front of the relay kept). A body a parser consumed without keeping its
+ * bytes cannot be checked and is refused too, with an error in the log naming the fix.
  */
 function signatureCheck(ctx: RelayContext, req: IncomingMessage, notice: ReadNotice, secrets: readonly string[], accountId: string): SignatureCheck {
   if (!('raw' in notice)) {
-    ctx.logger.error('callback signature cannot be checked: a body parser read the notice before relay.callback; mount relay.callback before express.json()', { accountId });
+    ctx.logger.error('callback signature cannot be checked: a body parser read the notice before relay.callback; mount relay.callback before express.json(), or have the parser keep the bytes in req.rawBody', { accountId });
     return 'mismatch';
   }
   return verifySignature(secrets, req.headers, notice.raw, nowSeconds());

@@ -194,5 +194,25 @@ for (const database of testDatabases()) {
       expect(signed.status).to.equal(200);
       await expectSettled(harness);
     });
+
+    it("checks a notice a host's body parser read against the raw bytes it kept (req.rawBody), and refuses one whose bytes are gone", async () => {
+      const harness = await begin([{ id: 'signed', webhookSecret: SECRET }]);
+      const a = await submit(harness);
+      harness.sandbox.callbackMode({ drop: true });
+      harness.sandbox.complete(a.taskId, { status: 'succeed' });
+      // Spaced as Kling's serializer may space it: a parsed and re-serialized body would not match its signature.
+      const body = JSON.stringify({ task_id: a.taskId, task_status: 'succeed', task_status_msg: '', task_info: { external_task_id: a.externalTaskId }, created_at: Date.now(), updated_at: Date.now() }, null, 1);
+      const signed = (id: string) => signatureHeaders(SECRET, id, Math.floor(Date.now() / 1000), body);
+      const parsedOnly = express().use(express.json()).post('/kling/callback', harness.relay.callback);
+      const gone = await request(parsedOnly).post(a.callbackPath).set('Content-Type', 'application/json').set(signed('msg-1')).send(body);
+      expect([gone.status, gone.body.code]).to.deep.equal([401, 1002]);
+      await expectHeld(harness);
+      const keptRaw = express()
+        .use(express.json({ verify: (req, _res, bytes) => Object.assign(req, { rawBody: bytes }) }))
+        .post('/kling/callback', harness.relay.callback);
+      const kept = await request(keptRaw).post(a.callbackPath).set('Content-Type', 'application/json').set(signed('msg-2')).send(body);
+      expect([kept.status, kept.body.code]).to.deep.equal([200, 0]);
+      await expectSettled(harness);
+    });
   });
 }
