@@ -92,6 +92,14 @@ function isQuotaStore(value: object): value is QuotaStore {
  * Creates the relay: checks every option, loads and compiles the registry's schemas, prepares the
  * pricing rules. Synchronous; throws a KlingRelayConfigError naming the problem and the fix.
  */
+/**
+ * How long a group of writes on MariaDB/MySQL or PostgreSQL may wait for the server before its
+ * connection is taken to hang and is dropped (so that later writes do not wait behind it): twice the
+ * hold's deadline, past which every hold of the group was answered 503 already, and 5 s at least, so
+ * that a host's tight deadline does not drop connections that are merely slow.
+ */
+const groupDeadlineMs = (dbTimeoutMs: number): number => Math.max(2 * dbTimeoutMs, 5_000);
+
 export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
   const config = normalizeOptions(options);
   const registry = loadRegistry(config.registry);
@@ -122,9 +130,7 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
     validator,
     prices,
     store,
-    // A group of writes past twice the hold's deadline has its holds answered 503 already; its
-    // connection is taken to hang and is dropped, so that later writes do not wait behind it.
-    storage: taskStorage({ db: config.db, store, hosts, quota, notices, onTransition: config.onTransition, groupDeadlineMs: 2 * config.dbTimeoutMs }),
+    storage: taskStorage({ db: config.db, store, hosts, quota, notices, onTransition: config.onTransition, groupDeadlineMs: groupDeadlineMs(config.dbTimeoutMs) }),
     accounts,
     slots,
     gate: new SlotGate(),
