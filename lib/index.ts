@@ -89,10 +89,6 @@ function isQuotaStore(value: object): value is QuotaStore {
 }
 
 /**
- * Creates the relay: checks every option, loads and compiles the registry's schemas, prepares the
- * pricing rules. Synchronous; throws a KlingRelayConfigError naming the problem and the fix.
- */
-/**
  * How long a group of writes on MariaDB/MySQL or PostgreSQL may wait for the server before its
  * connection is taken to hang and is dropped (so that later writes do not wait behind it): twice the
  * hold's deadline, past which every hold of the group was answered 503 already, and 5 s at least, so
@@ -100,6 +96,10 @@ function isQuotaStore(value: object): value is QuotaStore {
  */
 const groupDeadlineMs = (dbTimeoutMs: number): number => Math.max(2 * dbTimeoutMs, 5_000);
 
+/**
+ * Creates the relay: checks every option, loads and compiles the registry's schemas, prepares the
+ * pricing rules. Synchronous; throws a KlingRelayConfigError naming the problem and the fix.
+ */
 export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
   const config = normalizeOptions(options);
   const registry = loadRegistry(config.registry);
