@@ -4,7 +4,7 @@ import type { RelayContext } from '../relay/context.js';
 import { sendJson } from '../relay/respond.js';
 import { UpstreamError } from '../upstream/client.js';
 import { asV1Task, isStandardTask } from '../upstream/standard.js';
-import { checkJsonValue, JsonBodyCounter, parsedByHost, readCheckedBytes } from '../relay/body.js';
+import { checkBodyBytes, checkJsonValue, parsedByHost, readCheckedBytes } from '../relay/body.js';
 import { SIGNATURE_TOLERANCE_SECONDS, signatureEnvelope, verifySignature, type SignatureCheck } from '../callbacks/signing.js';
 import { loggableError } from '../loggable-error.js';
 import { RelayHttpError } from '../errors.js';
@@ -59,8 +59,6 @@ const SIGNATURE_REFUSALS: Record<Exclude<SignatureCheck, 'valid'>, string> = {
 /** A notice as read: its raw bytes, or the value a body parser in front of the relay made of them. */
 type ReadNotice = { raw: Buffer } | { parsed: unknown };
 
-const tooLarge = (cause?: unknown): RelayHttpError => new RelayHttpError(413, 1200, `callback body is larger than ${CALLBACK_LIMIT} bytes`, cause === undefined ? {} : { cause });
-
 /**
  * The bytes a host's body parser kept of the body it read, as `req.rawBody` (express.json's `verify`
  * hook can keep them so); undefined when it kept none.
@@ -77,21 +75,18 @@ function keptBytes(req: IncomingMessage & { rawBody?: unknown }): Buffer | undef
  * the value it made.
  */
 async function readNotice(req: IncomingMessage & { body?: unknown; _body?: boolean; rawBody?: unknown }): Promise<ReadNotice> {
+  let kept: Buffer | undefined;
   if (parsedByHost(req)) {
-    const kept = keptBytes(req);
+    kept = keptBytes(req);
     if (kept === undefined) return { parsed: req.body };
-    if (kept.length > CALLBACK_LIMIT) throw tooLarge();
-    try {
-      new JsonBodyCounter().feed(kept);
-    } catch (cause) {
-      throw new RelayHttpError(400, 1200, 'malformed callback body', { cause });
-    }
-    return { raw: kept };
   }
   try {
-    return { raw: await readCheckedBytes(req, CALLBACK_LIMIT) };
+    if (kept === undefined) return { raw: await readCheckedBytes(req, CALLBACK_LIMIT) };
+    checkBodyBytes(kept, CALLBACK_LIMIT);
+    return { raw: kept };
   } catch (cause) {
-    throw cause instanceof RelayHttpError && cause.status === 413 ? tooLarge(cause) : new RelayHttpError(400, 1200, 'malformed callback body', { cause });
+    if (cause instanceof RelayHttpError && cause.status === 413) throw new RelayHttpError(413, 1200, `callback body is larger than ${CALLBACK_LIMIT} bytes`, { cause });
+    throw new RelayHttpError(400, 1200, 'malformed callback body', { cause });
   }
 }
 

@@ -108,6 +108,17 @@ export class JsonBodyCounter {
   }
 }
 
+const bodyTooLarge = (limit: number): RelayHttpError => new RelayHttpError(413, 1200, `request body is larger than the limit of ${limit} bytes`);
+
+/**
+ * The checks readCheckedBytes makes as a body arrives, for the bytes of one read already (kept by a
+ * body parser in front of the relay): at most `limit` bytes, within the JSON limits.
+ */
+export function checkBodyBytes(bytes: Uint8Array, limit: number): void {
+  if (bytes.length > limit) throw bodyTooLarge(limit);
+  new JsonBodyCounter().feed(bytes);
+}
+
 /**
  * The body's bytes, read up to `limit` bytes and checked by a JsonBodyCounter as it arrives. Refused
  * (413 over the limit, 400 over the JSON limits or when the body ends short of its Content-Length),
@@ -116,7 +127,7 @@ export class JsonBodyCounter {
  */
 export function readCheckedBytes(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length']);
-  const tooLarge = (): RelayHttpError => new RelayHttpError(413, 1200, `request body is larger than the limit of ${limit} bytes`);
+  const tooLarge = (): RelayHttpError => bodyTooLarge(limit);
   if (declared !== undefined && declared > limit) {
     req.resume();
     return Promise.reject(tooLarge());
