@@ -1,6 +1,7 @@
 import { checkHostTables, type HostSchemaProblem } from '../adapters/host-check.js';
 import { HostTable } from '../adapters/host-table.js';
 import { assertQuotaStore, KnexQuotaStore } from '../adapters/quota-store.js';
+import { withQueryDeadline } from '../adapters/query-deadline.js';
 import { RelayStore } from '../adapters/relay-store.js';
 import type { QuotaStore } from '../adapters/types.js';
 import { KlingAccountApi } from './billing/account-api.js';
@@ -89,12 +90,13 @@ function isQuotaStore(value: object): value is QuotaStore {
 }
 
 /**
- * How long a group of writes on MariaDB/MySQL or PostgreSQL may wait for the server before its
- * connection is taken to hang and is dropped (so that later writes do not wait behind it): twice the
- * hold's deadline, past which every hold of the group was answered 503 already, and 5 s at least, so
- * that a host's tight deadline does not drop connections that are merely slow.
+ * How long a group of writes or a query of the relay's own on MariaDB/MySQL or PostgreSQL may wait
+ * for the server before its connection is taken to hang and is dropped (so that later work does not
+ * wait behind it): twice the hold's deadline, past which every hold of a group was answered 503
+ * already, and 5 s at least, so that a host's tight deadline does not drop connections that are
+ * merely slow.
  */
-const groupDeadlineMs = (dbTimeoutMs: number): number => Math.max(2 * dbTimeoutMs, 5_000);
+const connectionDeadlineMs = (dbTimeoutMs: number): number => Math.max(2 * dbTimeoutMs, 5_000);
 
 /**
  * Creates the relay: checks every option, loads and compiles the registry's schemas, prepares the
@@ -118,7 +120,9 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
     quota = new KnexQuotaStore(config.quota, 'quota');
   }
   const store = new RelayStore();
-  const delivery = new CallbackDelivery(config.db, store.outbox, config.clientCallbacks, logger);
+  // The relay's own queries; migrations and the host-table check use the host's instance as given.
+  const db = withQueryDeadline(config.db, connectionDeadlineMs(config.dbTimeoutMs));
+  const delivery = new CallbackDelivery(db, store.outbox, config.clientCallbacks, logger);
   const events = new RelayEvents((event, error) => logger.error('relay event listener failed', { event, error: loggableError(error) }));
   const hosts = { video: new HostTable(config.tables.video, 'video'), image: new HostTable(config.tables.image, 'image') };
   // A committed notice goes out at once while the relay runs; the reconciler's passes retry the rest.
@@ -130,13 +134,13 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
     validator,
     prices,
     store,
-    storage: taskStorage({ db: config.db, store, hosts, quota, notices, onTransition: config.onTransition, groupDeadlineMs: groupDeadlineMs(config.dbTimeoutMs) }),
+    storage: taskStorage({ db, store, hosts, quota, notices, onTransition: config.onTransition, groupDeadlineMs: connectionDeadlineMs(config.dbTimeoutMs) }),
     accounts,
     slots,
     gate: new SlotGate(),
     client,
     logger,
-    db: config.db,
+    db,
     quotaPerUnit: config.quotaPerUnit,
   };
   const queue = new QueueDispatcher(ctx);
@@ -195,7 +199,7 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
     accounts: async (period) => accountPacks(accountApi, accounts.all(), packsRangeOf(period)),
     reconcileBilling: async (period) => {
       const range = timeRangeOf(period);
-      return reconcileBilling({ db: config.db, store, api: accountApi, accounts: accounts.all() }, range.from, range.to);
+      return reconcileBilling({ db, store, api: accountApi, accounts: accounts.all() }, range.from, range.to);
     },
     events,
     metrics: (metricsRegistry) => attachPrometheus(events, metricsRegistry),

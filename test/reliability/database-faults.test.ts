@@ -202,14 +202,32 @@ for (const database of testDatabases().filter((d) => d.name !== 'sqlite')) {
         expect(h!.creates()).to.have.length(2);
         // Each task that reached Kling is held once. A hold that committed after its submit's deadline
         // (queued behind the hanging groups) never reached Kling; its refund reads the task through
-        // knex's pool, whose old connections hang too, so it may still be pending here (the
-        // reconciler refunds it once it finds that Kling never got it).
+        // knex's pool, whose old connections hang too until the query deadline drops them, so it may
+        // still be pending here (the reconciler refunds it once it finds that Kling never got it).
         const tasks = await h!.tasks();
         const sent = tasks.filter((t) => t.kling_task_id !== null);
         expect(sent).to.have.length(2);
         const ledger = await h!.ledger();
         for (const task of sent) expect(ledger.filter((l) => Number(l.task_id) === Number(task.id)).map((l) => l.kind)).to.deep.equal(['hold']);
         for (const task of tasks.filter((t) => t.kling_task_id === null)) expect(task.state).to.be.oneOf(['pending', 'failed']);
+      });
+
+      it("the relay's pool connections hang for good: a task query answers 503 once its deadline passes, and later queries work on new connections", async function () {
+        this.timeout(40_000);
+        const taskId = (await h!.tasks())[0]?.kling_task_id as string;
+        const query = () => request(h!.url).get(`/kling/v1/videos/text2video/${taskId}`).set('X-User-Id', String(user)).timeout(15_000);
+        // The task is read through knex's pool: its connection is open when the proxy starts to swallow.
+        expect((await query()).status).to.equal(200);
+        proxy.blackHoleOpen();
+        const started = Date.now();
+        const hung = await query();
+        expect([hung.status, hung.body.code]).to.deep.equal([503, 5001]);
+        // The query deadline is the group deadline (twice dbTimeoutMs, 5 s at least), then slack.
+        expect(Date.now() - started, 'answered after the query deadline').to.be.within(4_500, 8_000);
+        // Each connection that hung is dropped from the pool; a query on a new one is answered.
+        let answer = hung;
+        while (answer.status !== 200 && Date.now() - started < 30_000) answer = await query();
+        expect([answer.status, answer.body.data?.task_id]).to.deep.equal([200, taskId]);
       });
 
       it('database stalled past the deadline, then back: 503, and the hold that commits late is refunded without a POST', async () => {
