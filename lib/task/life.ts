@@ -239,6 +239,23 @@ function settlement(deps: TaskLifeDeps, task: RelayTask, outcome: Outcome, from:
 }
 
 /**
+ * Records who made the ids in a succeeded task's result: later requests naming them (video-extend,
+ * lip-sync, ...) must reach the account that made them, and come from the caller whose task made them.
+ * They are recorded before the task settles, since a settled task is never settled again: ids a
+ * failed write left unrecorded after the settlement would stay unknown for good, and open to any
+ * caller. A record is written once (the first wins), so a settlement that fails after it and is
+ * tried again, or loses to another, leaves nothing wrong. Nothing is recorded for a task no longer in
+ * `from` (a late or duplicate outcome).
+ */
+async function recordResults(deps: TaskLifeDeps, taskId: number, from: readonly TaskState[], result: unknown): Promise<void> {
+  const ids = resultResources(result);
+  if (ids.length === 0) return;
+  const task = await deps.store.getTask(deps.db, taskId);
+  if (task === undefined || !from.includes(task.state)) return;
+  for (const [id, kind] of ids) await deps.store.recordResource(deps.db, id, kind, task.account_id, task.user_id);
+}
+
+/**
  * The one move to a final state, shared by sync answers, refunds after a failed submit, the callback,
  * the query refresh and the reconciler: a compare-and-set on the task's state, the host row, and the
  * ledger movement with the balance change, in one transaction. Returns false when the task had
@@ -248,14 +265,10 @@ export async function finish(deps: TaskLifeDeps, taskId: number, outcome: Outcom
   const now = Date.now();
   // Kling's message may quote the request (and a base64 image); the host row and logs get it cut.
   const ended: Outcome = outcome.status === 'failed' ? { ...outcome, reason: loggable(outcome.reason) } : outcome;
+  if (ended.status === 'succeed') await recordResults(deps, taskId, from, ended.result);
   const applied = await deps.storage.finish(taskId, from, (task) => settlement(deps, task, ended, from, now));
   if (!applied) return false;
   const { task, settlement: { charge } } = applied;
-  if (ended.status === 'succeed') {
-    // Later requests naming these ids (video-extend, lip-sync, ...) must reach the account that made
-    // them, and come from the caller whose task made them.
-    for (const [id, kind] of resultResources(ended.result)) await deps.store.recordResource(deps.db, id, kind, task.account_id, task.user_id);
-  }
   const meta = { taskId: task.id, externalTaskId: task.external_task_id, klingTaskId: ended.klingTaskId ?? task.kling_task_id, userId: task.user_id, accountId: task.account_id };
   if (ended.status === 'succeed') deps.logger.info('task settled', { ...meta, hold: task.hold_quota, charge });
   else deps.logger.info('task refunded', { ...meta, refund: task.billing === 'hold' ? task.hold_quota : 0, reason: ended.reason });

@@ -61,5 +61,33 @@ for (const database of testDatabases()) {
         expect(h.creates().at(-1)?.accessKey, `follow-up ${i}`).to.equal(owner);
       }
     });
+
+    it("a result's ids the database could not record keep the task unsettled until they are: another caller's follow-up is still refused", async () => {
+      h = await startHarness(database, { accounts: [{ id: 'a' }, { id: 'b' }] });
+      const alice = await h.user(100_000_000);
+      const bob = await h.user(100_000_000);
+      const res = await request(h.url).post('/kling/v1/videos/text2video').set('X-User-Id', String(alice)).send({ prompt: 'a kite' });
+      expect(res.status).to.equal(200);
+      const taskId = res.body.data.task_id as string;
+      const done = h.sandbox.complete(taskId, { status: 'succeed' });
+      const videoId = (done.result?.videos as { id: string }[] | undefined)?.[0]?.id;
+      // The table of the ids' owners refuses writes for a while (here: it is not there).
+      await h.db.schema.renameTable('kling_relay_resources', 'kling_relay_resources_away');
+      try {
+        await request(h.url).get(`/kling/v1/videos/text2video/${taskId}`).set('X-User-Id', String(alice));
+        await h.db('kling_relay_tasks').update({ next_check_at: 0 });
+        await h.relay.reconcile();
+        expect((await h.tasks())[0]?.state, 'not settled while its ids cannot be recorded').to.not.equal('succeed');
+      } finally {
+        await h.db.schema.renameTable('kling_relay_resources_away', 'kling_relay_resources');
+      }
+      await h.db('kling_relay_tasks').update({ next_check_at: 0 });
+      expect(await h.relay.reconcile()).to.include({ finished: 1, errors: 0 });
+      expect((await h.tasks())[0]?.state).to.equal('succeed');
+      const rows = (await h.db('kling_relay_resources').select('resource_id', 'user_id')) as { resource_id: string; user_id: string }[];
+      expect(rows.map((r) => [r.resource_id, String(r.user_id)])).to.deep.include([videoId, String(alice)]);
+      const extend = await request(h.url).post('/kling/v1/videos/video-extend').set('X-User-Id', String(bob)).send({ video_id: videoId });
+      expect([extend.status, extend.body.code]).to.deep.equal([400, 1201]);
+    });
   });
 }
