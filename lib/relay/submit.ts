@@ -449,7 +449,7 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
   if (entry.kind === 'sync') {
     await recordSession(ctx, sentWith, caller, data);
     const klingTaskId = typeof data.task_id === 'string' ? data.task_id : undefined;
-    await finish(ctx, task.id, { status: 'succeed', klingTaskId, result: data.task_result ?? data, deductions: reportedDeductions(data) }, ['pending']);
+    await finish(ctx, task.id, { status: 'succeed', klingTaskId, result: data.task_result ?? data, deductions: reportedDeductions(data) }, ['pending'], task);
     const syncId = typeof data.task_id === 'string' ? data.task_id : typeof data.session_id === 'string' ? data.session_id : null;
     answer(ctx, res, syncId, data, reply.envelope.request_id || requestId);
     return;

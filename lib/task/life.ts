@@ -245,15 +245,23 @@ function settlement(deps: TaskLifeDeps, task: RelayTask, outcome: Outcome, from:
  * failed write left unrecorded after the settlement would stay unknown for good, and open to any
  * caller. A record is written once (the first wins), so a settlement that fails after it and is
  * tried again, or loses to another, leaves nothing wrong. Nothing is recorded for a task no longer in
- * `from` (a late or duplicate outcome).
+ * `from` (a late or duplicate outcome); a caller that has the task at hand passes its `owner`, and
+ * the task is not read for it (a record of a late outcome's ids is as true as the first one).
  */
-async function recordResults(deps: TaskLifeDeps, taskId: number, from: readonly TaskState[], result: unknown): Promise<void> {
+async function recordResults(deps: TaskLifeDeps, taskId: number, from: readonly TaskState[], result: unknown, owner: TaskOwner | undefined): Promise<void> {
   const ids = resultResources(result);
   if (ids.length === 0) return;
-  const task = await deps.store.getTask(deps.db, taskId);
-  if (task === undefined || !from.includes(task.state)) return;
-  for (const [id, kind] of ids) await deps.store.recordResource(deps.db, id, kind, task.account_id, task.user_id);
+  let made = owner;
+  if (made === undefined) {
+    const task = await deps.store.getTask(deps.db, taskId);
+    if (task === undefined || !from.includes(task.state)) return;
+    made = task;
+  }
+  for (const [id, kind] of ids) await deps.store.recordResource(deps.db, id, kind, made.account_id, made.user_id);
 }
+
+/** A task's Kling account and caller, which do not change once Kling has the task. */
+export type TaskOwner = Pick<RelayTask, 'account_id' | 'user_id'>;
 
 /**
  * The one move to a final state, shared by sync answers, refunds after a failed submit, the callback,
@@ -261,11 +269,11 @@ async function recordResults(deps: TaskLifeDeps, taskId: number, from: readonly 
  * ledger movement with the balance change, in one transaction. Returns false when the task had
  * already left the expected states (a duplicate or late notice): then nothing changed.
  */
-export async function finish(deps: TaskLifeDeps, taskId: number, outcome: Outcome, from: readonly TaskState[] = ACTIVE_STATES): Promise<boolean> {
+export async function finish(deps: TaskLifeDeps, taskId: number, outcome: Outcome, from: readonly TaskState[] = ACTIVE_STATES, owner?: TaskOwner): Promise<boolean> {
   const now = Date.now();
   // Kling's message may quote the request (and a base64 image); the host row and logs get it cut.
   const ended: Outcome = outcome.status === 'failed' ? { ...outcome, reason: loggable(outcome.reason) } : outcome;
-  if (ended.status === 'succeed') await recordResults(deps, taskId, from, ended.result);
+  if (ended.status === 'succeed') await recordResults(deps, taskId, from, ended.result, owner);
   const applied = await deps.storage.finish(taskId, from, (task) => settlement(deps, task, ended, from, now));
   if (!applied) return false;
   const { task, settlement: { charge } } = applied;

@@ -49,7 +49,7 @@ export async function applyKlingTask(ctx: TaskLifeDeps, task: RelayTask, kling: 
   const klingUpdatedAt = typeof kling.updated_at === 'number' ? kling.updated_at : undefined;
   if (status === 'succeed') {
     const outcome = { status: 'succeed', klingTaskId, result: kling.task_result ?? null, klingUpdatedAt, deductions: reportedDeductions(kling) } as const;
-    return (await finish(ctx, task.id, outcome)) ? 'settled' : 'unchanged';
+    return (await finish(ctx, task.id, outcome, undefined, task)) ? 'settled' : 'unchanged';
   }
   if (status === 'failed') {
     const reason = typeof kling.task_status_msg === 'string' && kling.task_status_msg !== '' ? kling.task_status_msg : 'failed at Kling';
