@@ -90,9 +90,9 @@ function isQuotaStore(value: object): value is QuotaStore {
 }
 
 /**
- * How long a group of writes or a query of the relay's own on MariaDB/MySQL or PostgreSQL may wait
- * for the server before its connection is taken to hang and is dropped (so that later work does not
- * wait behind it): twice the hold's deadline, past which every hold of a group was answered 503
+ * How long a group of writes, or a knex query or transaction of the relay's, on MariaDB/MySQL or
+ * PostgreSQL may keep its connection before the connection is taken to hang and is dropped (so that
+ * later work does not wait behind it): twice the hold's deadline, past which every hold of a group was answered 503
  * already, and 5 s at least, so that a host's tight deadline does not drop connections that are
  * merely slow.
  */
@@ -120,7 +120,8 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
     quota = new KnexQuotaStore(config.quota, 'quota');
   }
   const store = new RelayStore();
-  // The relay's own queries; migrations and the host-table check use the host's instance as given.
+  // The relay's own queries; migrations, the host-table check and billing reconciliation (long reads an
+  // operator asks for) use the host's instance as given.
   const db = withQueryDeadline(config.db, connectionDeadlineMs(config.dbTimeoutMs));
   const delivery = new CallbackDelivery(db, store.outbox, config.clientCallbacks, logger);
   const events = new RelayEvents((event, error) => logger.error('relay event listener failed', { event, error: loggableError(error) }));
@@ -199,7 +200,7 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
     accounts: async (period) => accountPacks(accountApi, accounts.all(), packsRangeOf(period)),
     reconcileBilling: async (period) => {
       const range = timeRangeOf(period);
-      return reconcileBilling({ db, store, api: accountApi, accounts: accounts.all() }, range.from, range.to);
+      return reconcileBilling({ db: config.db, store, api: accountApi, accounts: accounts.all() }, range.from, range.to);
     },
     events,
     metrics: (metricsRegistry) => attachPrometheus(events, metricsRegistry),

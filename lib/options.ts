@@ -85,8 +85,9 @@ export interface KlingRelayOptions {
    * Deadline in ms of the database work that holds quota for a submit (the hold transaction,
    * including waiting for a pool connection). Past it the client gets 503/5001 and Kling is not
    * called; a hold that commits later is refunded. Default 10000. On MariaDB/MySQL and PostgreSQL,
-   * a group of writes or a query of the relay's own through knex that the server has not answered in
-   * twice this (5 s at least) fails and its connection is dropped.
+   * a group of writes the server has not answered, or a knex query or transaction of the relay's
+   * still holding its pool connection, after twice this (5 s at least) fails and its connection is
+   * dropped.
    */
   dbTimeoutMs?: number;
   /**

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import express from 'express';
 import knex, { type Knex } from 'knex';
 import request from 'supertest';
 import { KnexQuotaStore } from '../../adapters/quota-store.js';
@@ -68,12 +69,12 @@ class KillAfterHold extends KnexQuotaStore {
 }
 
 /** The relay's knex, pointed at a proxy in front of the real server. */
-function throughProxy(database: TestDatabase, proxy: TcpProxy): Knex {
+function throughProxy(database: TestDatabase, proxy: TcpProxy, poolSize = 4): Knex {
   const url = new URL(database.name === 'mysql' ? (process.env.TEST_MYSQL_URL ?? '') : (process.env.TEST_PG_URL ?? ''));
   url.hostname = '127.0.0.1';
   url.port = String(proxy.port);
   const silent = { error() {}, warn() {}, debug() {}, deprecate() {} };
-  return knex({ client: database.name === 'mysql' ? 'mysql2' : 'pg', connection: url.toString(), pool: { min: 0, max: 4 }, acquireConnectionTimeout: 3_000, log: silent });
+  return knex({ client: database.name === 'mysql' ? 'mysql2' : 'pg', connection: url.toString(), pool: { min: 0, max: poolSize }, acquireConnectionTimeout: 3_000, log: silent });
 }
 
 async function waitFor<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
@@ -228,6 +229,39 @@ for (const database of testDatabases().filter((d) => d.name !== 'sqlite')) {
         let answer = hung;
         while (answer.status !== 200 && Date.now() - started < 30_000) answer = await query();
         expect([answer.status, answer.body.data?.task_id]).to.deep.equal([200, taskId]);
+      });
+
+      it("a host's quota store (holds in knex transactions) and the pool's connections hang for good: 503s, then submits go through on new connections", async function () {
+        this.timeout(40_000);
+        // A second relay on a pool of two, whose holds run in knex transactions (a quota store of the host's own).
+        class HostQuota extends KnexQuotaStore {
+          override hold(trx: Knex.Transaction, userId: string, amount: number): Promise<boolean> {
+            return super.hold(trx, userId, amount);
+          }
+        }
+        const small = throughProxy(database, proxy, 2);
+        try {
+          const relay = h!.anotherRelay({ db: small, quota: new HostQuota(), dbTimeoutMs: 1_500 });
+          const app = express();
+          app.use('/kling', (_req, res, next) => {
+            res.locals.user = { id: user };
+            next();
+          }, relay.router);
+          const post = () => request(app).post('/kling/v1/videos/text2video').send({ prompt: 'a kite' }).timeout(15_000);
+          // Both pool connections open before the fault.
+          expect((await Promise.all([post(), post()])).map((r) => r.status)).to.deep.equal([200, 200]);
+          proxy.blackHoleOpen();
+          const started = Date.now();
+          let answer = await post();
+          expect([answer.status, answer.body.code]).to.deep.equal([503, 5001]);
+          while (answer.status !== 200 && Date.now() - started < 30_000) answer = await post();
+          expect([answer.status, answer.body.code], 'a submit after the hang').to.deep.equal([200, 0]);
+          // The connection deadline: twice dbTimeoutMs, 5 s at least; then slack.
+          expect(Date.now() - started, 'recovered after the connection deadline and slack').to.be.below(12_000);
+          relay.close();
+        } finally {
+          await small.destroy();
+        }
       });
 
       it('database stalled past the deadline, then back: 503, and the hold that commits late is refunded without a POST', async () => {

@@ -13,9 +13,6 @@ async function connectionId(name: string, db: Knex): Promise<number> {
   return Number(result.rows[0]?.id);
 }
 
-/** The deadline knex compiled into a query: `false` when it has none. */
-const timeoutOf = (query: Knex.QueryBuilder): unknown => (query.toSQL() as { timeout?: unknown }).timeout;
-
 describe('the deadline on the relay queries through knex', () => {
   for (const database of testDatabases()) {
     describe(`on ${database.name}`, () => {
@@ -45,22 +42,40 @@ describe('the deadline on the relay queries through knex', () => {
           () => undefined,
           (e: unknown) => e as Error,
         );
-        expect(error?.name).to.equal('KnexTimeoutError');
+        expect(error, 'the query failed').to.be.instanceOf(Error);
         expect(Date.now() - started).to.be.within(350, 1_500);
         // knex dropped the connection that timed out instead of handing it out again.
         const next = await connectionId(database.name, relayDb);
         expect(next).to.be.a('number').and.not.equal(first);
-        // Query builders have the deadline too, and a fast query is not touched by it.
         const rows = (await relayDb.select(relayDb.raw('1 AS one'))) as { one: number | string }[];
         expect(Number(rows[0]?.one)).to.equal(1);
-        expect(timeoutOf(relayDb.select(relayDb.raw('1')))).to.equal(400);
+      });
+
+      it('fails a transaction that holds its connection past the deadline, and gives the work after it a new connection', async () => {
+        const relayDb = withQueryDeadline(db, 400);
+        const started = Date.now();
+        const inside: number[] = [];
+        const error = await relayDb
+          .transaction(async (trx) => {
+            inside.push(await connectionId(database.name, trx));
+            await trx.raw(sleep);
+          })
+          .then(
+            () => undefined,
+            (e: unknown) => e as Error,
+          );
+        expect(error, 'the transaction failed').to.be.instanceOf(Error);
+        expect(Date.now() - started).to.be.within(350, 1_500);
+        expect(await connectionId(database.name, relayDb)).to.be.a('number').and.not.equal(inside[0]);
+        // A transaction within the deadline commits.
+        await relayDb.transaction(async (trx) => void (await trx.raw('SELECT 1')));
       });
 
       it('leaves the host instance without a deadline', async () => {
         withQueryDeadline(db, 100);
-        const result = (await db.raw(database.name === 'mysql' ? 'SELECT SLEEP(0.3) AS slept' : 'SELECT pg_sleep(0.3) AS slept')) as unknown;
-        expect(result).to.not.equal(undefined);
-        expect(timeoutOf(db.select(db.raw('1')))).to.equal(false);
+        const first = await connectionId(database.name, db);
+        await db.raw(database.name === 'mysql' ? 'SELECT SLEEP(0.3) AS slept' : 'SELECT pg_sleep(0.3) AS slept');
+        expect(await connectionId(database.name, db)).to.equal(first);
       });
 
       it("emits its query events on the host's instance, once each, also to listeners added later", async () => {
