@@ -10,8 +10,20 @@ import os from 'node:os';
 export interface CpuSnapshot {
   /** Busy time of all cores (user, nice, system, irq), µs. */
   machineUs: number;
-  /** CPU time of the database server's processes on this machine (MariaDB/MySQL, PostgreSQL), µs; undefined without /proc. */
-  databaseUs: number | undefined;
+  /** CPU time of each database server process on this machine (MariaDB/MySQL, PostgreSQL) by pid, µs; undefined without /proc. */
+  database: ReadonlyMap<string, number> | undefined;
+}
+
+/**
+ * The database servers' CPU between two snapshots: each process's growth, a process started since
+ * counted from 0. A process that exited in between (a PostgreSQL backend, an autovacuum worker) is
+ * missing from the second snapshot, and its share is not counted rather than taken off the others'.
+ */
+export function databaseUsBetween(before: CpuSnapshot, after: CpuSnapshot): number | undefined {
+  if (before.database === undefined || after.database === undefined) return undefined;
+  let total = 0;
+  for (const [pid, us] of after.database) total += Math.max(0, us - (before.database.get(pid) ?? 0));
+  return total;
 }
 
 /** Process names of the database servers the bench may run against. */
@@ -23,21 +35,18 @@ const TICK_US = 10_000;
 export function cpuSnapshot(): CpuSnapshot {
   let machineUs = 0;
   for (const cpu of os.cpus()) machineUs += (cpu.times.user + cpu.times.nice + cpu.times.sys + cpu.times.irq) * 1000;
-  return { machineUs, databaseUs: databaseServersUs() };
+  return { machineUs, database: databaseServersUs() };
 }
 
-/**
- * The CPU the database server processes have used, summed (a PostgreSQL backend that exited between
- * two snapshots is missing from the second: its share is not counted).
- */
-function databaseServersUs(): number | undefined {
+/** The CPU each database server process has used, by pid. */
+function databaseServersUs(): Map<string, number> | undefined {
   let pids: string[];
   try {
     pids = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
   } catch {
     return undefined;
   }
-  let total = 0;
+  const used = new Map<string, number>();
   for (const pid of pids) {
     let stat: string;
     try {
@@ -49,7 +58,7 @@ function databaseServersUs(): number | undefined {
     const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
     if (!DATABASE_SERVERS.has(name)) continue;
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    total += (Number(fields[11]) + Number(fields[12])) * TICK_US;
+    used.set(pid, (Number(fields[11]) + Number(fields[12])) * TICK_US);
   }
-  return total;
+  return used;
 }

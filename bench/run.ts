@@ -28,7 +28,7 @@ import type { Knex } from 'knex';
 import { QUEUED_MESSAGE } from '../lib/task/life.js';
 import { ACTIVE_STATES } from '../lib/task/states.js';
 import { connect } from './database.js';
-import { cpuSnapshot } from './cpu.js';
+import { cpuSnapshot, databaseUsBetween } from './cpu.js';
 import { seed } from './seed.js';
 import { cpusFor, pinSelf, pinned } from './pin.js';
 import type { ChildMessage } from './servers.js';
@@ -215,11 +215,12 @@ async function measure(server: Server, load: Load & { rate?: number }): Promise<
   const after = await server.ask('usage');
   const answered = figures.ok + figures.non2xx;
   const per = (us: number): number => (answered > 0 ? Math.round(us / answered) : 0);
+  const databaseUs = databaseUsBetween(cpuBefore, cpuAfter);
   return {
     ...figures,
     cpuUsPerRequest: per(after.cpuUs - before.cpuUs),
     machineCpuUsPerRequest: per(cpuAfter.machineUs - cpuBefore.machineUs),
-    ...(cpuBefore.databaseUs !== undefined && cpuAfter.databaseUs !== undefined ? { databaseCpuUsPerRequest: per(cpuAfter.databaseUs - cpuBefore.databaseUs) } : {}),
+    ...(databaseUs !== undefined ? { databaseCpuUsPerRequest: per(databaseUs) } : {}),
   };
 }
 
