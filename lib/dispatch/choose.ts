@@ -1,20 +1,23 @@
 import type { RelayContext } from '../relay/context.js';
 import type { KlingAccount } from '../upstream/accounts.js';
+import type { InFlight } from './gate.js';
 import { type SlotNeed, slotsInUse } from './slots.js';
 
 /**
  * A weighted random account, among those that take new tasks and are not in `skip`, with room for
- * the task under the cap in force; undefined when none has. Slots in use are read from the database.
+ * the task under the cap in force; undefined when none has. Slots in use are read from the database,
+ * plus those of the tasks placed before (`inFlight`) that it may not show yet.
  */
-export async function accountWithFreeSlot(ctx: RelayContext, need: SlotNeed, skip: ReadonlySet<string> = new Set(), eligible: (account: KlingAccount) => boolean = () => true): Promise<KlingAccount | undefined> {
+export async function accountWithFreeSlot(ctx: RelayContext, need: SlotNeed, skip: ReadonlySet<string> = new Set(), eligible: (account: KlingAccount) => boolean = () => true, inFlight?: InFlight): Promise<KlingAccount | undefined> {
   // Without a cap in force anywhere, the count is not needed: a submit then costs no extra query.
   const inUse = ctx.slots.limited(need) ? await slotsInUse(ctx.db, ctx.store.tables.tasks, need) : new Map<string, number>();
-  return ctx.accounts.pickAmong((account) => eligible(account) && !skip.has(account.id) && ctx.slots.fits(account.id, need, inUse.get(account.id) ?? 0));
+  const used = (accountId: string): number => (inUse.get(accountId) ?? 0) + (inFlight?.slots.get(accountId) ?? 0);
+  return ctx.accounts.pickAmong((account) => eligible(account) && !skip.has(account.id) && ctx.slots.fits(account.id, need, used(account.id)));
 }
 
 /** Whether this account has room for the task now under the caps in force (always, when none is in force). */
-export async function hasRoom(ctx: RelayContext, account: KlingAccount, need: SlotNeed): Promise<boolean> {
+export async function hasRoom(ctx: RelayContext, account: KlingAccount, need: SlotNeed, inFlight?: InFlight): Promise<boolean> {
   if (!ctx.slots.limited(need)) return true;
   const inUse = await slotsInUse(ctx.db, ctx.store.tables.tasks, need);
-  return ctx.slots.fits(account.id, need, inUse.get(account.id) ?? 0);
+  return ctx.slots.fits(account.id, need, (inUse.get(account.id) ?? 0) + (inFlight?.slots.get(account.id) ?? 0));
 }

@@ -150,7 +150,9 @@ export class QueueDispatcher {
     }
     if (owner && full.has(needKey(need, owner.id))) return 'full';
     const chosen = await ctx.gate.run(need, async () => {
-      const account = owner ? ((await hasRoom(ctx, owner, need)) ? owner : undefined) : await accountWithFreeSlot(ctx, need, new Set(), servesFamily(entry));
+      // The slots of submits placed before whose holds the database may not show yet.
+      const inFlight = ctx.gate.inFlight(need);
+      const account = owner ? ((await hasRoom(ctx, owner, need, inFlight)) ? owner : undefined) : await accountWithFreeSlot(ctx, need, new Set(), servesFamily(entry), inFlight);
       if (!account) return undefined;
       return (await dequeue(ctx, task, account.id, answerDeadlineMs(ctx))) ? account : null;
     });

@@ -7,6 +7,7 @@ import { fetchKlingTask, type KlingTaskObject } from '../task/observe.js';
 import type { ExternalIdParts, HoldPlan } from '../task/storage.js';
 import { reportedDeductions } from '../completion/deductions.js';
 import { accountWithFreeSlot, hasRoom } from '../dispatch/choose.js';
+import type { InFlight } from '../dispatch/gate.js';
 import { sendCreate, type SentCreate } from '../dispatch/send.js';
 import { type SlotNeed, slotNeed } from '../dispatch/slots.js';
 import { taskCallbackUrl } from '../completion/token.js';
@@ -69,10 +70,10 @@ export interface Choice {
  * The account for a request: the one that created the resources it names, else any with a free slot
  * under the caps in force, else (no slot free anywhere) any, with `free` false.
  */
-export async function chooseAccount(ctx: RelayContext, entry: RegistryEntry, body: Record<string, unknown>, userId: string, need: SlotNeed): Promise<Choice> {
+export async function chooseAccount(ctx: RelayContext, entry: RegistryEntry, body: Record<string, unknown>, userId: string, need: SlotNeed, inFlight?: InFlight): Promise<Choice> {
   const owner = await resourceOwner(ctx, entry, body, userId);
-  if (owner) return { account: owner, pinned: true, free: await hasRoom(ctx, owner, need) };
-  const free = await accountWithFreeSlot(ctx, need, new Set(), servesFamily(entry));
+  if (owner) return { account: owner, pinned: true, free: await hasRoom(ctx, owner, need, inFlight) };
+  const free = await accountWithFreeSlot(ctx, need, new Set(), servesFamily(entry), inFlight);
   return { account: free ?? accountFor(entry, ctx.accounts, undefined), pinned: false, free: free !== undefined || !ctx.slots.limited(need) };
 }
 
@@ -319,37 +320,60 @@ const queueRefusal = (message: string): RelayHttpError => new RelayHttpError(429
 
 /**
  * The queue's limits on a submit under a cap, checked before anything is held: the caller's tasks
- * queued and running (`active`), and the queue's length when this one would join it. Over either: 429/1303.
+ * queued and running (`active`), and the queue's length when this one would join it (`inQueue`:
+ * those placed in the queue that the database may not show yet). Over either: 429/1303.
  */
-async function checkQueueLimits(ctx: RelayContext, queued: boolean, active: number): Promise<void> {
+async function checkQueueLimits(ctx: RelayContext, queued: boolean, active: number, inQueue: number): Promise<void> {
   const { perCaller, maxLength } = ctx.config.queue;
   if (active >= perCaller) throw queueRefusal(`too many tasks: you have ${perCaller} tasks queued or running, the most allowed; submit again when one has finished`);
-  if (queued && (await ctx.store.queuedCount(ctx.db)) >= maxLength) throw queueRefusal(`every Kling slot is busy and the queue is full (${maxLength} tasks); submit again later`);
+  if (queued && (await ctx.store.queuedCount(ctx.db)) + inQueue >= maxLength) throw queueRefusal(`every Kling slot is busy and the queue is full (${maxLength} tasks); submit again later`);
+}
+
+/** A task placed: its hold on its way, and the account chosen for it. */
+interface Decided {
+  holding: Promise<RelayTask>;
+  account: KlingAccount;
+  pinned: boolean;
 }
 
 /**
- * Chooses the account and records the task with its hold: `pending`, to be sent now, or `queued` with
- * its body when no slot is free. A hold that commits after the client got its 503 is never sent to
- * Kling: it is refunded at once (or by the reconciler, which finds that Kling never got the task).
- * `limited`: a cap is in force for the task's model version (the decision then holds its gate).
+ * Chooses the account and starts the task's hold: `pending`, to be sent now, or `queued` with its
+ * body when no slot is free. `limited`: a cap is in force for the task's model version; the decision
+ * then runs holding its gate, counts what the decisions before it placed (`SlotGate.inFlight`) beside
+ * what it reads, and notes its own task (`SlotGate.reserve`) before the gate lets the next one in.
  *
  * The task waits in the queue when the queue is on, a cap is in force and no slot is free, or others
  * wait for that model version already (they go first).
  */
-async function placeTask(ctx: RelayContext, entry: RegistryEntry, kling: Record<string, unknown>, caller: Caller, need: SlotNeed, price: PriceQuote, client: ClientIds, limited: boolean): Promise<Placed> {
+async function decide(ctx: RelayContext, entry: RegistryEntry, kling: Record<string, unknown>, caller: Caller, need: SlotNeed, price: PriceQuote, client: ClientIds, limited: boolean): Promise<Decided> {
   const userId = String(caller.id);
   const queueOn = limited && ctx.config.queue.maxLength !== 0;
+  const inFlight = limited ? ctx.gate.inFlight(need) : undefined;
   // The counts a decision under a cap reads do not depend on each other: read at once, the decision
-  // (which holds its model version's gate until the hold commits) waits for one round trip, not three.
+  // (which holds its model version's gate) waits for one round trip, not three.
   const [{ account, pinned, free }, waiting, active] = await Promise.all([
-    chooseAccount(ctx, entry, kling, userId, need),
+    chooseAccount(ctx, entry, kling, userId, need, inFlight),
     queueOn ? ctx.store.queuedCount(ctx.db, need) : 0,
     limited ? ctx.store.activeCount(ctx.db, userId) : 0,
   ]);
-  const queued = queueOn && (!free || waiting > 0);
-  if (limited) await checkQueueLimits(ctx, queued, active);
+  const queued = queueOn && (!free || waiting + (inFlight?.queued ?? 0) > 0);
+  if (limited) await checkQueueLimits(ctx, queued, active + (inFlight?.ofCaller(userId) ?? 0), inFlight?.queued ?? 0);
   const plan = holdPlan(ctx, entry, caller, account, price, client, need.slots, { requestedCount: requestedCount(kling) }, queued ? kling : undefined);
-  const task = await withinDeadline(hold(ctx, plan), ctx.config.dbTimeoutMs, (late) => {
+  const holding = hold(ctx, plan);
+  if (limited) ctx.gate.reserve(need, { accountId: account.id, slots: need.slots, queued, userId }, holding);
+  return { holding, account, pinned };
+}
+
+/**
+ * Places the task (`decide`, under its model version's gate when `limited`) and waits for its hold
+ * within the database deadline. A hold that commits after the client got its 503 is never sent to
+ * Kling: it is refunded at once (or by the reconciler, which finds that Kling never got the task).
+ */
+async function placeTask(ctx: RelayContext, entry: RegistryEntry, kling: Record<string, unknown>, caller: Caller, need: SlotNeed, price: PriceQuote, client: ClientIds, limited: boolean): Promise<Placed> {
+  const place = (): Promise<Decided> => decide(ctx, entry, kling, caller, need, price, client, limited);
+  // Under a cap, counting the slots and placing the task that takes one are one step in this process.
+  const { holding, account, pinned } = limited ? await ctx.gate.run(need, place) : await place();
+  const task = await withinDeadline(holding, ctx.config.dbTimeoutMs, (late) => {
     finish(ctx, late.id, { status: 'failed', reason: 'the hold committed after the database deadline; Kling was not called' }, ['queued', 'pending'])
       .catch((error: unknown) => ctx.logger.error('could not refund a late hold', { taskId: late.id, error: loggableError(error) }));
   });
@@ -411,11 +435,9 @@ export async function submit(ctx: RelayContext, entry: RegistryEntry, req: Incom
   const need = slotNeed(served, kling, priced.quote.model);
   const client: ClientIds = { taskId: clientTaskId, callbackUrl: clientCallbackUrl, requestHash: hash, endpoint: translation ? entry.path : null };
   const limited = ctx.slots.limited(need);
-  const place = (): Promise<Placed> => placeTask(ctx, served, kling, caller, need, priced.quote, client, limited);
   let placed: Placed;
   try {
-    // Under a cap, counting the slots and recording the task that takes one are one step in this process.
-    placed = limited ? await ctx.gate.run(need, place) : await place();
+    placed = await placeTask(ctx, served, kling, caller, need, priced.quote, client, limited);
   } catch (error) {
     // A concurrent submit with this external_task_id committed first: UNIQUE(user_id, client_task_id)
     // rolled this one back, hold and rows; it is answered as a resend of that one.

@@ -303,8 +303,11 @@ for (const database of testDatabases()) {
       const answers = await Promise.all(Array.from({ length: 50 }, (_, i) => submit(callers[i % 5] ?? 0, `task ${i}`)));
       expect(answers.map((r) => r.status)).to.deep.equal(Array(50).fill(200));
       const queuedAtOnce = (await h.tasks()).filter((t) => t.state === 'queued').length;
-      expect(queuedAtOnce).to.equal(44);
-      // A pass with no slot free sends nothing and reports the queue and the slots in use.
+      // Never more than the 6 slots sent at once. A decision counts the holds placed before it that
+      // its read may not show yet, and one that committed while it read may count twice: then a task
+      // a slot was free for waits for the queue's next pass.
+      expect(queuedAtOnce).to.be.within(44, 46);
+      // A pass fills the free slots, then the queue and the slots in use are reported.
       await h.relay.reconcile();
       const busy = await metrics.metrics();
       expect(busy).to.include('kling_relay_queue_depth 44');
@@ -325,12 +328,12 @@ for (const database of testDatabases()) {
         expect(await h.balance(caller)).to.equal(100_000_000 - charged);
       }
       // Each round of freed slots went to every caller before any got a second one.
-      expect(dequeued).to.have.length(44);
+      expect(dequeued).to.have.length(queuedAtOnce);
       expect(new Set(dequeued.slice(0, 5)).size).to.equal(5);
       expect(queueEvents.at(-1)?.depth).to.equal(0);
       const text = await metrics.metrics();
-      expect(text).to.include('kling_relay_tasks_queued_total{type="text2video"} 44');
-      expect(text).to.match(/kling_relay_queue_wait_seconds_count\{type="text2video"\} 44/);
+      expect(text).to.include(`kling_relay_tasks_queued_total{type="text2video"} ${queuedAtOnce}`);
+      expect(text).to.include(`kling_relay_queue_wait_seconds_count{type="text2video"} ${queuedAtOnce}`);
       expect(text).to.include('kling_relay_queue_depth 0');
     });
   });
