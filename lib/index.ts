@@ -122,7 +122,8 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
   const store = new RelayStore();
   // The relay's own queries; migrations, the host-table check and billing reconciliation (long reads an
   // operator asks for) use the host's instance as given.
-  const db = withQueryDeadline(config.db, connectionDeadlineMs(config.dbTimeoutMs));
+  const deadlineMs = connectionDeadlineMs(config.dbTimeoutMs);
+  const db = withQueryDeadline(config.db, deadlineMs);
   const delivery = new CallbackDelivery(db, store.outbox, config.clientCallbacks, logger);
   const events = new RelayEvents((event, error) => logger.error('relay event listener failed', { event, error: loggableError(error) }));
   const hosts = { video: new HostTable(config.tables.video, 'video'), image: new HostTable(config.tables.image, 'image') };
@@ -135,7 +136,7 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
     validator,
     prices,
     store,
-    storage: taskStorage({ db, store, hosts, quota, notices, onTransition: config.onTransition, groupDeadlineMs: connectionDeadlineMs(config.dbTimeoutMs) }),
+    storage: taskStorage({ db, store, hosts, quota, notices, onTransition: config.onTransition, groupDeadlineMs: deadlineMs }),
     accounts,
     slots,
     gate: new SlotGate(),
