@@ -108,8 +108,10 @@ function readCursor(secret: string, cursor: string, user: string): CursorContent
   const refused = badField('/cursor', "is not a next_cursor of one of your listings; start again without a cursor");
   const [payload, mac, extra] = cursor.split('.');
   if (payload === undefined || mac === undefined || extra !== undefined) throw refused;
-  const expected = signature(secret, payload);
-  const given = Buffer.from(mac, 'base64url');
+  // The signature's text, not its decoded bytes: base64url decoding ignores the unused low bits of
+  // the last character, so several spellings decode alike, and a cursor is only the one written.
+  const expected = Buffer.from(signature(secret, payload).toString('base64url'));
+  const given = Buffer.from(mac);
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) throw refused;
   let content: CursorContent;
   try {
