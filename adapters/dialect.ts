@@ -38,11 +38,22 @@ export async function insertReturningId(
  * a duplicate external_task_id, ... Recognises better-sqlite3, mysql2 and pg errors, also when wrapped.
  */
 export function isUniqueViolation(err: unknown): boolean {
+  return someCause(err, ({ code, errno }) => code === '23505' /* PostgreSQL unique_violation */ || code === 'ER_DUP_ENTRY' || errno === 1062 || code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY');
+}
+
+/**
+ * Whether an error is the database breaking a deadlock (or refusing a serializable transaction): the
+ * write did nothing and may run again. MariaDB/MySQL have then rolled back the whole transaction;
+ * PostgreSQL fails the statement, and the transaction until it is rolled back (to a savepoint).
+ */
+export function isDeadlock(err: unknown): boolean {
+  return someCause(err, ({ code, errno }) => code === '40P01' /* deadlock_detected */ || code === '40001' /* serialization_failure */ || code === 'ER_LOCK_DEADLOCK' || errno === 1213);
+}
+
+/** Whether the error, or an error it wraps (`cause`), has a driver code `test` accepts. */
+function someCause(err: unknown, test: (codes: { code?: unknown; errno?: unknown }) => boolean): boolean {
   for (let e: unknown = err, depth = 0; e !== null && typeof e === 'object' && depth < 5; depth++) {
-    const { code, errno } = e as { code?: unknown; errno?: unknown };
-    if (code === '23505') return true; // PostgreSQL unique_violation
-    if (code === 'ER_DUP_ENTRY' || errno === 1062) return true;
-    if (code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY') return true;
+    if (test(e as { code?: unknown; errno?: unknown })) return true;
     e = (e as { cause?: unknown }).cause;
   }
   return false;

@@ -1,3 +1,5 @@
+import { isDeadlock } from './dialect.js';
+
 /** A statement of a group: its text, its values in order, and for pg the name it is prepared under. */
 export interface GroupStatement {
   readonly text: string;
@@ -42,6 +44,9 @@ interface Pending<S extends GroupStatement> {
 
 const SAVEPOINT = 'SAVEPOINT kling_relay_work';
 
+/** How many times a group runs one by one when deadlocks keep ending its transaction. */
+const ONE_BY_ONE_RUNS = 3;
+
 /**
  * A group the database did not answer in time: its connection hangs (a server gone without closing it,
  * a partition) and is dropped, and whether its writes committed is not known.
@@ -77,7 +82,9 @@ type Outcome = 'done' | 'again' | 'broken';
  * Each write is answered after its group's COMMIT. When a write fails, the group is rolled back and
  * its writes run again one by one in one transaction, each after a savepoint, so only the failing
  * one is refused (a server database stops a transaction's work at its first error: PostgreSQL
- * refuses every later statement, MySQL stops a multi-statement text). If the rollback or the COMMIT
+ * refuses every later statement, MySQL stops a multi-statement text). A write the database failed to
+ * break a deadlock did nothing and runs again, with its group (a deadlock ends the transaction, so
+ * the whole one-by-one run starts over, a few times at most). If the rollback or the COMMIT
  * fails, every write of the group fails, and nothing of it is known to remain: the connection is
  * dropped. So it is when the connection does not answer within `deadlineMs` (a server gone without
  * closing it): the group's writes fail with a GroupTimeout and the next group opens another
@@ -165,7 +172,8 @@ export class GroupCommit<S extends GroupStatement = GroupStatement> {
         return 'broken';
       }
       const clean = await rolledBack(connection, this.deadlineMs);
-      if (clean && group.length > 1) return 'again';
+      // A deadlock's victim did nothing: a group of one runs again as a group of many does.
+      if (clean && (group.length > 1 || isDeadlock(error))) return 'again';
       for (const pending of group) pending.reject(error);
       return clean ? 'done' : 'broken';
     }
@@ -173,11 +181,29 @@ export class GroupCommit<S extends GroupStatement = GroupStatement> {
     return 'done';
   }
 
-  /** The group again, each write after a savepoint. */
+  /**
+   * The group again, each write after a savepoint. A deadlock the database breaks by failing one of
+   * these writes ends the transaction (MariaDB/MySQL roll all of it back, PostgreSQL keeps the other
+   * side waiting for the locks this transaction holds), so the group is rolled back and runs one by one
+   * anew, up to ONE_BY_ONE_RUNS times, once the other side could go on.
+   */
   async #oneByOne(connection: GroupConnection<S>, group: readonly Pending<S>[]): Promise<Outcome> {
+    for (let runs = 1; ; runs++) {
+      const outcome = await this.#savepointed(connection, group, runs < ONE_BY_ONE_RUNS);
+      if (outcome !== 'deadlock') return outcome;
+    }
+  }
+
+  /**
+   * One run of the group one by one; 'deadlock' when a deadlock failed a write, `again` allowed
+   * another run, and the transaction was rolled back with nothing of it answered. Without `again`
+   * a deadlock refuses its write, or every write when it ended the transaction.
+   */
+  async #savepointed(connection: GroupConnection<S>, group: readonly Pending<S>[], again: boolean): Promise<Outcome | 'deadlock'> {
     const done: { pending: Pending<S>; row: AnswerRow }[] = [];
     const refused: { pending: Pending<S>; error: unknown }[] = [];
     const run = (statements: readonly (S | string)[]): Promise<AnswerRow[]> => answered(connection.run(statements), this.deadlineMs);
+    let deadlocked = false;
     try {
       await run(['BEGIN']);
       for (const pending of group) {
@@ -186,12 +212,18 @@ export class GroupCommit<S extends GroupStatement = GroupStatement> {
           done.push({ pending, row: row ?? {} });
         } catch (error) {
           if (error instanceof GroupTimeout) throw error;
-          // A deadlock ends the whole transaction: then the savepoint is gone and the group fails.
-          await run([`ROLLBACK TO ${SAVEPOINT}`]);
+          if (again && isDeadlock(error)) {
+            deadlocked = true;
+            break;
+          }
+          // The savepoint is gone when the write ended the transaction: its error is then the group's.
+          await run([`ROLLBACK TO ${SAVEPOINT}`]).catch((undo: unknown) => {
+            throw undo instanceof GroupTimeout ? undo : error;
+          });
           refused.push({ pending, error });
         }
       }
-      await run(['COMMIT']);
+      if (!deadlocked) await run(['COMMIT']);
     } catch (error) {
       if (error instanceof GroupTimeout) {
         for (const pending of group) pending.reject(error);
@@ -200,6 +232,11 @@ export class GroupCommit<S extends GroupStatement = GroupStatement> {
       const clean = await rolledBack(connection, this.deadlineMs);
       for (const pending of group) pending.reject(error);
       return clean ? 'done' : 'broken';
+    }
+    if (deadlocked) {
+      if (await rolledBack(connection, this.deadlineMs)) return 'deadlock';
+      for (const pending of group) pending.reject(new Error('the database broke a deadlock with this group of writes, and the rollback after it failed'));
+      return 'broken';
     }
     // The refused hear of it after the COMMIT too: a submit refused for a duplicate of a write in
     // its own group then finds that write committed.

@@ -42,6 +42,42 @@ for (const database of testDatabases().filter((d) => d.name !== 'sqlite')) {
       await checkAndClose(h);
     });
 
+    /** The server's count of deadlocks it broke: PostgreSQL's per database, MariaDB's since it started. */
+    async function deadlocks(): Promise<number> {
+      if (database.name === 'mysql') {
+        const [rows] = (await h.db.raw("SHOW GLOBAL STATUS LIKE 'Innodb_deadlocks'")) as [{ Value: string }[]];
+        return Number(rows[0]?.Value);
+      }
+      const result = (await h.db.raw('SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()')) as { rows: { deadlocks: string }[] };
+      return Number(result.rows[0]?.deadlocks);
+    }
+
+    /** Waits until one statement waits for a lock: PostgreSQL says so; on MariaDB an UPDATE still running is one. */
+    async function aStatementWaits(): Promise<void> {
+      const waiting = async (): Promise<number> => {
+        if (database.name === 'mysql') {
+          const [rows] = (await h.db.raw("SELECT COUNT(*) AS n FROM information_schema.processlist WHERE command = 'Query' AND info LIKE 'UPDATE %'")) as [{ n: number }[]];
+          return Number(rows[0]?.n);
+        }
+        const result = (await h.db.raw("SELECT COUNT(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")) as { rows: { n: string }[] };
+        return Number(result.rows[0]?.n);
+      };
+      for (let i = 0; i < 200 && (await waiting()) === 0; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(await waiting(), 'a write waits for the other transaction').to.equal(1);
+    }
+
+    /**
+     * Another transaction, heavier than any group (MariaDB's InnoDB ends the lighter side of a deadlock;
+     * PostgreSQL the side that waited first, here the group), with the table its weight is in.
+     */
+    async function heavyTransaction(): Promise<Knex.Transaction> {
+      await h.db.schema.dropTableIfExists('kling_test_weight');
+      await h.db.schema.createTable('kling_test_weight', (t) => t.integer('n'));
+      const other = await h.db.transaction();
+      await other('kling_test_weight').insert(Array.from({ length: 500 }, (_, n) => ({ n })));
+      return other;
+    }
+
     function holdOf(userId: number, amount = HOLD, clientTaskId: string | null = null): HoldWrite {
       const now = Date.now();
       const user = String(userId);
@@ -207,6 +243,61 @@ for (const database of testDatabases().filter((d) => d.name !== 'sqlite')) {
       expect((await h.tasks()).map((t) => [t.kling_task_id, t.state])).to.deep.equal([[null, 'pending']]);
     });
 
+    // A deadlock the database breaks by ending one transaction: here the group's, in its one-by-one run.
+    it("runs a group again when a deadlock ends its one-by-one transaction: the writes the deadlock undid commit, the refused one stays refused", async () => {
+      const [first, second, third] = [await h.user(10 * HOLD), await h.user(10 * HOLD), await h.user(10 * HOLD)];
+      await direct.hold(holdOf(first, HOLD, 'taken'));
+      const before = await deadlocks();
+      // Another transaction locks the third caller's balance row.
+      const other = await heavyTransaction();
+      try {
+        await other('users').where({ id: third }).update({ quota: other.raw('quota') });
+        // One group: the first caller's hold repeats a client_task_id and fails at once, so the group
+        // runs one by one; there the second caller's hold locks its row and the third's waits.
+        const answers = Promise.allSettled([direct.hold(holdOf(first, HOLD, 'taken')), direct.hold(holdOf(second)), direct.hold(holdOf(third))]);
+        await aStatementWaits();
+        // The other transaction now waits for the second caller's row: a circle.
+        await other('users').where({ id: second }).update({ quota: other.raw('quota') });
+        await other.commit();
+        const settled = await answers;
+        expect(settled.map((a) => a.status)).to.deep.equal(['rejected', 'fulfilled', 'fulfilled']);
+        expect(isUniqueViolation((settled[0] as PromiseRejectedResult).reason)).to.equal(true);
+      } finally {
+        if (!other.isCompleted()) await other.rollback();
+        await h.db.schema.dropTableIfExists('kling_test_weight');
+      }
+      expect(await deadlocks(), 'the database broke a deadlock').to.be.greaterThan(before);
+      expect([await h.balance(first), await h.balance(second), await h.balance(third)]).to.deep.equal([9 * HOLD, 9 * HOLD, 9 * HOLD]);
+      expect((await h.tasks()).map((t) => t.user_id).sort()).to.deep.equal([first, second, third].map(String).sort());
+      expect((await h.ledger()).filter((l) => l.kind === 'hold')).to.have.length(3);
+      expect(await h.rows('videos')).to.have.length(3);
+    });
+
+    it("runs a write alone in its group again when the database breaks a deadlock with it: Kling's answer is recorded", async () => {
+      const user = await h.user(10 * HOLD);
+      const task = await direct.hold(holdOf(user));
+      if (!task) throw new Error('the hold should pass');
+      const before = await deadlocks();
+      // Another transaction locks the task's host row; the answer's write locks the task row, then waits for it.
+      const other = await heavyTransaction();
+      try {
+        await other('videos').where({ id: task.host_row_id }).update({ status: other.raw('status') });
+        const now = Date.now();
+        const write = { host, taskId: task.id, hostRowId: task.host_row_id, patch: { kling_task_id: 'kling-a', state: 'submitted' as const, updated_at: now }, hostPatch: () => ({ task_id: 'kling-a', status: 'submitted' }) };
+        const accepted = direct.accept(write).catch((error: unknown) => error);
+        await aStatementWaits();
+        await other(store.tables.tasks).where({ id: task.id }).update({ updated_at: other.raw('updated_at') });
+        await other.commit();
+        expect(await accepted).to.equal(true);
+      } finally {
+        if (!other.isCompleted()) await other.rollback();
+        await h.db.schema.dropTableIfExists('kling_test_weight');
+      }
+      expect(await deadlocks(), 'the database broke a deadlock').to.be.greaterThan(before);
+      expect((await h.tasks()).map((t) => [t.kling_task_id, t.state])).to.deep.equal([['kling-a', 'submitted']]);
+      expect((await h.rows('videos')).map((r) => [r.task_id, r.status])).to.deep.equal([['kling-a', 'submitted']]);
+    });
+
     it("records Kling's answer on a pending task and its host row, and only the Kling id once a final transition came first", async () => {
       const user = await h.user(10 * HOLD);
       const accept = (id: number, hostRowId: string, klingTaskId: string): Promise<boolean> => {
@@ -237,15 +328,6 @@ for (const database of testDatabases().filter((d) => d.name !== 'sqlite')) {
     it("takes the callers' balance rows in one order in every group: two groups at once, each caller's holds in the opposite order, no deadlock", async () => {
       const users: number[] = [];
       for (let i = 0; i < 8; i++) users.push(await h.user(100 * HOLD));
-      // The server's count of deadlocks it broke: PostgreSQL's per database, MariaDB's since it started.
-      const deadlocks = async (): Promise<number> => {
-        if (database.name === 'mysql') {
-          const [rows] = (await h.db.raw("SHOW GLOBAL STATUS LIKE 'Innodb_deadlocks'")) as [{ Value: string }[]];
-          return Number(rows[0]?.Value);
-        }
-        const result = (await h.db.raw('SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()')) as { rows: { deadlocks: string }[] };
-        return Number(result.rows[0]?.deadlocks);
-      };
       const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
       // Both connections of the writer logged in first.
       await Promise.all([direct.hold(holdOf(users[0] as number)), turn().then(() => turn()).then(() => direct.hold(holdOf(users[1] as number)))]);
