@@ -8,8 +8,13 @@ import { startHarness, checkAndClose, type Harness, TEST_PRICING } from '../supp
 const START = 100_000_000;
 const T2V = '/text-to-video/kling-3.0-turbo';
 const V1 = '/v1/videos/text2video';
-/** A loaded test machine answers slowly: the sandbox runs in the relay's process, beside 120 settles. */
-const RELAY = { upstreamTimeoutMs: 15_000 };
+/**
+ * Kling's deadline: a loaded test machine answers slowly while 120 tasks are submitted (the sandbox
+ * runs in the relay's process); every other test submits a few, and one waits for the deadline of
+ * creates that are never answered.
+ */
+const MANY_TIMEOUT_MS = 15_000;
+const FEW_TIMEOUT_MS = 3_000;
 const PRICING: PricingRule[] = [
   ...TEST_PRICING,
   { model: 'kling-3.0-turbo', type: 'text-to-video', mode: '*', duration: '*', pricing_type: 'per_second', price: 0.112, currency: 'USD' },
@@ -21,8 +26,9 @@ for (const database of testDatabases()) {
     let h: Harness;
     let user: number;
 
-    beforeEach(async () => {
-      h = await startHarness(database, { accounts: [{ id: 'a', apiKey: true }, { id: 'b', apiKey: true }], relay: { ...RELAY, pricing: PRICING } });
+    beforeEach(async function () {
+      const many = this.currentTest?.title.includes('120 standard tasks') === true;
+      h = await startHarness(database, { accounts: [{ id: 'a', apiKey: true }, { id: 'b', apiKey: true }], relay: { upstreamTimeoutMs: many ? MANY_TIMEOUT_MS : FEW_TIMEOUT_MS, pricing: PRICING } });
       user = await h.user(START);
     });
     afterEach(async () => checkAndClose(h));
@@ -214,7 +220,7 @@ for (const database of testDatabases()) {
 
     it('pages through newer tasks of the account in the list to find the due ones', async () => {
       await h.close();
-      h = await startHarness(database, { accounts: [{ id: 'a', apiKey: true }], relay: { ...RELAY, pricing: PRICING } });
+      h = await startHarness(database, { accounts: [{ id: 'a', apiKey: true }], relay: { upstreamTimeoutMs: FEW_TIMEOUT_MS, pricing: PRICING } });
       user = await h.user(START);
       const ids = await submitMany(V1, 2);
       // 600 newer tasks of the same account and endpoint, made without the relay.
