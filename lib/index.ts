@@ -28,6 +28,7 @@ import { SlotGate } from './dispatch/gate.js';
 import { QueueDispatcher } from './dispatch/queue.js';
 import { SlotBoard } from './dispatch/slots.js';
 import { loggableError } from './loggable-error.js';
+import { Retries } from './task/retries.js';
 import { KlingClient } from './upstream/client.js';
 import { createValidator } from './validation/validator.js';
 
@@ -142,6 +143,7 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
     gate: new SlotGate(),
     client,
     logger,
+    retries: new Retries(logger),
     db,
     quotaPerUnit: config.quotaPerUnit,
   };
@@ -193,6 +195,7 @@ export function createKlingRelay(options: KlingRelayOptions): KlingRelay {
     callback: createCallbackHandler(ctx),
     migrate: () => store.migrate(config.db, logger),
     close: () => {
+      ctx.retries.close();
       client.close();
       ctx.storage.close?.();
       delivery.close();

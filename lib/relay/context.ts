@@ -5,6 +5,7 @@ import type { Configuration } from '../options.js';
 import type { PriceBook } from '../pricing/rules.js';
 import type { Registry } from '../registry/types.js';
 import type { TaskLifeDeps } from '../task/life.js';
+import type { Retries } from '../task/retries.js';
 import type { AccountPool } from '../upstream/accounts.js';
 import type { KlingClient, Logger } from '../upstream/client.js';
 import type { Validator } from '../validation/validator.js';
@@ -25,4 +26,6 @@ export interface RelayContext extends TaskLifeDeps {
   queue?: { kick(): void; pass(): Promise<unknown> } | undefined;
   client: KlingClient;
   logger: Logger;
+  /** Writes that failed after Kling was called, tried again in the background. */
+  retries: Retries;
 }

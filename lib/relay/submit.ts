@@ -374,8 +374,11 @@ async function placeTask(ctx: RelayContext, entry: RegistryEntry, kling: Record<
   // Under a cap, counting the slots and placing the task that takes one are one step in this process.
   const { holding, account, pinned } = limited ? await ctx.gate.run(need, place) : await place();
   const task = await withinDeadline(holding, ctx.config.dbTimeoutMs, (late) => {
-    finish(ctx, late.id, { status: 'failed', reason: 'the hold committed after the database deadline; Kling was not called' }, ['queued', 'pending'])
-      .catch((error: unknown) => ctx.logger.error('could not refund a late hold', { taskId: late.id, error: loggableError(error) }));
+    const refund = (): Promise<unknown> => finish(ctx, late.id, { status: 'failed', reason: 'the hold committed after the database deadline; Kling was not called' }, ['queued', 'pending']);
+    refund().catch((error: unknown) => {
+      ctx.logger.error('could not refund a late hold', { taskId: late.id, error: loggableError(error) });
+      ctx.retries.schedule('refund of a late hold', { taskId: late.id }, refund);
+    });
   });
   return { task, account, pinned };
 }
@@ -398,12 +401,18 @@ export function postCreate(ctx: RelayContext, entry: RegistryEntry, task: RelayT
   return sendCreate(ctx, { entry, task, need, account, pinned, eligible: servesFamily(entry), call: (to) => callKling(ctx, to, entry, bodyFor(to)) });
 }
 
-/** Records Kling's answer to a task's create; a lost write is logged, and the reconciler adopts the task by external_task_id. */
+/**
+ * Records Kling's answer to a task's create. A failed write is logged and tried again in the
+ * background (ctx.retries); failing that, the reconciler adopts the task by external_task_id at the
+ * answer deadline.
+ */
 export async function acceptCreated(ctx: RelayContext, task: RelayTask, created: CreatedTask, log: Record<string, unknown>): Promise<void> {
+  const write = (): Promise<void> => accept(ctx, task, { klingTaskId: created.klingTaskId, status: created.status, createdAt: created.createdAt, updatedAt: created.updatedAt }, ctx.config.reconciler.intervalMs);
   try {
-    await accept(ctx, task, { klingTaskId: created.klingTaskId, status: created.status, createdAt: created.createdAt, updatedAt: created.updatedAt }, ctx.config.reconciler.intervalMs);
+    await write();
   } catch (error) {
     ctx.logger.error('could not record Kling task id', { ...log, klingTaskId: created.klingTaskId, error: loggableError(error) });
+    ctx.retries.schedule("Kling's task id", { ...log, klingTaskId: created.klingTaskId }, write);
   }
 }
 

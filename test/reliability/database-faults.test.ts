@@ -6,6 +6,8 @@ import { KnexQuotaStore } from '../../adapters/quota-store.js';
 import type { FetchLike } from '../../lib/upstream/client.js';
 import { testDatabases, type TestDatabase } from '../support/databases.js';
 import { checkAndClose, startHarness, type Harness } from '../support/harness.js';
+import { allowHostStatus, refuseHostStatus } from '../support/host-triggers.js';
+import { silentLogger } from '../../lib/logger.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 
 const QPU = 500_000;
@@ -279,6 +281,31 @@ for (const database of testDatabases().filter((d) => d.name !== 'sqlite')) {
         const lateLedger = (await h!.ledger()).filter((l) => Number(l.task_id) === Number(late.id));
         expect(lateLedger.map((l) => [l.kind, Number(l.amount)])).to.deep.equal([['hold', -HOLD], ['refund', HOLD]]);
         expect(await h!.balance(user)).to.equal(START - HOLD);
+      });
+
+      it("a late hold whose refund the database refuses at first is refunded on a later try, not left to the reconciler", async () => {
+        // A relay whose error log the test reads.
+        await checkAndClose(h);
+        const errors: string[] = [];
+        h = await startHarness(database, { relay: { db: relayDb, dbTimeoutMs: 1_500, logger: { ...silentLogger, error: (message: string) => void errors.push(message) } } });
+        user = await h.user(START);
+        await refuseHostStatus(database, h.db, 'failed');
+        proxy.stall();
+        const res = await submit(h.url);
+        expect([res.status, res.body.code]).to.deep.equal([503, 5001]);
+        proxy.release();
+        await waitFor('the refund to be refused', async () => (errors.includes('could not refund a late hold') ? true : undefined));
+        expect((await h.tasks()).map((t) => t.state)).to.deep.equal(['pending']);
+        await allowHostStatus(database, h.db);
+        // No reconciler runs here, and the task's next check is at the answer deadline.
+        const late = await waitFor('the late hold to be refunded', async () => {
+          const [task] = await h!.tasks();
+          return task?.state === 'failed' ? task : undefined;
+        });
+        expect(String(late.status_msg)).to.match(/after the database deadline/);
+        expect(h.creates()).to.have.length(0);
+        expect((await h.ledger()).map((l) => [l.kind, Number(l.amount)])).to.deep.equal([['hold', -HOLD], ['refund', HOLD]]);
+        expect(await h.balance(user)).to.equal(START);
       });
     });
   });

@@ -53,6 +53,24 @@ for (const database of testDatabases()) {
       expect(await h.balance(user)).to.equal(start - hold);
     });
 
+    it("Kling's answer to a create the database refused is written again within seconds, not left to the reconciler", async () => {
+      await refuseHostStatus(database, h.db, 'submitted');
+      // Kling has the task: the caller gets its id, as when the write succeeds.
+      const klingTaskId = await submit();
+      expect((await h.tasks()).map((t) => [t.state, t.kling_task_id])).to.deep.equal([['pending', null]]);
+      expect(await notices()).to.deep.equal([]);
+      await allowHostStatus(database, h.db);
+      // No reconciler runs here; the task's next check is at the answer deadline, 45 s away.
+      const started = Date.now();
+      while (Date.now() - started < 5_000 && (await h.tasks())[0]?.kling_task_id === null) await new Promise((resolve) => setTimeout(resolve, 50));
+      expect((await h.tasks()).map((t) => [t.state, t.kling_task_id])).to.deep.equal([['submitted', klingTaskId]]);
+      expect((await h.rows('videos')).map((r) => [r.task_id, r.status])).to.deep.equal([[klingTaskId, 'submitted']]);
+      expect(await notices()).to.deep.equal(['submitted']);
+      const query = await request(h.url).get(`/kling/v1/videos/text2video/${klingTaskId}`).set('X-User-Id', String(user));
+      expect([query.status, query.body.data?.task_status]).to.deep.equal([200, 'submitted']);
+      expect(await h.balance(user)).to.equal(start - hold);
+    });
+
     it('a non-final change whose host-row update fails leaves no notice and no state change', async () => {
       const klingTaskId = await submit();
       await refuseHostStatus(database, h.db, 'processing');
