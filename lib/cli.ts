@@ -8,13 +8,10 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { KlingRelayConfigError } from './errors.js';
-import { cliAccounts, formatBilling, formatPacks, parseDay, readAccountPacks, readBillingReport } from './cli/accounts.js';
-import { checkConfiguration, checkDatabase, formatCheck } from './cli/check.js';
-import { generateTypes } from './cli/gen-types.js';
-import { hostSchemaError } from '../adapters/host-check.js';
-import { migrateDatabase } from './cli/migrate.js';
-import { runDemoHost } from './demo-host.js';
-import { startKlingSandbox, type Schedule } from './sandbox/index.js';
+import type { Schedule } from './sandbox/index.js';
+
+// Each command loads its modules when it runs (the relay's schemas, the drivers, the sandbox), so
+// that --help and a usage error answer at once.
 
 class UsageError extends Error {}
 
@@ -40,7 +37,7 @@ function scheduleOf(value: string | boolean | undefined): Schedule {
   return { processingAfterMs: Number(match[1]), finalAfterMs: Number(match[2]) };
 }
 
-function dayOf(value: string | boolean | undefined, name: 'from' | 'to'): number {
+function dayOf(parseDay: (value: string, endOfDay: boolean) => number | undefined, value: string | boolean | undefined, name: 'from' | 'to'): number {
   if (typeof value !== 'string') throw new UsageError(`--${name} <date> is required`);
   const ms = parseDay(value, name === 'to');
   if (ms === undefined) throw new UsageError(`--${name} must be a date (2026-12-01) or an ISO date and time (2026-12-01T12:00:00Z), got ${JSON.stringify(value)}`);
@@ -77,6 +74,8 @@ Idempotent: running it again changes nothing. Host tables are never altered.`,
     options: { db: { type: 'string' }, 'host-tables': { type: 'boolean' } },
     async run(values) {
       if (typeof values.db !== 'string' || values.db === '') throw new UsageError('--db <url> is required');
+      const { migrateDatabase } = await import('./cli/migrate.js');
+      const { hostSchemaError } = await import('../adapters/host-check.js');
       const { done, problems } = await migrateDatabase(values.db, values['host-tables'] === true);
       console.log(done);
       if (problems.length > 0) throw hostSchemaError(problems);
@@ -106,6 +105,7 @@ mode, duration and count fields. Exits 1 with the coded error when the registry 
       if (values.tables !== undefined && values.db === undefined) throw new UsageError('--tables needs --db <url>');
       const qpu = values['quota-per-unit'] === undefined ? 500_000 : Number(values['quota-per-unit']);
       if (!(Number.isFinite(qpu) && qpu > 0)) throw new UsageError(`--quota-per-unit must be a positive number, got ${JSON.stringify(values['quota-per-unit'])}`);
+      const { checkConfiguration, checkDatabase, formatCheck } = await import('./cli/check.js');
       const result = checkConfiguration({ registry: values.registry as string | undefined, pricing: values.pricing as string | undefined, quotaPerUnit: qpu });
       console.log(formatCheck(result));
       if (typeof values.db === 'string') console.log(`\n${await checkDatabase(values.db, values.tables as string | undefined)}`);
@@ -126,6 +126,7 @@ KLING_ACCESS_KEY and KLING_SECRET_KEY (then set KLING_CALLBACK_URL to a public U
 Ctrl+C stops it.`,
     options: { port: { type: 'string' }, host: { type: 'string' }, dir: { type: 'string' }, pricing: { type: 'string' } },
     async run(values) {
+      const { runDemoHost } = await import('./demo-host.js');
       await runDemoHost({
         port: portOf(values.port, 3000),
         host: (values.host as string | undefined) ?? '127.0.0.1',
@@ -146,6 +147,7 @@ Ctrl+C stops it.`,
 Prints the base URL, the access and secret key and the API key it accepts. Ctrl+C stops it.`,
     options: { port: { type: 'string' }, host: { type: 'string' }, schedule: { type: 'string' } },
     async run(values) {
+      const { startKlingSandbox } = await import('./sandbox/index.js');
       const sandbox = await startKlingSandbox({ port: portOf(values.port, 0), host: (values.host as string | undefined) ?? '127.0.0.1', schedule: scheduleOf(values.schedule) });
       const account = sandbox.accounts[0];
       process.stdout.write(
@@ -168,6 +170,7 @@ request a second per account as Kling asks. Kling's remaining quantities run up 
 account that cannot be read (a bad key, Kling down) is shown with its error; the command then exits 1.`,
     options: { accounts: { type: 'string' }, json: { type: 'boolean' } },
     async run(values) {
+      const { cliAccounts, formatPacks, readAccountPacks } = await import('./cli/accounts.js');
       const reports = await readAccountPacks(cliAccounts(values.accounts as string | undefined, process.env));
       print(reports, values.json === true, () => formatPacks(reports));
       return reports.some((r) => r.error) ? 1 : 0;
@@ -191,8 +194,9 @@ bill, one whose billing detail differs from what Kling reported when it ended.
 Exits 3 when there is a disagreement, 1 when an account's billing could not be read, 0 otherwise.`,
     options: { from: { type: 'string' }, to: { type: 'string' }, db: { type: 'string' }, accounts: { type: 'string' }, json: { type: 'boolean' } },
     async run(values) {
-      const from = dayOf(values.from, 'from');
-      const to = dayOf(values.to, 'to');
+      const { cliAccounts, formatBilling, parseDay, readBillingReport } = await import('./cli/accounts.js');
+      const from = dayOf(parseDay, values.from, 'from');
+      const to = dayOf(parseDay, values.to, 'to');
       if (from > to) throw new UsageError('--from must not be after --to');
       if (typeof values.db !== 'string' || values.db === '') throw new UsageError('--db <url> is required');
       const report = await readBillingReport(values.db, cliAccounts(values.accounts as string | undefined, process.env), from, to);
@@ -215,6 +219,7 @@ from the package, never fetched. The built-in endpoints' types ship with the pac
     async run(values) {
       if (typeof values.registry !== 'string') throw new UsageError('--registry <file> is required');
       if (typeof values.out !== 'string') throw new UsageError('--out <dir> is required');
+      const { generateTypes } = await import('./cli/gen-types.js');
       const written = await generateTypes(values.registry, values.out);
       console.log(`kling-relay gen-types: wrote ${written.join(', ')}`);
       return 0;
