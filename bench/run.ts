@@ -9,7 +9,7 @@
  * tables are dropped and recreated), BENCH_OUT (results path), BENCH_PROFILE=dir (the servers run
  * with --cpu-prof and write their profiles there), BENCH_SCENARIOS (a subset of
  * submit,callers,rate,query,large,junk,tables,lookup,two-process,dispatch, e.g. to profile one path; two-process runs on
- * MariaDB/PostgreSQL only), BENCH_DISPATCH_CAP (the account's concurrency in the dispatch run, default 256),
+ * MariaDB/PostgreSQL only), BENCH_DISPATCH_CAP (the account's concurrency in the dispatch run, default 2048),
  * BENCH_TWO_PROCESS_SUBMITS (submits offered to each of the two relay processes,
  * default 4000), BENCH_RATE (requests/s offered to both
  * servers in the equal-rate run; default 40% of the relay's saturated submit rate at 16 connections),
@@ -53,7 +53,7 @@ const scenarios = new Set((process.env.BENCH_SCENARIOS ?? 'submit,callers,rate,q
  * The account's concurrency cap in the dispatch run: above the tasks active at once at the relay's
  * SQLite rate (each lives about two reconciler intervals), so that a submit rarely finds no free slot.
  */
-const dispatchCap = Number(process.env.BENCH_DISPATCH_CAP ?? 256);
+const dispatchCap = Number(process.env.BENCH_DISPATCH_CAP ?? 2048);
 /** Connections of the dispatch run (the targets' 16). */
 const DISPATCH_CONNECTIONS = 16;
 /** Submits offered to each of the two relay processes of the two-process run; the balance covers 3/4 of all of them. */

@@ -94,6 +94,9 @@ async function runRelay(sandboxUrl: string, database: string, settle: boolean, c
     pricing: BENCH_PRICING,
     logger: silentLogger,
     ...(settle ? { reconciler: { intervalMs: DISPATCH_RECONCILE_MS } } : {}),
+    // A caller may have as many tasks running as the account: the run measures the decision, and
+    // its callers take turns so that none has an unusual share.
+    ...(cap !== undefined ? { queue: { perCaller: cap } } : {}),
   });
   await relay.migrate();
   if (settle) relay.start();
