@@ -89,7 +89,7 @@ describe('npm run bench (smoke run, BENCH_QUICK=1)', function () {
     expect(results.twoProcess).to.deep.equal([]);
     // The capped relay beside the same relay settling without a cap, the uncapped one and the bare proxy;
     // every answer of the capped relay is either queued or sent at once.
-    expect(results.dispatch.map((d) => `${d.database}/${d.connections}/${d.cap}`)).to.deep.equal(['sqlite/16/256']);
+    expect(results.dispatch.map((d) => `${d.database}/${d.connections}/${d.cap}`)).to.deep.equal(['sqlite/16/2048']);
     for (const d of results.dispatch) {
       expect(d.capped.refused, 'capped relay: answers other than 2xx, by status and code').to.deep.equal({});
       answered(d.capped, 'capped relay');
