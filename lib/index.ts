@@ -93,9 +93,9 @@ function isQuotaStore(value: object): value is QuotaStore {
 /**
  * How long a group of writes, or a knex query or transaction of the relay's, on MariaDB/MySQL or
  * PostgreSQL may keep its connection before the connection is taken to hang and is dropped (so that
- * later work does not wait behind it): twice the hold's deadline, past which every hold of a group was answered 503
- * already, and 5 s at least, so that a host's tight deadline does not drop connections that are
- * merely slow.
+ * later work does not wait behind it): twice the hold's deadline, past which every hold of a group
+ * was answered 503 already, and 5 s at least, so that a host's tight deadline does not drop
+ * connections that are merely slow.
  */
 const connectionDeadlineMs = (dbTimeoutMs: number): number => Math.max(2 * dbTimeoutMs, 5_000);
 

@@ -90,14 +90,15 @@ function badField(path: string, message: string, errors: FieldError[] = [{ path,
   return new RelayHttpError(400, 1201, `invalid request: ${path || '/'} ${message}`, { errors });
 }
 
-function signature(secret: string, payload: string): Buffer {
-  return createHmac('sha256', secret).update(`kling-relay task listing\n${payload}`).digest();
+/** A payload's HMAC with the relay's callback secret, as the cursor spells it (base64url). */
+function signature(secret: string, payload: string): string {
+  return createHmac('sha256', secret).update(`kling-relay task listing\n${payload}`).digest('base64url');
 }
 
 /** A cursor: its content, base64url, and an HMAC of it with the relay's callback secret. */
 function writeCursor(secret: string, content: CursorContent): string {
   const payload = Buffer.from(JSON.stringify(content)).toString('base64url');
-  return `${payload}.${signature(secret, payload).toString('base64url')}`;
+  return `${payload}.${signature(secret, payload)}`;
 }
 
 /**
@@ -110,7 +111,7 @@ function readCursor(secret: string, cursor: string, user: string): CursorContent
   if (payload === undefined || mac === undefined || extra !== undefined) throw refused;
   // The signature's text, not its decoded bytes: base64url decoding ignores the unused low bits of
   // the last character, so several spellings decode alike, and a cursor is only the one written.
-  const expected = Buffer.from(signature(secret, payload).toString('base64url'));
+  const expected = Buffer.from(signature(secret, payload));
   const given = Buffer.from(mac);
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) throw refused;
   let content: CursorContent;

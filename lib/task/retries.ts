@@ -2,7 +2,7 @@ import { loggableError } from '../loggable-error.js';
 import type { Logger } from '../logger.js';
 
 /** The waits before each later try of a write that failed: 21 s in all, within the answer deadline (30 s and more). */
-export const RETRY_DELAYS_MS: readonly number[] = [1_000, 5_000, 15_000];
+const RETRY_DELAYS_MS: readonly number[] = [1_000, 5_000, 15_000];
 
 /**
  * Writes of a task's life that failed after Kling was called or left out, tried again in the
